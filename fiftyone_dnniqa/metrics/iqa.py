@@ -1,0 +1,96 @@
+"""pyiqa metrics behind the common :class:`QualityMetric` face.
+
+Every pyiqa metric is reachable by its pyiqa name. pyiqa is imported lazily
+(it takes seconds) and its code is used, never copied (its license is
+non-commercial).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import List, Optional
+
+import torch
+
+from ..weights import MissingWeightsError, is_offline, offline_weights
+from .base import InputSpec, QualityMetric
+
+
+@functools.lru_cache(maxsize=1)
+def pyiqa_configs() -> dict:
+    """pyiqa's metric table: name -> default config."""
+    from pyiqa.default_model_configs import DEFAULT_CONFIGS
+
+    return DEFAULT_CONFIGS
+
+
+def pyiqa_metric_names() -> List[str]:
+    return sorted(pyiqa_configs())
+
+
+class PyiqaMetric(QualityMetric):
+    """Adapter for one pyiqa metric.
+
+    Args:
+        name: the pyiqa metric name (``pyiqa.list_models()``)
+        max_side (None): downscale images whose longer side exceeds this
+        **options: passed to ``pyiqa.create_metric``
+    """
+
+    cpu_per_image = True
+
+    def __init__(self, name: str, max_side: Optional[int] = None, **options):
+        super().__init__()
+        configs = pyiqa_configs()
+        if name not in configs:
+            raise ValueError(f"'{name}' is not a pyiqa metric")
+        cfg = configs[name]
+        self.name = name
+        self.options = dict(options)
+        self.higher_is_better = not cfg.get("lower_better", False)
+        self.needs_reference = cfg.get("metric_mode") == "FR"
+        self.input_spec = InputSpec(max_side=max_side)
+        self._max_side = max_side
+        self._net = self._build(torch.device("cpu"))
+
+    def _build(self, device):
+        import pyiqa
+
+        try:
+            with offline_weights(self.name):
+                return pyiqa.create_metric(self.name, device=device, **self.options)
+        except MissingWeightsError:
+            raise
+        except OSError as e:
+            # weights pyiqa fetches outside torch.hub (Hugging Face hub, CLIP)
+            if "offline" in str(e).lower() or is_offline() or "connect" in str(e).lower():
+                raise MissingWeightsError(
+                    self.name, getattr(e, "filename", None) or "(see cause)",
+                    "$HF_HOME or $TORCH_HOME/hub", cause=e,
+                ) from None
+            raise
+
+    def to(self, device):
+        # pyiqa pins its device at creation (InferenceModel.dummy_param is not
+        # a registered buffer), so moving means rebuilding.
+        device = torch.device(device)
+        if device != self.device:
+            self._net = self._build(device)
+            self.device = device
+        return self
+
+    @torch.inference_mode()
+    def score(self, images, references=None):
+        self._check_batch(images, references)
+        images = images.to(self.device)
+        if self.needs_reference:
+            out = self._net(images, references.to(self.device))
+        else:
+            out = self._net(images)
+        return out.detach().reshape(-1).double().cpu()
+
+    def describe(self):
+        d = dict(self.options)
+        if self._max_side:
+            d["max_side"] = self._max_side
+        return d
