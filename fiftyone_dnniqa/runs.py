@@ -1,0 +1,124 @@
+"""Run records: every scoring call leaves one per field, keyed by the field.
+
+Users list them with :func:`list_quality_runs`, reload them with
+:func:`load_quality_run` and delete them with :func:`delete_quality_run`
+(or FiftyOne's own ``list_runs`` / ``load_run_results`` / ``delete_run``);
+deleting a run removes the fields it created.
+"""
+
+from __future__ import annotations
+
+from typing import List
+
+import fiftyone.core.runs as fors
+
+METHOD = "dnniqa.compute_quality"
+
+
+def error_field_for(field: str) -> str:
+    """The field holding per-sample failure reasons for ``field``."""
+    return f"{field}_error"
+
+
+class QualityRunConfig(fors.RunConfig):
+    """Configuration of a quality scoring run.
+
+    Args:
+        metric: the registry name of the metric
+        field: the sample field holding the scores (also the run key)
+        metric_options (None): options the metric was created with
+        higher_is_better (True): the metric's direction
+        reference_field (None): the reference filepath field of a
+            full-reference metric
+        **kwargs: further settings recorded with the run (device, ...)
+    """
+
+    def __init__(self, metric=None, field=None, metric_options=None,
+                 higher_is_better=True, reference_field=None, **kwargs):
+        kwargs.pop("method", None)
+        super().__init__(method=METHOD, **kwargs)
+        self.metric = metric
+        self.field = field
+        self.metric_options = metric_options or {}
+        self.higher_is_better = higher_is_better
+        self.reference_field = reference_field
+
+    @property
+    def error_field(self) -> str:
+        return error_field_for(self.field)
+
+
+class QualityRun(fors.Run):
+    """The run class FiftyOne builds from :class:`QualityRunConfig`."""
+
+    def get_fields(self, samples, key):
+        fields = [self.config.field, self.config.error_field]
+        return [f for f in fields if samples._root_dataset.has_sample_field(f)]
+
+    def cleanup(self, samples, key):
+        dataset = samples._root_dataset
+        for f in self.get_fields(samples, key):
+            dataset.delete_sample_field(f)
+
+
+class QualityRunResults(fors.RunResults):
+    """Outcome of a scoring run: status, counts, timing and failures.
+
+    Attributes:
+        status: ``"running"``, ``"completed"``, ``"interrupted"`` or ``"failed"``
+        num_samples: samples in the view
+        num_todo: samples that needed scoring in this call
+        num_scored: samples scored in this call
+        num_failed: samples that could not be scored in this call
+        num_with_scores: samples of the whole dataset holding a score
+        failures: ``{sample_id: reason}`` of this call's failures
+        elapsed_s, images_per_s, device, started_at, finished_at
+    """
+
+    def __init__(self, samples, config, key, backend=None, **kwargs):
+        defaults = dict(status="running", num_samples=0, num_todo=0, num_scored=0,
+                        num_failed=0, num_with_scores=0, failures={}, elapsed_s=0.0,
+                        images_per_s=0.0, device=None, started_at=None, finished_at=None,
+                        error=None)
+        defaults.update(kwargs)
+        super().__init__(samples, config, key, backend=backend, **defaults)
+
+    def summary(self) -> str:
+        return (f"{self.key}: {self.status}, {self.num_scored} scored, {self.num_failed} failed "
+                f"of {self.num_todo} to do ({self.num_samples} in view), "
+                f"{self.images_per_s:.1f} img/s on {self.device}")
+
+    def __repr__(self):
+        return f"<QualityRunResults {self.summary()}>"
+
+
+def list_quality_runs(samples) -> List[str]:
+    """Keys (= field names) of the quality runs on ``samples``' dataset."""
+    return samples._root_dataset.list_runs(method=METHOD)
+
+
+def get_quality_run_info(samples, key):
+    """The :class:`fiftyone.core.runs.RunInfo` of quality run ``key``."""
+    _check_quality_run(samples, key)
+    return samples._root_dataset.get_run_info(key)
+
+
+def load_quality_run(samples, key) -> QualityRunResults:
+    """Reloads the results of quality run ``key``."""
+    _check_quality_run(samples, key)
+    return samples._root_dataset.load_run_results(key, cache=False)
+
+
+def delete_quality_run(samples, key) -> None:
+    """Deletes quality run ``key`` and the fields it created."""
+    _check_quality_run(samples, key)
+    samples._root_dataset.delete_run(key)
+
+
+def _check_quality_run(samples, key):
+    runs = list_quality_runs(samples)
+    if key not in runs:
+        raise ValueError(
+            f"No quality run '{key}' on dataset '{samples._root_dataset.name}'. "
+            f"Quality runs: {', '.join(runs) or 'none'}"
+        )
