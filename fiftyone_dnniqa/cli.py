@@ -1,0 +1,175 @@
+"""The ``fiftyone-dnniqa`` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import List, Optional
+
+
+def _cmd_demo(args):
+    from .demo import run_demo
+
+    kwargs = {"metrics": args.metric} if args.metric else {}
+    run_demo(name=args.name, device=args.device, **kwargs)
+
+
+def _cmd_score(args):
+    import fiftyone as fo
+
+    from .engine import compute_quality
+
+    if not fo.dataset_exists(args.dataset):
+        sys.exit(f"error: no dataset named '{args.dataset}' (fiftyone datasets list)")
+    samples = fo.load_dataset(args.dataset)
+    if args.view:
+        samples = samples.load_saved_view(args.view)
+    metrics = args.metric
+    fields = args.field
+    if fields and len(fields) != len(metrics):
+        sys.exit("error: give one --field per --metric")
+    options = json.loads(args.options) if args.options else None
+    try:
+        results = compute_quality(
+            samples, metrics if len(metrics) > 1 else metrics[0],
+            field=(fields if len(metrics) > 1 else fields[0]) if fields else None,
+            device=args.device, batch_size=args.batch_size, num_workers=args.num_workers,
+            overwrite=args.overwrite, reference_field=args.reference_field,
+            metric_options=options, progress=not args.quiet,
+        )
+    except (ValueError, RuntimeError) as e:
+        sys.exit(f"error: {e}")
+    if not isinstance(results, dict):
+        results = {results.key: results}
+    for r in results.values():
+        print(r.summary())
+        for sid, reason in list(r.failures.items())[:10]:
+            print(f"    {sid}: {reason}")
+        if r.num_failed > 10:
+            print(f"    ... {r.num_failed - 10} more (field {r.key}_error)")
+
+
+def _cmd_list_metrics(args):
+    from .metrics import OFFLINE_PYIQA_METRICS, create_metric, list_metrics
+    from .metrics.iqa import pyiqa_configs
+
+    configs = pyiqa_configs()
+    names = list_metrics(source=args.source)
+    rows = []
+    for n in names:
+        cfg = configs.get(n)
+        if cfg is not None:
+            kind = "full-reference" if cfg.get("metric_mode") == "FR" else "no-reference"
+            better = "lower" if cfg.get("lower_better", False) else "higher"
+            source = "pyiqa"
+        else:
+            m = create_metric(n)
+            kind = "full-reference" if m.needs_reference else "no-reference"
+            better = "higher" if m.higher_is_better else "lower"
+            source = "dnniqa"
+        row = [n, source, kind, better]
+        if args.check:
+            try:
+                create_metric(n)
+                row.append("ready")
+            except Exception as e:
+                row.append("missing weights" if "weight" in str(e) else f"error: {type(e).__name__}")
+        elif cfg is not None:
+            row.append("no download" if n in OFFLINE_PYIQA_METRICS else "needs weights")
+        else:
+            row.append("")
+        rows.append(row)
+    header = ["metric", "source", "kind", "better", "weights"]
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
+    for r in [header] + rows:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+
+
+def _cmd_runs(args):
+    import fiftyone as fo
+
+    from .runs import delete_quality_run, list_quality_runs, load_quality_run
+
+    if not fo.dataset_exists(args.dataset):
+        sys.exit(f"error: no dataset named '{args.dataset}'")
+    ds = fo.load_dataset(args.dataset)
+    try:
+        if args.delete:
+            delete_quality_run(ds, args.delete)
+            print(f"deleted run '{args.delete}' and its fields")
+        elif args.show:
+            print(load_quality_run(ds, args.show))
+        else:
+            for key in list_quality_runs(ds):
+                print(load_quality_run(ds, key).summary())
+    except ValueError as e:
+        sys.exit(f"error: {e}")
+
+
+def _cmd_install_plugin(args):
+    from .plugin import install_plugin
+
+    path = install_plugin(args.plugins_dir, overwrite=True)
+    print(f"installed the plugin in {path}; restart the App to load it")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fiftyone-dnniqa",
+        description="Find the images that are hard for deep networks: score image quality "
+                    "in FiftyOne datasets with DNN-aligned and conventional (pyiqa) metrics.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="build the offline demo dataset and score it",
+                       description="Builds a dataset of real photographs shipped with installed "
+                                   "packages plus corrupted copies, scores it and prints a table.")
+    p.add_argument("--name", default="dnniqa-demo", help="dataset name (default: %(default)s)")
+    p.add_argument("--metric", action="append", help="metric to score (repeatable; default: the offline set)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda (default: %(default)s)")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("score", help="score a dataset with one or more metrics",
+                       description="Scores every image of a dataset (or saved view) and stores the "
+                                   "scores in a field (default iqa_<metric>). Re-running resumes: "
+                                   "only samples without a score are scored.")
+    p.add_argument("--dataset", required=True, help="FiftyOne dataset name")
+    p.add_argument("--view", help="name of a saved view of the dataset to score")
+    p.add_argument("--metric", action="append", required=True,
+                   help="metric name (repeatable: each image is decoded once for all); see list-metrics")
+    p.add_argument("--field", action="append", help="field for the scores, one per --metric")
+    p.add_argument("--reference-field", help="filepath field of reference images (full-reference metrics)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, help="images per batch (default: automatic)")
+    p.add_argument("--num-workers", type=int, help="decoding processes (default: one per core, up to 4)")
+    p.add_argument("--options", help="metric options as JSON, e.g. '{\"max_side\": 1024}'")
+    p.add_argument("--overwrite", action="store_true", help="rescore samples that already have a score")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_score)
+
+    p = sub.add_parser("list-metrics", help="list the metric names that score accepts")
+    p.add_argument("--source", choices=["dnniqa", "pyiqa"], help="only this package's or pyiqa's")
+    p.add_argument("--check", action="store_true", help="build each metric to see whether its weights are on disk")
+    p.set_defaults(func=_cmd_list_metrics)
+
+    p = sub.add_parser("runs", help="list, show or delete the quality runs of a dataset")
+    p.add_argument("--dataset", required=True, help="FiftyOne dataset name")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--show", metavar="KEY", help="print one run record")
+    g.add_argument("--delete", metavar="KEY", help="delete a run and the fields it created")
+    p.set_defaults(func=_cmd_runs)
+
+    p = sub.add_parser("install-plugin", help="make this pip-installed package a FiftyOne App plugin")
+    p.add_argument("--plugins-dir", help="plugins directory (default: fiftyone's plugins_dir)")
+    p.set_defaults(func=_cmd_install_plugin)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    args = build_parser().parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,217 @@
+"""FiftyOne operators: thin forms over the library."""
+
+from __future__ import annotations
+
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+#: views larger than this are delegated by default (immediate operations are
+#: stopped after 600 s)
+DELEGATE_ABOVE = 1000
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _metric_names():
+    from .metrics import OFFLINE_PYIQA_METRICS, list_metrics
+
+    names = list_metrics()
+    # ours first, then the pyiqa metrics that need no download, then the rest
+    ours = list_metrics(source="dnniqa")
+    offline = [n for n in OFFLINE_PYIQA_METRICS if n in names]
+    return ours + offline + [n for n in names if n not in ours and n not in offline]
+
+
+def _metric_traits(name):
+    from .metrics.iqa import pyiqa_configs
+
+    cfg = pyiqa_configs().get(name)
+    if cfg is not None:
+        return {"needs_reference": cfg.get("metric_mode") == "FR"}
+    from .metrics import create_metric
+
+    m = create_metric(name)
+    return {"needs_reference": m.needs_reference}
+
+
+class ComputeQuality(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="compute_quality",
+            label="Compute image quality",
+            description="Score images with a DNN-aligned or a conventional (pyiqa) quality metric",
+            dynamic=True,
+            allow_immediate_execution=True,
+            allow_delegated_execution=True,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        view = ctx.target_view()
+        names = _metric_names()
+        choices = types.AutocompleteView()
+        for n in names:
+            choices.add_choice(n, label=n)
+        inputs.enum("metric", names, default="piqe", required=True, label="Metric",
+                    description="Quality metric from the registry", view=choices)
+        metric = ctx.params.get("metric") or "piqe"
+        try:
+            traits = _metric_traits(metric)
+        except Exception as e:  # e.g. missing weights: say so in the form
+            inputs.view("metric_error", types.Error(label="This metric cannot be built", description=str(e)))
+            return types.Property(inputs, view=types.View(label="Compute image quality"))
+
+        if traits["needs_reference"]:
+            str_fields = [f for f, t in ctx.dataset.get_field_schema(flat=True).items()
+                          if t.__class__.__name__ == "StringField" and f != "filepath"]
+            inputs.enum("reference_field", str_fields, required=True, label="Reference field",
+                        description=f"'{metric}' is full-reference: the filepath field of the clean images",
+                        view=types.DropdownView())
+
+        from .engine import default_field
+        from .metrics.base import QualityMetric
+
+        stub = QualityMetric()
+        stub.name = metric
+        inputs.str("field", default=default_field(stub), label="Field",
+                   description="Sample field for the scores (also the run key)")
+        inputs.bool("overwrite", default=False, label="Overwrite",
+                    description="Rescore samples that already have a score")
+        inputs.enum("device", list(DEVICES), default="auto", label="Device",
+                    view=types.RadioGroup(orientation="horizontal"))
+        inputs.int("batch_size", default=None, label="Batch size", required=False,
+                   description="Images per batch (blank: automatic; halved on GPU out-of-memory)")
+        n = len(view)
+        if n > DELEGATE_ABOVE:
+            inputs.view("delegate_note", types.Notice(
+                label=f"{n} images: running this as a delegated operation is recommended "
+                      "(`fiftyone delegated launch` starts a worker)"))
+        return types.Property(inputs, view=types.View(label="Compute image quality"))
+
+    def resolve_execution_options(self, ctx):
+        n = len(ctx.target_view())
+        return foo.ExecutionOptions(
+            allow_immediate_execution=True,
+            allow_delegated_execution=True,
+            default_choice_to_delegated=n > DELEGATE_ABOVE,
+        )
+
+    def execute(self, ctx):
+        from .engine import compute_quality
+
+        p = ctx.params
+        view = ctx.target_view()
+
+        def progress(fraction, label):
+            ctx.set_progress(progress=fraction, label=label)
+
+        results = compute_quality(
+            view,
+            p.get("metric", "piqe"),
+            field=p.get("field") or None,
+            device=p.get("device", "auto"),
+            batch_size=p.get("batch_size") or None,
+            overwrite=bool(p.get("overwrite", False)),
+            reference_field=p.get("reference_field"),
+            progress=progress,
+            num_workers=p.get("num_workers"),
+        )
+        if not ctx.delegated:
+            ctx.trigger("reload_dataset")
+        return {
+            "field": results.key, "status": results.status, "scored": results.num_scored,
+            "failed": results.num_failed, "images_per_s": results.images_per_s,
+        }
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        outputs.str("field", label="Field")
+        outputs.int("scored", label="Images scored")
+        outputs.int("failed", label="Images that could not be scored (reasons in <field>_error)")
+        outputs.float("images_per_s", label="Images per second")
+        return types.Property(outputs, view=types.View(label="Quality scores stored"))
+
+
+def _run_choice(ctx, inputs, description):
+    from .runs import list_quality_runs
+
+    keys = list_quality_runs(ctx.dataset)
+    if not keys:
+        inputs.view("none", types.Warning(label="This dataset has no quality runs yet"))
+        return None
+    inputs.enum("run_key", keys, default=keys[0], required=True, label="Quality run",
+                description=description, view=types.DropdownView())
+    return keys
+
+
+class GetQualityRun(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="get_quality_run", label="Show a quality run", dynamic=True,
+            description="Show the configuration, counts, timing and failures of a quality run",
+            view_target=False,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        _run_choice(ctx, inputs, "Run to show")
+        return types.Property(inputs, view=types.View(label="Show a quality run"))
+
+    def execute(self, ctx):
+        from .runs import get_quality_run_info, load_quality_run
+
+        key = ctx.params["run_key"]
+        info = get_quality_run_info(ctx.dataset, key)
+        results = load_quality_run(ctx.dataset, key)
+        failures = list(results.failures.items())[:50]
+        return {
+            "config": info.config.serialize(),
+            "status": results.status, "scored": results.num_scored, "failed": results.num_failed,
+            "with_scores": results.num_with_scores, "elapsed_s": results.elapsed_s,
+            "failures": [{"id": i, "reason": r} for i, r in failures],
+        }
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        outputs.str("status", label="Status")
+        outputs.int("scored", label="Scored in the last call")
+        outputs.int("failed", label="Failed in the last call")
+        outputs.int("with_scores", label="Samples holding a score")
+        outputs.float("elapsed_s", label="Seconds")
+        outputs.obj("config", label="Configuration", view=types.JSONView())
+        outputs.list("failures", types.Object(), label="Failures (first 50)", view=types.TableView(
+            columns=[{"key": "id", "label": "Sample"}, {"key": "reason", "label": "Reason"}]
+        ) if hasattr(types, "TableView") else types.JSONView())
+        return types.Property(outputs, view=types.View(label="Quality run"))
+
+
+class DeleteQualityRun(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="delete_quality_run", label="Delete a quality run", dynamic=True,
+            description="Delete a quality run and the score fields it created",
+            view_target=False,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        keys = _run_choice(ctx, inputs, "Run to delete")
+        if keys:
+            key = ctx.params.get("run_key") or keys[0]
+            inputs.view("warning", types.Warning(
+                label=f"This deletes the fields '{key}' and '{key}_error' from every sample"))
+        return types.Property(inputs, view=types.View(label="Delete a quality run"))
+
+    def execute(self, ctx):
+        from .runs import delete_quality_run
+
+        delete_quality_run(ctx.dataset, ctx.params["run_key"])
+        ctx.trigger("reload_dataset")
+        return {"deleted": ctx.params["run_key"]}
+
+
+OPERATORS = (ComputeQuality, GetQualityRun, DeleteQualityRun)
+PANELS = ()
