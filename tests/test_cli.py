@@ -1,0 +1,72 @@
+"""The fiftyone-dnniqa command and the offline demo."""
+
+import subprocess
+import sys
+
+import pytest
+
+import fiftyone as fo
+
+from fiftyone_dnniqa.cli import main
+
+
+def test_help_reads_well():
+    out = subprocess.run([sys.executable, "-m", "fiftyone_dnniqa.cli", "--help"],
+                         capture_output=True, text=True, check=True).stdout
+    for cmd in ("demo", "score", "list-metrics", "runs", "install-plugin"):
+        assert cmd in out
+    out = subprocess.run([sys.executable, "-m", "fiftyone_dnniqa.cli", "score", "--help"],
+                         capture_output=True, text=True, check=True).stdout
+    assert "--reference-field" in out and "resumes" in out
+
+
+def test_list_metrics(capsys):
+    main(["list-metrics"])
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line for line in out.splitlines()[1:]}
+    assert "no-reference" in rows["piqe"] and "lower" in rows["piqe"] and "no download" in rows["piqe"]
+    assert "full-reference" in rows["ssim"] and "higher" in rows["ssim"]
+    assert "needs weights" in rows["musiq"]
+
+
+def test_score_resume_and_runs(imagenet_files, make_dataset, capsys, tmp_path):
+    ds = make_dataset(imagenet_files[:4] + [str(tmp_path / "missing.jpg")])
+    ds.persistent = True
+    main(["score", "--dataset", ds.name, "--metric", "piqe", "--metric", "entropy", "--quiet"])
+    out = capsys.readouterr().out
+    assert "iqa_piqe: completed, 4 scored, 1 failed" in out and "missing file" in out
+    ds.reload()
+    assert ds.count("iqa_piqe") == 4 and ds.count("iqa_entropy") == 4
+    main(["score", "--dataset", ds.name, "--metric", "piqe", "--quiet"])
+    assert "0 scored, 1 failed of 1 to do" in capsys.readouterr().out
+    main(["runs", "--dataset", ds.name])
+    assert "iqa_entropy" in capsys.readouterr().out
+    main(["runs", "--dataset", ds.name, "--delete", "iqa_entropy"])
+    ds.reload()
+    assert not ds.has_sample_field("iqa_entropy")
+
+
+def test_score_errors_are_one_line(make_dataset, capsys):
+    with pytest.raises(SystemExit, match="no dataset named"):
+        main(["score", "--dataset", "no-such-dataset", "--metric", "piqe"])
+    ds = make_dataset([])
+    ds.persistent = True
+    with pytest.raises(SystemExit, match="Unknown metric"):
+        main(["score", "--dataset", ds.name, "--metric", "nope"])
+
+
+def test_demo_builds_scores_and_ranks_clean_first(capsys):
+    main(["demo", "--name", "dnniqa-demo-test", "--metric", "piqe", "--metric", "psnr"])
+    out = capsys.readouterr().out
+    assert "iqa_piqe ↓" in out and "iqa_psnr ↑" in out and "launch_app" in out
+    ds = fo.load_dataset("dnniqa-demo-test")
+    try:
+        assert len(ds) >= 9 * 13 and ds.count("iqa_piqe") == len(ds)
+        clean = ds.match({"corruption": "clean"})
+        for c in ("gaussian_noise", "gaussian_blur"):
+            worst = ds.match({"corruption": c, "severity": 3})
+            assert clean.mean("iqa_piqe") < worst.mean("iqa_piqe")
+            assert clean.mean("iqa_psnr") > worst.mean("iqa_psnr")
+        assert set(ds.distinct("corruption")) == {"clean", "gaussian_noise", "gaussian_blur", "jpeg", "contrast"}
+    finally:
+        ds.delete()

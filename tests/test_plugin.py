@@ -1,0 +1,137 @@
+"""The plugin as FiftyOne sees it: manifest, registration, operators executed
+through FiftyOne's own machinery (immediate and delegated)."""
+
+import http.server
+import os
+import threading
+import zipfile
+
+import pytest
+import yaml
+
+import fiftyone as fo
+import fiftyone.operators as foo
+import fiftyone.plugins as fop
+from fiftyone.plugins.context import build_plugin_contexts
+
+import fiftyone_dnniqa as dq
+from fiftyone_dnniqa.plugin import ENTRY_POINT, PLUGIN_NAME, install_plugin, manifest
+
+from conftest import ROOT
+
+URI = f"{PLUGIN_NAME}/compute_quality"
+
+
+def test_repository_manifest_lists_every_operator_and_panel():
+    with open(os.path.join(ROOT, "fiftyone.yml")) as f:
+        assert yaml.safe_load(f) == manifest()
+    with open(os.path.join(ROOT, "__init__.py")) as f:
+        assert f.read() == ENTRY_POINT
+
+
+@pytest.fixture(scope="module")
+def plugin():
+    path = install_plugin(overwrite=True)
+    yield path
+
+
+def _our_context():
+    for ctx in build_plugin_contexts(enabled=True):
+        if ctx.name == PLUGIN_NAME:
+            return ctx
+    raise AssertionError(f"{PLUGIN_NAME} not found among {[p.name for p in fop.list_plugins()]}")
+
+
+def test_operators_are_really_registered(plugin):
+    ctx = _our_context()
+    assert ctx.errors == [], "\n".join(ctx.errors)  # FiftyOne only logs these
+    registered = {op.name for op in ctx.instances}
+    assert registered == set(manifest()["operators"]) | set(manifest()["panels"])
+    uris = {op.uri for op in foo.list_operators()}
+    assert URI in uris
+
+
+def test_downloadable_as_a_plugin_archive(tmp_path, monkeypatch):
+    """``fiftyone plugins download <url>`` on an archive of the repository."""
+    archive = tmp_path / "serve" / "fiftyone-dnniqa.zip"
+    archive.parent.mkdir()
+    with zipfile.ZipFile(archive, "w") as z:
+        for name in ("fiftyone.yml", "__init__.py"):
+            z.write(os.path.join(ROOT, name), f"fiftyone-dnniqa/{name}")
+        pkg = os.path.join(ROOT, "fiftyone_dnniqa")
+        for dirpath, _, files in os.walk(pkg):
+            for f in files:
+                if f.endswith(".py"):
+                    full = os.path.join(dirpath, f)
+                    z.write(full, "fiftyone-dnniqa/" + os.path.relpath(full, ROOT))
+    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(archive.parent), **k)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    plugins_dir = tmp_path / "plugins"
+    monkeypatch.setattr(fo.config, "plugins_dir", str(plugins_dir))
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/fiftyone-dnniqa.zip"
+        got = fop.download_plugin(url, overwrite=True)
+    finally:
+        server.shutdown()
+    assert PLUGIN_NAME in got
+    ctx = _our_context()
+    assert ctx.errors == [] and ctx.plugin_definition.directory.startswith(str(plugins_dir))
+    assert {op.name for op in ctx.instances} >= {"compute_quality"}
+
+
+def test_compute_quality_operator_immediate(plugin, imagenet_files, make_dataset):
+    ds = make_dataset(imagenet_files[:5])
+    result = foo.execute_operator(URI, ctx={
+        "dataset": ds, "view": ds.limit(4),
+        "params": {"metric": "entropy", "field": "q_entropy", "device": "cpu"},
+    })
+    assert result.error is None, result.error
+    assert result.result["scored"] == 4
+    assert ds.count("q_entropy") == 4
+    assert dq.list_quality_runs(ds) == ["q_entropy"]
+
+
+def test_compute_quality_operator_full_reference(plugin, imagenet_files, make_dataset):
+    ds = make_dataset(imagenet_files[:3], ref=imagenet_files[:3])
+    result = foo.execute_operator(URI, ctx={
+        "dataset": ds, "params": {"metric": "psnr", "reference_field": "ref"},
+    })
+    assert result.error is None, result.error
+    assert ds.count("iqa_psnr") == 3
+
+
+def test_compute_quality_operator_delegated(plugin, imagenet_files, make_dataset):
+    from fiftyone.operators.delegated import DelegatedOperationService
+    from fiftyone.operators.executor import ExecutionRunState
+
+    ds = make_dataset(imagenet_files[:6])
+    ds.persistent = True  # the queue refers to datasets by name
+    result = foo.execute_operator(URI, ctx={
+        "dataset": ds, "params": {"metric": "piqe"}, "request_delegation": True,
+    })
+    assert result.delegated
+    assert not ds.has_sample_field("iqa_piqe")  # queued, not run
+    svc = DelegatedOperationService()
+    queued = svc.get_queued_operations(operator=URI, dataset_name=ds.name)
+    assert len(queued) == 1
+    svc.execute_queued_operations(operator=URI, dataset_name=ds.name)
+    op = svc.get(queued[0].id)
+    assert op.run_state == ExecutionRunState.COMPLETED, op.result
+    ds.reload()
+    assert ds.count("iqa_piqe") == 6
+    assert op.status.progress == 1.0  # ctx.set_progress reached the queue record
+
+
+def test_run_operators_show_and_delete(plugin, tmp_path, make_dataset, imagenet_files):
+    ds = make_dataset(imagenet_files[:2] + [str(tmp_path / "missing.jpg")])
+    dq.compute_quality(ds, "entropy", num_workers=0)
+    shown = foo.execute_operator(f"{PLUGIN_NAME}/get_quality_run", ctx={
+        "dataset": ds, "params": {"run_key": "iqa_entropy"}})
+    assert shown.error is None, shown.error
+    assert shown.result["scored"] == 2 and shown.result["failed"] == 1
+    assert shown.result["failures"][0]["reason"] == "missing file"
+    deleted = foo.execute_operator(f"{PLUGIN_NAME}/delete_quality_run", ctx={
+        "dataset": ds, "params": {"run_key": "iqa_entropy"}})
+    assert deleted.error is None, deleted.error
+    assert not ds.has_sample_field("iqa_entropy") and dq.list_quality_runs(ds) == []
