@@ -124,6 +124,23 @@ class ComputeQuality(foo.Operator):
             "failed": results.num_failed, "images_per_s": results.images_per_s,
         }
 
+    def __call__(self, sample_collection, metric="piqe", field=None, reference_field=None,
+                 device="auto", batch_size=None, overwrite=False, delegate=False):
+        """Runs the operator from Python::
+
+            op = foo.get_operator("@dnniqa/fiftyone-dnniqa/compute_quality")
+            op(dataset.take(100), metric="piqe", delegate=True)
+
+        With ``delegate=True`` the run is queued for a ``fiftyone delegated
+        launch`` worker; otherwise it runs now.
+        """
+        params = dict(metric=metric, field=field, reference_field=reference_field, device=device,
+                      batch_size=batch_size, overwrite=overwrite)
+        return foo.execute_operator(
+            self.uri, ctx=dict(view=sample_collection.view(), params=params),
+            request_delegation=delegate,
+        )
+
     def resolve_output(self, ctx):
         outputs = types.Object()
         outputs.str("field", label="Field")

@@ -135,3 +135,15 @@ def test_run_operators_show_and_delete(plugin, tmp_path, make_dataset, imagenet_
         "dataset": ds, "params": {"run_key": "iqa_entropy"}})
     assert deleted.error is None, deleted.error
     assert not ds.has_sample_field("iqa_entropy") and dq.list_quality_runs(ds) == []
+
+
+def test_operator_is_callable_from_python(plugin, imagenet_files, make_dataset):
+    ds = make_dataset(imagenet_files[:3])
+    op = foo.get_operator(URI)
+    result = op(ds.limit(2), metric="entropy", field="q")
+    assert result.error is None, result.error
+    assert ds.count("q") == 2
+    again = op(ds, metric="entropy", field="q")  # resumes: only the third sample
+    assert again.result["scored"] == 1 and ds.count("q") == 3
+    nothing = op(ds, metric="entropy", field="q")
+    assert nothing.result["scored"] == 0 and nothing.result["status"] == "completed"
