@@ -51,34 +51,23 @@ def _cmd_score(args):
 
 
 def _cmd_list_metrics(args):
-    from .metrics import OFFLINE_PYIQA_METRICS, create_metric, list_metrics
-    from .metrics.iqa import pyiqa_configs
+    from .metrics import OFFLINE_PYIQA_METRICS, create_metric, list_metrics, metric_traits
 
-    configs = pyiqa_configs()
-    names = list_metrics(source=args.source)
     rows = []
-    for n in names:
-        cfg = configs.get(n)
-        if cfg is not None:
-            kind = "full-reference" if cfg.get("metric_mode") == "FR" else "no-reference"
-            better = "lower" if cfg.get("lower_better", False) else "higher"
-            source = "pyiqa"
-        else:
-            m = create_metric(n)
-            kind = "full-reference" if m.needs_reference else "no-reference"
-            better = "higher" if m.higher_is_better else "lower"
-            source = "dnniqa"
-        row = [n, source, kind, better]
+    for n in list_metrics(source=args.source):
+        t = metric_traits(n)
+        row = [n, t["source"], "full-reference" if t["needs_reference"] else "no-reference",
+               "higher" if t["higher_is_better"] else "lower"]
         if args.check:
             try:
                 create_metric(n)
                 row.append("ready")
             except Exception as e:
                 row.append("missing weights" if "weight" in str(e) else f"error: {type(e).__name__}")
-        elif cfg is not None:
+        elif t["source"] == "pyiqa":
             row.append("no download" if n in OFFLINE_PYIQA_METRICS else "needs weights")
         else:
-            row.append("")
+            row.append("shipped (pip)")
         rows.append(row)
     header = ["metric", "source", "kind", "better", "weights"]
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]

@@ -22,6 +22,9 @@ DEMO_CORRUPTIONS: Dict[str, Tuple] = {
     "contrast": (0.3, 0.6, 0.9),
 }
 
+#: the offline baselines; the DNN-aligned metric joins once the alignment
+#: benchmark has validated it (its max-softmax prototype rises under heavy
+#: noise on some of these photos)
 DEMO_METRICS = ("piqe", "entropy", "psnr", "ssim")
 
 

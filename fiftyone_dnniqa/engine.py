@@ -36,9 +36,10 @@ logger = logging.getLogger(__name__)
 ProgressCallback = Callable[[float, str], None]
 
 
-def default_field(metric: QualityMetric) -> str:
-    """The default score field of ``metric``: ``iqa_<name>``."""
-    return "iqa_" + "".join(c if c.isalnum() else "_" for c in metric.name)
+def default_field(metric: Union[str, QualityMetric]) -> str:
+    """The default score field of a metric (or metric name): ``iqa_<name>``."""
+    name = metric if isinstance(metric, str) else metric.name
+    return "iqa_" + "".join(c if c.isalnum() else "_" for c in name)
 
 
 def resolve_device(device: Union[str, torch.device, None] = "auto") -> torch.device:

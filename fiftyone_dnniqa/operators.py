@@ -22,18 +22,6 @@ def _metric_names():
     return ours + offline + [n for n in names if n not in ours and n not in offline]
 
 
-def _metric_traits(name):
-    from .metrics.iqa import pyiqa_configs
-
-    cfg = pyiqa_configs().get(name)
-    if cfg is not None:
-        return {"needs_reference": cfg.get("metric_mode") == "FR"}
-    from .metrics import create_metric
-
-    m = create_metric(name)
-    return {"needs_reference": m.needs_reference}
-
-
 class ComputeQuality(foo.Operator):
     @property
     def config(self):
@@ -55,11 +43,13 @@ class ComputeQuality(foo.Operator):
             choices.add_choice(n, label=n)
         inputs.enum("metric", names, default="piqe", required=True, label="Metric",
                     description="Quality metric from the registry", view=choices)
+        from .metrics import metric_traits
+
         metric = ctx.params.get("metric") or "piqe"
         try:
-            traits = _metric_traits(metric)
-        except Exception as e:  # e.g. missing weights: say so in the form
-            inputs.view("metric_error", types.Error(label="This metric cannot be built", description=str(e)))
+            traits = metric_traits(metric)
+        except ValueError as e:
+            inputs.view("metric_error", types.Error(label="Unknown metric", description=str(e)))
             return types.Property(inputs, view=types.View(label="Compute image quality"))
 
         if traits["needs_reference"]:
@@ -70,11 +60,8 @@ class ComputeQuality(foo.Operator):
                         view=types.DropdownView())
 
         from .engine import default_field
-        from .metrics.base import QualityMetric
 
-        stub = QualityMetric()
-        stub.name = metric
-        inputs.str("field", default=default_field(stub), label="Field",
+        inputs.str("field", default=default_field(metric), label="Field",
                    description="Sample field for the scores (also the run key)")
         inputs.bool("overwrite", default=False, label="Overwrite",
                     description="Rescore samples that already have a score")

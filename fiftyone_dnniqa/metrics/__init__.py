@@ -33,6 +33,12 @@ def register_metric(name: str):
     return wrap
 
 
+def _register_builtin():
+    from .aligned import AlignedMetric
+
+    register_metric("aligned")(AlignedMetric)
+
+
 def list_metrics(source: Optional[str] = None, mode: Optional[str] = None) -> List[str]:
     """Names accepted by :func:`create_metric`.
 
@@ -52,6 +58,20 @@ def list_metrics(source: Optional[str] = None, mode: Optional[str] = None) -> Li
     if source not in (None, "dnniqa", "pyiqa"):
         raise ValueError(f"source must be 'dnniqa', 'pyiqa' or None, not {source!r}")
     return names
+
+
+def metric_traits(name: str) -> dict:
+    """``source``, ``needs_reference`` and ``higher_is_better`` of metric
+    ``name``, without building it (no weights are loaded)."""
+    if name in _REGISTRY:
+        cls = _REGISTRY[name]
+        return {"source": "dnniqa", "needs_reference": bool(getattr(cls, "needs_reference", False)),
+                "higher_is_better": bool(getattr(cls, "higher_is_better", True))}
+    cfg = pyiqa_configs().get(name)
+    if cfg is None:
+        create_metric(name)  # raises the unknown-name error
+    return {"source": "pyiqa", "needs_reference": cfg.get("metric_mode") == "FR",
+            "higher_is_better": not cfg.get("lower_better", False)}
 
 
 def create_metric(name, device=None, **options) -> QualityMetric:
@@ -79,7 +99,9 @@ def create_metric(name, device=None, **options) -> QualityMetric:
     return metric
 
 
+_register_builtin()
+
 __all__ = [
     "InputSpec", "QualityMetric", "PyiqaMetric", "OFFLINE_PYIQA_METRICS",
-    "create_metric", "list_metrics", "register_metric",
+    "create_metric", "list_metrics", "metric_traits", "register_metric",
 ]

