@@ -33,7 +33,7 @@ def test_registry_exposes_aligned(metric):
     assert metric.input_spec.crop == 224 and metric.input_spec.resize == 256
 
 
-def test_offline_weights_are_real_imagenet_weights(imagenet_files):
+def test_offline_weights_are_real_imagenet_weights(imagenet_files, metric):
     """The packaged EfficientNet-Lite0 classifies real ImageNet photos correctly."""
     labels = {}
     with open(os.path.join(IMAGENET, "labels.csv")) as f:
@@ -41,7 +41,7 @@ def test_offline_weights_are_real_imagenet_weights(imagenet_files):
             labels[row["filename"]] = int(row["class_index"])
     bb = load_backbone("efficientnet_lite0")
     files = imagenet_files[::10][:50]
-    x = to_float(torch.stack([prepare(read_image(f), dq.create_metric("aligned").input_spec) for f in files]))
+    x = to_float(torch.stack([prepare(read_image(f), metric.input_spec) for f in files]))
     with torch.inference_mode():
         pred = bb.model(bb.normalize(x)).argmax(1).tolist()
     acc = sum(p == labels[os.path.basename(f)] for p, f in zip(pred, files)) / len(files)
