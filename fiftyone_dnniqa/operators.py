@@ -53,8 +53,10 @@ class ComputeQuality(foo.Operator):
             return types.Property(inputs, view=types.View(label="Compute image quality"))
 
         if traits["needs_reference"]:
-            str_fields = [f for f, t in ctx.dataset.get_field_schema(flat=True).items()
-                          if t.__class__.__name__ == "StringField" and f != "filepath"]
+            import fiftyone as fo
+
+            str_fields = [f for f in ctx.dataset.get_field_schema(ftype=fo.StringField)
+                          if f != "filepath"]
             inputs.enum("reference_field", str_fields, required=True, label="Reference field",
                         description=f"'{metric}' is full-reference: the filepath field of the clean images",
                         view=types.DropdownView())
@@ -185,9 +187,10 @@ class GetQualityRun(foo.Operator):
         outputs.int("with_scores", label="Samples holding a score")
         outputs.float("elapsed_s", label="Seconds")
         outputs.obj("config", label="Configuration", view=types.JSONView())
-        outputs.list("failures", types.Object(), label="Failures (first 50)", view=types.TableView(
-            columns=[{"key": "id", "label": "Sample"}, {"key": "reason", "label": "Reason"}]
-        ) if hasattr(types, "TableView") else types.JSONView())
+        table = types.TableView()
+        table.add_column("id", label="Sample")
+        table.add_column("reason", label="Reason")
+        outputs.list("failures", types.Object(), label="Failures (first 50)", view=table)
         return types.Property(outputs, view=types.View(label="Quality run"))
 
 

@@ -147,3 +147,24 @@ def test_operator_is_callable_from_python(plugin, imagenet_files, make_dataset):
     assert again.result["scored"] == 1 and ds.count("q") == 3
     nothing = op(ds, metric="entropy", field="q")
     assert nothing.result["scored"] == 0 and nothing.result["status"] == "completed"
+
+
+def test_forms_resolve(plugin, imagenet_files, make_dataset):
+    from fiftyone.operators.executor import ExecutionContext
+
+    ds = make_dataset(imagenet_files[:2], ref=imagenet_files[:2])
+    ds.persistent = True
+    op = foo.get_operator(URI)
+
+    def form(params):
+        ctx = ExecutionContext(request_params={"dataset_name": ds.name, "params": params})
+        return op.resolve_input(ctx).type.properties
+
+    nr = form({"metric": "piqe"})
+    assert "reference_field" not in nr and nr["field"].default == "iqa_piqe"
+    fr = form({"metric": "ssim"})
+    assert fr["reference_field"].type.values == ["ref"]
+    assert "metric_error" in form({"metric": "nope"})
+    for name in ("compute_quality", "get_quality_run"):
+        out = foo.get_operator(f"{PLUGIN_NAME}/{name}").resolve_output(None)
+        assert out.type.properties
