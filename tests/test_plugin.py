@@ -3,6 +3,8 @@ through FiftyOne's own machinery (immediate and delegated)."""
 
 import http.server
 import os
+import subprocess
+import sys
 import threading
 import zipfile
 
@@ -78,6 +80,29 @@ def test_downloadable_as_a_plugin_archive(tmp_path, monkeypatch):
     ctx = _our_context()
     assert ctx.errors == [] and ctx.plugin_definition.directory.startswith(str(plugins_dir))
     assert {op.name for op in ctx.instances} >= {"compute_quality"}
+
+    # Without the pip-installed package, the plugin imports its own copy
+    script = f"""
+import sys
+sys.meta_path = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
+sys.path = [p for p in sys.path if "editable" not in p.lower()]
+try:
+    import fiftyone_dnniqa
+    sys.exit("the package is still importable: " + fiftyone_dnniqa.__file__)
+except ImportError:
+    pass
+from fiftyone.plugins.context import build_plugin_contexts
+ctx = [c for c in build_plugin_contexts() if c.name == {PLUGIN_NAME!r}][0]
+assert ctx.errors == [], ctx.errors
+assert "compute_quality" in {{op.name for op in ctx.instances}}
+import fiftyone_dnniqa
+print(fiftyone_dnniqa.__file__)
+"""
+    env = dict(os.environ, FIFTYONE_PLUGINS_DIR=str(plugins_dir))
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                         cwd=str(tmp_path))
+    assert out.returncode == 0, out.stderr[-2000:] + out.stdout[-2000:]
+    assert out.stdout.strip().splitlines()[-1].startswith(str(plugins_dir))
 
 
 def test_compute_quality_operator_immediate(plugin, imagenet_files, make_dataset):
