@@ -9,6 +9,7 @@ Unreadable files are recorded per sample, never fatal.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import math
@@ -23,6 +24,7 @@ import torch
 import fiftyone as fo
 
 from .loading import DEFAULT_MAX_PIXELS, SampleImages, collate_items, to_float
+from .locks import FieldLock
 from .metrics import QualityMetric, create_metric
 from .runs import (
     QualityRunConfig,
@@ -127,7 +129,7 @@ def compute_quality(
     metric_options: Optional[dict] = None,
     amp: bool = True,
     max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
-    write_every: int = 1000,
+    write_every: int = 500,
 ):
     """Scores the images of ``samples`` with one or several quality metrics.
 
@@ -154,8 +156,8 @@ def compute_quality(
             ``metric`` is a single name
         amp (True): use CUDA autocast for metrics that support it
         max_pixels: refuse images larger than this (decompression bombs)
-        write_every (1000): samples per database write; at most this many
-            scores are lost if the process is killed
+        write_every (500): samples per database write (and at least every
+            10 s); a killed process loses at most the scores since the last write
 
     Returns:
         a :class:`QualityRunResults` for a single metric, or a dict mapping
@@ -193,7 +195,12 @@ def compute_quality(
         for j, f in enumerate(fields):
             if dataset.has_sample_field(f):
                 todo[:, j] = np.array([v is None for v in samples.values(f)], dtype=bool)
-    rows = np.flatnonzero(todo.any(axis=1))
+    not_images = {}
+    if samples.media_type == "mixed":
+        for i, kind in enumerate(samples.values("_media_type", _allow_missing=True)):
+            if kind != "image":
+                not_images[i] = f"{kind} sample: quality metrics score images"
+    rows = np.array([i for i in np.flatnonzero(todo.any(axis=1)) if i not in not_images], dtype=int)
     ref_paths = samples.values(reference_field) if reference_field else None
 
     if num_workers is None:
@@ -212,13 +219,32 @@ def compute_quality(
         batch_size = 32 if all(s.fixed_size for s in specs) else 8
     batch_size = max(1, int(batch_size))
 
-    # Run records first, so a killed run still shows up as not finished
-    for job in jobs:
-        job.results = _register_run(samples, dataset, job, dev, batch_size, num_workers,
-                                    reference_field, n, started_at)
-        if not dataset.has_sample_field(job.field):
-            dataset.add_sample_field(job.field, fo.FloatField)
-        job.has_error_field = dataset.has_sample_field(job.error_field)
+    with contextlib.ExitStack() as locks:
+        for job in jobs:  # one writer per field
+            locks.enter_context(FieldLock(dataset, job.field))
+        # Run records first, so a killed run still shows up as not finished
+        for job in jobs:
+            job.results = _register_run(samples, dataset, job, dev, batch_size, num_workers,
+                                        reference_field, n, started_at)
+            if not dataset.has_sample_field(job.field):
+                dataset.add_sample_field(job.field, fo.FloatField)
+            job.has_error_field = dataset.has_sample_field(job.error_field)
+        _score_rows(dataset, jobs, ids, filepaths, ref_paths, rows, todo, not_images, specs, dev,
+                    amp, batch_size, num_workers, max_pixels, write_every, skip_failures,
+                    progress, started)
+
+    out = {job.field: job.results for job in jobs}
+    return out if many else out[fields[0]]
+
+
+def _score_rows(dataset, jobs, ids, filepaths, ref_paths, rows, todo, not_images, specs, dev,
+                amp, batch_size, num_workers, max_pixels, write_every, skip_failures,
+                progress, started):
+    """Decodes and scores ``rows`` of the view, writing scores as it goes."""
+    for i, reason in not_images.items():
+        for j, job in enumerate(jobs):
+            if todo[i, j]:
+                _record(job, ids[i], None, reason)
 
     sub_todo = todo[rows]
     main_specs = {job.spec_index for job in jobs if not job.in_worker}
@@ -246,7 +272,7 @@ def compute_quality(
                 _score_batch(job, job_index, batch, sub_ids, sub_todo, dev, amp, state)
             pending += len(batch)
             bar.update(len(batch))
-            if pending >= write_every or time.perf_counter() - last_write > 30:
+            if pending >= write_every or time.perf_counter() - last_write > 10:
                 _flush(dataset, jobs)
                 pending, last_write = 0, time.perf_counter()
             if not skip_failures:
@@ -266,9 +292,6 @@ def compute_quality(
         elapsed = time.perf_counter() - started
         for job in jobs:
             _finish_run(dataset, job, status, error, elapsed)
-
-    out = {job.field: job.results for job in jobs}
-    return out if many else out[fields[0]]
 
 
 def _resolve_fields(metrics, field, many) -> List[str]:
@@ -293,10 +316,15 @@ def _resolve_fields(metrics, field, many) -> List[str]:
 def _check_collection(samples):
     if not hasattr(samples, "_root_dataset"):
         raise TypeError(f"expected a FiftyOne dataset or view, got {type(samples).__name__}")
-    if samples.media_type != "image":
-        raise ValueError(
-            f"quality metrics score images; this collection's media type is '{samples.media_type}'"
-        )
+    media = samples.media_type
+    if media == "group":
+        raise ValueError("this is a grouped collection: pick its images with "
+                         "select_group_slices(media_type='image') or a single slice")
+    if media == "video":
+        raise ValueError("quality metrics score images; for video, score the frames of "
+                         "to_frames(sample_frames=True)")
+    if media not in ("image", "mixed"):
+        raise ValueError(f"quality metrics score images; this collection's media type is '{media}'")
     return samples._root_dataset
 
 

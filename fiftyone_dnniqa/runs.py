@@ -104,9 +104,15 @@ def get_quality_run_info(samples, key):
 
 
 def load_quality_run(samples, key) -> QualityRunResults:
-    """Reloads the results of quality run ``key``."""
-    _check_quality_run(samples, key)
-    return samples._root_dataset.load_run_results(key, cache=False)
+    """Reloads the results of quality run ``key``.
+
+    The dataset is reloaded first: the record may have been rewritten by
+    another process (a delegated worker, a resumed run) since it was loaded.
+    """
+    dataset = samples._root_dataset
+    dataset.reload()
+    _check_quality_run(dataset, key)
+    return dataset.load_run_results(key, cache=False)
 
 
 def delete_quality_run(samples, key) -> None:
