@@ -6,7 +6,9 @@ operators and panels are thin layers over them.
 
 from .engine import compute_quality, default_field, resolve_device
 from .loading import ImageLoadError, read_image
-from .metrics import QualityMetric, create_metric, list_metrics, register_metric
+from .locks import FieldBusyError
+from .metrics import QualityMetric, create_metric, list_metrics, metric_traits, register_metric
+from .report import render_report, write_report
 from .runs import (
     QualityRunConfig,
     QualityRunResults,
@@ -23,7 +25,8 @@ __all__ = [
     "compute_quality", "create_metric", "list_metrics", "register_metric", "QualityMetric",
     "list_quality_runs", "load_quality_run", "delete_quality_run", "get_quality_run_info",
     "QualityRunConfig", "QualityRunResults", "MissingWeightsError", "ImageLoadError",
-    "read_image", "default_field", "resolve_device",
+    "read_image", "default_field", "resolve_device", "metric_traits", "FieldBusyError",
+    "render_report", "write_report",
 ]
 
 

@@ -96,6 +96,22 @@ def _cmd_runs(args):
         sys.exit(f"error: {e}")
 
 
+def _cmd_report(args):
+    import fiftyone as fo
+
+    from .report import write_report
+
+    if not fo.dataset_exists(args.dataset):
+        sys.exit(f"error: no dataset named '{args.dataset}'")
+    ds = fo.load_dataset(args.dataset)
+    out = args.output or f"{args.dataset}-quality.html"
+    try:
+        write_report(ds, out, fields=args.field, overwrite=args.overwrite)
+    except (FileExistsError, ValueError) as e:
+        sys.exit(f"error: {e}")
+    print(f"wrote {out}")
+
+
 def _cmd_install_plugin(args):
     from .plugin import install_plugin
 
@@ -148,6 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--show", metavar="KEY", help="print one run record")
     g.add_argument("--delete", metavar="KEY", help="delete a run and the fields it created")
     p.set_defaults(func=_cmd_runs)
+
+    p = sub.add_parser("report", help="write an HTML report of a dataset's quality runs")
+    p.add_argument("--dataset", required=True, help="FiftyOne dataset name")
+    p.add_argument("--output", help="HTML file to write (default: <dataset>-quality.html)")
+    p.add_argument("--field", action="append", help="quality field to include (repeatable; default: all)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("install-plugin", help="make this pip-installed package a FiftyOne App plugin")
     p.add_argument("--plugins-dir", help="plugins directory (default: fiftyone's plugins_dir)")

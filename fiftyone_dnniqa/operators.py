@@ -105,6 +105,7 @@ class ComputeQuality(foo.Operator):
             reference_field=p.get("reference_field"),
             progress=progress,
             num_workers=p.get("num_workers"),
+            **({"write_every": int(p["write_every"])} if p.get("write_every") else {}),
         )
         if not ctx.delegated:
             ctx.trigger("reload_dataset")
@@ -220,5 +221,48 @@ class DeleteQualityRun(foo.Operator):
         return {"deleted": ctx.params["run_key"]}
 
 
-OPERATORS = (ComputeQuality, GetQualityRun, DeleteQualityRun)
+class WriteQualityReport(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="write_quality_report", label="Write a quality report", dynamic=True,
+            description="Write a self-contained HTML report of the dataset's quality runs",
+            view_target=False,
+        )
+
+    def resolve_input(self, ctx):
+        import os
+
+        import fiftyone as fo
+
+        inputs = types.Object()
+        inputs.str("folder", required=True, label="Folder",
+                   default=os.path.join(fo.config.default_dataset_dir, "reports"),
+                   description="Folder to write the report in (created if missing)")
+        inputs.str("filename", required=True, label="File name",
+                   default=f"{ctx.dataset.name}-quality.html", description="A plain file name")
+        inputs.bool("overwrite", default=False, label="Overwrite an existing file")
+        return types.Property(inputs, view=types.View(label="Write a quality report"))
+
+    def execute(self, ctx):
+        from .report import safe_join, write_report
+
+        p = ctx.params
+        folder = p["folder"]
+        path = safe_join(folder, p["filename"]) if folder else None
+        if path is None:
+            raise ValueError("choose a folder")
+        import os
+
+        os.makedirs(folder, exist_ok=True)
+        write_report(ctx.dataset, path, overwrite=bool(p.get("overwrite", False)))
+        return {"path": path}
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        outputs.str("path", label="Report written to")
+        return types.Property(outputs, view=types.View(label="Quality report"))
+
+
+OPERATORS = (ComputeQuality, GetQualityRun, DeleteQualityRun, WriteQualityReport)
 PANELS = ()
