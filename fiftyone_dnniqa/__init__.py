@@ -9,6 +9,7 @@ from .loading import ImageLoadError, read_image
 from .locks import FieldBusyError
 from .metrics import QualityMetric, create_metric, list_metrics, metric_traits, register_metric
 from .report import render_report, write_report
+from .sharding import ShardedRun, rerun_shard
 from .runs import (
     QualityRunConfig,
     QualityRunResults,
@@ -26,7 +27,7 @@ __all__ = [
     "list_quality_runs", "load_quality_run", "delete_quality_run", "get_quality_run_info",
     "QualityRunConfig", "QualityRunResults", "MissingWeightsError", "ImageLoadError",
     "read_image", "default_field", "resolve_device", "metric_traits", "FieldBusyError",
-    "render_report", "write_report",
+    "render_report", "write_report", "ShardedRun", "rerun_shard",
 ]
 
 

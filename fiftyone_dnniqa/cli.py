@@ -36,10 +36,17 @@ def _cmd_score(args):
             field=(fields if len(metrics) > 1 else fields[0]) if fields else None,
             device=args.device, batch_size=args.batch_size, num_workers=args.num_workers,
             overwrite=args.overwrite, reference_field=args.reference_field,
-            metric_options=options, progress=not args.quiet,
+            metric_options=options, progress=not args.quiet, shards=args.shards,
         )
     except (ValueError, RuntimeError) as e:
         sys.exit(f"error: {e}")
+    from .sharding import ShardedRun
+
+    if isinstance(results, ShardedRun):
+        print(f"queued {len(results.operation_ids)} delegated operations for {', '.join(results.fields)}; "
+              "start workers with `fiftyone delegated launch` (one per GPU: CUDA_VISIBLE_DEVICES=k) "
+              f"and follow them with `fiftyone-dnniqa runs --dataset {args.dataset}`")
+        return
     if not isinstance(results, dict):
         results = {results.key: results}
     for r in results.values():
@@ -91,7 +98,11 @@ def _cmd_runs(args):
             print(load_quality_run(ds, args.show))
         else:
             for key in list_quality_runs(ds):
-                print(load_quality_run(ds, key).summary())
+                r = load_quality_run(ds, key)
+                print(r.summary())
+                for sh in getattr(r, "shards", None) or []:
+                    print(f"    shard {sh['index']}: {sh['status']}, {sh['num_scored']} scored, "
+                          f"{sh['num_failed']} failed (operation {sh['operation_id']})")
     except ValueError as e:
         sys.exit(f"error: {e}")
 
@@ -150,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-workers", type=int, help="decoding processes (default: one per core, up to 4)")
     p.add_argument("--options", help="metric options as JSON, e.g. '{\"max_side\": 1024}'")
     p.add_argument("--overwrite", action="store_true", help="rescore samples that already have a score")
+    p.add_argument("--shards", type=int, help="queue this many delegated operations over disjoint parts "
+                                              "of the dataset for `fiftyone delegated launch` workers")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_score)
 

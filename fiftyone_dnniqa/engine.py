@@ -130,6 +130,8 @@ def compute_quality(
     amp: bool = True,
     max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
     write_every: int = 500,
+    shards: Optional[int] = None,
+    _shard=None,
 ):
     """Scores the images of ``samples`` with one or several quality metrics.
 
@@ -158,6 +160,10 @@ def compute_quality(
         max_pixels: refuse images larger than this (decompression bombs)
         write_every (500): samples per database write (and at least every
             10 s); a killed process loses at most the scores since the last write
+        shards (None): split the view into this many disjoint id ranges and
+            queue one delegated operation per range for ``fiftyone delegated
+            launch`` workers (metrics by name only); returns a
+            :class:`~fiftyone_dnniqa.sharding.ShardedRun` instead of results
 
     Returns:
         a :class:`QualityRunResults` for a single metric, or a dict mapping
@@ -171,21 +177,35 @@ def compute_quality(
         raise ValueError("pass at least one metric")
     if metric_options and (many or not isinstance(metric, str)):
         raise ValueError("metric_options applies to a single metric given by name")
-    dev = resolve_device(device)
+    queue = shards is not None and shards > 1 and _shard is None
+    if queue and not all(isinstance(m, str) for m in metrics):
+        raise ValueError("shards=N queues operations by metric name: pass registry names")
+    dev = None if queue else resolve_device(device)
+    names = list(metrics)
     metrics = [create_metric(m, **(metric_options or {})) for m in metrics]
-    for m in metrics:
-        m.to(dev)
+    if dev is not None:
+        for m in metrics:
+            m.to(dev)
 
     fields = _resolve_fields(metrics, field, many)
     dataset = _check_collection(samples)
     if any(m.needs_reference for m in metrics):
         if not reference_field:
-            names = [m.name for m in metrics if m.needs_reference]
-            raise ValueError(f"{', '.join(names)} need(s) reference_field, a filepath field of reference images")
+            need = [m.name for m in metrics if m.needs_reference]
+            raise ValueError(f"{', '.join(need)} need(s) reference_field, a filepath field of reference images")
         if not dataset.has_sample_field(reference_field):
             raise ValueError(f"reference_field '{reference_field}' is not a field of dataset '{dataset.name}'")
     for f, m in zip(fields, metrics):
         _check_field(dataset, f, m, overwrite)
+    if queue:
+        from .sharding import queue_shards
+
+        return queue_shards(samples, dataset, names, metrics, fields, shards, dict(
+            device=str(device), batch_size=batch_size, num_workers=num_workers, overwrite=overwrite,
+            reference_field=reference_field, metric_options=metric_options, write_every=write_every,
+        ))
+    if _shard is not None:
+        samples = _shard.view(samples)
 
     # Which samples need which metric
     ids, filepaths = samples.values(["id", "filepath"])
@@ -220,18 +240,19 @@ def compute_quality(
     batch_size = max(1, int(batch_size))
 
     with contextlib.ExitStack() as locks:
-        for job in jobs:  # one writer per field
-            locks.enter_context(FieldLock(dataset, job.field))
+        for job in jobs:  # one writer per field (per shard of a sharded run)
+            suffix = f"@{_shard.index}" if _shard is not None else ""
+            locks.enter_context(FieldLock(dataset, job.field + suffix))
         # Run records first, so a killed run still shows up as not finished
         for job in jobs:
             job.results = _register_run(samples, dataset, job, dev, batch_size, num_workers,
-                                        reference_field, n, started_at)
+                                        reference_field, n, started_at, _shard)
             if not dataset.has_sample_field(job.field):
                 dataset.add_sample_field(job.field, fo.FloatField)
             job.has_error_field = dataset.has_sample_field(job.error_field)
         _score_rows(dataset, jobs, ids, filepaths, ref_paths, rows, todo, not_images, specs, dev,
                     amp, batch_size, num_workers, max_pixels, write_every, skip_failures,
-                    progress, started)
+                    progress, started, _shard)
 
     out = {job.field: job.results for job in jobs}
     return out if many else out[fields[0]]
@@ -239,7 +260,7 @@ def compute_quality(
 
 def _score_rows(dataset, jobs, ids, filepaths, ref_paths, rows, todo, not_images, specs, dev,
                 amp, batch_size, num_workers, max_pixels, write_every, skip_failures,
-                progress, started):
+                progress, started, shard=None):
     """Decodes and scores ``rows`` of the view, writing scores as it goes."""
     for i, reason in not_images.items():
         for j, job in enumerate(jobs):
@@ -291,7 +312,7 @@ def _score_rows(dataset, jobs, ids, filepaths, ref_paths, rows, todo, not_images
         bar.close()
         elapsed = time.perf_counter() - started
         for job in jobs:
-            _finish_run(dataset, job, status, error, elapsed)
+            _finish_run(dataset, job, status, error, elapsed, shard)
 
 
 def _resolve_fields(metrics, field, many) -> List[str]:
@@ -348,7 +369,17 @@ def _check_field(dataset, field, metric, overwrite):
         raise ValueError(f"field '{field}' is read-only")
 
 
-def _register_run(samples, dataset, job, dev, batch_size, num_workers, reference_field, n, started_at):
+def _register_run(samples, dataset, job, dev, batch_size, num_workers, reference_field, n, started_at,
+                  shard=None):
+    if shard is not None:  # the queuing call registered the run; record this shard's progress
+        from .sharding import ShardStore
+
+        ShardStore().update(dataset, job.field, shard.index, status="running", num_todo=int(job.todo.sum()),
+                            device=str(dev), started_at=started_at.isoformat())
+        config = dataset.get_run_info(job.field).config
+        return QualityRunResults(samples, config, job.field, status="running", num_samples=n,
+                                 num_todo=int(job.todo.sum()), device=str(dev),
+                                 started_at=started_at.isoformat())
     m = job.metric
     config = QualityRunConfig(
         metric=m.name, field=job.field, metric_options=m.describe(),
@@ -466,7 +497,7 @@ def _flush(dataset, jobs):
         job.errors = {}
 
 
-def _finish_run(dataset, job, status, error, elapsed):
+def _finish_run(dataset, job, status, error, elapsed, shard=None):
     r = job.results
     r.status = status
     r.error = error
@@ -479,6 +510,14 @@ def _finish_run(dataset, job, status, error, elapsed):
     r.finished_at = datetime.datetime.now(datetime.timezone.utc).isoformat()
     try:
         r.num_with_scores = dataset.count(job.field)
+        if shard is not None:
+            from .sharding import ShardStore
+
+            ShardStore().update(dataset, job.field, shard.index, status=status, error=error,
+                                num_scored=r.num_scored, num_failed=r.num_failed,
+                                failures=dict(list(job.failures.items())[:1000]),
+                                elapsed_s=r.elapsed_s, finished_at=r.finished_at)
+            return
         dataset.save_run_results(job.field, r, overwrite=True, cache=False)
     except Exception:  # never mask the run's own outcome
         logger.exception("could not save the run record of '%s'", job.field)

@@ -71,6 +71,10 @@ class ComputeQuality(foo.Operator):
                     view=types.RadioGroup(orientation="horizontal"))
         inputs.int("batch_size", default=None, label="Batch size", required=False,
                    description="Images per batch (blank: automatic; halved on GPU out-of-memory)")
+        inputs.int("shards", default=1, label="Shards", required=False,
+                   description="Split into this many delegated operations over disjoint parts of "
+                               "the view, for `fiftyone delegated launch` workers on one or many "
+                               "machines (one GPU each with CUDA_VISIBLE_DEVICES)")
         n = len(view)
         if n > DELEGATE_ABOVE:
             inputs.view("delegate_note", types.Notice(
@@ -95,23 +99,41 @@ class ComputeQuality(foo.Operator):
         def progress(fraction, label):
             ctx.set_progress(progress=fraction, label=label)
 
+        shard = None
+        if p.get("shard"):
+            from .sharding import ShardSpec
+
+            shard = ShardSpec.from_params(p["shard"])
+        metric = p.get("metrics") or p.get("metric", "piqe")
+        field = p.get("fields") or p.get("field") or None
         results = compute_quality(
-            view,
-            p.get("metric", "piqe"),
-            field=p.get("field") or None,
+            view, metric, field=field,
             device=p.get("device", "auto"),
             batch_size=p.get("batch_size") or None,
             overwrite=bool(p.get("overwrite", False)),
             reference_field=p.get("reference_field"),
+            metric_options=p.get("metric_options") or None,
             progress=progress,
             num_workers=p.get("num_workers"),
+            shards=None if shard else (p.get("shards") or None),
+            _shard=shard,
             **({"write_every": int(p["write_every"])} if p.get("write_every") else {}),
         )
         if not ctx.delegated:
             ctx.trigger("reload_dataset")
+        from .sharding import ShardedRun
+
+        if isinstance(results, ShardedRun):
+            return {"field": ", ".join(results.fields), "status": "queued",
+                    "queued": len(results.operation_ids), "operation_ids": results.operation_ids}
+        if isinstance(results, dict):
+            results = list(results.values())
+        else:
+            results = [results]
         return {
-            "field": results.key, "status": results.status, "scored": results.num_scored,
-            "failed": results.num_failed, "images_per_s": results.images_per_s,
+            "field": ", ".join(r.key for r in results), "status": results[0].status,
+            "scored": sum(r.num_scored for r in results), "failed": sum(r.num_failed for r in results),
+            "images_per_s": results[0].images_per_s,
         }
 
     def __call__(self, sample_collection, metric="piqe", field=None, reference_field=None,
@@ -137,6 +159,7 @@ class ComputeQuality(foo.Operator):
         outputs.int("scored", label="Images scored")
         outputs.int("failed", label="Images that could not be scored (reasons in <field>_error)")
         outputs.float("images_per_s", label="Images per second")
+        outputs.int("queued", label="Delegated operations queued (sharded runs)")
         return types.Property(outputs, view=types.View(label="Quality scores stored"))
 
 

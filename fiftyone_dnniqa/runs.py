@@ -59,6 +59,10 @@ class QualityRun(fors.Run):
         dataset = samples._root_dataset
         for f in self.get_fields(samples, key):
             dataset.delete_sample_field(f)
+        if getattr(self.config, "shards", None):
+            from .sharding import ShardStore
+
+            ShardStore().delete(dataset, self.config.field)
 
 
 class QualityRunResults(fors.RunResults):
@@ -112,7 +116,27 @@ def load_quality_run(samples, key) -> QualityRunResults:
     dataset = samples._root_dataset
     dataset.reload()
     _check_quality_run(dataset, key)
-    return dataset.load_run_results(key, cache=False)
+    results = dataset.load_run_results(key, cache=False)
+    if getattr(results.config, "shards", None):
+        _merge_shards(dataset, key, results)
+    return results
+
+
+def _merge_shards(dataset, key, results):
+    """A sharded run's record: its shards' progress, added up."""
+    from .sharding import ShardStore, merged_status
+
+    shards = ShardStore().get(dataset, key)
+    results.shards = [{k: s.get(k) for k in ("index", "status", "num_todo", "num_scored", "num_failed",
+                                            "operation_id", "error")} for s in shards]
+    results.status = merged_status(shards) if shards else results.status
+    results.num_todo = sum(s.get("num_todo", 0) for s in shards)
+    results.num_scored = sum(s.get("num_scored", 0) for s in shards)
+    results.num_failed = sum(s.get("num_failed", 0) for s in shards)
+    results.failures = {k: v for s in shards for k, v in (s.get("failures") or {}).items()}
+    results.elapsed_s = max([s.get("elapsed_s") or 0 for s in shards] or [0])
+    results.num_with_scores = dataset.count(key)
+    results.progress = results.num_with_scores / results.num_samples if results.num_samples else 1.0
 
 
 def delete_quality_run(samples, key) -> None:
