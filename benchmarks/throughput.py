@@ -1,12 +1,19 @@
-"""Throughput of compute_quality against the loops users would write.
+"""Throughput of compute_quality against its bounds and the loops users write.
 
-Side by side, in one run, on the same files:
-  decode       decode-only loop (read_image), one process
-  tight        decode + the pyiqa metric called directly, one process
-  engine       compute_quality end to end (decode workers, scoring, write-back)
-  naive        per-sample ``iter_samples(autosave=True)`` loop
+For each metric set, side by side in one run, on the same files:
+  (a) decode      the engine's loader alone (workers decode and resize): I/O + decode bound
+  (b) compute     the metrics alone on pre-decoded tensors, with the engine's parallelism
+                  (per-image CPU metrics: one image per core; others: batched, all threads)
+  (c) engine      compute_quality end to end, write-back included
+  (d) naive       a per-sample ``iter_samples(autosave=True)`` loop
+  (e) tight       decode + the metrics called directly, one process, no database
+efficiency = (c) / min((a), (b)); where decode and compute share the same cores (CPU), also
+(c) / (1 / (1/a + 1/b)), the bound when they cannot overlap. For several metrics, (c) against
+the sum of separate calls. Peak memory sums the RSS of the process and its loader workers
+(forked pages shared with the parent are counted in each).
 
-    python benchmarks/throughput.py --metric piqe --n 500
+    python benchmarks/throughput.py                 # CPU, or the GPU when there is one
+    python benchmarks/throughput.py --device cuda --n 500 --out benchmarks/results/throughput-gpu.md
 
 Images: ../shared/data/imagenet-sample (500 ImageNet photos).
 """
@@ -17,15 +24,60 @@ import argparse
 import os
 import platform
 import sys
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "data", "imagenet-sample", "images"))
+SETS = {"aligned": ["aligned"], "piqe": ["piqe"], "aligned+piqe": ["aligned", "piqe"],
+        "aligned+piqe+entropy": ["aligned", "piqe", "entropy"]}
+
+
+class PeakRSS:
+    """Peak resident memory of this process and its children while active."""
+
+    def __init__(self):
+        import psutil
+
+        self.proc = psutil.Process()
+        self.peak = 0
+        self._stop = threading.Event()
+
+    def _sample(self):
+        total = self.proc.memory_info().rss
+        for c in self.proc.children(recursive=True):
+            try:
+                total += c.memory_info().rss
+            except Exception:
+                pass
+        self.peak = max(self.peak, total)
+
+    def _run(self):
+        while not self._stop.wait(0.05):
+            self._sample()
+
+    def __enter__(self):
+        self._sample()
+        self.t = threading.Thread(target=self._run, daemon=True)
+        self.t.start()
+        return self
+
+    def __exit__(self, *a):
+        self._stop.set()
+        self.t.join()
+
+
+def timed(fn, n):
+    with PeakRSS() as mem:
+        t = time.perf_counter()
+        fn()
+        secs = time.perf_counter() - t
+    return n / secs, mem.peak / 2**30
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--metric", default="piqe")
+    ap.add_argument("--sets", default=",".join(SETS), help=f"metric sets among {', '.join(SETS)}")
     ap.add_argument("--n", type=int, default=500, help="number of images")
     ap.add_argument("--images", default=DATA, help="folder of images")
     ap.add_argument("--device", default="auto")
@@ -37,7 +89,7 @@ def main(argv=None):
     import fiftyone as fo
 
     import fiftyone_dnniqa as dq
-    from fiftyone_dnniqa.loading import read_image, to_float
+    from fiftyone_dnniqa.loading import SampleImages, collate_items, prepare, read_image, to_float
 
     files = sorted(os.path.join(args.images, f) for f in os.listdir(args.images))
     files = [f for f in files if f.lower().endswith((".jpeg", ".jpg", ".png"))][: args.n]
@@ -45,68 +97,95 @@ def main(argv=None):
         sys.exit(f"no images in {args.images}")
     n = len(files)
     device = dq.resolve_device(args.device)
-    metric = dq.create_metric(args.metric, device=device)
-    rows = []
-
-    # warm-up: the first calls of a metric pay one-off costs in every variant
-    for f in files[:5]:
-        metric.score(to_float(read_image(f).unsqueeze(0)).to(device))
-
-    t = time.perf_counter()
-    for f in files:
-        read_image(f)
-    rows.append(("decode only (1 process)", n / (time.perf_counter() - t)))
-
-    # compute bound: the metric alone on pre-decoded tensors (a subset, to bound memory)
-    decoded = [to_float(read_image(f).unsqueeze(0)).to(device) for f in files[:100]]
-    t = time.perf_counter()
-    for x in decoded:
-        metric.score(x)
-    rows.append((f"{args.metric} alone on decoded tensors ({torch.get_num_threads()} threads)",
-                 len(decoded) / (time.perf_counter() - t)))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    t = time.perf_counter()
-    for x in decoded:
-        metric.score(x)
-    one = len(decoded) / (time.perf_counter() - t)
-    torch.set_num_threads(threads)
-    cores = os.cpu_count() or 1
-    rows.append((f"{args.metric} alone, 1 thread, x {cores} cores (ideal parallel bound)", one * cores))
-    del decoded
-
-    t = time.perf_counter()
-    for f in files:
-        float(metric._net(to_float(read_image(f).unsqueeze(0)).to(device))[0]) if hasattr(metric, "_net") \
-            else float(metric.score(to_float(read_image(f).unsqueeze(0)).to(device))[0])
-    tight = n / (time.perf_counter() - t)
-    rows.append((f"tight loop: decode + {args.metric} called directly", tight))
-
+    workers = min(4, os.cpu_count() or 1)
     ds = fo.Dataset()
     ds.add_samples([fo.Sample(filepath=f) for f in files], progress=False)
+    lines = [f"# Throughput on {n} ImageNet images", "",
+             f"{platform.node() or 'machine'}: {os.cpu_count()} cores, "
+             f"{torch.cuda.get_device_name(0) if device.type == 'cuda' else 'no GPU'}, torch {torch.__version__}, "
+             f"device {device}, {workers} loader workers", "",
+             "| metrics | (a) decode | (b) compute | (c) compute_quality | (d) naive loop | "
+             "(e) tight loop | c / min(a, b) | c / (a+b serial) | c / d | c / e | peak GiB (c) | "
+             "peak GiB (d) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    notes = []
+    single_times = {}
+    for set_name in args.sets.split(","):
+        names = SETS[set_name]
+        metrics = [dq.create_metric(m, device=device) for m in names]
+        specs = list(dict.fromkeys(m.input_spec for m in metrics))
 
-    t = time.perf_counter()
-    for s in ds.iter_samples(autosave=True, progress=False):
-        s["naive"] = float(metric.score(to_float(read_image(s.filepath).unsqueeze(0)).to(device))[0])
-    naive = n / (time.perf_counter() - t)
-    rows.append(("naive iter_samples(autosave=True) loop", naive))
+        def decode():
+            data = SampleImages(files, specs)
+            loader = torch.utils.data.DataLoader(data, batch_size=16, num_workers=workers,
+                                                 collate_fn=collate_items, prefetch_factor=4)
+            for _ in loader:
+                pass
 
-    t = time.perf_counter()
-    res = dq.compute_quality(ds, metric, field="engine", device=device, progress=False)
-    engine = n / (time.perf_counter() - t)
-    assert res.num_scored == n, res.summary()
-    rows.append(("compute_quality (end to end, with write-back)", engine))
+        a, _ = timed(decode, n)
 
-    info = (f"{platform.node() or 'machine'}: {os.cpu_count()} cores, torch {torch.__version__}, "
-            f"device {device}, {n} images, metric {args.metric}")
-    lines = [f"# Throughput: {args.metric} on {n} ImageNet images", "", info, "",
-             "| variant | images/s |", "|---|---:|"]
-    lines += [f"| {name} | {v:.1f} |" for name, v in rows]
-    lines += ["", f"compute_quality / tight loop: **{engine / tight:.2f}x** (floor 0.80)",
-              f"compute_quality / naive loop: **{engine / naive:.2f}x** (target 3x)",
-              f"compute_quality / ideal parallel bound: **{engine / (one * cores):.2f}x**",
-              "", f"3x the naive loop would be {3 * naive:.0f} images/s; the metric alone, one image "
-              f"per core with no decoding or I/O, reaches {one * cores:.0f} images/s here."]
+        # (b): per-metric rate on pre-decoded tensors, combined as 1 / sum(1 / rate)
+        sub = files[: min(n, 100)]
+        per_image_total = 0.0
+        for m in metrics:
+            xs = [to_float(prepare(read_image(f), m.input_spec)).unsqueeze(0) for f in sub]
+            m.score(xs[0].to(device))  # warm-up
+            if m.cpu_per_image and device.type == "cpu":
+                threads = torch.get_num_threads()
+                torch.set_num_threads(1)
+                t = time.perf_counter()
+                for x in xs:
+                    m.score(x)
+                rate = len(xs) / (time.perf_counter() - t) * workers
+                torch.set_num_threads(threads)
+            else:
+                batch = torch.cat(xs)
+                bs = 64 if device.type == "cuda" else 4  # the engine's default batch sizes
+                t = time.perf_counter()
+                for i in range(0, len(batch), bs):
+                    m.score(batch[i:i + bs].to(device))
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                rate = len(xs) / (time.perf_counter() - t)
+            per_image_total += 1 / rate
+        b = 1 / per_image_total
+
+        field = "e_" + set_name.replace("+", "_")
+        fields = [f"{field}_{m.name}" for m in metrics]
+        c, c_mem = timed(lambda: dq.compute_quality(ds, metrics, field=fields, device=device,
+                                                    progress=False), n)
+        if len(metrics) == 1:
+            single_times[names[0]] = n / c
+
+        def naive():
+            for s in ds.iter_samples(autosave=True, progress=False):
+                img = read_image(s.filepath)
+                for m, f in zip(metrics, fields):
+                    s["n_" + f] = float(m.score(to_float(prepare(img, m.input_spec)).unsqueeze(0).to(device))[0])
+
+        d, d_mem = timed(naive, n)
+
+        def tight():
+            for f in files:
+                img = read_image(f)
+                for m in metrics:
+                    float(m.score(to_float(prepare(img, m.input_spec)).unsqueeze(0).to(device))[0])
+
+        e, _ = timed(tight, n)
+        both = 1 / (1 / a + 1 / b)  # decode and compute sharing the same cores
+        lines.append(f"| {set_name} | {a:.1f} | {b:.1f} | {c:.1f} | {d:.1f} | {e:.1f} | {c / min(a, b):.2f} | "
+                     f"{c / both:.2f} | {c / d:.2f} | {c / e:.2f} | {c_mem:.2f} | {d_mem:.2f} |")
+        if len(metrics) > 1:
+            missing = [x for x in names if x not in single_times]
+            for x in missing:
+                m1 = dq.create_metric(x, device=device)
+                r, _ = timed(lambda: dq.compute_quality(ds, m1, field=f"single_{x}", device=device,
+                                                        progress=False), n)
+                single_times[x] = n / r
+            separate = sum(single_times[x] for x in names)
+            notes.append(f"{set_name}: one call {n / c:.1f} s, separate calls {separate:.1f} s "
+                         f"({separate / (n / c):.2f}x the one call)")
+    lines += [""] + [f"- {x}" for x in notes]
     text = "\n".join(lines)
     print(text)
     if args.out:

@@ -142,8 +142,8 @@ def compute_quality(
         field (None): the field (or list of fields) to store scores in;
             defaults to ``iqa_<metric>``. The field name is also the run key
         device ("auto"): ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
-        batch_size (None): images per batch (default 32 for fixed-size
-            inputs, 8 otherwise); halved automatically on CUDA out-of-memory
+        batch_size (None): images per batch (default for fixed-size inputs:
+            64 on GPU, 4 on CPU; 8 otherwise); halved on out-of-memory
         num_workers (None): decoding processes (default: up to 4, one per
             core); 0 decodes in the calling process
         overwrite (False): rescore samples that already have a score, and
@@ -225,6 +225,10 @@ def compute_quality(
 
     if num_workers is None:
         num_workers = min(4, os.cpu_count() or 1)
+    # On CPU, per-image metrics run inside the loader workers, one image per core. When
+    # one does, all do: a batched metric in the main process would fight the workers
+    # for the same cores.
+    score_in_workers = dev.type == "cpu" and num_workers > 0 and any(m.cpu_per_image for m in metrics)
     specs = []
     jobs = []
     for j, (m, f) in enumerate(zip(metrics, fields)):
@@ -232,11 +236,13 @@ def compute_quality(
             specs.append(m.input_spec)
         jobs.append(_Job(
             metric=m, field=f, spec_index=specs.index(m.input_spec),
-            in_worker=dev.type == "cpu" and num_workers > 0 and m.cpu_per_image,
+            in_worker=score_in_workers,
             todo=todo[:, j],
         ))
     if batch_size is None:
-        batch_size = 32 if all(s.fixed_size for s in specs) else 8
+        # CPU: small batches stay in cache (Lite0 scores about 2x faster at 4 than at 32);
+        # GPU: large batches fill the device
+        batch_size = (64 if dev.type == "cuda" else 4) if all(sp.fixed_size for sp in specs) else 8
     batch_size = max(1, int(batch_size))
 
     with contextlib.ExitStack() as locks:

@@ -74,6 +74,8 @@ class AlignedMetric(QualityMetric):
         self.statistic = statistic
         self.temperature = float(temperature)
         self.backbones = [load_backbone(n) for n in names]
+        for b in self.backbones:  # faster convolutions on CPU and with GPU autocast
+            b.model.to(memory_format=torch.channels_last)
         big = max(self.backbones, key=lambda b: b.crop)
         self.input_spec = InputSpec(resize=big.resize, crop=big.crop)
 
@@ -91,7 +93,7 @@ class AlignedMetric(QualityMetric):
             if x.shape[-1] != b.crop or x.shape[-2] != b.crop:
                 x = F.interpolate(x, size=(b.crop, b.crop), mode="bilinear", antialias=True,
                                   align_corners=False)
-            out.append(b.model(b.normalize(x)))
+            out.append(b.model(b.normalize(x).contiguous(memory_format=torch.channels_last)))
         return out
 
     @torch.inference_mode()
