@@ -149,13 +149,14 @@ def _wait_for(cond, timeout=60):
     return False
 
 
-def test_sigkill_mid_run_keeps_written_scores_and_resumes(make_dataset, tmp_path):
-    ds = _gray_dataset(make_dataset, tmp_path, 40)
-    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, ds.name])
+def _sigkill_after_scores(script, ds, field, at_least):
+    """Runs ``script ds.name`` in a child, SIGKILLs it once ``field`` holds
+    ``at_least`` scores, and returns how many it had written."""
+    proc = subprocess.Popen([sys.executable, "-c", script, ds.name])
     try:
         def scored():
             ds.reload()
-            return ds.has_sample_field("iqa_slow") and ds.count("iqa_slow") >= 8
+            return ds.has_sample_field(field) and ds.count(field) >= at_least
         assert _wait_for(scored), "the child never wrote scores"
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
@@ -163,7 +164,12 @@ def test_sigkill_mid_run_keeps_written_scores_and_resumes(make_dataset, tmp_path
         if proc.poll() is None:
             proc.kill()
     ds.reload()
-    written = ds.count("iqa_slow")
+    return ds.count(field)
+
+
+def test_sigkill_mid_run_keeps_written_scores_and_resumes(make_dataset, tmp_path):
+    ds = _gray_dataset(make_dataset, tmp_path, 40)
+    written = _sigkill_after_scores(KILL_SCRIPT, ds, "iqa_slow", 8)
     assert 8 <= written < 40
     # what was written is intact: each score is that image's mean
     for fp, v in zip(ds.values("filepath"), ds.values("iqa_slow")):
@@ -276,19 +282,7 @@ def test_delegated_worker_killed_mid_run_resumes_on_rerun(plugin_installed, make
         "dataset": ds, "params": {"metric": "slow_test", "batch_size": 2, "num_workers": 0, "write_every": 2},
         "request_delegation": True})
     assert queued.delegated
-    worker = subprocess.Popen([sys.executable, "-c", WORKER, ds.name])
-    try:
-        def scored():
-            ds.reload()
-            return ds.has_sample_field("iqa_slow_test") and ds.count("iqa_slow_test") >= 4
-        assert _wait_for(scored), "the worker never wrote scores"
-        os.kill(worker.pid, signal.SIGKILL)
-        worker.wait(timeout=30)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-    ds.reload()
-    written = ds.count("iqa_slow_test")
+    written = _sigkill_after_scores(WORKER, ds, "iqa_slow_test", 4)
     assert 4 <= written < 40
     assert dq.load_quality_run(ds, "iqa_slow_test").status == "running"
     svc = DelegatedOperationService()
