@@ -122,3 +122,67 @@ def _load_torchvision(model_name: str) -> Backbone:
     return Backbone(f"torchvision:{model_name}", model, crop=crop, resize=tf.resize_size[0],
                     mean=tuple(tf.mean), std=tuple(tf.std),
                     num_classes=len(torchvision.models.get_model_weights(model_name).DEFAULT.meta["categories"]))
+
+
+def imagenet_classes():
+    """The 1000 ImageNet-1k classes in model output order, as
+    ``(wnid, [synonyms...])`` pairs (from timm's bundled synset list, offline)."""
+    from timm.data import ImageNetInfo
+
+    info = ImageNetInfo()
+    return [(info.index_to_label_name(i), [s.strip() for s in info.index_to_description(i).split(",") if s.strip()])
+            for i in range(info.num_classes())]
+
+
+def _norm_class(name) -> str:
+    return " ".join(str(name).replace("_", " ").replace("-", " ").lower().split())
+
+
+def match_classes(names, class_map=None):
+    """Maps task class names onto ImageNet-1k output indices.
+
+    A name matches a WordNet id (``n01440764``) or any synonym of a class
+    (``great_white_shark``, ``Great white shark`` and ``man-eater`` all name
+    class 2), ignoring case, underscores and hyphens; a synonym shared by
+    several classes (``crane``: bird and machine) maps to all of them.
+
+    Args:
+        names: task class names
+        class_map (None): explicit ``{name: [indices]}`` overrides, e.g. to map
+            ``"dog"`` onto all dog breeds
+
+    Returns:
+        dict ``name -> list of indices``
+
+    Raises:
+        ValueError: naming every unmatched class, with close ImageNet names
+    """
+    import difflib
+
+    table = {}
+    for i, (wnid, synonyms) in enumerate(imagenet_classes()):
+        table.setdefault(wnid.lower(), []).append(i)
+        for s in synonyms:
+            table.setdefault(_norm_class(s), []).append(i)
+    class_map = class_map or {}
+    out, missing = {}, []
+    for n in names:
+        if n in class_map:
+            idx = [int(i) for i in class_map[n]]
+            if not idx or min(idx) < 0 or max(idx) >= 1000:
+                raise ValueError(f"class_map['{n}'] must list ImageNet indices in 0..999")
+            out[n] = idx
+        elif _norm_class(n) in table:
+            out[n] = sorted(set(table[_norm_class(n)]))
+        else:
+            missing.append(n)
+    if missing:
+        hints = []
+        for n in missing[:10]:
+            close = difflib.get_close_matches(_norm_class(n), list(table), n=3)
+            hints.append(f"'{n}'" + (f" (close: {', '.join(close)})" if close else ""))
+        raise ValueError(
+            f"{len(missing)} class name(s) match no ImageNet class: {'; '.join(hints)}"
+            f"{' ...' if len(missing) > 10 else ''}. Pass class_map={{name: [indices]}} for them"
+        )
+    return out

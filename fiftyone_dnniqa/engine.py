@@ -94,7 +94,7 @@ class _WorkerScorer:
             try:
                 img = to_float(item["images"][k].unsqueeze(0))
                 ref = to_float(item["references"][k].unsqueeze(0)) if metric.needs_reference else None
-                scores[j] = float(metric.score(img, ref)[0])
+                scores[j] = float(_call_metric(metric, img, ref, [item.get("label")])[0])
             except Exception as e:  # isolate the sample, keep the run going
                 errors[j] = _metric_error(e)
         item["scores"], item["metric_errors"] = scores, errors
@@ -104,6 +104,45 @@ class _WorkerScorer:
                 if "references" in item:
                     item["references"][k] = None
         return item
+
+
+def _call_metric(metric, images, refs, labels):
+    if getattr(metric, "uses_sample_labels", False):
+        return metric.score(images, refs, labels=labels)
+    return metric.score(images, refs)
+
+
+def _prepare_labels(dataset, metrics, label_field):
+    """Gives task-guided metrics their classes; returns the label path to read."""
+    needy = [m for m in metrics if m.needs_labels]
+    if not needy:
+        return None
+    if label_field is None:
+        missing = [m.name for m in needy if getattr(m, "classes", None) is None
+                   or getattr(m, "uses_sample_labels", False)]
+        if missing:
+            raise ValueError(f"{', '.join(missing)} need(s) the task's classes: pass label_field= "
+                             "(a Classification field) or the metric's classes option")
+        return None
+    if not dataset.has_sample_field(label_field):
+        raise ValueError(f"label_field '{label_field}' is not a field of dataset '{dataset.name}'")
+    f = dataset.get_field(label_field)
+    if isinstance(f, fo.EmbeddedDocumentField) and issubclass(f.document_type, fo.Classification):
+        path = label_field + ".label"
+    elif isinstance(f, fo.StringField):
+        path = label_field
+    else:
+        raise ValueError(f"label_field '{label_field}' must be a Classification or string field, "
+                         f"not {type(f).__name__}")
+    classes = dataset.classes.get(label_field) or dataset.default_classes or dataset.distinct(path)
+    if not classes:
+        raise ValueError(f"label_field '{label_field}' holds no labels")
+    for m in needy:  # classes the caller gave win over the label field's
+        if getattr(m, "classes", None) is None or getattr(m, "default_classes", False):
+            m.set_classes(classes)
+            if hasattr(m, "default_classes"):
+                m.default_classes = False
+    return path
 
 
 def _metric_error(e: BaseException) -> str:
@@ -126,6 +165,7 @@ def compute_quality(
     skip_failures: bool = True,
     progress: Union[bool, ProgressCallback, None] = None,
     reference_field: Optional[str] = None,
+    label_field: Optional[str] = None,
     metric_options: Optional[dict] = None,
     amp: bool = True,
     max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
@@ -154,6 +194,10 @@ def compute_quality(
             default), or a callable ``f(fraction, label)``
         reference_field (None): filepath field of the reference images for
             full-reference metrics (``psnr``, ``ssim``...)
+        label_field (None): a ``Classification`` (or string) field whose
+            classes task-guided metrics (``aligned_task``, ``zsclip``) use
+            when not given their classes; metrics that rate each image against
+            its own label read it per sample
         metric_options (None): options for :func:`create_metric` when
             ``metric`` is a single name
         amp (True): use CUDA autocast for metrics that support it
@@ -195,6 +239,7 @@ def compute_quality(
             raise ValueError(f"{', '.join(need)} need(s) reference_field, a filepath field of reference images")
         if not dataset.has_sample_field(reference_field):
             raise ValueError(f"reference_field '{reference_field}' is not a field of dataset '{dataset.name}'")
+    label_path = _prepare_labels(dataset, metrics, label_field)
     for f, m in zip(fields, metrics):
         _check_field(dataset, f, m, overwrite)
     if queue:
@@ -202,7 +247,8 @@ def compute_quality(
 
         return queue_shards(samples, dataset, names, metrics, fields, shards, dict(
             device=str(device), batch_size=batch_size, num_workers=num_workers, overwrite=overwrite,
-            reference_field=reference_field, metric_options=metric_options, write_every=write_every,
+            reference_field=reference_field, label_field=label_field, metric_options=metric_options,
+            write_every=write_every,
         ))
     if _shard is not None:
         samples = _shard.view(samples)
@@ -222,6 +268,9 @@ def compute_quality(
                 not_images[i] = f"{kind} sample: quality metrics score images"
     rows = np.array([i for i in np.flatnonzero(todo.any(axis=1)) if i not in not_images], dtype=int)
     ref_paths = samples.values(reference_field) if reference_field else None
+    labels = None
+    if label_path and any(getattr(m, "uses_sample_labels", False) for m in metrics):
+        labels = samples.values(label_path)
 
     if num_workers is None:
         num_workers = min(4, os.cpu_count() or 1)
@@ -252,11 +301,11 @@ def compute_quality(
         # Run records first, so a killed run still shows up as not finished
         for job in jobs:
             job.results = _register_run(samples, dataset, job, dev, batch_size, num_workers,
-                                        reference_field, n, started_at, _shard)
+                                        reference_field, n, started_at, _shard, label_field)
             if not dataset.has_sample_field(job.field):
                 dataset.add_sample_field(job.field, fo.FloatField)
             job.has_error_field = dataset.has_sample_field(job.error_field)
-        _score_rows(dataset, jobs, ids, filepaths, ref_paths, rows, todo, not_images, specs, dev,
+        _score_rows(dataset, jobs, ids, filepaths, ref_paths, labels, rows, todo, not_images, specs, dev,
                     amp, batch_size, num_workers, max_pixels, write_every, skip_failures,
                     progress, started, _shard)
 
@@ -264,7 +313,7 @@ def compute_quality(
     return out if many else out[fields[0]]
 
 
-def _score_rows(dataset, jobs, ids, filepaths, ref_paths, rows, todo, not_images, specs, dev,
+def _score_rows(dataset, jobs, ids, filepaths, ref_paths, labels, rows, todo, not_images, specs, dev,
                 amp, batch_size, num_workers, max_pixels, write_every, skip_failures,
                 progress, started, shard=None):
     """Decodes and scores ``rows`` of the view, writing scores as it goes."""
@@ -280,6 +329,7 @@ def _score_rows(dataset, jobs, ids, filepaths, ref_paths, rows, todo, not_images
         [filepaths[i] for i in rows], specs,
         reference_paths=[ref_paths[i] for i in rows] if ref_paths is not None else None,
         max_pixels=max_pixels, postprocess=postprocess,
+        labels=[labels[i] for i in rows] if labels is not None else None,
     )
     loader = torch.utils.data.DataLoader(
         data, batch_size=batch_size, shuffle=False, num_workers=num_workers,
@@ -376,7 +426,7 @@ def _check_field(dataset, field, metric, overwrite):
 
 
 def _register_run(samples, dataset, job, dev, batch_size, num_workers, reference_field, n, started_at,
-                  shard=None):
+                  shard=None, label_field=None):
     if shard is not None:  # the queuing call registered the run; record this shard's progress
         from .sharding import ShardStore
 
@@ -391,6 +441,7 @@ def _register_run(samples, dataset, job, dev, batch_size, num_workers, reference
         metric=m.name, field=job.field, metric_options=m.describe(),
         higher_is_better=m.higher_is_better,
         reference_field=reference_field if m.needs_reference else None,
+        label_field=label_field if m.needs_labels else None,
         device=str(dev), batch_size=batch_size, num_workers=num_workers,
     )
     samples.register_run(job.field, config, overwrite=True, cleanup=False)
@@ -465,11 +516,12 @@ def _run_metric(metric, chunk, k, dev, amp):
     refs = None
     if metric.needs_reference:
         refs = to_float(torch.stack([it["references"][k] for it in chunk]).to(dev, non_blocking=True))
+    labels = [it.get("label") for it in chunk]
     if dev.type == "cuda" and amp and metric.supports_amp:
         with torch.autocast("cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16):
-            out = metric.score(images, refs)
+            out = _call_metric(metric, images, refs, labels)
     else:
-        out = metric.score(images, refs)
+        out = _call_metric(metric, images, refs, labels)
     out = out.reshape(-1).double().cpu()
     if out.numel() != len(chunk):
         raise RuntimeError(f"{metric.name} returned {out.numel()} scores for {len(chunk)} images")

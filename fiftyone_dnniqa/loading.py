@@ -120,7 +120,8 @@ class SampleImages(torch.utils.data.Dataset):
 
     Each item is a dict with ``index``, and either ``images`` (one prepared
     ``uint8`` tensor per distinct input spec), ``references`` likewise, or
-    ``error`` (the reason it could not be read). ``postprocess``, if given,
+    ``error`` (the reason it could not be read), plus ``label`` when
+    ``labels`` are given. ``postprocess``, if given,
     runs on each decoded item inside the loader worker (the engine scores
     per-image CPU metrics there).
     """
@@ -132,18 +133,22 @@ class SampleImages(torch.utils.data.Dataset):
         reference_paths: Optional[Sequence[Optional[str]]] = None,
         max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
         postprocess: Optional[Callable[[dict], dict]] = None,
+        labels: Optional[Sequence] = None,
     ):
         self.filepaths = list(filepaths)
         self.specs = list(specs)
         self.reference_paths = reference_paths
         self.max_pixels = max_pixels
         self.postprocess = postprocess
+        self.labels = labels
 
     def __len__(self) -> int:
         return len(self.filepaths)
 
     def __getitem__(self, index: int) -> dict:
         item = {"index": index}
+        if self.labels is not None:
+            item["label"] = self.labels[index]
         try:
             image = read_image(self.filepaths[index], self.max_pixels)
         except ImageLoadError as e:

@@ -30,11 +30,12 @@ class QualityRunConfig(fors.RunConfig):
         higher_is_better (True): the metric's direction
         reference_field (None): the reference filepath field of a
             full-reference metric
+        label_field (None): the label field a task-guided metric read
         **kwargs: further settings recorded with the run (device, ...)
     """
 
     def __init__(self, metric=None, field=None, metric_options=None,
-                 higher_is_better=True, reference_field=None, **kwargs):
+                 higher_is_better=True, reference_field=None, label_field=None, **kwargs):
         kwargs.pop("method", None)
         super().__init__(method=METHOD, **kwargs)
         self.metric = metric
@@ -42,6 +43,7 @@ class QualityRunConfig(fors.RunConfig):
         self.metric_options = metric_options or {}
         self.higher_is_better = higher_is_better
         self.reference_field = reference_field
+        self.label_field = label_field
 
     @property
     def error_field(self) -> str:

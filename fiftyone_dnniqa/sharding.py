@@ -142,6 +142,7 @@ def queue_shards(samples, dataset, names, metrics, fields, count, options) -> Sh
         config = QualityRunConfig(
             metric=m.name, field=f, metric_options=m.describe(), higher_is_better=m.higher_is_better,
             reference_field=options["reference_field"] if m.needs_reference else None,
+            label_field=options.get("label_field") if m.needs_labels else None,
             device=options["device"], batch_size=options["batch_size"], num_workers=options["num_workers"],
             shards=len(specs),
         )

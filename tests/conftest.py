@@ -58,3 +58,11 @@ def make_dataset():
     for ds in made:
         if not ds.deleted:
             ds.delete()
+
+
+@pytest.fixture(scope="session")
+def installed_plugin():
+    """The plugin installed into the tests' FIFTYONE_PLUGINS_DIR (operators become executable)."""
+    from fiftyone_dnniqa.plugin import install_plugin
+
+    return install_plugin(overwrite=True)

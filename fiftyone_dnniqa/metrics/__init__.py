@@ -34,9 +34,17 @@ def register_metric(name: str):
 
 
 def _register_builtin():
-    from .aligned import AlignedMetric
+    from .aligned import AlignedFRMetric, AlignedMetric, AlignedTaskMetric
 
     register_metric("aligned")(AlignedMetric)
+    register_metric("aligned_task")(AlignedTaskMetric)
+    register_metric("aligned_fr")(AlignedFRMetric)
+    from .tg_iqa import TGIQAMetric
+
+    register_metric("tg_iqa")(TGIQAMetric)
+    from .zsclip import ZSCLIPMetric
+
+    register_metric("zsclip")(ZSCLIPMetric)
 
 
 def list_metrics(source: Optional[str] = None, mode: Optional[str] = None) -> List[str]:
@@ -61,16 +69,17 @@ def list_metrics(source: Optional[str] = None, mode: Optional[str] = None) -> Li
 
 
 def metric_traits(name: str) -> dict:
-    """``source``, ``needs_reference`` and ``higher_is_better`` of metric
+    """``source``, ``needs_reference``, ``needs_labels`` and ``higher_is_better`` of metric
     ``name``, without building it (no weights are loaded)."""
     if name in _REGISTRY:
         cls = _REGISTRY[name]
         return {"source": "dnniqa", "needs_reference": bool(getattr(cls, "needs_reference", False)),
+                "needs_labels": bool(getattr(cls, "needs_labels", False)),
                 "higher_is_better": bool(getattr(cls, "higher_is_better", True))}
     cfg = pyiqa_configs().get(name)
     if cfg is None:
         create_metric(name)  # raises the unknown-name error
-    return {"source": "pyiqa", "needs_reference": cfg.get("metric_mode") == "FR",
+    return {"source": "pyiqa", "needs_reference": cfg.get("metric_mode") == "FR", "needs_labels": False,
             "higher_is_better": not cfg.get("lower_better", False)}
 
 

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from .base import InputSpec, QualityMetric
 
 STATISTICS = ("max_prob", "margin", "neg_entropy", "energy")
+TTA_MODES = (None, "flip")
 
 
 def confidence(logits: torch.Tensor, statistic: str = "max_prob", temperature: float = 1.0) -> torch.Tensor:
@@ -52,6 +53,8 @@ class AlignedMetric(QualityMetric):
             them, whose statistics are averaged (an ensemble)
         statistic ("max_prob"): one of :data:`STATISTICS`
         temperature (1.0): softmax temperature
+        tta (None): ``"flip"`` averages the logits of the image and its
+            mirror image (twice the compute, slightly better aligned)
     """
 
     name = "aligned"
@@ -59,8 +62,11 @@ class AlignedMetric(QualityMetric):
     supports_amp = True
 
     def __init__(self, backbone: Union[str, Sequence[str]] = "efficientnet_lite0",
-                 statistic: str = "max_prob", temperature: float = 1.0):
+                 statistic: str = "max_prob", temperature: float = 1.0, tta=None):
         super().__init__()
+        if tta not in TTA_MODES:
+            raise ValueError(f"tta must be one of {TTA_MODES}, not {tta!r}")
+        self.tta = tta
         from ..backbones import load_backbone
 
         if statistic not in STATISTICS:
@@ -93,7 +99,11 @@ class AlignedMetric(QualityMetric):
             if x.shape[-1] != b.crop or x.shape[-2] != b.crop:
                 x = F.interpolate(x, size=(b.crop, b.crop), mode="bilinear", antialias=True,
                                   align_corners=False)
-            out.append(b.model(b.normalize(x).contiguous(memory_format=torch.channels_last)))
+            x = b.normalize(x).contiguous(memory_format=torch.channels_last)
+            z = b.model(x)
+            if self.tta == "flip":
+                z = (z + b.model(x.flip(-1))) / 2
+            out.append(z)
         return out
 
     @torch.inference_mode()
@@ -104,5 +114,169 @@ class AlignedMetric(QualityMetric):
         return torch.stack(stats).mean(dim=0).double().cpu()
 
     def describe(self):
-        return {"backbone": self.backbone_names if len(self.backbone_names) > 1 else self.backbone_names[0],
-                "statistic": self.statistic, "temperature": self.temperature}
+        out = {"backbone": self.backbone_names if len(self.backbone_names) > 1 else self.backbone_names[0],
+               "statistic": self.statistic, "temperature": self.temperature}
+        if self.tta:
+            out["tta"] = self.tta
+        return out
+
+
+def grouped_logits(logits: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """Logits of task classes made of backbone classes: ``logsumexp`` over
+    each group. ``groups`` is a (C, K) bool membership matrix."""
+    mask = torch.zeros(groups.shape, dtype=logits.dtype, device=logits.device)
+    mask.masked_fill_(~groups.to(logits.device), float("-inf"))
+    return torch.logsumexp(logits.unsqueeze(1) + mask.unsqueeze(0), dim=2)
+
+
+class AlignedTaskMetric(AlignedMetric):
+    """Task-guided DNN-aligned quality: the proxy's confidence restricted to
+    the task's label set (higher = better).
+
+    The proxy's ImageNet outputs are pooled into the task's classes (matched
+    by name, see :func:`~fiftyone_dnniqa.backbones.match_classes`) and
+    renormalised, so confusion between classes the task does not distinguish
+    costs nothing. With ``label_mode="sample"`` the score is the probability
+    the proxy gives each sample's own label (a labelled set's best predictor
+    of errors; it needs the label at scoring time, so it rates labelled
+    data, not new unlabelled batches).
+
+    Args:
+        classes (None): the task's class names; ``None`` reads them from the
+            ``label_field`` given to :func:`compute_quality`
+        class_map (None): ``{name: [ImageNet indices]}`` for names that match
+            no ImageNet class
+        label_mode ("set"): ``"set"`` (label-free: confidence over the label
+            set) or ``"sample"`` (probability of the sample's label)
+        backbone, statistic, temperature, tta: as :class:`AlignedMetric`
+    """
+
+    name = "aligned_task"
+    needs_labels = True
+    LABEL_MODES = ("set", "sample")
+
+    def __init__(self, classes=None, class_map=None, label_mode: str = "set",
+                 backbone="efficientnet_lite0", statistic: str = "max_prob", temperature: float = 1.0,
+                 tta=None):
+        if label_mode not in self.LABEL_MODES:
+            raise ValueError(f"label_mode must be one of {', '.join(self.LABEL_MODES)}, not {label_mode!r}")
+        super().__init__(backbone=backbone, statistic=statistic, temperature=temperature, tta=tta)
+        self.label_mode = label_mode
+        self.class_map = {str(k): [int(i) for i in v] for k, v in (class_map or {}).items()}
+        self.classes = None
+        self._groups = None
+        self._index = {}
+        if classes is not None:
+            self.set_classes(classes)
+
+    @property
+    def uses_sample_labels(self) -> bool:
+        return self.label_mode == "sample"
+
+    def set_classes(self, classes):
+        """Sets the task's label set (matched to ImageNet by name)."""
+        from ..backbones import match_classes
+
+        classes = [str(c) for c in classes]
+        if not classes:
+            raise ValueError("the task's label set is empty")
+        if len(set(classes)) != len(classes):
+            raise ValueError("class names must be distinct")
+        matched = match_classes(classes, self.class_map)
+        num = self.backbones[0].num_classes
+        groups = torch.zeros(len(classes), num, dtype=torch.bool)
+        for c, name in enumerate(classes):
+            groups[c, matched[name]] = True
+        self.classes = classes
+        self._groups = groups
+        self._index = {name: c for c, name in enumerate(classes)}
+        return self
+
+    @torch.inference_mode()
+    def score(self, images, references=None, labels=None):
+        self._check_batch(images)
+        if self.classes is None:
+            raise ValueError("aligned_task needs the task's classes: pass classes=[...] or label_field=")
+        if self.uses_sample_labels and labels is None:
+            raise ValueError("aligned_task with label_mode='sample' needs each image's label "
+                             "(compute_quality(label_field=...))")
+        images = images.to(self.device)
+        stats = []
+        for z in self.logits(images):
+            zt = grouped_logits(z.float(), self._groups)
+            if self.uses_sample_labels:
+                idx = torch.tensor([self._index.get(str(lb), -1) if lb is not None else -1 for lb in labels],
+                                   device=zt.device)
+                p = F.softmax(zt / self.temperature, dim=1)
+                s = p.gather(1, idx.clamp_min(0).unsqueeze(1))[:, 0]
+                stats.append(torch.where(idx >= 0, s, torch.full_like(s, float("nan"))))
+            else:
+                stats.append(confidence(zt, self.statistic, self.temperature))
+        return torch.stack(stats).mean(dim=0).double().cpu()
+
+    def describe(self):
+        out = super().describe()
+        out["label_mode"] = self.label_mode
+        if self.classes is not None:
+            if len(self.classes) <= 50:
+                out["classes"] = list(self.classes)
+            else:
+                import hashlib
+
+                out["classes"] = f"{len(self.classes)} classes, sha1 " + hashlib.sha1(
+                    "\n".join(self.classes).encode()).hexdigest()[:12]
+        if self.class_map:
+            out["class_map"] = self.class_map
+        return out
+
+
+DIVERGENCES = ("js", "kl", "agreement")
+
+
+class AlignedFRMetric(AlignedMetric):
+    """Full-reference DNN-aligned quality: how much the proxy's prediction on
+    the image departs from its prediction on the clean reference (higher =
+    better; 1 means the same prediction).
+
+    Args:
+        divergence ("js"): ``"js"`` (1 - Jensen-Shannon divergence / ln 2),
+            ``"kl"`` (exp(-KL(reference || image))) or ``"agreement"`` (the
+            probability the image gives the reference's top class)
+        backbone, temperature, tta: as :class:`AlignedMetric`
+    """
+
+    name = "aligned_fr"
+    needs_reference = True
+
+    def __init__(self, divergence: str = "js", backbone="efficientnet_lite0", temperature: float = 1.0,
+                 tta=None):
+        if divergence not in DIVERGENCES:
+            raise ValueError(f"divergence must be one of {', '.join(DIVERGENCES)}, not {divergence!r}")
+        super().__init__(backbone=backbone, temperature=temperature, tta=tta)
+        self.divergence = divergence
+
+    @torch.inference_mode()
+    def score(self, images, references=None):
+        self._check_batch(images, references)
+        both = torch.cat([images, references]).to(self.device)
+        n = images.shape[0]
+        stats = []
+        for z in self.logits(both):
+            logp = F.log_softmax(z.float() / self.temperature, dim=1)
+            lp, lq = logp[:n], logp[n:]  # image, reference
+            if self.divergence == "agreement":
+                stats.append(lp.exp().gather(1, lq.argmax(1, keepdim=True))[:, 0])
+            elif self.divergence == "kl":
+                kl = (lq.exp() * (lq - lp)).sum(1).clamp_min(0)
+                stats.append(torch.exp(-kl))
+            else:
+                lm = torch.logsumexp(torch.stack([lp, lq]), dim=0) - math.log(2)
+                js = 0.5 * ((lp.exp() * (lp - lm)).sum(1) + (lq.exp() * (lq - lm)).sum(1))
+                stats.append(1 - js.clamp(0, math.log(2)) / math.log(2))
+        return torch.stack(stats).mean(dim=0).double().cpu()
+
+    def describe(self):
+        out = super().describe()
+        out.pop("statistic", None)
+        out["divergence"] = self.divergence
+        return out

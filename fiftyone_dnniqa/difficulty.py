@@ -1,0 +1,87 @@
+"""Difficulty views: the samples a quality field predicts to be hard.
+
+Low quality means hard for a metric where higher is better, high values
+where lower is better; the direction comes from the field's run record (or
+``higher_is_better``). Samples without a score are never returned as hard.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+#: datasets at least this large get an index on the field before sorting
+INDEX_ABOVE = 10_000
+
+
+def field_direction(samples, field: str, higher_is_better: Optional[bool] = None) -> bool:
+    """Whether higher values of ``field`` mean better quality."""
+    if higher_is_better is not None:
+        return bool(higher_is_better)
+    from .runs import list_quality_runs
+
+    dataset = samples._root_dataset
+    if field in list_quality_runs(dataset):
+        return bool(dataset.get_run_info(field).config.higher_is_better)
+    prior = dataset.info.get("dnniqa_priors", {}).get(field)
+    if prior is not None:
+        return True  # expected accuracy
+    raise ValueError(f"cannot tell whether high or low '{field}' is better: it is not a quality run "
+                     "of this dataset; pass higher_is_better")
+
+
+def hard_samples(samples, field: str, k: Optional[int] = None, fraction: Optional[float] = None,
+                 threshold: Optional[float] = None, higher_is_better: Optional[bool] = None,
+                 create_index: Optional[bool] = None):
+    """The hardest samples of ``samples`` by ``field``, hardest first.
+
+    Give exactly one of ``k`` (that many samples), ``fraction`` (that share
+    of the scored samples, 0..1) or ``threshold`` (every sample at or below
+    it where higher is better, at or above it otherwise).
+
+    Args:
+        create_index (None): index ``field`` first (default: for datasets of
+            at least :data:`INDEX_ABOVE` samples)
+    """
+    from fiftyone import ViewField as F
+
+    chosen = [x is not None for x in (k, fraction, threshold)]
+    if sum(chosen) != 1:
+        raise ValueError("give exactly one of k, fraction or threshold")
+    dataset = samples._root_dataset
+    if not dataset.has_sample_field(field):
+        raise ValueError(f"'{field}' is not a field of dataset '{dataset.name}'")
+    hib = field_direction(samples, field, higher_is_better)
+    if create_index is None:
+        create_index = len(dataset) >= INDEX_ABOVE
+    if create_index:
+        dataset.create_index(field)
+    scored = samples.match(F(field).exists())
+    if threshold is not None:
+        cond = F(field) <= threshold if hib else F(field) >= threshold
+        return scored.match(cond).sort_by(field, reverse=not hib)
+    if fraction is not None:
+        if not 0 < fraction <= 1:
+            raise ValueError("fraction must be in (0, 1]")
+        k = int(math.ceil(fraction * scored.count()))
+    if k < 0:
+        raise ValueError("k must be non-negative")
+    return scored.sort_by(field, reverse=not hib).limit(int(k))
+
+
+def tag_hard_samples(view, tag: str = "hard") -> int:
+    """Adds ``tag`` to every sample of ``view``; returns how many were tagged."""
+    if not tag or not isinstance(tag, str):
+        raise ValueError("tag must be a non-empty string")
+    n = view.count()
+    view.tag_samples(tag)
+    return n
+
+
+def save_hard_view(view, name: str, description: Optional[str] = None, overwrite: bool = False) -> str:
+    """Saves ``view`` on its dataset under ``name`` and returns the name."""
+    dataset = view._root_dataset
+    if dataset.has_saved_view(name) and not overwrite:
+        raise ValueError(f"dataset '{dataset.name}' already has a saved view '{name}'; pass overwrite=True")
+    dataset.save_view(name, view, description=description, overwrite=overwrite)
+    return name
