@@ -1,0 +1,209 @@
+"""The panel in a real browser: the FiftyOne App server on loopback, the plugin
+installed into a plugins directory, headless Chromium driven by Playwright.
+
+The test opens the panel the way a user does (the "+" new-panel menu of the Samples
+space), checks that the plots and the ranking table render, clicks the tallest bar of
+the histogram and checks that the App's view shrinks to that bin's samples. Screenshots
+go to the test's tmp dir and, when ``DNNIQA_ARTIFACTS`` is set, to that folder too.
+
+Skips when Chromium (``/usr/bin/chromium``, or ``DNNIQA_CHROMIUM``) or the ``playwright``
+package is missing; never downloads a browser.
+"""
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+
+import numpy as np
+import pytest
+
+import fiftyone as fo
+
+import fiftyone_dnniqa as dq
+from fiftyone_dnniqa import panels as P
+from fiftyone_dnniqa.plugin import install_plugin
+
+CHROMIUM = os.environ.get("DNNIQA_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage"]
+PANEL_LABEL = "Quality vs Performance"
+
+
+@pytest.fixture
+def sync_playwright():
+    """Playwright's entry point; skips (before anything is built) without a browser."""
+    if not os.path.isfile(CHROMIUM) or not os.access(CHROMIUM, os.X_OK):
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("the playwright package is not installed (pip install playwright)")
+    return sync_playwright
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _label(path):
+    return os.path.basename(path).split("_", 1)[1].rsplit(".", 1)[0]
+
+
+@pytest.fixture
+def demo_dataset(imagenet_files):
+    """16 real photos, a quality run, predictions and a classification evaluation;
+    persistent so that the App server process sees it."""
+    ds = fo.Dataset(f"dnniqa-browser-{uuid.uuid4().hex[:8]}", persistent=True)
+    try:
+        files = imagenet_files[:16]
+        ds.add_samples([fo.Sample(filepath=f, ground_truth=fo.Classification(label=_label(f)))
+                        for f in files], progress=False)
+        dq.compute_quality(ds, "entropy", num_workers=0)
+        rng = np.random.default_rng(0)
+        ds.set_values("predictions", [
+            fo.Classification(label=g if rng.random() < 0.6 else "other", confidence=float(rng.random()))
+            for g in ds.values("ground_truth.label")])
+        ds.evaluate_classifications("predictions", gt_field="ground_truth", eval_key="eval")
+        yield ds
+    finally:
+        ds.delete()
+
+
+@pytest.fixture
+def app_server(tmp_path):
+    """``python -m fiftyone.server.main`` on a free loopback port, with the plugin
+    installed into its own plugins directory."""
+    plugins = tmp_path / "plugins"
+    install_plugin(str(plugins))
+    port = _free_port()
+    env = dict(os.environ, FIFTYONE_PLUGINS_DIR=str(plugins))
+    log_path = tmp_path / "server.log"
+    log = open(log_path, "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fiftyone.server.main", "--port", str(port), "--address", "127.0.0.1"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(tmp_path))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"App server exited ({proc.returncode}):\n{log_path.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(url + "/", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.time() > deadline:
+                raise AssertionError(f"App server did not start:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield url, log_path
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def _save(page, tmp_path, name):
+    path = tmp_path / name
+    page.screenshot(path=str(path), full_page=True)
+    dest = os.environ.get("DNNIQA_ARTIFACTS")
+    if dest:
+        os.makedirs(dest, exist_ok=True)
+        shutil.copy(path, os.path.join(dest, name))
+    return path
+
+
+def _grid_count(page):
+    """The App's sample count ("16 samples" above the grid)."""
+    texts = page.get_by_text(re.compile(r"^\s*\d[\d,]* samples\s*$")).all_inner_texts()
+    return int(texts[0].split()[0].replace(",", "")) if texts else None
+
+
+def test_panel_renders_and_clicks_set_the_view(sync_playwright, demo_dataset, app_server, tmp_path):
+    url, log_path = app_server
+    stats = P.panel_statistics(demo_dataset)
+    h = stats["histogram"]
+    t0 = time.perf_counter()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1600, "height": 1900})
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        try:
+            page.goto(f"{url}/datasets/{demo_dataset.name}", wait_until="domcontentloaded")
+
+            def dismiss():  # the App's "Explore Enterprise" popover covers the tab bar
+                btn = page.get_by_role("button", name="Dismiss")
+                if btn.count() and btn.first.is_visible():
+                    btn.first.click()
+
+            new_panel = page.locator('[data-cy="new-panel-btn"]:visible').first
+            new_panel.wait_for(timeout=60_000)
+            page.wait_for_timeout(1500)
+            dismiss()
+            new_panel.click(timeout=20_000)
+            page.get_by_text(PANEL_LABEL, exact=True).first.click(timeout=20_000)
+            page.wait_for_function(
+                "document.querySelectorAll('.js-plotly-plot svg.main-svg').length >= 3",
+                timeout=60_000)
+            page.wait_for_timeout(1000)
+            dismiss()
+            opened = time.perf_counter() - t0
+            shot = _save(page, tmp_path, "quality_vs_performance.png")
+
+            assert page.locator('[data-cy="panel-tab-quality_vs_performance"]').count() == 1
+            assert page.get_by_text(PANEL_LABEL, exact=True).count() >= 1
+            content = page.locator('[data-cy="panel-content-quality_vs_performance"]')
+            assert content.count() == 1
+            for title in ("Accuracy by quantile bin of iqa_entropy",
+                          "iqa_entropy for correct and wrong predictions",
+                          "iqa_entropy vs prediction confidence"):
+                assert content.locator("svg text", has_text=title).count() >= 1, title
+            assert content.locator(".js-plotly-plot .scatterlayer .trace").count() >= 3
+            assert content.get_by_text("Spearman rho [CI]").count() == 1
+            assert content.get_by_text("iqa_entropy", exact=True).count() >= 1
+            assert _grid_count(page) == 16
+
+            # click the tallest "wrong" bar: the App shows that bin's samples
+            bars = content.locator(".js-plotly-plot").nth(1).locator(".barlayer .trace").nth(1) \
+                .locator(".point path")
+            boxes = [bars.nth(i).bounding_box() for i in range(bars.count())]
+            assert len(boxes) == len(h["wrong"])
+            i = int(np.argmax(h["wrong"]))
+            box = boxes[i]
+            expected = h["correct"][i] + h["wrong"][i]
+            x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+            page.mouse.move(x, y)
+            page.wait_for_timeout(300)
+            page.mouse.click(x, y)
+            deadline = time.time() + 30
+            while _grid_count(page) != expected and time.time() < deadline:
+                page.wait_for_timeout(250)
+            assert _grid_count(page) == expected, (_grid_count(page), expected)
+            # the panel follows the new view
+            content.get_by_text(re.compile(rf"^{expected} samples in the view")).wait_for(timeout=30_000)
+            _save(page, tmp_path, "quality_vs_performance_bin.png")
+            assert not errors, errors
+        except Exception:
+            try:
+                _save(page, tmp_path, "quality_vs_performance_failure.png")
+            finally:
+                print(log_path.read_text()[-3000:])
+            raise
+        finally:
+            browser.close()
+    print(f"\npanel open with plots in {opened:.1f} s; screenshot {shot}")

@@ -1,0 +1,434 @@
+"""The "Quality vs Performance" panel: its statistics against the analysis functions,
+and its callbacks executed through FiftyOne's operator machinery as the App calls them."""
+
+import copy
+import json
+import os
+import time
+
+import numpy as np
+import pydash
+import pytest
+
+import fiftyone as fo
+import fiftyone.operators as foo
+from fiftyone.operators.executor import ExecutionContext, Executor
+
+import fiftyone_dnniqa as dq
+from fiftyone_dnniqa import analysis as A
+from fiftyone_dnniqa import panels as P
+from fiftyone_dnniqa.performance import NoEvaluationError, get_target
+from fiftyone_dnniqa.plugin import PLUGIN_NAME, install_plugin
+
+URI = f"{PLUGIN_NAME}/quality_vs_performance"
+
+
+@pytest.fixture(scope="module")
+def plugin():
+    return install_plugin(overwrite=True)
+
+
+def _label(path):
+    # "n01440764_tench.JPEG" -> "tench"
+    return os.path.basename(path).split("_", 1)[1].rsplit(".", 1)[0]
+
+
+@pytest.fixture(scope="module")
+def cls_ds(imagenet_files):
+    """40 real photos, a real quality run (pyiqa entropy), predictions whose correctness
+    follows quality (with noise) and a real classification evaluation."""
+    files = imagenet_files[:40]
+    ds = fo.Dataset()
+    ds.add_samples([fo.Sample(filepath=f, ground_truth=fo.Classification(label=_label(f)))
+                    for f in files], progress=False)
+    dq.compute_quality(ds, "entropy", num_workers=0)
+    q = np.asarray(ds.values("iqa_entropy"), float)
+    rng = np.random.default_rng(0)
+    rank = q.argsort().argsort() / (len(q) - 1)
+    correct = rng.random(len(q)) < 0.2 + 0.7 * rank
+    gt = ds.values("ground_truth.label")
+    conf = np.clip(0.3 + 0.5 * rank + 0.2 * rng.random(len(q)), 0, 1)
+    ds.set_values("predictions", [fo.Classification(label=g if c else "other", confidence=float(p))
+                                  for g, c, p in zip(gt, correct, conf)])
+    ds.set_values("noise", rng.normal(size=len(q)).tolist())  # a float field, no run
+    ds.evaluate_classifications("predictions", gt_field="ground_truth", eval_key="eval")
+    yield ds
+    ds.delete()
+
+
+class FakeApp:
+    """What the App does around a panel: keeps its state and data, sends the current
+    view and the panel state with every event, applies the operations triggered."""
+
+    def __init__(self, dataset, view=None, state=None):
+        self.dataset = dataset
+        self.view = view if view is not None else dataset.view()
+        self.state = copy.deepcopy(state or {})
+        self.data = {}
+        self.output = None
+        self.set_views = []
+        self.requests = []
+
+    def call(self, method, **event):
+        params = {"__method__": method, "panel_id": "qvp-test",
+                  "panel_state": copy.deepcopy(self.state), **event}
+        result = foo.execute_operator(URI, ctx={"dataset": self.dataset, "view": self.view,
+                                               "params": params})
+        assert result.error is None, result.error
+        self.requests = [(r.operator_uri, r.params) for r in result.executor._requests]
+        for name, p in self.requests:
+            if name == "patch_panel_state":
+                for k, v in p["state"].items():
+                    pydash.set_(self.state, k, v)
+            elif name == "patch_panel_data":
+                for k, v in p["data"].items():
+                    pydash.set_(self.data, k, v)
+            elif name == "show_panel_output":
+                self.output = p["output"]
+            elif name == "set_view":
+                stages = p["view"]
+                self.set_views.append(fo.DatasetView._build(self.dataset, stages))
+        return self.requests
+
+    def names(self):
+        return [n for n, _ in self.requests]
+
+    def properties(self):
+        return self.output["type"]["properties"]
+
+
+def _values(view, fields, eval_key="eval", kind="correct"):
+    ids, target = get_target(view, eval_key, kind)
+    q = {f: np.asarray(view.values(f), dtype=float) for f in fields}
+    return ids, target, q
+
+
+# ---------------------------------------------------------------------------
+# Statistics
+# ---------------------------------------------------------------------------
+
+
+def test_statistics_match_the_analysis_functions(cls_ds):
+    stats = P.panel_statistics(cls_ds, ["iqa_entropy", "noise"], "eval", "correct", n_boot=200)
+    json.dumps(stats, allow_nan=False)  # JSON-able as it is
+    ids, t, q = _values(cls_ds, ["iqa_entropy", "noise"])
+    expected = A.rank_fields({"iqa_entropy": (q["iqa_entropy"], True), "noise": (q["noise"], True)},
+                             t, n_boot=200, seed=0)
+    assert [r["name"] for r in stats["ranking"]] == [r.name for r in expected]
+    for got, exp in zip(stats["ranking"], expected):
+        assert got == exp.to_dict()
+        assert got["auroc"] is not None and got["n"] == 40
+    assert stats["field"] == expected[0].name  # the best-ranked field is plotted
+    assert stats["binary"] and stats["n_samples"] == 40 and stats["n_target"] == 40
+    # the quality run gives the direction; the bare float field is assumed higher-is-better
+    rows = {r["field"]: r for r in stats["table"]}
+    assert rows["iqa_entropy"]["direction"] == "higher"
+    assert rows["noise"]["direction"] == "higher (assumed)"
+    for f in ("iqa_entropy", "noise"):
+        plots = stats["per_field"][f]
+        curve = A.binned_performance(q[f], t, bins=P.BINS, strategy="quantile")
+        assert plots["curve"] == [b.to_dict() for b in curve]
+        h = plots["histogram"]
+        assert sum(h["correct"]) == int(t.sum()) and sum(h["wrong"]) == int((t == 0).sum())
+        counts, _ = np.histogram(q[f], bins=np.asarray(h["edges"]))
+        np.testing.assert_array_equal(np.add(h["correct"], h["wrong"]), counts)
+        s = plots["scatter"]
+        assert s["n_total"] == s["n_shown"] == 40
+        conf = dict(zip(*get_target(cls_ds, "eval", "confidence")))
+        assert s["confidence"] == [conf[i] for i in s["ids"]]
+        by_id = dict(zip(ids, q[f]))
+        assert s["quality"] == [by_id[i] for i in s["ids"]]
+    assert stats["curve"] == stats["per_field"][stats["field"]]["curve"]
+
+
+def test_statistics_defaults_and_subsampling(cls_ds):
+    stats = P.panel_statistics(cls_ds, max_points=10, n_boot=50)
+    assert stats["eval_key"] == "eval" and stats["kind"] == "correct"
+    assert stats["fields"] == ["iqa_entropy"]  # every quality run; bare floats only on request
+    s = stats["scatter"]
+    assert s["n_total"] == 40 and s["n_shown"] == 10 and len(set(s["ids"])) == 10
+    again = P.panel_statistics(cls_ds, max_points=10, n_boot=50)
+    assert again["scatter"]["ids"] == s["ids"]  # reproducible subsample
+    figs = P.plot_traces(stats)
+    assert "random 10 of 40 samples shown" in figs["scatter"]["layout"]["title"]["text"]
+    # continuous target: no AUROC, no histogram, the scatter is quality vs the target itself
+    conf = P.panel_statistics(cls_ds, ["iqa_entropy"], "eval", "confidence", n_boot=50)
+    assert conf["histogram"] is None and conf["ranking"][0]["auroc"] is None
+    assert conf["curve"][0]["interval"] == "t"
+    # an empty view (e.g. a filter matching nothing) gives empty plots, not an error
+    empty = P.panel_statistics(cls_ds.limit(0), n_boot=50)
+    assert empty["n_samples"] == 0 and empty["curve"] == [] and empty["histogram"] is None
+    assert P.plot_traces(empty) == {"curve": None, "histogram": None, "scatter": None}
+
+
+def test_statistics_errors(cls_ds, make_dataset):
+    ds = make_dataset([f"/nonexistent/{i}.jpg" for i in range(5)], q=[0.1, 0.2, 0.3, 0.4, 0.5])
+    with pytest.raises(NoEvaluationError, match="evaluate_classifications"):
+        P.panel_statistics(ds, ["q"])
+    with pytest.raises(P.NoQualityFieldsError, match="Compute image quality"):
+        P.panel_statistics(_eval_only(make_dataset))
+    with pytest.raises(P.NoQualityFieldsError, match="nope"):
+        P.panel_statistics(cls_ds, ["nope"])
+
+
+def _eval_only(make_dataset):
+    ds = make_dataset([f"/nonexistent/e{i}.jpg" for i in range(4)],
+                      ground_truth=[fo.Classification(label=x) for x in "abab"],
+                      predictions=[fo.Classification(label=x, confidence=0.5) for x in "abba"])
+    ds.evaluate_classifications("predictions", gt_field="ground_truth", eval_key="eval")
+    return ds
+
+
+# ---------------------------------------------------------------------------
+# The panel, through FiftyOne's operator machinery
+# ---------------------------------------------------------------------------
+
+
+def test_panel_is_registered(plugin):
+    panel = foo.get_operator(URI)
+    assert isinstance(panel, P.QualityPerformancePanel)
+    cfg = panel.resolve_panel_config()
+    assert cfg["name"] == "quality_vs_performance" and cfg["surfaces"] == "grid"
+    assert cfg["on_load"].endswith("#on_load") and cfg["on_change_view"].endswith("#on_change_view")
+
+
+def test_on_load_renders_table_and_plots(plugin, cls_ds):
+    P.CACHE.clear()
+    app = FakeApp(cls_ds)
+    app.call("on_load")
+    assert app.names() == ["patch_panel_state", "patch_panel_data", "show_panel_output"]
+    st = app.state
+    assert st["target"] == "eval:correct" and st["fields"] == ["iqa_entropy"]
+    assert st["field"] == "iqa_entropy" and st["message"] is None
+    props = app.properties()
+    for name in ("target", "fields", "field", "ranking", "curve", "histogram", "scatter"):
+        assert name in props, name
+    assert props["curve"]["view"]["name"] == "PlotlyView"
+    assert props["curve"]["view"]["on_click"] == f"{URI}#on_click_curve"
+    assert props["histogram"]["view"]["on_click"] == f"{URI}#on_click_histogram"
+    assert props["scatter"]["view"]["on_selected"] == f"{URI}#on_select_scatter"
+    assert [c["key"] for c in props["ranking"]["view"]["columns"]][:3] == ["field", "direction", "spearman"]
+    # plots are traces in panel data, under the plots' names
+    assert app.data["ranking"][0]["field"] == "iqa_entropy"
+    assert [t["name"] for t in app.data["histogram"]] == ["correct", "wrong"]
+    assert len(app.data["curve"]) == 3 and len(app.data["curve"][2]["ids"]) == P.BINS
+    assert sum(len(t["ids"]) for t in app.data["scatter"]) == 40
+    json.dumps(app.output, allow_nan=False)
+    json.dumps(app.data, allow_nan=False)
+
+
+def test_rerenders_use_the_cache(plugin, cls_ds):
+    P.CACHE.clear()
+    app = FakeApp(cls_ds)
+    app.call("on_load")
+    assert P.CACHE.misses == 1
+    app.call("on_change_view", value=[])  # same view: nothing recomputed or resent
+    assert app.names() == ["show_panel_output"] and P.CACHE.misses == 1
+    app.call("on_change_field", value="noise", path="field")  # not a ranked field: ignored
+    assert app.state["field"] == "iqa_entropy"
+    app.call("on_change_fields", value=["iqa_entropy", "noise"], path="fields")
+    assert P.CACHE.misses == 2 and [r["field"] for r in app.data["ranking"]] == ["iqa_entropy", "noise"]
+    app.call("on_change_field", value="noise", path="field")  # switching plots: cached
+    assert P.CACHE.misses == 2 and app.state["field"] == "noise"
+    assert "noise" in app.state["summary"]["layouts"]["curve"]["xaxis"]["title"]["text"]
+    app.view = cls_ds.limit(30)  # another view: recomputed on it
+    app.call("on_change_view", value=app.view._serialize())
+    assert P.CACHE.misses == 3 and app.state["summary"]["n_samples"] == 30
+    app.view = cls_ds.view()  # back: from the cache
+    app.call("on_change_view", value=[])
+    assert P.CACHE.misses == 3 and P.CACHE.hits >= 2
+    app.call("on_change_target", value="eval:confidence", path="target")
+    assert app.state["summary"]["kind"] == "confidence" and app.data["histogram"] == []
+    assert "histogram" not in app.properties()
+
+
+def _expected_bin_ids(view, field, lo, hi, last):
+    ids, q = view.values(["id", field])
+    q = np.asarray(q, dtype=float)
+    keep = (q >= lo) & ((q <= hi) if last else (q < hi))
+    return sorted(np.asarray(ids)[keep])
+
+
+@pytest.mark.parametrize("which", ["curve", "histogram"])
+def test_clicking_a_bin_sets_the_view_to_its_samples(plugin, cls_ds, which):
+    base = cls_ds.match(fo.ViewField("noise") > -1.0)  # the App's current view
+    app = FakeApp(cls_ds, view=base)
+    app.call("on_load")
+    trace = app.data["curve"][2] if which == "curve" else app.data["histogram"][1]
+    bins = app.state["summary"]["bins"][which]
+    for idx in (0, len(trace["ids"]) - 1):  # first bin, and the last (closed) one
+        bin_id = trace["ids"][idx]
+        # what plotly's click sends (react-plotly event, as the App forwards it)
+        app.call(f"on_click_{which}", id=bin_id, idx=idx, x=trace["x"][idx], y=trace["y"][idx],
+                 trace=trace["name"], trace_idx=2, event="onClick", shift_pressed=False)
+        assert app.names()[0] == "set_view"
+        field, lo, hi, last = json.loads(bin_id)
+        assert [field, lo, hi, last] == list(bins[idx])
+        assert last == (idx == len(trace["ids"]) - 1)
+        got = sorted(app.set_views[-1].values("id"))
+        assert got == _expected_bin_ids(base, field, lo, hi, last) and got
+    if which == "curve":  # each quantile bin holds the samples binned_performance counted
+        rows = [r for r in P.panel_statistics(base, ["iqa_entropy"], "eval", "correct",
+                                              n_boot=0)["curve"] if r["n"]]
+        assert len(got) == rows[-1]["n"]
+    # without an id (e.g. another plotly version), the point index and state bins do
+    app.call(f"on_click_{which}", idx=0, x=trace["x"][0])
+    assert sorted(app.set_views[-1].values("id")) == _expected_bin_ids(base, *bins[0])
+    n_views = len(app.set_views)
+    app.call(f"on_click_{which}", id="garbage")
+    assert app.names()[0] == "notify" and len(app.set_views) == n_views
+
+
+def test_lasso_in_the_scatter_selects_samples(plugin, cls_ds):
+    app = FakeApp(cls_ds)
+    app.call("on_load")
+    pts = []
+    for ti, trace in enumerate(app.data["scatter"]):
+        for i in range(min(3, len(trace["ids"]))):
+            pts.append({"trace": trace["name"], "trace_idx": ti, "idx": i, "id": trace["ids"][i],
+                        "x": trace["x"][i], "y": trace["y"][i], "z": None})
+    app.call("on_select_scatter", data=pts, event="onSelected", path="scatter")
+    assert app.names()[0] == "set_view"
+    assert sorted(app.set_views[-1].values("id")) == sorted(p["id"] for p in pts)
+    app.call("on_select_scatter", data=[], event="onSelected")  # deselect: view unchanged
+    assert "set_view" not in app.names()
+
+
+def test_callbacks_with_a_hand_made_execution_context(plugin, cls_ds):
+    """The same callback with an ExecutionContext built as the server builds one."""
+    app = FakeApp(cls_ds)
+    app.call("on_load")
+    trace = app.data["histogram"][0]
+    panel = foo.get_operator(URI)
+    executor = Executor()
+    ctx = ExecutionContext(request_params={
+        "dataset_name": cls_ds.name, "view": cls_ds.view()._serialize(),
+        "params": {"panel_id": "qvp-test", "panel_state": app.state, "id": trace["ids"][3],
+                   "idx": 3, "x": trace["x"][3]},
+    }, executor=executor)
+    panel.on_click_histogram(ctx)
+    (req,) = executor._requests
+    assert req.operator_uri == "set_view"
+    field, lo, hi, last = json.loads(trace["ids"][3])
+    got = fo.DatasetView._build(cls_ds, req.params["view"]).values("id")
+    assert sorted(got) == _expected_bin_ids(cls_ds, field, lo, hi, last)
+
+
+def test_no_evaluation_shows_a_message(plugin, make_dataset):
+    ds = make_dataset([f"/nonexistent/{i}.jpg" for i in range(5)], q=[0.1, 0.2, 0.3, 0.4, 0.5])
+    app = FakeApp(ds)
+    app.call("on_load")
+    with pytest.raises(NoEvaluationError) as e:
+        get_target(ds)
+    assert app.state["message"] == str(e.value)
+    props = app.properties()
+    assert props["message"]["view"]["name"] == "Warning"
+    assert props["message"]["view"]["description"] == str(e.value)
+    assert not {"curve", "histogram", "scatter", "ranking"} & set(props)
+
+
+def test_no_quality_runs_says_what_to_run(plugin, make_dataset):
+    ds = _eval_only(make_dataset)
+    app = FakeApp(ds)
+    app.call("on_load")
+    assert "Compute image quality" in app.state["message"]
+    assert "Compute image quality" in app.properties()["message"]["view"]["description"]
+
+
+def _boxes(*xs):
+    return fo.Detections(detections=[fo.Detection(label="obj", bounding_box=[x, 0.1, 0.2, 0.2],
+                                                  confidence=0.9) for x in xs])
+
+
+def test_detection_evaluation_f1(plugin, make_dataset):
+    rng = np.random.default_rng(1)
+    n = 24
+    gts, preds = [], []
+    for i in range(n):
+        gts.append(_boxes(0.1, 0.5))
+        preds.append(_boxes(*([0.1, 0.5] if i % 3 == 0 else [0.1] if i % 3 == 1 else [0.7])))
+    ds = make_dataset([f"/nonexistent/d{i}.jpg" for i in range(n)], ground_truth=gts,
+                      predictions=preds, q=rng.random(n).tolist())
+    ds.evaluate_detections("predictions", gt_field="ground_truth", eval_key="det")
+    stats = P.panel_statistics(ds, ["q"], n_boot=100)
+    assert stats["eval_key"] == "det" and stats["kind"] == "f1" and stats["eval_type"] == "detection"
+    _, f1 = get_target(ds, "det", "f1")
+    exp = A.rank_fields({"q": (np.asarray(ds.values("q"), float), True)}, f1, n_boot=100)[0]
+    assert stats["ranking"][0] == exp.to_dict() and stats["ranking"][0]["auroc"] is None
+    assert stats["histogram"] is None and stats["scatter"] is None
+    assert sum(r["n"] for r in stats["curve"]) == n
+    app = FakeApp(ds, state={"fields": ["q"]})  # a float field picked by the user
+    app.call("on_load")
+    assert app.state["target"] == "det:f1" and app.state["message"] is None
+    props = app.properties()
+    assert "curve" in props and "histogram" not in props and "scatter" not in props
+    trace = app.data["curve"][2]
+    app.call("on_click_curve", id=trace["ids"][0], idx=0)
+    field, lo, hi, last = json.loads(trace["ids"][0])
+    assert sorted(app.set_views[-1].values("id")) == _expected_bin_ids(ds, field, lo, hi, last)
+
+
+# ---------------------------------------------------------------------------
+# 100k samples
+# ---------------------------------------------------------------------------
+
+
+def _synthetic(n=100_000, base=12_500, seed=0):
+    """n samples with classification labels, a real evaluation and two float quality
+    fields (one tracking correctness, one noise). Dummy filepaths: no image is read."""
+    rng = np.random.default_rng(seed)
+    names = np.array(["cat", "dog", "bird"])
+    gt = rng.integers(0, 3, base)
+    pred = np.where(rng.random(base) < 0.7, gt, rng.integers(0, 3, base))
+    conf = rng.random(base)
+    ds = fo.Dataset()
+    ds.add_samples([fo.Sample(filepath=f"/nonexistent/synthetic/{i}.jpg",
+                              ground_truth=fo.Classification(label=names[gt[i]]),
+                              predictions=fo.Classification(label=names[pred[i]],
+                                                            confidence=float(conf[i])))
+                    for i in range(base)], progress=False)
+    while len(ds) < n:  # copies inside the database, with new ids
+        ds.add_collection(ds.limit(n - len(ds)), new_ids=True)
+    ds.evaluate_classifications("predictions", gt_field="ground_truth", eval_key="eval",
+                                progress=False)
+    correct = np.asarray(ds.values("eval"), dtype=float)
+    ds.set_values("q_sharp", (0.6 * correct + rng.random(n)).tolist())
+    ds.set_values("q_noise", rng.random(n).tolist())
+    return ds
+
+
+def test_statistics_time_on_100k_samples(plugin):
+    t0 = time.perf_counter()
+    ds = _synthetic()
+    built = time.perf_counter() - t0
+    try:
+        assert len(ds) == 100_000
+        t0 = time.perf_counter()
+        stats = P.panel_statistics(ds, ["q_sharp", "q_noise"])
+        elapsed = time.perf_counter() - t0
+        assert stats["n_samples"] == 100_000 and stats["field"] == "q_sharp"
+        assert stats["ranking"][0]["spearman"]["estimate"] > 0.3
+        assert stats["scatter"]["n_shown"] == P.MAX_POINTS and stats["scatter"]["n_total"] == 100_000
+        title = P.plot_traces(stats)["scatter"]["layout"]["title"]["text"]
+        assert "random 5,000 of 100,000 samples shown" in title
+        t = stats["timings"]
+        print(f"\n100k samples, 2 fields, n_boot={P.N_BOOT}: statistics {elapsed:.2f} s "
+              f"(read {t['read_s']:.2f} s, compute {t['stats_s']:.2f} s); dataset built in {built:.1f} s")
+        # through the panel: first load computes, a re-render is served from the cache
+        P.CACHE.clear()
+        app = FakeApp(ds, state={"fields": ["q_sharp", "q_noise"]})
+        t0 = time.perf_counter()
+        app.call("on_load")
+        first = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        app.call("on_change_view", value=[])
+        cached = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        app.call("on_change_field", value="q_noise", path="field")
+        switch = time.perf_counter() - t0
+        payload = len(json.dumps(app.data))
+        print(f"panel on_load {first:.2f} s, re-render {cached:.2f} s, field switch {switch:.2f} s, "
+              f"panel data {payload / 1e6:.2f} MB")
+        assert P.CACHE.misses == 1
+    finally:
+        ds.delete()
