@@ -117,7 +117,7 @@ def _cmd_report(args):
     ds = fo.load_dataset(args.dataset)
     out = args.output or f"{args.dataset}-quality.html"
     try:
-        write_report(ds, out, fields=args.field, overwrite=args.overwrite)
+        write_report(ds, out, fields=args.field, overwrite=args.overwrite, eval_key=args.eval_key)
     except (FileExistsError, ValueError) as e:
         sys.exit(f"error: {e}")
     print(f"wrote {out}")
@@ -178,10 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--delete", metavar="KEY", help="delete a run and the fields it created")
     p.set_defaults(func=_cmd_runs)
 
-    p = sub.add_parser("report", help="write an HTML report of a dataset's quality runs")
+    p = sub.add_parser("report", help="write an HTML report of a dataset's quality runs and how "
+                                        "they relate to its evaluations")
     p.add_argument("--dataset", required=True, help="FiftyOne dataset name")
     p.add_argument("--output", help="HTML file to write (default: <dataset>-quality.html)")
     p.add_argument("--field", action="append", help="quality field to include (repeatable; default: all)")
+    p.add_argument("--eval-key", help="evaluation to relate quality to (default: the newest, if any)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")
     p.set_defaults(func=_cmd_report)
 

@@ -22,10 +22,8 @@ DEMO_CORRUPTIONS: Dict[str, Tuple] = {
     "contrast": (0.3, 0.6, 0.9),
 }
 
-#: the offline baselines; the DNN-aligned metric joins once the alignment
-#: benchmark has validated it (its max-softmax prototype rises under heavy
-#: noise on some of these photos)
-DEMO_METRICS = ("piqe", "entropy", "psnr", "ssim")
+#: the DNN-aligned metric next to the offline baselines
+DEMO_METRICS = ("aligned", "piqe", "entropy", "psnr", "ssim")
 
 
 def packaged_photos() -> List[Tuple[str, str]]:
@@ -104,6 +102,57 @@ def build_demo_dataset(name: str = DEMO_DATASET, folder: Optional[str] = None,
     return dataset
 
 
+#: the demo's classifier, and the bigger model whose reading of each clean
+#: photograph serves as its ground truth; neither is the aligned metric's proxy
+DEMO_CLASSIFIER, DEMO_REFERENCE = "efficientnet_lite1", "efficientnet_lite2"
+
+
+def _imagenet_name(index: int) -> str:
+    from .backbones import imagenet_classes
+
+    return imagenet_classes()[index][1][0]
+
+
+def add_demo_evaluation(dataset, classifier: str = DEMO_CLASSIFIER, reference: str = DEMO_REFERENCE,
+                        eval_key: str = "eval", batch_size: int = 16):
+    """Adds a real model evaluation to the demo dataset, offline.
+
+    ``predictions`` are ``classifier``'s ImageNet predictions on every image;
+    ``ground_truth`` is ``reference``'s prediction on the clean photograph the
+    sample was made from (the photographs carry no ImageNet labels, so a
+    larger model's reading of the clean image stands in for one). Then
+    ``evaluate_classifications(eval_key=eval_key)`` marks each sample right or
+    wrong, as users' own evaluations do.
+    """
+    import fiftyone as fo
+
+    from .backbones import load_backbone
+    from .loading import prepare, read_image, to_float
+    from .metrics.base import InputSpec
+
+    def predict(backbone, paths):
+        spec = InputSpec(resize=backbone.resize, crop=backbone.crop)
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(paths), batch_size):
+                x = to_float(torch.stack([prepare(read_image(p), spec) for p in paths[i:i + batch_size]]))
+                out.append(torch.softmax(backbone.model(backbone.normalize(x)), 1))
+        p = torch.cat(out)
+        return p.argmax(1).tolist(), p.max(1).values.tolist()
+
+    ids, paths, corr, refs = dataset.values(["id", "filepath", "corruption", "reference_filepath"])
+    clean_paths = sorted({r for r in refs if r})
+    truth, _ = predict(load_backbone(reference), clean_paths)
+    truth = dict(zip(clean_paths, truth))
+    pred, conf = predict(load_backbone(classifier), paths)
+    dataset.set_values("ground_truth", {i: fo.Classification(label=_imagenet_name(truth[r]))
+                                        for i, r in zip(ids, refs)}, key_field="id")
+    dataset.set_values("predictions", {i: fo.Classification(label=_imagenet_name(k), confidence=c)
+                                       for i, k, c in zip(ids, pred, conf)}, key_field="id")
+    dataset.evaluate_classifications("predictions", gt_field="ground_truth", eval_key=eval_key)
+    return dataset
+
+
 def _save(x: torch.Tensor, path: str) -> None:
     from PIL import Image
 
@@ -144,25 +193,47 @@ def summary_table(dataset, fields: Sequence[str]) -> str:
 
 def run_demo(name: str = DEMO_DATASET, metrics: Sequence[str] = DEMO_METRICS, device: str = "auto",
              print_fn=print):
-    """Builds the demo dataset, scores it, prints the table, returns the dataset."""
+    """Builds the demo dataset, scores it, evaluates a classifier on it, prints
+    the tables, returns the dataset."""
+    from .analysis import format_table, rank_fields
     from .engine import compute_quality
     from .metrics import create_metric
+    from .weights import MissingWeightsError
 
     print_fn(f"Building '{name}' from {len(packaged_photos())} packaged photographs "
              f"x {sum(len(v) for v in DEMO_CORRUPTIONS.values())} corruptions ...")
     dataset = build_demo_dataset(name)
-    objs = [create_metric(m) for m in metrics]
+    objs = []
+    for m in metrics:
+        try:
+            objs.append(create_metric(m))
+        except MissingWeightsError as e:  # e.g. installed without the [weights] extra
+            print_fn(f"skipping {m}: {str(e).splitlines()[0]}")
     results = compute_quality(dataset, objs, device=device, progress=False,
                               reference_field="reference_filepath")
     fields = list(results)
+    evaluated = False
+    try:
+        add_demo_evaluation(dataset)
+        evaluated = True
+    except MissingWeightsError as e:
+        print_fn(f"no model evaluation: {str(e).splitlines()[0]}")
     print_fn(f"\n{len(dataset)} images scored with {', '.join(m.name for m in objs)} "
              "(↑ higher is better, ↓ lower is better; full-reference metrics "
-             "compare with the clean image)\n")
-    print_fn(summary_table(dataset, fields))
+             "compare with the clean image)" + (f"; 'eval' = share of {DEMO_CLASSIFIER}'s predictions "
+                                                 "that are right" if evaluated else "") + "\n")
+    print_fn(summary_table(dataset, fields + (["eval"] if evaluated else [])))
+    if evaluated:
+        correct = np.array(dataset.values("eval"), dtype=float)
+        ranks = rank_fields({f: (dataset.values(f), results[f].config.higher_is_better) for f in fields},
+                            correct, n_boot=200)
+        print_fn(f"\nWhich score predicts {DEMO_CLASSIFIER}'s errors? (Spearman with correctness, "
+                 "bootstrap 95% intervals, best first)\n")
+        print_fn(format_table([r.to_row() for r in ranks]))
     print_fn(
         f"\nOpen it in the FiftyOne App:\n"
         f"    python -c \"import fiftyone as fo; fo.launch_app(fo.load_dataset('{name}')).wait()\"\n"
-        f"then sort by a field such as '{fields[0]}', or run the 'Compute image quality' operator "
-        "(press ` in the App) after `fiftyone-dnniqa install-plugin`."
+        f"then sort by a field such as '{fields[0]}', open the 'Quality vs Performance' panel, or run "
+        "the 'Compute image quality' operator (press ` in the App) after `fiftyone-dnniqa install-plugin`."
     )
     return dataset

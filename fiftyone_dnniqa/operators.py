@@ -61,6 +61,17 @@ class ComputeQuality(foo.Operator):
                         description=f"'{metric}' is full-reference: the filepath field of the clean images",
                         view=types.DropdownView())
 
+        if traits.get("needs_labels"):
+            import fiftyone as fo
+
+            label_fields = list(ctx.dataset.get_field_schema(
+                ftype=fo.EmbeddedDocumentField, embedded_doc_type=fo.Classification))
+            label_fields += [f for f in ctx.dataset.get_field_schema(ftype=fo.StringField)
+                             if f not in ("filepath",) and not f.endswith("_error")]
+            inputs.enum("label_field", label_fields, required=False, label="Label field",
+                        description=f"'{metric}' is task-guided: the field whose classes are the "
+                                    "task's label set", view=types.DropdownView())
+
         from .engine import default_field
 
         inputs.str("field", default=default_field(metric), label="Field",
@@ -83,12 +94,7 @@ class ComputeQuality(foo.Operator):
         return types.Property(inputs, view=types.View(label="Compute image quality"))
 
     def resolve_execution_options(self, ctx):
-        n = len(ctx.target_view())
-        return foo.ExecutionOptions(
-            allow_immediate_execution=True,
-            allow_delegated_execution=True,
-            default_choice_to_delegated=n > DELEGATE_ABOVE,
-        )
+        return _execution_options(ctx, DELEGATE_ABOVE)
 
     def execute(self, ctx):
         from .engine import compute_quality
@@ -112,6 +118,7 @@ class ComputeQuality(foo.Operator):
             batch_size=p.get("batch_size") or None,
             overwrite=bool(p.get("overwrite", False)),
             reference_field=p.get("reference_field"),
+            label_field=p.get("label_field") or None,
             metric_options=p.get("metric_options") or None,
             progress=progress,
             num_workers=p.get("num_workers"),
@@ -265,6 +272,11 @@ class WriteQualityReport(foo.Operator):
         inputs.str("filename", required=True, label="File name",
                    default=f"{ctx.dataset.name}-quality.html", description="A plain file name")
         inputs.bool("overwrite", default=False, label="Overwrite an existing file")
+        evals = ctx.dataset.list_evaluations()
+        if evals:
+            inputs.enum("eval_key", evals, default=None, required=False, label="Evaluation",
+                        description="Relate quality to this evaluation (default: the newest)",
+                        view=types.DropdownView())
         return types.Property(inputs, view=types.View(label="Write a quality report"))
 
     def execute(self, ctx):
@@ -278,7 +290,8 @@ class WriteQualityReport(foo.Operator):
         import os
 
         os.makedirs(folder, exist_ok=True)
-        write_report(ctx.dataset, path, overwrite=bool(p.get("overwrite", False)))
+        write_report(ctx.dataset, path, overwrite=bool(p.get("overwrite", False)),
+                     eval_key=p.get("eval_key") or None)
         return {"path": path}
 
     def resolve_output(self, ctx):
@@ -287,5 +300,193 @@ class WriteQualityReport(foo.Operator):
         return types.Property(outputs, view=types.View(label="Quality report"))
 
 
-OPERATORS = (ComputeQuality, GetQualityRun, DeleteQualityRun, WriteQualityReport)
-PANELS = ()
+def _execution_options(ctx, delegate_above: int):
+    """Immediate or delegated; delegated by default for views larger than ``delegate_above``."""
+    return foo.ExecutionOptions(allow_immediate_execution=True, allow_delegated_execution=True,
+                                default_choice_to_delegated=len(ctx.target_view()) > delegate_above)
+
+
+class BuildCorruptionSweep(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="build_corruption_sweep", label="Build a corruption sweep", dynamic=True,
+            description="Write corrupted copies (ImageNet-C, Dodge & Karam) of the view's images "
+                        "into a new dataset, one sample per image, corruption and severity",
+            allow_immediate_execution=True, allow_delegated_execution=True,
+        )
+
+    def resolve_input(self, ctx):
+        import os
+
+        import fiftyone as fo
+
+        from .corruptions import SUITES, list_corruptions
+
+        inputs = types.Object()
+        choices = list(SUITES) + list_corruptions()
+        inputs.list("corruptions", types.String(), default=["imagenet_c"], label="Corruptions",
+                    description=f"Suites ({', '.join(SUITES)}) and/or corruption names",
+                    view=types.AutocompleteView(choices=[types.Choice(c, label=c) for c in choices]))
+        inputs.list("severities", types.Number(int=True, min=1, max=5), default=[1, 2, 3, 4, 5], label="Severities (1..5)")
+        inputs.str("name", default=f"{ctx.dataset.name}-sweep", required=True, label="New dataset name")
+        inputs.str("output_dir", required=True, label="Folder for the images",
+                   default=os.path.join(fo.config.default_dataset_dir, f"{ctx.dataset.name}-sweep"))
+        inputs.int("crop", default=224, required=False, label="Center crop",
+                   description="Resize the shorter side to crop/0.875 and center-crop (ImageNet-C "
+                               "protocol); blank keeps native sizes")
+        n = len(ctx.target_view())
+        try:
+            from .sweep import resolve_corruptions
+
+            k = len(resolve_corruptions(ctx.params.get("corruptions") or ["imagenet_c"]))
+            k *= len(ctx.params.get("severities") or [1, 2, 3, 4, 5])
+            inputs.view("size_note", types.Notice(label=f"{n} images x {k} variants = {n * (k + 1)} samples"))
+        except ValueError as e:
+            inputs.view("bad_corruptions", types.Error(label="Unknown corruption", description=str(e)))
+        return types.Property(inputs, view=types.View(label="Build a corruption sweep"))
+
+    def resolve_execution_options(self, ctx):
+        return _execution_options(ctx, delegate_above=50)
+
+    def execute(self, ctx):
+        from .sweep import build_sweep
+
+        p = ctx.params
+        crop = p.get("crop")
+        ds = build_sweep(
+            ctx.target_view(), p["output_dir"], name=p["name"], corruptions=p.get("corruptions") or None,
+            severities=p.get("severities") or (1, 2, 3, 4, 5),
+            resize=round(crop / 0.875) if crop else None, crop=crop or None, persistent=True,
+            progress=lambda f, label: ctx.set_progress(progress=f, label=label),
+        )
+        return {"dataset": ds.name, "samples": len(ds), "skipped": len(ds.info.get("skipped", {}))}
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        outputs.str("dataset", label="Sweep dataset")
+        outputs.int("samples", label="Samples")
+        outputs.int("skipped", label="Unreadable source images skipped")
+        return types.Property(outputs, view=types.View(label="Corruption sweep"))
+
+
+class FitTGIQA(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="fit_tg_iqa", label="Fit a TG-IQA quality head", dynamic=True,
+            description="Train the task-guided quality head on corrupted copies of labelled images",
+            allow_immediate_execution=True, allow_delegated_execution=True,
+        )
+
+    def resolve_input(self, ctx):
+        import os
+
+        import fiftyone as fo
+
+        inputs = types.Object()
+        label_fields = list(ctx.dataset.get_field_schema(
+            ftype=fo.EmbeddedDocumentField, embedded_doc_type=fo.Classification))
+        if not label_fields:
+            inputs.view("no_labels", types.Error(label="This dataset has no Classification field to learn from"))
+            return types.Property(inputs)
+        inputs.enum("label_field", label_fields, default=label_fields[0], required=True, label="Label field",
+                    view=types.DropdownView())
+        inputs.str("path", required=True, label="Folder to save the head in",
+                   default=os.path.join(fo.config.default_dataset_dir, "tg_iqa", ctx.dataset.name))
+        inputs.int("copies", default=6, label="Corrupted copies per image")
+        inputs.bool("overwrite", default=False, label="Replace a head already there")
+        return types.Property(inputs, view=types.View(label="Fit TG-IQA"))
+
+    def resolve_execution_options(self, ctx):
+        return _execution_options(ctx, delegate_above=200)
+
+    def execute(self, ctx):
+        from .metrics.tg_iqa import fit_tg_iqa
+
+        p = ctx.params
+        metric = fit_tg_iqa(ctx.target_view(), p["label_field"], p["path"], copies=int(p.get("copies") or 6),
+                            overwrite=bool(p.get("overwrite", False)),
+                            progress=lambda f, label: ctx.set_progress(progress=f, label=label))
+        cfg = metric.config
+        return {"path": metric.path, "examples": cfg["num_examples"], "mean_correct": cfg["mean_correct"],
+                "usage": f"compute_quality(view, 'tg_iqa', metric_options={{'path': '{metric.path}'}})"}
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        outputs.str("path", label="Saved to")
+        outputs.int("examples", label="Training examples")
+        outputs.float("mean_correct", label="Share of copies classified correctly")
+        outputs.str("usage", label="Score with")
+        return types.Property(outputs, view=types.View(label="TG-IQA head"))
+
+
+def _quality_fields(dataset):
+    from .runs import list_quality_runs
+
+    fields = list_quality_runs(dataset)
+    fields += [f for f in dataset.info.get("dnniqa_priors", {}) if dataset.has_sample_field(f)]
+    return fields
+
+
+class FindHardSamples(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="find_hard_samples", label="Find hard samples", dynamic=True,
+            description="Show, tag or save the samples a quality field predicts to be hardest",
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        fields = _quality_fields(ctx.dataset)
+        if not fields:
+            inputs.view("none", types.Warning(label="No quality fields yet: run 'Compute image quality' first"))
+            return types.Property(inputs)
+        inputs.enum("field", fields, default=fields[0], required=True, label="Quality field",
+                    view=types.DropdownView())
+        modes = types.RadioGroup(orientation="horizontal")
+        modes.add_choice("percent", label="Hardest %")
+        modes.add_choice("count", label="Hardest k")
+        modes.add_choice("threshold", label="Threshold")
+        inputs.enum("mode", modes.values(), default="percent", view=modes, label="Select by")
+        mode = ctx.params.get("mode") or "percent"
+        default = {"percent": 10.0, "count": 100.0}.get(mode)
+        inputs.float("value", default=default, required=True, label={
+            "percent": "Percent of scored samples", "count": "Number of samples",
+            "threshold": "Quality threshold (samples at or beyond it)"}[mode])
+        inputs.str("tag", required=False, label="Tag them (optional)")
+        inputs.str("view_name", required=False, label="Save as view (optional)")
+        return types.Property(inputs, view=types.View(label="Find hard samples"))
+
+    def execute(self, ctx):
+        from .difficulty import hard_samples, save_hard_view, tag_hard_samples
+
+        p = ctx.params
+        mode, value = p.get("mode") or "percent", float(p["value"])
+        kw = {"percent": {"fraction": value / 100}, "count": {"k": int(value)},
+              "threshold": {"threshold": value}}[mode]
+        view = hard_samples(ctx.target_view(), p["field"], **kw)
+        out = {"count": view.count()}
+        if p.get("tag"):
+            tag_hard_samples(view, p["tag"])
+            out["tag"] = p["tag"]
+        if p.get("view_name"):
+            out["view_name"] = save_hard_view(view, p["view_name"], overwrite=True)
+        if not ctx.delegated:
+            ctx.ops.set_view(view)
+        return out
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        outputs.int("count", label="Hard samples")
+        outputs.str("tag", label="Tagged")
+        outputs.str("view_name", label="Saved view")
+        return types.Property(outputs, view=types.View(label="Hard samples"))
+
+
+OPERATORS = (ComputeQuality, GetQualityRun, DeleteQualityRun, WriteQualityReport,
+             BuildCorruptionSweep, FitTGIQA, FindHardSamples)
+from .panels import QualityPerformancePanel  # noqa: E402
+
+PANELS = (QualityPerformancePanel,)

@@ -59,8 +59,115 @@ def _fmt(v) -> str:
     return "n/a" if v is None or (isinstance(v, float) and not np.isfinite(v)) else f"{v:.4g}"
 
 
-def render_report(samples, fields: Optional[Sequence[str]] = None, worst: int = 10) -> str:
-    """The HTML report of the quality runs ``fields`` (default: all) of ``samples``."""
+def _curve_png(curves, title: str) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
+    for name, rows in curves.items():
+        x = np.arange(1, len(rows) + 1) / len(rows) * 100
+        y = [r.mean_target for r in rows]
+        ax.plot(x, y, marker="o", ms=3, label=name)
+        ax.fill_between(x, [r.ci_low for r in rows], [r.ci_high for r in rows], alpha=0.15)
+    ax.set_xlabel("quality decile, worst to best (% of samples)")
+    ax.set_ylabel("performance")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _rows_table(rows: List[dict]) -> str:
+    if not rows:
+        return "<p>none</p>"
+    header = list(rows[0])
+    return _table(header, [[r.get(h, "") for h in header] for r in rows])
+
+
+def performance_section(samples, fields: Sequence[str], eval_key: Optional[str] = None,
+                        n_boot: int = 500, max_groups: int = 15) -> List[str]:
+    """HTML of how each quality field relates to an evaluation: the ranking,
+    accuracy versus quality, per-class and per-tag breakdowns, and a
+    performance prior checked on a held-out half."""
+    from .analysis import binned_performance, group_table, rank_fields
+    from .performance import NoEvaluationError, PerformancePrior, get_target, heldout_error, list_targets
+    from .runs import list_quality_runs
+
+    try:
+        targets = list_targets(samples)
+        ids, target = get_target(samples, eval_key)
+    except NoEvaluationError as e:
+        return ["<h2>Quality versus performance</h2>", f"<p>{_esc(e)}</p>"]
+    info = next(t for t in targets if eval_key is None or t.eval_key == eval_key)
+    key, kind = info.eval_key, info.default_kind
+    dataset = samples._root_dataset
+    runs = set(list_quality_runs(dataset))
+    fields = [f for f in fields if f in runs]
+    if not fields:
+        return []
+    cols = samples.values(["id"] + list(fields))
+    pos = {i: k for k, i in enumerate(cols[0])}
+    order = np.array([pos[i] for i in ids])
+    qualities = {f: (np.array([np.nan if v is None else v for v in cols[j + 1]], float)[order],
+                     dataset.get_run_info(f).config.higher_is_better) for j, f in enumerate(fields)}
+    t = np.asarray(target, float)
+    parts = [f"<h2>Quality versus performance: evaluation <code>{_esc(key)}</code> ({_esc(kind)})</h2>",
+             f"<p>{_esc(info.type)} evaluation of <code>{_esc(info.pred_field)}</code> against "
+             f"<code>{_esc(info.gt_field)}</code>; mean {_esc(kind)} {_fmt(np.nanmean(t))} over "
+             f"{int(np.isfinite(t).sum())} samples. Spearman is primary; intervals are bootstrap 95%.</p>"]
+    ranks = rank_fields(qualities, t, n_boot=n_boot)
+    parts.append("<h3>Which quality field predicts performance</h3>")
+    parts.append(_rows_table([r.to_row() for r in ranks]))
+    curves = {}
+    for f, (q, hib) in qualities.items():
+        curves[f] = binned_performance(q if hib else -q, t, bins=10)
+    png = _curve_png(curves, f"{kind} per quality decile")
+    parts.append(f"<img alt='performance versus quality' src='data:image/png;base64,{png}'>")
+    best = ranks[0].name
+    q, hib = qualities[best]
+    parts.append(f"<h3>Per decile of <code>{_esc(best)}</code></h3>")
+    parts.append(_rows_table([r.to_row() for r in binned_performance(q, t, bins=10)]))
+    gt = samples.values(f"{info.gt_field}.label") if info.type == "classification" else None
+    if gt is not None:
+        gt = np.array([None if g is None else str(g) for g in gt], dtype=object)[order]
+        rows = group_table(q, t, gt, higher_is_better=hib, n_boot=min(n_boot, 200), min_n=5)
+        rows = sorted(rows, key=lambda r: r.mean_target)[:max_groups]
+        parts.append(f"<h3>Hardest classes (by mean {_esc(kind)}; at least 5 samples)</h3>")
+        parts.append(_rows_table([r.to_row() for r in rows]))
+    tags = samples.values("tags")
+    tag_of = np.array([",".join(sorted(tg)) if tg else None for tg in tags], dtype=object)[order]
+    if any(v is not None for v in tag_of):
+        parts.append("<h3>Per tag set</h3>")
+        parts.append(_rows_table([r.to_row() for r in group_table(q, t, tag_of, higher_is_better=hib,
+                                                                    n_boot=min(n_boot, 200))]))
+    if kind == "correct" and np.isfinite(t).sum() >= 40:
+        held = heldout_error(q, t, higher_is_better=hib, n_boot=n_boot)
+        o = held.overall
+        prior = PerformancePrior.fit(q, t, higher_is_better=hib, field=best, eval_key=key)
+        est = prior.predict_accuracy(q, n_boot=n_boot)
+        parts.append(f"<h3>Performance prior from <code>{_esc(best)}</code></h3>")
+        parts.append("<p>A monotone (isotonic) map from quality to expected accuracy, fitted on one "
+                     "random half and checked on the other: it predicts the accuracy of new, unevaluated "
+                     "images from their quality alone (<code>dq.PerformancePrior</code>).</p>")
+        parts.append(_table(["split", "n", "predicted accuracy", "95% interval", "actual", "absolute error"],
+                            [["held-out half", o["n"], _fmt(o["predicted"]),
+                              f"[{_fmt(o['ci_low'])}, {_fmt(o['ci_high'])}]", _fmt(o["actual"]),
+                              _fmt(o["abs_error"])],
+                             ["all (fitted on all)", int(np.isfinite(q).sum()), _fmt(est.mean),
+                              f"[{_fmt(est.ci_low)}, {_fmt(est.ci_high)}]", _fmt(np.nanmean(t)), ""]]))
+    return parts
+
+
+def render_report(samples, fields: Optional[Sequence[str]] = None, worst: int = 10,
+                  eval_key: Optional[str] = None) -> str:
+    """The HTML report of the quality runs ``fields`` (default: all) of
+    ``samples``, and, when the collection has an evaluation, of how they
+    relate to it (``eval_key``; default the newest)."""
     from .runs import list_quality_runs, load_quality_run
 
     dataset = samples._root_dataset
@@ -106,16 +213,18 @@ def render_report(samples, fields: Optional[Sequence[str]] = None, worst: int = 
             rows = [[by_id.get(sid, sid), reason] for sid, reason in list(r.failures.items())[:20]]
             parts.append(f"<h3>Could not score ({r.num_failed})</h3>")
             parts.append(_table(["filepath", "reason"], rows))
+    if fields:
+        parts += performance_section(samples, fields, eval_key)
     parts.append("</body></html>")
     return "\n".join(parts)
 
 
 def write_report(samples, path: str, fields: Optional[Sequence[str]] = None,
-                 overwrite: bool = False) -> str:
+                 overwrite: bool = False, eval_key: Optional[str] = None) -> str:
     """Writes :func:`render_report` to ``path`` and returns the path."""
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True")
-    text = render_report(samples, fields)
+    text = render_report(samples, fields, eval_key=eval_key)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)

@@ -6,6 +6,7 @@ import sys
 import pytest
 
 import fiftyone as fo
+import numpy as np
 
 from fiftyone_dnniqa.cli import main
 
@@ -59,9 +60,15 @@ def test_demo_builds_scores_and_ranks_clean_first(capsys):
     main(["demo", "--name", "dnniqa-demo-test", "--metric", "piqe", "--metric", "psnr"])
     out = capsys.readouterr().out
     assert "iqa_piqe ↓" in out and "iqa_psnr ↑" in out and "launch_app" in out
+    assert "Which score predicts" in out and "spearman" in out.lower()
     ds = fo.load_dataset("dnniqa-demo-test")
     try:
         assert len(ds) >= 9 * 13 and ds.count("iqa_piqe") == len(ds)
+        # a real evaluation: a classifier's predictions, right on most clean images
+        assert "eval" in ds.list_evaluations() and ds.count("predictions") == len(ds)
+        clean_acc = np.mean(ds.match({"corruption": "clean"}).values("eval"))
+        noisy_acc = np.mean(ds.match({"corruption": "gaussian_noise", "severity": 3}).values("eval"))
+        assert clean_acc >= 0.5 and noisy_acc < clean_acc
         clean = ds.match({"corruption": "clean"})
         for c in ("gaussian_noise", "gaussian_blur"):
             worst = ds.match({"corruption": c, "severity": 3})
