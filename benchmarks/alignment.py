@@ -209,7 +209,7 @@ def fit_tg_head(dev, args):
 
 def our_scores(d, head, classes_present, chosen=None):
     """Our metrics from the proxy's outputs, through the package's own functions."""
-    from fiftyone_dnniqa.metrics.aligned import confidence, grouped_logits
+    from fiftyone_dnniqa.metrics.aligned import confidence, grouped_logits, js_similarity
     from fiftyone_dnniqa.metrics.tg_iqa import confidence_features
 
     z = d["proxy_logits"]
@@ -231,9 +231,7 @@ def our_scores(d, head, classes_present, chosen=None):
     # full-reference: Jensen-Shannon between the proxy on the variant and on its clean image
     lp = F.log_softmax(z, 1)
     lq = F.log_softmax(d["clean_logits"], 1)[torch.as_tensor(d["image"])]
-    lm = torch.logsumexp(torch.stack([lp, lq]), 0) - np.log(2)
-    js = 0.5 * ((lp.exp() * (lp - lm)).sum(1) + (lq.exp() * (lq - lm)).sum(1))
-    out["aligned_fr"] = (1 - js.clamp(0, np.log(2)) / np.log(2)).double().numpy()
+    out["aligned_fr"] = js_similarity(lp, lq).double().numpy()
     with torch.no_grad():
         out["tg_iqa"] = torch.sigmoid(head(confidence_features(d["proxy_logits"]))).double().numpy()
     return out

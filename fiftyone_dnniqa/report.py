@@ -32,6 +32,17 @@ def _esc(value) -> str:
     return html.escape(str(value), quote=True)
 
 
+def _png_base64(fig) -> str:
+    """Closes ``fig`` and returns it as base64 PNG text for a data: URL."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
 def _histogram_png(values: np.ndarray, title: str) -> str:
     import matplotlib
 
@@ -42,11 +53,7 @@ def _histogram_png(values: np.ndarray, title: str) -> str:
     ax.hist(values, bins=min(40, max(5, len(values) // 5)), color="#4c72b0")
     ax.set_title(title, fontsize=10)
     ax.set_ylabel("samples")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode()
+    return _png_base64(fig)
 
 
 def _table(header: Sequence[str], rows: List[Sequence]) -> str:
@@ -75,11 +82,7 @@ def _curve_png(curves, title: str) -> str:
     ax.set_ylabel("performance")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode()
+    return _png_base64(fig)
 
 
 def _rows_table(rows: List[dict]) -> str:

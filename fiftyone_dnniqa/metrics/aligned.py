@@ -233,6 +233,13 @@ class AlignedTaskMetric(AlignedMetric):
 DIVERGENCES = ("js", "kl", "agreement")
 
 
+def js_similarity(lp: torch.Tensor, lq: torch.Tensor) -> torch.Tensor:
+    """1 - JS(p, q) / ln 2 per row, from log-probabilities (B, C): 1 when equal."""
+    lm = torch.logsumexp(torch.stack([lp, lq]), dim=0) - math.log(2)
+    js = 0.5 * ((lp.exp() * (lp - lm)).sum(1) + (lq.exp() * (lq - lm)).sum(1))
+    return 1 - js.clamp(0, math.log(2)) / math.log(2)
+
+
 class AlignedFRMetric(AlignedMetric):
     """Full-reference DNN-aligned quality: how much the proxy's prediction on
     the image departs from its prediction on the clean reference (higher =
@@ -270,9 +277,7 @@ class AlignedFRMetric(AlignedMetric):
                 kl = (lq.exp() * (lq - lp)).sum(1).clamp_min(0)
                 stats.append(torch.exp(-kl))
             else:
-                lm = torch.logsumexp(torch.stack([lp, lq]), dim=0) - math.log(2)
-                js = 0.5 * ((lp.exp() * (lp - lm)).sum(1) + (lq.exp() * (lq - lm)).sum(1))
-                stats.append(1 - js.clamp(0, math.log(2)) / math.log(2))
+                stats.append(js_similarity(lp, lq))
         return torch.stack(stats).mean(dim=0).double().cpu()
 
     def describe(self):
