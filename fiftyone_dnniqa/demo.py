@@ -68,6 +68,7 @@ def build_demo_dataset(name: str = DEMO_DATASET, folder: Optional[str] = None,
 
     from .corruptions import corrupt
     from .loading import read_image
+    from .sweep import save_png
 
     photos = packaged_photos()
     if not photos:
@@ -85,14 +86,14 @@ def build_demo_dataset(name: str = DEMO_DATASET, folder: Optional[str] = None,
     for photo, src in photos:
         x = read_image(src).float().div(255)
         clean_path = os.path.join(folder, f"{photo}.png")
-        _save(x, clean_path)
+        save_png(x, clean_path)
         clean = fo.Sample(filepath=clean_path, photo=photo, corruption="clean", severity=0,
                           level=0.0, reference_filepath=clean_path)
         dataset.add_sample(clean)
         for cname, levels in corruptions.items():
             for sev, level in enumerate(levels, start=1):
                 path = os.path.join(folder, f"{photo}-{cname}-{sev}.png")
-                _save(corrupt(x, cname, level, generator=gen), path)
+                save_png(corrupt(x, cname, level, generator=gen), path)
                 samples.append(fo.Sample(
                     filepath=path, photo=photo, corruption=cname, severity=sev,
                     level=float(level), clean_id=clean.id, reference_filepath=clean_path,
@@ -151,13 +152,6 @@ def add_demo_evaluation(dataset, classifier: str = DEMO_CLASSIFIER, reference: s
                                        for i, k, c in zip(ids, pred, conf)}, key_field="id")
     dataset.evaluate_classifications("predictions", gt_field="ground_truth", eval_key=eval_key)
     return dataset
-
-
-def _save(x: torch.Tensor, path: str) -> None:
-    from PIL import Image
-
-    arr = (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    Image.fromarray(np.ascontiguousarray(arr)).save(path)
 
 
 def summary_table(dataset, fields: Sequence[str]) -> str:

@@ -47,7 +47,8 @@ def _seed(*parts) -> int:
     return int.from_bytes(hashlib.sha1("|".join(map(str, parts)).encode()).digest()[:8], "little") >> 1
 
 
-def _save_png(x: torch.Tensor, path: str) -> None:
+def save_png(x: torch.Tensor, path: str) -> None:
+    """Writes a float image ``(3, H, W)`` in [0, 1] as an 8-bit PNG, atomically."""
     from PIL import Image
 
     arr = (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
@@ -147,7 +148,7 @@ def build_sweep(
         clean_path = os.path.join(output_dir, "clean", stem + ".png")
         os.makedirs(os.path.dirname(clean_path), exist_ok=True)
         if not os.path.exists(clean_path):
-            _save_png(clean[0], clean_path)
+            save_png(clean[0], clean_path)
         batch.append(fo.Sample(filepath=clean_path, corruption="clean", severity=0, clean_id=sid,
                                reference_filepath=clean_path, **extra))
         for cname in names:
@@ -156,7 +157,7 @@ def build_sweep(
                 if not os.path.exists(out):
                     os.makedirs(os.path.dirname(out), exist_ok=True)
                     gen = torch.Generator().manual_seed(_seed(seed, sid, cname, sev))
-                    _save_png(apply_corruption(clean[0], cname, sev, generator=gen), out)
+                    save_png(apply_corruption(clean[0], cname, sev, generator=gen), out)
                 batch.append(fo.Sample(
                     filepath=out, corruption=cname, severity=sev, clean_id=sid, reference_filepath=clean_path,
                     **{f: (v.copy() if v is not None else None) for f, v in extra.items()}))

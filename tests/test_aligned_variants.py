@@ -121,13 +121,13 @@ def test_engine_reads_label_field(picks, make_dataset):
 
 
 def test_engine_full_reference_aligned(picks, make_dataset, tmp_path):
-    from fiftyone_dnniqa.demo import _save
+    from fiftyone_dnniqa.sweep import save_png
 
     files, _ = picks
     photo = to_float(prepare(read_image(files[0]), dq.create_metric("aligned").input_spec))
     clean, bad = str(tmp_path / "clean.png"), str(tmp_path / "bad.png")
-    _save(photo, clean)
-    _save(corrupt(photo, "gaussian_blur", 5), bad)
+    save_png(photo, clean)
+    save_png(corrupt(photo, "gaussian_blur", 5), bad)
     ds = make_dataset([clean, bad], ref=[clean, clean])
     dq.compute_quality(ds, "aligned_fr", reference_field="ref")
     s_clean, s_bad = ds.values("iqa_aligned_fr")
