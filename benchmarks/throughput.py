@@ -12,10 +12,15 @@ efficiency = (c) / min((a), (b)); where decode and compute share the same cores 
 the sum of separate calls. Peak memory sums the RSS of the process and its loader workers
 (forked pages shared with the parent are counted in each).
 
-    python benchmarks/throughput.py                 # CPU, or the GPU when there is one
-    python benchmarks/throughput.py --device cuda --n 500 --out benchmarks/results/throughput-gpu.md
+A second table measures each pipeline choice for ``aligned`` end to end, one change at a
+time: where JPEGs are decoded (loader workers with PIL, or batched on the device with
+``torchvision.io.decode_jpeg``, nvJPEG on CUDA), and on CUDA autocast off and larger batches.
 
-Images: ../shared/data/imagenet-sample (500 ImageNet photos).
+    python benchmarks/throughput.py                 # CPU, or the GPU when there is one
+    python benchmarks/throughput.py --device cuda --n 20000 --out benchmarks/results/throughput-gpu.md
+
+Images: ../shared/data/imagenet-sample (500 ImageNet photos); ``--n`` above the number of
+files cycles through them again (the files are then in the page cache).
 """
 
 from __future__ import annotations
@@ -82,6 +87,7 @@ def main(argv=None):
     ap.add_argument("--images", default=DATA, help="folder of images")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", help="write the markdown table to this file")
+    ap.add_argument("--no-ablations", action="store_true", help="skip the table of pipeline choices")
     args = ap.parse_args(argv)
 
     os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
@@ -92,9 +98,10 @@ def main(argv=None):
     from fiftyone_dnniqa.loading import SampleImages, collate_items, prepare, read_image, to_float
 
     files = sorted(os.path.join(args.images, f) for f in os.listdir(args.images))
-    files = [f for f in files if f.lower().endswith((".jpeg", ".jpg", ".png"))][: args.n]
+    files = [f for f in files if f.lower().endswith((".jpeg", ".jpg", ".png"))]
     if not files:
         sys.exit(f"no images in {args.images}")
+    files = (files * (args.n // len(files) + 1))[: args.n]
     n = len(files)
     device = dq.resolve_device(args.device)
     workers = min(4, os.cpu_count() or 1)
@@ -186,12 +193,54 @@ def main(argv=None):
             notes.append(f"{set_name}: one call {n / c:.1f} s, separate calls {separate:.1f} s "
                          f"({separate / (n / c):.2f}x the one call)")
     lines += [""] + [f"- {x}" for x in notes]
+    if "aligned" in args.sets.split(",") and not args.no_ablations:
+        lines += ["", ablations(ds, device, n, workers)]
     text = "\n".join(lines)
     print(text)
     if args.out:
         with open(args.out, "w") as f:
             f.write(text + "\n")
     fo.delete_dataset(ds.name)
+
+
+def ablations(ds, device, n, workers, reps=3):
+    """``aligned`` end to end under each pipeline choice, one change at a time.
+
+    The configurations run round-robin ``reps`` times; the table gives the median rate,
+    since single runs on a shared machine vary by about 10%.
+    """
+    import numpy as np
+    import torch
+
+    import fiftyone_dnniqa as dq
+
+    cuda = device.type == "cuda"
+    configs = [("default (decode=\"auto\")", {}),
+               ("decode=\"workers\": PIL in the loader workers", {"decode": "workers"}),
+               ("decode=\"device\": batched decode_jpeg " + ("(nvJPEG)" if cuda else "in the main process"),
+                {"decode": "device"})]
+    if cuda:
+        configs += [("autocast off (float32)", {"amp": False}), ("batch 128", {"batch_size": 128}),
+                    ("batch 256", {"batch_size": 256})]
+    metric = dq.create_metric("aligned", device=device)
+    rates, mems = {}, {}
+    for r in range(reps):
+        for k, (label, change) in enumerate(configs):
+            rate, mem = timed(lambda: dq.compute_quality(ds, metric, field=f"abl{k}_{r}", device=device,
+                                                         progress=False, **change), n)
+            rates.setdefault(k, []).append(rate)
+            mems[k] = max(mems.get(k, 0.0), mem)
+            if cuda:
+                torch.cuda.empty_cache()
+    out = [f"## Pipeline choices: aligned end to end, {n} images, {workers} loader workers, "
+           f"median of {reps} interleaved runs", "",
+           "| configuration | images/s (median) | runs | vs default | peak GiB |", "|---|---:|---|---:|---:|"]
+    base = float(np.median(rates[0]))
+    for k, (label, _) in enumerate(configs):
+        med = float(np.median(rates[k]))
+        out.append(f"| {label} | {med:.1f} | {', '.join(f'{x:.0f}' for x in rates[k])} | {med / base:.2f} | "
+                   f"{mems[k]:.2f} |")
+    return "\n".join(out)
 
 
 if __name__ == "__main__":

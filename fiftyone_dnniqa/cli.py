@@ -36,7 +36,7 @@ def _cmd_score(args):
             field=(fields if len(metrics) > 1 else fields[0]) if fields else None,
             device=args.device, batch_size=args.batch_size, num_workers=args.num_workers,
             overwrite=args.overwrite, reference_field=args.reference_field,
-            metric_options=options, progress=not args.quiet, shards=args.shards,
+            metric_options=options, progress=not args.quiet, shards=args.shards, decode=args.decode,
         )
     except (ValueError, RuntimeError) as e:
         sys.exit(f"error: {e}")
@@ -159,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: %(default)s)")
     p.add_argument("--batch-size", type=int, help="images per batch (default: automatic)")
     p.add_argument("--num-workers", type=int, help="decoding processes (default: one per core, up to 4)")
+    p.add_argument("--decode", choices=["auto", "workers", "device"], default="auto",
+                   help="where JPEGs are decoded: the loader workers, or in batches on the scoring device "
+                        "(nvJPEG on CUDA); auto: the device on CUDA (default: %(default)s)")
     p.add_argument("--options", help="metric options as JSON, e.g. '{\"max_side\": 1024}'")
     p.add_argument("--overwrite", action="store_true", help="rescore samples that already have a score")
     p.add_argument("--shards", type=int, help="queue this many delegated operations over disjoint parts "

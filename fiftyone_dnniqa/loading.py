@@ -66,6 +66,67 @@ def read_image(path: str, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> tor
         raise ImageLoadError(msg) from None
 
 
+def jpeg_bytes(path: str, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> Optional[torch.Tensor]:
+    """The raw bytes of ``path`` if a batched JPEG decoder can take the file as it is.
+
+    That is an RGB or grayscale JPEG without EXIF rotation, within ``max_pixels``;
+    only its header is parsed here. Returns None for anything else (CMYK, rotated,
+    other formats, unreadable files), which :func:`read_image` decodes instead.
+    """
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            if im.format != "JPEG" or im.mode not in ("RGB", "L") or (max_pixels and w * h > max_pixels):
+                return None
+            if im.getexif().get(0x0112, 1) not in (None, 1):  # EXIF orientation
+                return None
+        with open(path, "rb") as f:
+            data = f.read()
+    except Exception:
+        return None
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+
+
+def decode_jpegs(
+    items: Sequence[dict], specs: Sequence[InputSpec], device: torch.device,
+    max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
+) -> None:
+    """Decodes the raw JPEGs of loader ``items`` on ``device`` and prepares them.
+
+    One batched ``torchvision.io.decode_jpeg`` call (nvJPEG on CUDA) for the items
+    that carry ``jpeg`` bytes; if it fails, each file is decoded alone, and a file
+    that still fails goes through :func:`read_image`, so it gets the same image or
+    the same recorded reason as when the loader workers decode it. Items gain
+    ``images`` (on ``device``) or ``error`` in place.
+    """
+    todo = [it for it in items if "jpeg" in it]
+    if not todo:
+        return
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torchvision 0.29 deprecates its decoders for TorchCodec
+        try:
+            images = decode_jpeg([it["jpeg"] for it in todo], mode=ImageReadMode.RGB, device=device)
+        except Exception:  # one bad file fails the whole call
+            images = []
+            for it in todo:
+                try:
+                    images.append(decode_jpeg(it["jpeg"], mode=ImageReadMode.RGB, device=device))
+                except Exception:
+                    images.append(None)
+    for it, image in zip(todo, images):
+        del it["jpeg"]
+        path = it.pop("path")
+        if image is None:
+            try:
+                image = read_image(path, max_pixels).to(device)
+            except ImageLoadError as e:
+                it["error"] = str(e)
+                continue
+        it["images"] = [prepare(image, s) for s in specs]
+
+
 def _to_rgb_tensor(im: Image.Image) -> torch.Tensor:
     im = ImageOps.exif_transpose(im)
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
@@ -121,7 +182,9 @@ class SampleImages(torch.utils.data.Dataset):
     Each item is a dict with ``index``, and either ``images`` (one prepared
     ``uint8`` tensor per distinct input spec), ``references`` likewise, or
     ``error`` (the reason it could not be read), plus ``label`` when
-    ``labels`` are given. ``postprocess``, if given,
+    ``labels`` are given. With ``raw_jpeg``, plain JPEGs come back undecoded
+    as ``jpeg`` bytes and their ``path``, for :func:`decode_jpegs` to decode in
+    batches on the scoring device. ``postprocess``, if given,
     runs on each decoded item inside the loader worker (the engine scores
     per-image CPU metrics there).
     """
@@ -134,13 +197,17 @@ class SampleImages(torch.utils.data.Dataset):
         max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
         postprocess: Optional[Callable[[dict], dict]] = None,
         labels: Optional[Sequence] = None,
+        raw_jpeg: bool = False,
     ):
+        if raw_jpeg and postprocess is not None:
+            raise ValueError("raw_jpeg items are decoded later: they cannot be postprocessed in the workers")
         self.filepaths = list(filepaths)
         self.specs = list(specs)
         self.reference_paths = reference_paths
         self.max_pixels = max_pixels
         self.postprocess = postprocess
         self.labels = labels
+        self.raw_jpeg = raw_jpeg
 
     def __len__(self) -> int:
         return len(self.filepaths)
@@ -149,11 +216,17 @@ class SampleImages(torch.utils.data.Dataset):
         item = {"index": index}
         if self.labels is not None:
             item["label"] = self.labels[index]
-        try:
-            image = read_image(self.filepaths[index], self.max_pixels)
-        except ImageLoadError as e:
-            item["error"] = str(e)
-            return item
+        image = None
+        if self.raw_jpeg:
+            data = jpeg_bytes(self.filepaths[index], self.max_pixels)
+            if data is not None:
+                item["jpeg"], item["path"] = data, self.filepaths[index]
+        if "jpeg" not in item:
+            try:
+                image = read_image(self.filepaths[index], self.max_pixels)
+            except ImageLoadError as e:
+                item["error"] = str(e)
+                return item
         ref = None
         if self.reference_paths is not None:
             ref_path = self.reference_paths[index]
@@ -161,7 +234,8 @@ class SampleImages(torch.utils.data.Dataset):
                 ref = read_image(ref_path, self.max_pixels)
             except ImageLoadError as e:
                 item["ref_error"] = f"reference {ref_path!r}: {e}"
-        item["images"] = [prepare(image, s) for s in self.specs]
+        if image is not None:
+            item["images"] = [prepare(image, s) for s in self.specs]
         if ref is not None:
             item["references"] = [prepare(ref, s) for s in self.specs]
         if self.postprocess is not None:

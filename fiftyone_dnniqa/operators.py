@@ -82,6 +82,10 @@ class ComputeQuality(foo.Operator):
                     view=types.RadioGroup(orientation="horizontal"))
         inputs.int("batch_size", default=None, label="Batch size", required=False,
                    description="Images per batch (blank: automatic; halved on GPU out-of-memory)")
+        inputs.enum("decode", ["auto", "workers", "device"], default="auto", label="Decode JPEGs on",
+                    description="workers: loader processes (PIL); device: batched on the scoring "
+                                "device, nvJPEG on CUDA; auto: the device on CUDA",
+                    view=types.RadioGroup(orientation="horizontal"))
         inputs.int("shards", default=1, label="Shards", required=False,
                    description="Split into this many delegated operations over disjoint parts of "
                                "the view, for `fiftyone delegated launch` workers on one or many "
@@ -122,6 +126,7 @@ class ComputeQuality(foo.Operator):
             metric_options=p.get("metric_options") or None,
             progress=progress,
             num_workers=p.get("num_workers"),
+            decode=p.get("decode") or "auto",
             shards=None if shard else (p.get("shards") or None),
             _shard=shard,
             **({"write_every": int(p["write_every"])} if p.get("write_every") else {}),

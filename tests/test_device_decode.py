@@ -1,0 +1,141 @@
+"""Batched JPEG decoding on the scoring device (``decode="device"``; nvJPEG on CUDA).
+
+On these CPU machines the same code path runs with ``device="cpu"``: the loader
+workers ship raw JPEG bytes and the main process decodes them in batches with
+``torchvision.io.decode_jpeg``. What must hold on any device: the same images (so
+the same scores) as PIL in the workers, and every file the fast path cannot take
+falls back to the workers' decoder with the same recorded reason.
+"""
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import fiftyone_dnniqa as dq
+from fiftyone_dnniqa import loading
+from fiftyone_dnniqa.metrics.base import InputSpec
+
+from test_loading import bad_files
+
+
+def _odd_files(tmp_path):
+    """JPEGs the batched decoder must not take, and a PNG."""
+    rng = np.random.default_rng(0)
+    arr = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    out = {}
+    p = tmp_path / "cmyk.jpg"
+    Image.fromarray(arr).convert("CMYK").save(p, format="JPEG", quality=95)
+    out["cmyk"] = str(p)
+    p = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    Image.fromarray(arr).save(p, format="JPEG", quality=95, exif=exif.tobytes())
+    out["rotated"] = str(p)
+    p = tmp_path / "photo.png"
+    Image.fromarray(arr).save(p)
+    out["png"] = str(p)
+    p = tmp_path / "gray.jpg"
+    Image.fromarray(arr[..., 0]).save(p, format="JPEG", quality=95)
+    out["gray"] = str(p)
+    return out
+
+
+def test_jpeg_bytes_only_for_plain_jpegs(tmp_path, imagenet_files):
+    odd = _odd_files(tmp_path)
+    data = loading.jpeg_bytes(imagenet_files[0])
+    assert data is not None and data.dtype == torch.uint8
+    assert data.numel() == len(open(imagenet_files[0], "rb").read())
+    assert loading.jpeg_bytes(odd["gray"]) is not None  # grayscale: decode_jpeg converts to RGB
+    for name in ("cmyk", "rotated", "png"):
+        assert loading.jpeg_bytes(odd[name]) is None, name
+    assert loading.jpeg_bytes(str(tmp_path / "missing.jpg")) is None
+    assert loading.jpeg_bytes(imagenet_files[0], max_pixels=100) is None  # too large: read_image refuses it
+
+
+def test_batched_decode_gives_the_same_pixels_as_pil(imagenet_files, tmp_path):
+    files = imagenet_files[:6] + list(_odd_files(tmp_path).values())
+    spec = InputSpec(resize=256, crop=224)
+    items = [loading.SampleImages(files, [spec], raw_jpeg=True)[i] for i in range(len(files))]
+    assert sum("jpeg" in it for it in items) == 7  # 6 photos + the grayscale JPEG
+    loading.decode_jpegs(items, [spec], torch.device("cpu"))
+    for f, it in zip(files, items):
+        assert "jpeg" not in it and "path" not in it
+        expected = loading.prepare(loading.read_image(f), spec)
+        got = it["images"][0]
+        assert got.shape == expected.shape == (3, 224, 224), f
+        diff = (got.int() - expected.int()).abs()
+        # both decoders are libjpeg-turbo builds: the same pixels up to rounding
+        assert diff.float().mean() < 0.5 and diff.max() <= 8, (f, diff.float().mean(), diff.max())
+
+
+def test_one_bad_file_does_not_fail_the_batch(imagenet_files, tmp_path):
+    good = io.BytesIO()
+    noise = np.random.default_rng(1).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(good, format="JPEG")  # large scan: cutting it keeps the header
+    trunc = tmp_path / "trunc.jpg"
+    trunc.write_bytes(good.getvalue()[: len(good.getvalue()) // 2])
+    files = imagenet_files[:3] + [str(trunc)]
+    spec = InputSpec(resize=64, crop=64)
+    items = [loading.SampleImages(files, [spec], raw_jpeg=True)[i] for i in range(len(files))]
+    assert all("jpeg" in it for it in items)  # the header of the truncated file parses
+    loading.decode_jpegs(items, [spec], torch.device("cpu"))
+    assert all(it["images"][0].shape == (3, 64, 64) for it in items[:3])
+    assert "images" not in items[3] and "truncated" in items[3]["error"]
+
+
+def test_raw_jpeg_cannot_be_postprocessed():
+    with pytest.raises(ValueError, match="postprocess"):
+        loading.SampleImages([], [InputSpec()], raw_jpeg=True, postprocess=lambda it: it)
+
+
+def test_device_decode_scores_and_failures_match_worker_decode(imagenet_files, make_dataset, tmp_path):
+    odd = _odd_files(tmp_path)
+    bad = bad_files(tmp_path)
+    good = imagenet_files[:8] + list(odd.values())
+    ds = make_dataset(good + [p for p, _ in bad.values()])
+    kw = dict(device="cpu", num_workers=2, progress=False)
+    a = dq.compute_quality(ds, "aligned", field="by_workers", decode="workers", **kw)
+    b = dq.compute_quality(ds, "aligned", field="by_device", decode="device", **kw)
+    assert a.num_scored == b.num_scored == len(good)
+    assert a.num_failed == b.num_failed == len(bad)
+    w = dict(zip(ds.values("filepath"), ds.values("by_workers")))
+    d = dict(zip(ds.values("filepath"), ds.values("by_device")))
+    for f in good:
+        assert w[f] is not None and d[f] is not None
+        assert abs(w[f] - d[f]) < 0.02, (f, w[f], d[f])
+    # the odd files went through PIL in both runs: identical scores
+    for f in odd.values():
+        if not f.endswith("gray.jpg"):
+            assert w[f] == pytest.approx(d[f], abs=1e-4), f
+    ew = dict(zip(ds.values("filepath"), ds.values("by_workers_error")))
+    ed = dict(zip(ds.values("filepath"), ds.values("by_device_error")))
+    for path, fragment in bad.values():
+        assert ed[path] == ew[path] and fragment in ed[path], (path, ed[path], ew[path])
+
+
+def test_device_decode_with_per_image_metrics_and_no_workers(imagenet_files, make_dataset):
+    # piqe normally runs inside the CPU workers; with decode="device" it runs batched in the main process
+    ds = make_dataset(imagenet_files[:4])
+    dq.compute_quality(ds, "piqe", field="w", device="cpu", num_workers=2, progress=False)
+    res = dq.compute_quality(ds, "piqe", field="d", device="cpu", num_workers=0, decode="device", progress=False)
+    assert res.num_scored == 4
+    assert np.allclose(ds.values("w"), ds.values("d"), atol=2.0)
+
+
+def test_bad_decode_value_is_refused(make_dataset, imagenet_files):
+    ds = make_dataset(imagenet_files[:1])
+    with pytest.raises(ValueError, match="decode must be"):
+        dq.compute_quality(ds, "piqe", decode="gpu")
+    assert not ds.has_sample_field("iqa_piqe")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (nvJPEG)")
+def test_nvjpeg_decode_on_cuda(imagenet_files, make_dataset):
+    ds = make_dataset(imagenet_files[:32])
+    a = dq.compute_quality(ds, "aligned", field="w", device="cuda", decode="workers", progress=False)
+    b = dq.compute_quality(ds, "aligned", field="d", device="cuda", decode="auto", progress=False)
+    assert a.num_scored == b.num_scored == 32
+    assert np.allclose(ds.values("w"), ds.values("d"), atol=0.05)
