@@ -146,3 +146,59 @@ def test_tta_flip_averages_mirror_logits(photos):
     assert flip.describe()["tta"] == "flip" and "tta" not in plain.describe()
     with pytest.raises(ValueError, match="tta"):
         dq.create_metric("aligned", tta="rotate")
+
+
+def test_tta_multiscale_averages_probabilities_of_three_views(photos):
+    from fiftyone_dnniqa.metrics.aligned import reduced_size
+
+    plain = dq.create_metric("aligned")
+    multi = dq.create_metric("aligned", tta="multiscale")
+    x = photos[:4]
+    assert reduced_size(224) == 176 and reduced_size(240) == 192 and reduced_size(260) == 208
+    small = torch.nn.functional.interpolate(x, size=(176, 176), mode="bilinear", antialias=True,
+                                            align_corners=False)
+    with torch.inference_mode():
+        views = [plain.logits(v)[0] for v in (x, x.flip(-1))]
+        bb = plain.backbones[0]
+        views.append(bb.model(bb.normalize(small)))
+    expected = torch.stack([torch.softmax(z, 1) for z in views]).mean(0).max(1).values.double()
+    assert torch.allclose(multi.score(x), expected, atol=1e-5)
+    assert multi.describe()["tta"] == "multiscale"
+    assert torch.equal(multi.score(x), multi.score(x))  # deterministic
+
+
+def test_tta_multiscale_ranks_clean_above_corrupted(photos):
+    m = dq.create_metric("aligned", tta="multiscale")
+    clean = m.score(photos)
+    for c, level in (("gaussian_blur", 3), ("gaussian_noise", 40)):
+        bad = m.score(corrupt(photos, c, level, generator=torch.Generator().manual_seed(0)))
+        assert (clean > bad).float().mean() >= 0.75, c
+        assert clean.mean() > bad.mean() + 0.15, c
+
+
+def test_tta_multiscale_works_through_task_and_fr_variants(picks, photos):
+    files, names = picks
+    task = dq.create_metric("aligned_task", classes=sorted(set(names)), tta="multiscale")
+    s = task.score(photos[:4])
+    assert s.shape == (4,) and bool(((s > 0) & (s <= 1)).all())
+    fr = dq.create_metric("aligned_fr", tta="multiscale")
+    same = fr.score(photos[:4], photos[:4])
+    assert torch.allclose(same, torch.ones(4, dtype=same.dtype), atol=1e-4)
+
+
+def test_tta_multiscale_rejects_energy_and_fixed_size_backbones():
+    from fiftyone_dnniqa.backbones import Backbone
+    from fiftyone_dnniqa.metrics.aligned import AlignedMetric
+
+    with pytest.raises(ValueError, match="energy"):
+        dq.create_metric("aligned", tta="multiscale", statistic="energy")
+
+    class FixedSize(torch.nn.Module):  # like a ViT with a fixed patch grid
+        def forward(self, x):
+            if x.shape[-1] != 224:
+                raise RuntimeError(f"Input width ({x.shape[-1]}) doesn't match model (224)")
+            return x.mean((2, 3))
+
+    vit = Backbone("vit-like", FixedSize(), 224, 256, (0.5,) * 3, (0.5,) * 3, 3)
+    with pytest.raises(ValueError, match="needs a backbone that accepts 176x176 inputs; vit-like does not"):
+        AlignedMetric._check_reduced_input(vit)
