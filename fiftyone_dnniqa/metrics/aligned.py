@@ -28,6 +28,14 @@ def reduced_size(crop: int, fraction: float = MULTISCALE_FRACTION) -> int:
     return max(32, int(round(crop * fraction / 8)) * 8)
 
 
+def resized_square(images: torch.Tensor, size: int) -> torch.Tensor:
+    """``images`` (B, 3, H, W) resized to ``size`` x ``size`` (bilinear, antialiased);
+    unchanged when already that size."""
+    if images.shape[-1] == size and images.shape[-2] == size:
+        return images
+    return F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+
+
 def mean_probability_logits(view_logits: Sequence[torch.Tensor]) -> torch.Tensor:
     """Log of the views' mean softmax probabilities: logits whose softmax is
     the views' averaged prediction (how ``tta="multiscale"`` combines views)."""
@@ -135,12 +143,12 @@ class AlignedMetric(QualityMetric):
             def run(x, b=b):
                 return b.model(b.normalize(x).contiguous(memory_format=torch.channels_last))
 
-            x = _resized(images, b.crop)
+            x = resized_square(images, b.crop)
             z = run(x)
             if self.tta == "flip":
                 z = (z + run(x.flip(-1))) / 2
             elif self.tta == "multiscale":
-                z = mean_probability_logits([z, run(x.flip(-1)), run(_resized(images, reduced_size(b.crop)))])
+                z = mean_probability_logits([z, run(x.flip(-1)), run(resized_square(images, reduced_size(b.crop)))])
             out.append(z)
         return out
 
@@ -157,12 +165,6 @@ class AlignedMetric(QualityMetric):
         if self.tta:
             out["tta"] = self.tta
         return out
-
-
-def _resized(images: torch.Tensor, size: int) -> torch.Tensor:
-    if images.shape[-1] == size and images.shape[-2] == size:
-        return images
-    return F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
 
 
 def grouped_logits(logits: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .aligned import confidence
+from .aligned import confidence, resized_square
 from .base import InputSpec, QualityMetric
 
 FORMAT_VERSION = 1
@@ -67,10 +67,7 @@ def confidence_features(logits: torch.Tensor) -> torch.Tensor:
 
 def _proxy_features(backbone, images: torch.Tensor, features: str = "confidence"):
     """The feature set ``features`` of the proxy on ``images``, and the logits."""
-    x = images
-    if x.shape[-1] != backbone.crop or x.shape[-2] != backbone.crop:
-        x = F.interpolate(x, size=(backbone.crop, backbone.crop), mode="bilinear", antialias=True,
-                          align_corners=False)
+    x = resized_square(images, backbone.crop)
     model = backbone.model
     if not hasattr(model, "forward_head"):
         raise ValueError(f"TG-IQA needs a timm backbone (efficientnet_lite* or timm:<name>), not {backbone.name}")
