@@ -347,6 +347,9 @@ def _score_rows(dataset, jobs, ids, filepaths, ref_paths, labels, rows, todo, no
         labels=[labels[i] for i in rows] if labels is not None else None,
         raw_jpeg=raw_jpeg,
     )
+    # No more workers than batches: a worker started for nothing is shut down at once, and one
+    # that exits while the loader stops makes torch's SIGCHLD handler fail the call
+    num_workers = min(num_workers, -(-len(rows) // batch_size))
     loader = torch.utils.data.DataLoader(
         data, batch_size=batch_size, shuffle=False, num_workers=num_workers,
         collate_fn=collate_items, pin_memory=dev.type == "cuda",  # page-locked: asynchronous copies
