@@ -55,7 +55,8 @@ import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
-DATA = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "data", "imagenet-sample"))
+from sample_data import IMAGENET_SAMPLE  # noqa: E402
+DATA = IMAGENET_SAMPLE
 
 NR_BASELINES = ("piqe", "entropy")
 FR_BASELINES = ("psnr", "ssim", "ms_ssim", "fsim", "vif", "gmsd", "nlpd")
@@ -80,7 +81,7 @@ def load_rows(n_test, n_dev):
 
 
 def clean_batch(rows):
-    from fiftyone_dnniqa.loading import prepare, read_image, to_float
+    from fiftyone_dnniqa.core.images import prepare, read_image, to_float
     from fiftyone_dnniqa.metrics.base import InputSpec
 
     spec = InputSpec(resize=256, crop=224)
@@ -209,7 +210,8 @@ def load_arrays(path):
 def fit_tg_head(dev, args):
     """TG-IQA on the dev split: ImageNet-C's 15 common corruptions, the proxy as reference."""
     from fiftyone_dnniqa.corruptions import SUITES
-    from fiftyone_dnniqa.metrics.tg_iqa import confidence_features, train_head
+    from fiftyone_dnniqa.metrics.tg_iqa import confidence_features
+    from fiftyone_dnniqa.metrics.training import train_head
 
     keep = np.isin(dev["corruption"], list(SUITES["imagenet_c"]) + ["clean"])
     y = torch.from_numpy((dev["proxy_logits"].argmax(1).numpy() == dev["label"]).astype(np.float32))
@@ -419,10 +421,10 @@ def plot(path, scores, directions, correct, d, names):
 
 
 def main(argv=None):
-    from fiftyone_dnniqa.backbones import load_backbone
+    from fiftyone_dnniqa.metrics.backbones import load_backbone
     from fiftyone_dnniqa.corruptions import list_corruptions
     from fiftyone_dnniqa.metrics import create_metric
-    from fiftyone_dnniqa.weights import MissingWeightsError
+    from fiftyone_dnniqa.metrics.weights import MissingWeightsError
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=80, help="test-split images (at most 250)")

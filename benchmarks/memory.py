@@ -15,7 +15,8 @@ import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DATA = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "data", "imagenet-sample", "images"))
+from sample_data import IMAGES  # noqa: E402
+DATA = IMAGES
 
 
 def main(argv=None):

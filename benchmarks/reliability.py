@@ -22,7 +22,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-DATA = os.path.normpath(os.path.join(ROOT, "..", "shared", "data", "imagenet-sample", "images"))
+from sample_data import IMAGES  # noqa: E402
+DATA = IMAGES
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 
@@ -62,7 +63,7 @@ def corpus_scenario(tmp, good, metrics):
 def fuzz_scenario(n, seed=0):
     import numpy as np
     from PIL import Image
-    from fiftyone_dnniqa.loading import ImageLoadError, read_image
+    from fiftyone_dnniqa.core.images import ImageLoadError, read_image
 
     rng = np.random.default_rng(seed)
     seeds = []

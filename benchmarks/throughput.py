@@ -33,7 +33,8 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DATA = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "data", "imagenet-sample", "images"))
+from sample_data import IMAGES  # noqa: E402
+DATA = IMAGES
 SETS = {"aligned": ["aligned"], "piqe": ["piqe"], "aligned+piqe": ["aligned", "piqe"],
         "aligned+piqe+entropy": ["aligned", "piqe", "entropy"]}
 
@@ -95,7 +96,8 @@ def main(argv=None):
     import fiftyone as fo
 
     import fiftyone_dnniqa as dq
-    from fiftyone_dnniqa.loading import SampleImages, collate_items, prepare, read_image, to_float
+    from fiftyone_dnniqa.core.images import prepare, read_image, to_float
+    from fiftyone_dnniqa.scoring.loading import SampleImages, collate_items
 
     files = sorted(os.path.join(args.images, f) for f in os.listdir(args.images))
     files = [f for f in files if f.lower().endswith((".jpeg", ".jpg", ".png"))]

@@ -25,7 +25,8 @@ def main(argv=None):
     import numpy as np
     import fiftyone as fo
 
-    from fiftyone_dnniqa.engine import _flush, _Job
+    from fiftyone_dnniqa.scoring.scorers import Job
+    from fiftyone_dnniqa.scoring.writer import flush
 
     t = time.perf_counter()
     ds = fo.Dataset()
@@ -41,11 +42,11 @@ def main(argv=None):
     for chunk in [int(c) for c in args.chunks.split(",")]:
         field = f"score_{chunk}"
         ds.add_sample_field(field, fo.FloatField)
-        job = _Job(metric=None, field=field, spec_index=0, in_worker=False, todo=None)
+        job = Job(metric=None, field=field, spec_index=0, in_worker=False, todo=None)
         t = time.perf_counter()
         for start in range(0, args.n, chunk):
             job.scores = dict(zip(ids[start:start + chunk], scores[start:start + chunk]))
-            _flush(ds, [job])
+            flush(ds, [job])
         secs = time.perf_counter() - t
         assert ds.count(field) == args.n
         rows.append((chunk, secs))

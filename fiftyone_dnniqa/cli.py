@@ -7,19 +7,22 @@ import json
 import sys
 from typing import List, Optional
 
+import fiftyone as fo
+
+from .analysis.report import write_report
+from .api import compute_quality
+from .app.plugin import install_plugin
+from .demo import run_demo
+from .metrics import OFFLINE_PYIQA_METRICS, create_metric, list_metrics, metric_traits
+from .scoring import ShardedRun, delete_quality_run, list_quality_runs, load_quality_run
+
 
 def _cmd_demo(args):
-    from .demo import run_demo
-
     kwargs = {"metrics": args.metric} if args.metric else {}
     run_demo(name=args.name, device=args.device, **kwargs)
 
 
 def _cmd_score(args):
-    import fiftyone as fo
-
-    from .engine import compute_quality
-
     if not fo.dataset_exists(args.dataset):
         sys.exit(f"error: no dataset named '{args.dataset}' (fiftyone datasets list)")
     samples = fo.load_dataset(args.dataset)
@@ -29,19 +32,20 @@ def _cmd_score(args):
     fields = args.field
     if fields and len(fields) != len(metrics):
         sys.exit("error: give one --field per --metric")
-    options = json.loads(args.options) if args.options else None
+    try:
+        options = _metric_options(args.options, args.option)
+    except ValueError as e:
+        sys.exit(f"error: {e}")
     try:
         results = compute_quality(
             samples, metrics if len(metrics) > 1 else metrics[0],
             field=(fields if len(metrics) > 1 else fields[0]) if fields else None,
             device=args.device, batch_size=args.batch_size, num_workers=args.num_workers,
-            overwrite=args.overwrite, reference_field=args.reference_field,
+            overwrite=args.overwrite, reference_field=args.reference_field, label_field=args.label_field,
             metric_options=options, progress=not args.quiet, shards=args.shards, decode=args.decode,
         )
     except (ValueError, RuntimeError) as e:
         sys.exit(f"error: {e}")
-    from .sharding import ShardedRun
-
     if isinstance(results, ShardedRun):
         print(f"queued {len(results.operation_ids)} delegated operations for {', '.join(results.fields)}; "
               "start workers with `fiftyone delegated launch` (one per GPU: CUDA_VISIBLE_DEVICES=k) "
@@ -57,9 +61,29 @@ def _cmd_score(args):
             print(f"    ... {r.num_failed - 10} more (field {r.key}_error)")
 
 
-def _cmd_list_metrics(args):
-    from .metrics import OFFLINE_PYIQA_METRICS, create_metric, list_metrics, metric_traits
+def _metric_options(as_json: Optional[str], pairs: Optional[List[str]]) -> Optional[dict]:
+    """Metric options from ``--options '{...}'`` and repeated ``--option key=value`` (a
+    value is read as JSON when it parses, e.g. ``tta=flip``, ``temperature=2``, ``backbone=["a","b"]``)."""
+    options = {}
+    if as_json:
+        try:
+            options = json.loads(as_json)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"--options is not JSON: {e}") from None
+        if not isinstance(options, dict):
+            raise ValueError("--options must be a JSON object")
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--option takes key=value, not {pair!r}")
+        try:
+            options[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip()] = value
+    return options or None
 
+
+def _cmd_list_metrics(args):
     rows = []
     for n in list_metrics(source=args.source):
         t = metric_traits(n)
@@ -83,10 +107,6 @@ def _cmd_list_metrics(args):
 
 
 def _cmd_runs(args):
-    import fiftyone as fo
-
-    from .runs import delete_quality_run, list_quality_runs, load_quality_run
-
     if not fo.dataset_exists(args.dataset):
         sys.exit(f"error: no dataset named '{args.dataset}'")
     ds = fo.load_dataset(args.dataset)
@@ -108,10 +128,6 @@ def _cmd_runs(args):
 
 
 def _cmd_report(args):
-    import fiftyone as fo
-
-    from .report import write_report
-
     if not fo.dataset_exists(args.dataset):
         sys.exit(f"error: no dataset named '{args.dataset}'")
     ds = fo.load_dataset(args.dataset)
@@ -124,8 +140,6 @@ def _cmd_report(args):
 
 
 def _cmd_install_plugin(args):
-    from .plugin import install_plugin
-
     path = install_plugin(args.plugins_dir, overwrite=True)
     print(f"installed the plugin in {path}; restart the App to load it")
 
@@ -162,6 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decode", choices=["auto", "workers", "device"], default="auto",
                    help="where JPEGs are decoded: the loader workers, or in batches on the scoring device "
                         "(nvJPEG on CUDA); auto: the device on CUDA (default: %(default)s)")
+    p.add_argument("--label-field", help="Classification (or string) field: the task's classes for "
+                                         "task-guided metrics (aligned_task, zsclip)")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE",
+                   help="a metric option (repeatable), e.g. --option tta=flip --option temperature=2")
     p.add_argument("--options", help="metric options as JSON, e.g. '{\"max_side\": 1024}'")
     p.add_argument("--overwrite", action="store_true", help="rescore samples that already have a score")
     p.add_argument("--shards", type=int, help="queue this many delegated operations over disjoint parts "

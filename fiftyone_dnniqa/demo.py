@@ -12,6 +12,18 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+import fiftyone as fo
+
+from .analysis import format_table, rank_fields
+from .api import compute_quality
+from .core.images import InputSpec, prepare, read_image, to_float
+from .corruptions import corrupt, save_png
+from .metrics import create_metric
+from .metrics.backbones import load_backbone
+from .metrics.imagenet import imagenet_synsets
+from .metrics.weights import MissingWeightsError
+from .scoring import list_quality_runs
+
 DEMO_DATASET = "dnniqa-demo"
 
 #: corruption -> severities (Dodge & Karam units: sigma, std /255, quality, blend)
@@ -30,7 +42,7 @@ def packaged_photos() -> List[Tuple[str, str]]:
     """``(name, path)`` of real photographs shipped inside installed packages."""
     found = []
     try:
-        import skimage
+        import skimage  # optional: only a source of sample photographs
 
         d = os.path.join(os.path.dirname(skimage.__file__), "data")
         for n in ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg",
@@ -39,14 +51,14 @@ def packaged_photos() -> List[Tuple[str, str]]:
     except ImportError:
         pass
     try:
-        import sklearn
+        import sklearn  # optional: only a source of sample photographs
 
         d = os.path.join(os.path.dirname(sklearn.__file__), "datasets", "images")
         found += [("china", os.path.join(d, "china.jpg")), ("flower", os.path.join(d, "flower.jpg"))]
     except ImportError:
         pass
     try:
-        import matplotlib
+        import matplotlib  # optional: only a source of sample photographs
 
         found.append(("grace_hopper", os.path.join(matplotlib.get_data_path(), "sample_data", "grace_hopper.jpg")))
     except ImportError:
@@ -63,13 +75,6 @@ def build_demo_dataset(name: str = DEMO_DATASET, folder: Optional[str] = None,
     (0 for clean, 1.. for increasing strength), ``level`` (the corruption's
     parameter), ``clean_id`` and ``reference_filepath`` (the clean image).
     """
-    import fiftyone as fo
-    from PIL import Image
-
-    from .corruptions import corrupt
-    from .loading import read_image
-    from .sweep import save_png
-
     photos = packaged_photos()
     if not photos:
         raise RuntimeError("no sample photographs found: install scikit-image, scikit-learn or matplotlib")
@@ -109,9 +114,7 @@ DEMO_CLASSIFIER, DEMO_REFERENCE = "efficientnet_lite1", "efficientnet_lite2"
 
 
 def _imagenet_name(index: int) -> str:
-    from .backbones import imagenet_classes
-
-    return imagenet_classes()[index][1][0]
+    return imagenet_synsets()[index][1][0]
 
 
 def add_demo_evaluation(dataset, classifier: str = DEMO_CLASSIFIER, reference: str = DEMO_REFERENCE,
@@ -125,12 +128,6 @@ def add_demo_evaluation(dataset, classifier: str = DEMO_CLASSIFIER, reference: s
     ``evaluate_classifications(eval_key=eval_key)`` marks each sample right or
     wrong, as users' own evaluations do.
     """
-    import fiftyone as fo
-
-    from .backbones import load_backbone
-    from .loading import prepare, read_image, to_float
-    from .metrics.base import InputSpec
-
     def predict(backbone, paths):
         spec = InputSpec(resize=backbone.resize, crop=backbone.crop)
         out = []
@@ -156,8 +153,6 @@ def add_demo_evaluation(dataset, classifier: str = DEMO_CLASSIFIER, reference: s
 
 def summary_table(dataset, fields: Sequence[str]) -> str:
     """Mean score per (corruption, severity), one column per field."""
-    from .runs import list_quality_runs
-
     runs = set(list_quality_runs(dataset))
     heads = []
     for f in fields:
@@ -189,11 +184,6 @@ def run_demo(name: str = DEMO_DATASET, metrics: Sequence[str] = DEMO_METRICS, de
              print_fn=print):
     """Builds the demo dataset, scores it, evaluates a classifier on it, prints
     the tables, returns the dataset."""
-    from .analysis import format_table, rank_fields
-    from .engine import compute_quality
-    from .metrics import create_metric
-    from .weights import MissingWeightsError
-
     print_fn(f"Building '{name}' from {len(packaged_photos())} packaged photographs "
              f"x {sum(len(v) for v in DEMO_CORRUPTIONS.values())} corruptions ...")
     dataset = build_demo_dataset(name)

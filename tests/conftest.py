@@ -21,7 +21,10 @@ os.environ.pop("DNNIQA_WEIGHTS_DIR", None)
 
 import pytest  # noqa: E402
 
-IMAGENET = os.path.normpath(os.path.join(ROOT, "..", "shared", "data", "imagenet-sample"))
+#: real labelled ImageNet photos (``images/`` and ``labels.csv``): $DNNIQA_IMAGENET_SAMPLE, else
+#: the workspace's shared data folder beside the repository
+IMAGENET = os.environ.get("DNNIQA_IMAGENET_SAMPLE") or os.path.normpath(
+    os.path.join(ROOT, "..", "shared", "data", "imagenet-sample"))
 
 
 @pytest.fixture(scope="session")
@@ -63,6 +66,6 @@ def make_dataset():
 @pytest.fixture(scope="session")
 def installed_plugin():
     """The plugin installed into the tests' FIFTYONE_PLUGINS_DIR (operators become executable)."""
-    from fiftyone_dnniqa.plugin import install_plugin
+    from fiftyone_dnniqa.app.plugin import install_plugin
 
     return install_plugin(overwrite=True)

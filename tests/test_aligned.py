@@ -7,11 +7,11 @@ import pytest
 import torch
 
 import fiftyone_dnniqa as dq
-from fiftyone_dnniqa.backbones import load_backbone
+from fiftyone_dnniqa.metrics.backbones import load_backbone
 from fiftyone_dnniqa.corruptions import corrupt
-from fiftyone_dnniqa.loading import prepare, read_image, to_float
+from fiftyone_dnniqa.core.images import prepare, read_image, to_float
 from fiftyone_dnniqa.metrics.aligned import STATISTICS, confidence
-from fiftyone_dnniqa.weights import MissingWeightsError
+from fiftyone_dnniqa.metrics.weights import MissingWeightsError
 
 from conftest import IMAGENET
 

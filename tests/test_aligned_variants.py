@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import fiftyone_dnniqa as dq
-from fiftyone_dnniqa.backbones import match_classes
+from fiftyone_dnniqa.metrics.backbones import match_classes
 from fiftyone_dnniqa.corruptions import corrupt
-from fiftyone_dnniqa.loading import prepare, read_image, to_float
+from fiftyone_dnniqa.core.images import prepare, read_image, to_float
 from fiftyone_dnniqa.metrics.aligned import grouped_logits
 
 from conftest import IMAGENET
@@ -75,9 +75,9 @@ def test_aligned_task_ranks_clean_above_corrupted(picks, photos, mode):
 
 
 def test_aligned_task_all_imagenet_classes_equals_aligned(photos):
-    from fiftyone_dnniqa.backbones import imagenet_classes
+    from fiftyone_dnniqa.metrics.imagenet import imagenet_synsets
 
-    full = dq.create_metric("aligned_task", classes=[w for w, _ in imagenet_classes()])
+    full = dq.create_metric("aligned_task", classes=[w for w, _ in imagenet_synsets()])
     assert torch.allclose(full.score(photos[:4]), dq.create_metric("aligned").score(photos[:4]), atol=1e-6)
 
 
@@ -121,7 +121,7 @@ def test_engine_reads_label_field(picks, make_dataset):
 
 
 def test_engine_full_reference_aligned(picks, make_dataset, tmp_path):
-    from fiftyone_dnniqa.sweep import save_png
+    from fiftyone_dnniqa.corruptions import save_png
 
     files, _ = picks
     photo = to_float(prepare(read_image(files[0]), dq.create_metric("aligned").input_spec))
@@ -187,7 +187,7 @@ def test_tta_multiscale_works_through_task_and_fr_variants(picks, photos):
 
 
 def test_tta_multiscale_rejects_energy_and_fixed_size_backbones():
-    from fiftyone_dnniqa.backbones import Backbone
+    from fiftyone_dnniqa.metrics.backbones import Backbone
     from fiftyone_dnniqa.metrics.aligned import AlignedMetric
 
     with pytest.raises(ValueError, match="energy"):

@@ -10,6 +10,7 @@ from scipy import stats
 from sklearn.metrics import roc_auc_score
 
 from fiftyone_dnniqa import analysis as A
+from fiftyone_dnniqa.analysis import resampling as R
 
 
 def _data(n=400, rho=0.5, seed=0, ties=True):
@@ -68,9 +69,9 @@ def test_auroc_matches_sklearn_with_ties_and_direction():
 def test_bootstrap_replicates_are_exact_statistics_of_resamples():
     x, y = _data(n=150, seed=3)
     idx, W = _resamples(len(x), 6, seed=4)
-    sp = A._spearman_from_counts(x, y, W)
-    kt = A._kendall_from_counts(x, y, W)
-    pe = A._PearsonBoot(x, y)(W)
+    sp = R._spearman_from_counts(x, y, W)
+    kt = R._kendall_from_counts(x, y, W)
+    pe = R._PearsonBoot(x, y)(W)
     for r, i in enumerate(idx):
         assert sp[r] == pytest.approx(stats.spearmanr(x[i], y[i]).statistic, abs=1e-9)
         assert kt[r] == pytest.approx(stats.kendalltau(x[i], y[i]).statistic, abs=1e-9)
@@ -78,7 +79,7 @@ def test_bootstrap_replicates_are_exact_statistics_of_resamples():
     # ranks inside a resample equal rankdata of the resampled values
     o = np.argsort(x, kind="stable")
     Ws = W[:, o]
-    ranks = A._resample_ranks(Ws, A._tie_groups(x[o]))
+    ranks = R._resample_ranks(Ws, R._tie_groups(x[o]))
     for r in range(len(W)):
         expanded = np.repeat(x[o], Ws[r])
         want = stats.rankdata(expanded)[np.cumsum(Ws[r])[Ws[r] > 0] - 1]

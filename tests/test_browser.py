@@ -26,8 +26,8 @@ import pytest
 import fiftyone as fo
 
 import fiftyone_dnniqa as dq
-from fiftyone_dnniqa import panels as P
-from fiftyone_dnniqa.plugin import install_plugin
+from fiftyone_dnniqa.app import panels as P
+from fiftyone_dnniqa.app.plugin import install_plugin
 
 CHROMIUM = os.environ.get("DNNIQA_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

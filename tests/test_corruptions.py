@@ -62,7 +62,6 @@ import numpy as np
 import pytest
 import torch
 
-from fiftyone_dnniqa import corruptions as C
 from fiftyone_dnniqa.corruptions import (
     SUITES,
     apply_corruption,
@@ -70,6 +69,7 @@ from fiftyone_dnniqa.corruptions import (
     corruption_level,
     list_corruptions,
 )
+from fiftyone_dnniqa.corruptions import imagenet_c as C  # the random helpers are looked up here
 
 ALL = list_corruptions()
 

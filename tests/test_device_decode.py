@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 import fiftyone_dnniqa as dq
-from fiftyone_dnniqa import loading
+from fiftyone_dnniqa.scoring import loading
 from fiftyone_dnniqa.metrics.base import InputSpec
 
 from test_loading import bad_files

@@ -9,7 +9,8 @@ from PIL import Image
 
 import fiftyone as fo
 import fiftyone_dnniqa as dq
-from fiftyone_dnniqa import loading
+from fiftyone_dnniqa.core import images
+from fiftyone_dnniqa.scoring import loading
 from fiftyone_dnniqa.metrics.base import InputSpec, QualityMetric
 
 from test_loading import bad_files
@@ -76,7 +77,7 @@ def test_scores_match_direct_metric_calls(imagenet_files, make_dataset):
     ds = make_dataset(files)
     dq.compute_quality(ds, "piqe", num_workers=2)
     metric = dq.create_metric("piqe")
-    direct = [float(metric.score(loading.to_float(loading.read_image(f)[None]))[0]) for f in files]
+    direct = [float(metric.score(images.to_float(images.read_image(f)[None]))[0]) for f in files]
     stored = dict(zip(ds.values("filepath"), ds.values("iqa_piqe")))
     assert np.allclose([stored[f] for f in files], direct, atol=1e-5)
 
@@ -105,7 +106,7 @@ def test_full_reference_metrics_use_the_reference_field(imagenet_files, make_dat
     clean = imagenet_files[:4]
     noisy = []
     for i, f in enumerate(clean):
-        x = loading.to_float(loading.read_image(f))
+        x = images.to_float(images.read_image(f))
         y = gaussian_noise(x, 30, generator=torch.Generator().manual_seed(i))
         p = tmp_path / f"noisy{i}.png"
         Image.fromarray((y * 255).round().byte().permute(1, 2, 0).numpy()).save(p)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fiftyone_dnniqa.loading import ImageLoadError, InputSpec, prepare, read_image
+from fiftyone_dnniqa.core.images import ImageLoadError, InputSpec, prepare, read_image
 
 
 def _save(img, path, **kw):

@@ -9,9 +9,9 @@ import torch.hub
 
 import fiftyone_dnniqa as dq
 from fiftyone_dnniqa.corruptions import contrast, corrupt, gaussian_blur, gaussian_noise, jpeg
-from fiftyone_dnniqa.loading import read_image, to_float
+from fiftyone_dnniqa.core.images import read_image, to_float
 from fiftyone_dnniqa.metrics import OFFLINE_PYIQA_METRICS
-from fiftyone_dnniqa.weights import MissingWeightsError, find_weight_file, offline_weights
+from fiftyone_dnniqa.metrics.weights import MissingWeightsError, find_weight_file, offline_weights
 
 
 def test_every_pyiqa_metric_is_listed():
@@ -84,7 +84,7 @@ def test_weights_found_in_a_standard_folder_are_reused(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def photos(imagenet_files):
     """12 real photos, center-cropped to 224 so they batch."""
-    from fiftyone_dnniqa.loading import InputSpec, prepare
+    from fiftyone_dnniqa.core.images import InputSpec, prepare
 
     spec = InputSpec(resize=256, crop=224)
     picks = imagenet_files[::42][:12]

@@ -16,9 +16,9 @@ from fiftyone.operators.executor import ExecutionContext, Executor
 
 import fiftyone_dnniqa as dq
 from fiftyone_dnniqa import analysis as A
-from fiftyone_dnniqa import panels as P
-from fiftyone_dnniqa.performance import NoEvaluationError, get_target
-from fiftyone_dnniqa.plugin import PLUGIN_NAME, install_plugin
+from fiftyone_dnniqa.app import panels as P
+from fiftyone_dnniqa.analysis.targets import NoEvaluationError, get_target
+from fiftyone_dnniqa.app.plugin import PLUGIN_NAME, install_plugin
 
 URI = f"{PLUGIN_NAME}/quality_vs_performance"
 

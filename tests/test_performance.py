@@ -8,7 +8,9 @@ import pytest
 from sklearn.isotonic import IsotonicRegression
 
 from fiftyone_dnniqa import analysis as A
-from fiftyone_dnniqa import performance as P
+from fiftyone_dnniqa.analysis import fields as Fd
+from fiftyone_dnniqa.analysis import prior as PR
+from fiftyone_dnniqa.analysis import targets as P
 
 
 def _paths(n):
@@ -171,7 +173,7 @@ def _synthetic(n=4000, seed=0, groups=5):
 
 def test_prior_fit_predict_monotone_and_matches_sklearn():
     q, c, _, _ = _synthetic()
-    prior = P.PerformancePrior.fit(q, c, n_refits=30)
+    prior = PR.PerformancePrior.fit(q, c, n_refits=30)
     grid = np.linspace(-5, 4, 500)
     pred = prior.predict(grid)
     assert np.all(np.diff(pred) >= -1e-12)
@@ -180,7 +182,7 @@ def test_prior_fit_predict_monotone_and_matches_sklearn():
     np.testing.assert_allclose(pred, ref.predict(grid), atol=1e-12)
     assert np.isnan(prior.predict([np.nan, 0.0])[0])
     # lower-is-better scores give a non-increasing map, equivalent to flipping the sign
-    low = P.PerformancePrior.fit(-q, c, higher_is_better=False, n_refits=0)
+    low = PR.PerformancePrior.fit(-q, c, higher_is_better=False, n_refits=0)
     assert np.all(np.diff(low.predict(grid)) <= 1e-12)
     np.testing.assert_allclose(low.predict(-grid), pred, atol=1e-12)
 
@@ -195,13 +197,13 @@ def test_prior_fit_predict_monotone_and_matches_sklearn():
 
 def test_prior_save_load_round_trip(tmp_path):
     q, c, _, _ = _synthetic(n=1500)
-    prior = P.PerformancePrior.fit(q, c, field="iqa_test", n_refits=20)
+    prior = PR.PerformancePrior.fit(q, c, field="iqa_test", n_refits=20)
     path = prior.save(tmp_path / "prior.json")
     with open(path) as f:
         doc = json.load(f)  # plain JSON, no pickle
     assert doc["field"] == "iqa_test" and doc["higher_is_better"] is True
     assert len(doc["knots"]["x"]) == len(doc["knots"]["y"]) and len(doc["refits"]["curves"]) == 20
-    back = P.PerformancePrior.load(path)
+    back = PR.PerformancePrior.load(path)
     x = np.linspace(-4, 3, 101)
     np.testing.assert_array_equal(back.predict(x), prior.predict(x))
     assert back.predict_accuracy(q, n_boot=100) == prior.predict_accuracy(q, n_boot=100)
@@ -209,27 +211,27 @@ def test_prior_save_load_round_trip(tmp_path):
     with open(tmp_path / "bad.json", "w") as f:
         json.dump({"format": "something else"}, f)
     with pytest.raises(ValueError, match="not a performance prior"):
-        P.PerformancePrior.load(tmp_path / "bad.json")
+        PR.PerformancePrior.load(tmp_path / "bad.json")
 
 
 def test_prior_from_an_evaluated_dataset(cls_dataset, tmp_path):
     ds = cls_dataset
     with pytest.raises(P.NoEvaluationError):
-        P.PerformancePrior.from_samples(ds, "iqa_test")
+        PR.PerformancePrior.from_samples(ds, "iqa_test")
     ds.evaluate_classifications("predictions", gt_field="ground_truth", eval_key="eval")
-    prior = P.PerformancePrior.from_samples(ds, "iqa_test", n_refits=10)
+    prior = PR.PerformancePrior.from_samples(ds, "iqa_test", n_refits=10)
     assert (prior.field, prior.eval_key, prior.n_train) == ("iqa_test", "eval", 6)
     assert prior.higher_is_better is True  # no quality run record: default
-    assert P.field_higher_is_better(ds, "iqa_test") is None
+    assert Fd.field_higher_is_better(ds, "iqa_test") is None
     # correct samples have quality >= 0.7, errors <= 0.3
     np.testing.assert_allclose(prior.predict([0.05, 0.5, 0.95]), [0.0, 0.5, 1.0])
-    back = P.PerformancePrior.load(prior.save(tmp_path / "p.json"))
+    back = PR.PerformancePrior.load(prior.save(tmp_path / "p.json"))
     assert back.eval_key == "eval"
 
 
 def test_heldout_error_is_small_on_synthetic_data():
     q, c, g, _ = _synthetic(n=8000, seed=3)
-    res = P.heldout_error(q, c, groups=g, test_fraction=0.5, seed=0, n_boot=300)
+    res = PR.heldout_error(q, c, groups=g, test_fraction=0.5, seed=0, n_boot=300)
     assert res.n_train + res.n_test == 8000 and res.n_missing == 0
     assert res.overall["abs_error"] < 0.03
     assert len(res.groups) == 5
@@ -239,6 +241,6 @@ def test_heldout_error_is_small_on_synthetic_data():
     # the split is stratified: half of every group is held out
     assert [r["n"] for r in res.groups] == [int(np.floor(x / 2 + 0.5)) for x in np.bincount(g)]
     json.dumps(res.to_dict())
-    plain = P.heldout_error(q, c, seed=1, n_boot=100)
+    plain = PR.heldout_error(q, c, seed=1, n_boot=100)
     assert plain.groups == [] and plain.mean_group_abs_error is None
     assert math.isfinite(plain.overall["predicted"])

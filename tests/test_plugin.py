@@ -17,7 +17,7 @@ import fiftyone.plugins as fop
 from fiftyone.plugins.context import build_plugin_contexts
 
 import fiftyone_dnniqa as dq
-from fiftyone_dnniqa.plugin import ENTRY_POINT, PLUGIN_NAME, install_plugin, manifest
+from fiftyone_dnniqa.app.plugin import ENTRY_POINT, PLUGIN_NAME, install_plugin, manifest
 
 from conftest import ROOT
 

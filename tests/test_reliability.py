@@ -12,8 +12,8 @@ import pytest
 
 import fiftyone as fo
 import fiftyone_dnniqa as dq
-from fiftyone_dnniqa.loading import ImageLoadError, read_image
-from fiftyone_dnniqa.locks import FieldBusyError, FieldLock
+from fiftyone_dnniqa.core.images import ImageLoadError, read_image
+from fiftyone_dnniqa.scoring.locks import FieldBusyError, FieldLock
 
 from corpus import build_corpus
 
@@ -22,7 +22,7 @@ METRICS = ["piqe", "aligned"]
 
 @pytest.fixture(scope="module")
 def plugin_installed():
-    from fiftyone_dnniqa.plugin import PLUGIN_NAME, install_plugin
+    from fiftyone_dnniqa.app.plugin import PLUGIN_NAME, install_plugin
 
     install_plugin(overwrite=True)
     return f"{PLUGIN_NAME}/compute_quality"

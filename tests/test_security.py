@@ -8,7 +8,7 @@ import pytest
 
 import fiftyone as fo
 import fiftyone_dnniqa as dq
-from fiftyone_dnniqa.report import render_report, safe_join, write_report
+from fiftyone_dnniqa.analysis.report import render_report, safe_join, write_report
 
 from conftest import ROOT
 
@@ -78,7 +78,7 @@ def test_output_paths_cannot_escape_their_folder(tmp_path):
 
 def test_report_operator_refuses_path_traversal(tmp_path, make_dataset, imagenet_files):
     import fiftyone.operators as foo
-    from fiftyone_dnniqa.plugin import PLUGIN_NAME, install_plugin
+    from fiftyone_dnniqa.app.plugin import PLUGIN_NAME, install_plugin
 
     install_plugin(overwrite=True)
     ds = make_dataset(imagenet_files[:2])

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 import fiftyone_dnniqa as dq
-from fiftyone_dnniqa.sharding import ShardedRun, ShardSpec, shard_specs
+from fiftyone_dnniqa.scoring.shards import ShardedRun, ShardSpec, shard_specs
 
 COUNT_METRIC = textwrap.dedent("""
     import os, time
@@ -74,7 +74,7 @@ def test_sharding_needs_names_and_a_persistent_dataset(make_dataset, tmp_path):
 
 
 def test_two_workers_score_every_sample_exactly_once(gray40, tmp_path):
-    from fiftyone_dnniqa.plugin import install_plugin
+    from fiftyone_dnniqa.app.plugin import install_plugin
 
     install_plugin(overwrite=True)
     exec(COUNT_METRIC, {})

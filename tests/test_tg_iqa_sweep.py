@@ -60,7 +60,7 @@ def test_tg_iqa_fits_saves_without_pickle_and_reloads(tg_head):
 
 def test_tg_iqa_ranks_clean_above_corrupted_on_unseen_images(tg_head, imagenet_files):
     from fiftyone_dnniqa.corruptions import apply_corruption
-    from fiftyone_dnniqa.loading import prepare, read_image, to_float
+    from fiftyone_dnniqa.core.images import prepare, read_image, to_float
 
     metric, _, _ = tg_head
     files = imagenet_files[5::10][:16]  # not used for fitting
@@ -96,7 +96,7 @@ def test_sweep_dataset(imagenet_files, make_dataset, tmp_path):
         assert all(os.path.isfile(p) for p in ds.values("filepath"))
         assert all(p.startswith(str(out)) for p in ds.values("filepath"))
         assert ds.values("ground_truth.label")[:13] == [src.first().ground_truth.label] * 13
-        from fiftyone_dnniqa.loading import read_image
+        from fiftyone_dnniqa.core.images import read_image
 
         im = read_image(ds.values("filepath")[1])
         assert tuple(im.shape) == (3, 224, 224)
@@ -120,7 +120,7 @@ def test_sweep_dataset(imagenet_files, make_dataset, tmp_path):
 
 
 def test_sweep_operator(imagenet_files, make_dataset, tmp_path, installed_plugin):
-    from fiftyone_dnniqa.plugin import PLUGIN_NAME
+    from fiftyone_dnniqa.app.plugin import PLUGIN_NAME
 
     src = _labelled(imagenet_files, make_dataset, 2, start=3)
     res = foo.execute_operator(f"{PLUGIN_NAME}/build_corruption_sweep", ctx={
@@ -156,7 +156,7 @@ def test_hard_samples_views_tags_and_saves(make_dataset, tmp_path):
 
 
 def test_find_hard_samples_operator(imagenet_files, make_dataset, installed_plugin):
-    from fiftyone_dnniqa.plugin import PLUGIN_NAME
+    from fiftyone_dnniqa.app.plugin import PLUGIN_NAME
 
     ds = make_dataset(imagenet_files[:12])
     dq.compute_quality(ds, "entropy")

@@ -20,9 +20,9 @@ open_clip = pytest.importorskip("open_clip")
 
 from fiftyone_dnniqa.metrics.zsclip import (  # noqa: E402
     DEFAULT_GOOD_BAD_TEMPLATES, DEFAULT_TEMPLATES, MAX_LISTED_CLASSES, ZSCLIPMetric, classes_digest,
-    imagenet_classes,
 )
-from fiftyone_dnniqa.weights import MissingWeightsError  # noqa: E402
+from fiftyone_dnniqa.metrics.imagenet import imagenet_class_names as imagenet_classes  # noqa: E402
+from fiftyone_dnniqa.metrics.weights import MissingWeightsError  # noqa: E402
 
 TINY = {
     "embed_dim": 32,

@@ -9,13 +9,16 @@ user's task model; no reference and no labels are needed.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from typing import Sequence, Union
 
 import torch
 import torch.nn.functional as F
 
+from .backbones import load_backbone, match_classes
 from .base import InputSpec, QualityMetric
+from .registry import register_metric
 
 STATISTICS = ("max_prob", "margin", "neg_entropy", "energy")
 TTA_MODES = (None, "flip", "multiscale")
@@ -66,6 +69,7 @@ def confidence(logits: torch.Tensor, statistic: str = "max_prob", temperature: f
     raise ValueError(f"unknown statistic '{statistic}'; choose from {', '.join(STATISTICS)}")
 
 
+@register_metric("aligned")
 class AlignedMetric(QualityMetric):
     """Image-only, label-free DNN-aligned quality (higher = better).
 
@@ -95,8 +99,6 @@ class AlignedMetric(QualityMetric):
         if tta not in TTA_MODES:
             raise ValueError(f"tta must be one of {TTA_MODES}, not {tta!r}")
         self.tta = tta
-        from ..backbones import load_backbone
-
         if statistic not in STATISTICS:
             raise ValueError(f"unknown statistic '{statistic}'; choose from {', '.join(STATISTICS)}")
         if temperature <= 0:
@@ -175,6 +177,7 @@ def grouped_logits(logits: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(logits.unsqueeze(1) + mask.unsqueeze(0), dim=2)
 
 
+@register_metric("aligned_task")
 class AlignedTaskMetric(AlignedMetric):
     """Task-guided DNN-aligned quality: the proxy's confidence restricted to
     the task's label set (higher = better).
@@ -221,8 +224,6 @@ class AlignedTaskMetric(AlignedMetric):
 
     def set_classes(self, classes):
         """Sets the task's label set (matched to ImageNet by name)."""
-        from ..backbones import match_classes
-
         classes = [str(c) for c in classes]
         if not classes:
             raise ValueError("the task's label set is empty")
@@ -267,8 +268,6 @@ class AlignedTaskMetric(AlignedMetric):
             if len(self.classes) <= 50:
                 out["classes"] = list(self.classes)
             else:
-                import hashlib
-
                 out["classes"] = f"{len(self.classes)} classes, sha1 " + hashlib.sha1(
                     "\n".join(self.classes).encode()).hexdigest()[:12]
         if self.class_map:
@@ -286,6 +285,7 @@ def js_similarity(lp: torch.Tensor, lq: torch.Tensor) -> torch.Tensor:
     return 1 - js.clamp(0, math.log(2)) / math.log(2)
 
 
+@register_metric("aligned_fr")
 class AlignedFRMetric(AlignedMetric):
     """Full-reference DNN-aligned quality: how much the proxy's prediction on
     the image departs from its prediction on the clean reference (higher =

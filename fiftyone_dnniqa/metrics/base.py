@@ -2,32 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Optional
 
 import torch
 
-
-@dataclass(frozen=True)
-class InputSpec:
-    """What a metric wants its images to look like before ``score``.
-
-    Attributes:
-        resize: ``None`` scores at native resolution; an int resizes the
-            shorter side to that many pixels (then ``crop`` applies).
-        crop: side of a square center crop taken after ``resize``.
-        max_side: native-resolution images whose longer side exceeds this are
-            downscaled to it (``None``: never).
-    """
-
-    resize: Optional[int] = None
-    crop: Optional[int] = None
-    max_side: Optional[int] = None
-
-    @property
-    def fixed_size(self) -> bool:
-        """Whether every image comes out the same size (so batches stack)."""
-        return self.crop is not None
+from ..core.images import InputSpec
 
 
 class QualityMetric:
@@ -41,7 +20,14 @@ class QualityMetric:
     name: str = ""
     higher_is_better: bool = True
     needs_reference: bool = False
+    #: task-guided: reads the task's class names (``classes``, or a label field's)
     needs_labels: bool = False
+    #: rates each image against its own label: ``score(..., labels=[...])``
+    uses_sample_labels: bool = False
+    #: the task's class names, for metrics that need labels
+    classes = None
+    #: ``classes`` is a default the engine may replace with a label field's classes
+    default_classes: bool = False
     input_spec: InputSpec = InputSpec()
     #: whether mixed precision (CUDA autocast) is safe for this metric
     supports_amp: bool = False
@@ -61,7 +47,13 @@ class QualityMetric:
     def score(
         self, images: torch.Tensor, references: Optional[torch.Tensor] = None
     ) -> torch.Tensor:
+        """Scores ``images`` (and ``references``); metrics that use sample labels
+        also take ``labels=``, one per image."""
         raise NotImplementedError
+
+    def set_classes(self, classes) -> None:
+        """Gives a task-guided metric the task's class names."""
+        raise TypeError(f"{self.name} takes no class names")
 
     def describe(self) -> dict:
         """Options that reproduce this metric, stored in run records."""

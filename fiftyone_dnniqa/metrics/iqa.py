@@ -12,14 +12,14 @@ from typing import List, Optional
 
 import torch
 
-from ..weights import MissingWeightsError, is_offline, offline_weights
+from .weights import MissingWeightsError, is_offline, offline_weights
 from .base import InputSpec, QualityMetric
 
 
 @functools.lru_cache(maxsize=1)
 def pyiqa_configs() -> dict:
     """pyiqa's metric table: name -> default config."""
-    from pyiqa.default_model_configs import DEFAULT_CONFIGS
+    from pyiqa.default_model_configs import DEFAULT_CONFIGS  # deferred: pyiqa is heavy to import
 
     return DEFAULT_CONFIGS
 
@@ -54,7 +54,7 @@ class PyiqaMetric(QualityMetric):
         self._net = self._build(torch.device("cpu"))
 
     def _build(self, device):
-        import pyiqa
+        import pyiqa  # deferred: heavy to import
 
         try:
             with offline_weights(self.name):

@@ -32,12 +32,16 @@ import hashlib
 import os
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
+import huggingface_hub as hf
+import huggingface_hub.constants
 import torch
 import torch.nn.functional as F
 
-from ..weights import MissingWeightsError, is_offline
 from .aligned import confidence
 from .base import InputSpec, QualityMetric
+from .imagenet import imagenet_class_names, normalize
+from .registry import register_metric
+from .weights import MissingWeightsError, is_offline
 
 VARIANTS = ("class_confidence", "good_bad")
 #: statistics of the class distribution that stay in [0, 1]
@@ -57,13 +61,6 @@ OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-def imagenet_classes() -> List[str]:
-    """The 1000 ImageNet-1k class names (shipped with torchvision, offline)."""
-    import torchvision
-
-    return list(torchvision.models.ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
-
-
 def clean_class_name(name) -> str:
     """A class name as it reads in a prompt: underscores become spaces."""
     return " ".join(str(name).replace("_", " ").split())
@@ -76,17 +73,16 @@ def classes_digest(names: Sequence[str]) -> str:
 
 @functools.lru_cache(maxsize=4)
 def _simple_tokenizer(context_length: int):
-    import open_clip
+    import open_clip  # deferred: heavy, and only this metric needs it
 
     return open_clip.SimpleTokenizer(context_length=context_length)
 
 
 def _hub_cache() -> str:
-    import huggingface_hub.constants
-
     return huggingface_hub.constants.HF_HUB_CACHE
 
 
+@register_metric("zsclip")
 class ZSCLIPMetric(QualityMetric):
     """Zero-shot CLIP image quality for a task's classes (higher = better).
 
@@ -215,7 +211,7 @@ class ZSCLIPMetric(QualityMetric):
 
     @staticmethod
     def _build_random(cfg: dict, seed: int):
-        import open_clip
+        import open_clip  # deferred: heavy, and only this metric needs it
 
         cfg = dict(cfg)
         custom_text = cfg.pop("custom_text", False)
@@ -227,7 +223,7 @@ class ZSCLIPMetric(QualityMetric):
         return model, _simple_tokenizer(context), {"mean": OPENAI_MEAN, "std": OPENAI_STD}
 
     def _build_pretrained(self, model: str, pretrained: Optional[str], quick_gelu: Optional[bool]):
-        import open_clip
+        import open_clip  # deferred: heavy, and only this metric needs it
 
         if open_clip.get_model_config(model) is None:
             close = difflib.get_close_matches(model, open_clip.list_models(), n=3)
@@ -268,7 +264,7 @@ class ZSCLIPMetric(QualityMetric):
         """Path of the checkpoint of open_clip's pretrained tag ``tag``: from
         disk, or downloaded once when downloads are allowed; else
         MissingWeightsError."""
-        import open_clip
+        import open_clip  # deferred: heavy, and only this metric needs it
 
         label = _label(model, tag)
         if cfg.get("hf_hub"):  # every tag of open_clip 3.x has one, and open_clip prefers it
@@ -288,7 +284,6 @@ class ZSCLIPMetric(QualityMetric):
     def _resolve_hf(label: str, hub: str, quick_gelu: bool) -> str:
         """A file of a Hugging Face repo: from the cache only when offline,
         else with one network probe (never huggingface_hub's retry loop)."""
-        import huggingface_hub as hf
         from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
 
         if hub.endswith("/"):  # open_clip's convention: the repo's default file
@@ -344,7 +339,7 @@ class ZSCLIPMetric(QualityMetric):
         (cached per class list)."""
         if classes is None or (isinstance(classes, str) and classes.lower() == IMAGENET):
             self.classes_source = IMAGENET
-            names = imagenet_classes()
+            names = imagenet_class_names()
         elif isinstance(classes, str):
             raise ValueError(f"classes must be a list of names or {IMAGENET!r}, not {classes!r}")
         else:
@@ -365,6 +360,7 @@ class ZSCLIPMetric(QualityMetric):
         if key not in self._text_cache:
             self._text_cache[key] = self._encode_prompts(self.prompts(names)).cpu()
         self.text_features = self._text_cache[key].to(self.device)
+        self.default_classes = False
 
     @torch.no_grad()
     def _encode_prompts(self, rows: List[List[str]]) -> torch.Tensor:
@@ -387,9 +383,7 @@ class ZSCLIPMetric(QualityMetric):
         return self
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        mean = torch.tensor(self.mean, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
-        return (images - mean) / std
+        return normalize(images, self.mean, self.std)
 
     def image_features(self, images: torch.Tensor) -> torch.Tensor:
         """Unit CLIP image embeddings (B, D) of ``images`` in [0, 1]."""

@@ -10,24 +10,12 @@ from __future__ import annotations
 import math
 from typing import Optional
 
+from fiftyone import ViewField as F
+
+from .fields import field_direction
+
 #: datasets at least this large get an index on the field before sorting
 INDEX_ABOVE = 10_000
-
-
-def field_direction(samples, field: str, higher_is_better: Optional[bool] = None) -> bool:
-    """Whether higher values of ``field`` mean better quality."""
-    if higher_is_better is not None:
-        return bool(higher_is_better)
-    from .runs import list_quality_runs
-
-    dataset = samples._root_dataset
-    if field in list_quality_runs(dataset):
-        return bool(dataset.get_run_info(field).config.higher_is_better)
-    prior = dataset.info.get("dnniqa_priors", {}).get(field)
-    if prior is not None:
-        return True  # expected accuracy
-    raise ValueError(f"cannot tell whether high or low '{field}' is better: it is not a quality run "
-                     "of this dataset; pass higher_is_better")
 
 
 def hard_samples(samples, field: str, k: Optional[int] = None, fraction: Optional[float] = None,
@@ -43,8 +31,6 @@ def hard_samples(samples, field: str, k: Optional[int] = None, fraction: Optiona
         create_index (None): index ``field`` first (default: for datasets of
             at least :data:`INDEX_ABOVE` samples)
     """
-    from fiftyone import ViewField as F
-
     chosen = [x is not None for x in (k, fraction, threshold)]
     if sum(chosen) != 1:
         raise ValueError("give exactly one of k, fraction or threshold")

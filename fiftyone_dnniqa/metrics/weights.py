@@ -67,7 +67,7 @@ def find_weight_file(filename: str) -> Optional[str]:
 def offline_weights(metric: str) -> Iterator[None]:
     """Routes weight downloads made while building ``metric`` through the
     offline-first lookup."""
-    import pyiqa.utils.download_util as pyiqa_dl
+    import pyiqa.utils.download_util as pyiqa_dl  # deferred: pyiqa is heavy to import
 
     originals = {torch.hub: torch.hub.download_url_to_file}
     originals[pyiqa_dl] = pyiqa_dl.download_url_to_file

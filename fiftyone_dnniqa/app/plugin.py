@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import os
 
-from . import __version__
+import yaml
 
-PLUGIN_NAME = "@dnniqa/fiftyone-dnniqa"
+import fiftyone as fo
+
+from ..version import __version__
+from .operators import OPERATORS
+from .panels import PANELS
+from .sharding import PLUGIN_NAME
 
 ENTRY_POINT = '''"""fiftyone-dnniqa plugin entry point."""
 
@@ -30,8 +35,6 @@ from fiftyone_dnniqa import register  # noqa: E402,F401
 
 def manifest() -> dict:
     """The content of ``fiftyone.yml``: every operator and panel listed."""
-    from .operators import OPERATORS, PANELS
-
     return {
         "name": PLUGIN_NAME,
         "type": "plugin",
@@ -47,8 +50,6 @@ def manifest() -> dict:
 
 def register(p):
     """Registers every operator and panel on plugin context ``p``."""
-    from .operators import OPERATORS, PANELS
-
     for cls in OPERATORS + PANELS:
         p.register(cls)
 
@@ -62,10 +63,6 @@ def install_plugin(plugins_dir=None, overwrite=False) -> str:
     Returns:
         the plugin directory
     """
-    import yaml
-
-    import fiftyone as fo
-
     plugins_dir = plugins_dir or fo.config.plugins_dir
     if not plugins_dir:
         raise ValueError("no plugins directory: set FIFTYONE_PLUGINS_DIR or pass plugins_dir")

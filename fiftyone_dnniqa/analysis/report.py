@@ -15,6 +15,13 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
+from ..scoring.runs import list_quality_runs, load_quality_run
+from .correlation import rank_fields
+from .grouping import binned_performance, group_table
+from .prior import PerformancePrior, heldout_error
+from .results import fmt_short
+from .targets import NoEvaluationError, get_target, list_targets
+
 
 def safe_join(folder: str, name: str) -> str:
     """``folder/name``, refusing names that would leave ``folder``."""
@@ -34,7 +41,7 @@ def _esc(value) -> str:
 
 def _png_base64(fig) -> str:
     """Closes ``fig`` and returns it as base64 PNG text for a data: URL."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: matplotlib is heavy and only reports need it
 
     fig.tight_layout()
     buf = io.BytesIO()
@@ -44,10 +51,10 @@ def _png_base64(fig) -> str:
 
 
 def _histogram_png(values: np.ndarray, title: str) -> str:
-    import matplotlib
+    import matplotlib  # deferred: heavy, and only reports need it
 
     matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: matplotlib is heavy and only reports need it
 
     fig, ax = plt.subplots(figsize=(5, 2.6), dpi=100)
     ax.hist(values, bins=min(40, max(5, len(values) // 5)), color="#4c72b0")
@@ -62,15 +69,11 @@ def _table(header: Sequence[str], rows: List[Sequence]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _fmt(v) -> str:
-    return "n/a" if v is None or (isinstance(v, float) and not np.isfinite(v)) else f"{v:.4g}"
-
-
 def _curve_png(curves, title: str) -> str:
-    import matplotlib
+    import matplotlib  # deferred: heavy, and only reports need it
 
     matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: matplotlib is heavy and only reports need it
 
     fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
     for name, rows in curves.items():
@@ -97,10 +100,6 @@ def performance_section(samples, fields: Sequence[str], eval_key: Optional[str] 
     """HTML of how each quality field relates to an evaluation: the ranking,
     accuracy versus quality, per-class and per-tag breakdowns, and a
     performance prior checked on a held-out half."""
-    from .analysis import binned_performance, group_table, rank_fields
-    from .performance import NoEvaluationError, PerformancePrior, get_target, heldout_error, list_targets
-    from .runs import list_quality_runs
-
     try:
         targets = list_targets(samples)
         ids, target = get_target(samples, eval_key)
@@ -121,7 +120,7 @@ def performance_section(samples, fields: Sequence[str], eval_key: Optional[str] 
     t = np.asarray(target, float)
     parts = [f"<h2>Quality versus performance: evaluation <code>{_esc(key)}</code> ({_esc(kind)})</h2>",
              f"<p>{_esc(info.type)} evaluation of <code>{_esc(info.pred_field)}</code> against "
-             f"<code>{_esc(info.gt_field)}</code>; mean {_esc(kind)} {_fmt(np.nanmean(t))} over "
+             f"<code>{_esc(info.gt_field)}</code>; mean {_esc(kind)} {fmt_short(np.nanmean(t))} over "
              f"{int(np.isfinite(t).sum())} samples. Spearman is primary; intervals are bootstrap 95%.</p>"]
     ranks = rank_fields(qualities, t, n_boot=n_boot)
     parts.append("<h3>Which quality field predicts performance</h3>")
@@ -158,11 +157,11 @@ def performance_section(samples, fields: Sequence[str], eval_key: Optional[str] 
                      "random half and checked on the other: it predicts the accuracy of new, unevaluated "
                      "images from their quality alone (<code>dq.PerformancePrior</code>).</p>")
         parts.append(_table(["split", "n", "predicted accuracy", "95% interval", "actual", "absolute error"],
-                            [["held-out half", o["n"], _fmt(o["predicted"]),
-                              f"[{_fmt(o['ci_low'])}, {_fmt(o['ci_high'])}]", _fmt(o["actual"]),
-                              _fmt(o["abs_error"])],
-                             ["all (fitted on all)", int(np.isfinite(q).sum()), _fmt(est.mean),
-                              f"[{_fmt(est.ci_low)}, {_fmt(est.ci_high)}]", _fmt(np.nanmean(t)), ""]]))
+                            [["held-out half", o["n"], fmt_short(o["predicted"]),
+                              f"[{fmt_short(o['ci_low'])}, {fmt_short(o['ci_high'])}]", fmt_short(o["actual"]),
+                              fmt_short(o["abs_error"])],
+                             ["all (fitted on all)", int(np.isfinite(q).sum()), fmt_short(est.mean),
+                              f"[{fmt_short(est.ci_low)}, {fmt_short(est.ci_high)}]", fmt_short(np.nanmean(t)), ""]]))
     return parts
 
 
@@ -171,8 +170,6 @@ def render_report(samples, fields: Optional[Sequence[str]] = None, worst: int = 
     """The HTML report of the quality runs ``fields`` (default: all) of
     ``samples``, and, when the collection has an evaluation, of how they
     relate to it (``eval_key``; default the newest)."""
-    from .runs import list_quality_runs, load_quality_run
-
     dataset = samples._root_dataset
     fields = list(fields) if fields else list_quality_runs(dataset)
     ids, paths = samples.values(["id", "filepath"])
@@ -204,11 +201,11 @@ def render_report(samples, fields: Optional[Sequence[str]] = None, worst: int = 
         if len(ok):
             q = np.quantile(ok, [0, 0.05, 0.5, 0.95, 1])
             parts.append(_table(["n", "mean", "min", "5%", "median", "95%", "max"],
-                                [[len(ok), _fmt(ok.mean())] + [_fmt(v) for v in q]]))
+                                [[len(ok), fmt_short(ok.mean())] + [fmt_short(v) for v in q]]))
             png = _histogram_png(ok, f"{field} ({cfg.metric})")
             parts.append(f"<img alt='{_esc(field)} distribution' src='data:image/png;base64,{png}'>")
             order = np.argsort(values if cfg.higher_is_better else -values)  # worst first; NaN last
-            rows = [[paths[i], _fmt(values[i])] for i in order[:worst] if np.isfinite(values[i])]
+            rows = [[paths[i], fmt_short(values[i])] for i in order[:worst] if np.isfinite(values[i])]
             parts.append(f"<h3>{len(rows)} lowest-quality samples</h3>")
             parts.append(_table(["filepath", field], rows))
         if r.failures:

@@ -2,8 +2,31 @@
 
 from __future__ import annotations
 
+import json
+import os
+
+import fiftyone as fo
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
+
+from ..analysis.difficulty import hard_samples, save_hard_view, tag_hard_samples
+from ..analysis.fields import quality_fields
+from ..analysis.report import safe_join, write_report
+from ..corruptions import SUITES, build_sweep, list_corruptions, resolve_corruptions
+from ..metrics import OFFLINE_PYIQA_METRICS, list_metrics, metric_traits
+from ..metrics.training import fit_tg_iqa
+from ..scoring import (
+    ShardedRun,
+    ShardSpec,
+    default_field,
+    delete_quality_run,
+    execute_plan,
+    get_quality_run_info,
+    list_quality_runs,
+    load_quality_run,
+    plan_quality,
+)
+from .sharding import queue_shards
 
 #: views larger than this are delegated by default (immediate operations are
 #: stopped after 600 s)
@@ -13,8 +36,6 @@ DEVICES = ("auto", "cpu", "cuda")
 
 
 def _metric_names():
-    from .metrics import OFFLINE_PYIQA_METRICS, list_metrics
-
     names = list_metrics()
     # ours first, then the pyiqa metrics that need no download, then the rest
     ours = list_metrics(source="dnniqa")
@@ -43,8 +64,6 @@ class ComputeQuality(foo.Operator):
             choices.add_choice(n, label=n)
         inputs.enum("metric", names, default="piqe", required=True, label="Metric",
                     description="Quality metric from the registry", view=choices)
-        from .metrics import metric_traits
-
         metric = ctx.params.get("metric") or "piqe"
         try:
             traits = metric_traits(metric)
@@ -53,8 +72,6 @@ class ComputeQuality(foo.Operator):
             return types.Property(inputs, view=types.View(label="Compute image quality"))
 
         if traits["needs_reference"]:
-            import fiftyone as fo
-
             str_fields = [f for f in ctx.dataset.get_field_schema(ftype=fo.StringField)
                           if f != "filepath"]
             inputs.enum("reference_field", str_fields, required=True, label="Reference field",
@@ -62,8 +79,6 @@ class ComputeQuality(foo.Operator):
                         view=types.DropdownView())
 
         if traits.get("needs_labels"):
-            import fiftyone as fo
-
             label_fields = list(ctx.dataset.get_field_schema(
                 ftype=fo.EmbeddedDocumentField, embedded_doc_type=fo.Classification))
             label_fields += [f for f in ctx.dataset.get_field_schema(ftype=fo.StringField)
@@ -72,12 +87,12 @@ class ComputeQuality(foo.Operator):
                         description=f"'{metric}' is task-guided: the field whose classes are the "
                                     "task's label set", view=types.DropdownView())
 
-        from .engine import default_field
-
         inputs.str("field", default=default_field(metric), label="Field",
                    description="Sample field for the scores (also the run key)")
         inputs.bool("overwrite", default=False, label="Overwrite",
                     description="Rescore samples that already have a score")
+        inputs.str("metric_options", required=False, label="Metric options",
+                   description='Options of the metric as a JSON object, e.g. {"tta": "flip"} (blank: defaults)')
         inputs.enum("device", list(DEVICES), default="auto", label="Device",
                     view=types.RadioGroup(orientation="horizontal"))
         inputs.int("batch_size", default=None, label="Batch size", required=False,
@@ -101,55 +116,29 @@ class ComputeQuality(foo.Operator):
         return _execution_options(ctx, DELEGATE_ABOVE)
 
     def execute(self, ctx):
-        from .engine import compute_quality
-
         p = ctx.params
-        view = ctx.target_view()
-
-        def progress(fraction, label):
-            ctx.set_progress(progress=fraction, label=label)
-
-        shard = None
-        if p.get("shard"):
-            from .sharding import ShardSpec
-
-            shard = ShardSpec.from_params(p["shard"])
-        metric = p.get("metrics") or p.get("metric", "piqe")
-        field = p.get("fields") or p.get("field") or None
-        results = compute_quality(
-            view, metric, field=field,
-            device=p.get("device", "auto"),
-            batch_size=p.get("batch_size") or None,
-            overwrite=bool(p.get("overwrite", False)),
-            reference_field=p.get("reference_field"),
-            label_field=p.get("label_field") or None,
-            metric_options=p.get("metric_options") or None,
-            progress=progress,
-            num_workers=p.get("num_workers"),
-            decode=p.get("decode") or "auto",
-            shards=None if shard else (p.get("shards") or None),
-            _shard=shard,
+        shard = ShardSpec.from_params(p["shard"]) if p.get("shard") else None
+        plan = plan_quality(
+            ctx.target_view(), p.get("metrics") or p.get("metric", "piqe"),
+            field=p.get("fields") or p.get("field") or None, device=p.get("device", "auto"),
+            batch_size=p.get("batch_size") or None, num_workers=p.get("num_workers"),
+            overwrite=bool(p.get("overwrite", False)), reference_field=p.get("reference_field"),
+            label_field=p.get("label_field") or None, metric_options=_metric_options(p),
+            decode=p.get("decode") or "auto", queued=shard is None and (p.get("shards") or 1) > 1,
+            progress=lambda fraction, label: ctx.set_progress(progress=fraction, label=label),
             **({"write_every": int(p["write_every"])} if p.get("write_every") else {}),
         )
+        if plan.device is None:
+            results = queue_shards(plan, int(p["shards"]))
+        else:
+            results = execute_plan(plan, shard=shard)
         if not ctx.delegated:
             ctx.trigger("reload_dataset")
-        from .sharding import ShardedRun
-
-        if isinstance(results, ShardedRun):
-            return {"field": ", ".join(results.fields), "status": "queued",
-                    "queued": len(results.operation_ids), "operation_ids": results.operation_ids}
-        if isinstance(results, dict):
-            results = list(results.values())
-        else:
-            results = [results]
-        return {
-            "field": ", ".join(r.key for r in results), "status": results[0].status,
-            "scored": sum(r.num_scored for r in results), "failed": sum(r.num_failed for r in results),
-            "images_per_s": results[0].images_per_s,
-        }
+        return _scoring_outcome(results)
 
     def __call__(self, sample_collection, metric="piqe", field=None, reference_field=None,
-                 device="auto", batch_size=None, overwrite=False, delegate=False):
+                 device="auto", batch_size=None, overwrite=False, label_field=None,
+                 metric_options=None, decode="auto", delegate=False):
         """Runs the operator from Python::
 
             op = foo.get_operator("@dnniqa/fiftyone-dnniqa/compute_quality")
@@ -159,7 +148,9 @@ class ComputeQuality(foo.Operator):
         launch`` worker; otherwise it runs now.
         """
         params = dict(metric=metric, field=field, reference_field=reference_field, device=device,
-                      batch_size=batch_size, overwrite=overwrite)
+                      batch_size=batch_size, overwrite=overwrite, label_field=label_field,
+                      metric_options=json.dumps(metric_options) if isinstance(metric_options, dict)
+                      else metric_options, decode=decode)
         return foo.execute_operator(
             self.uri, ctx=dict(view=sample_collection.view(), params=params),
             request_delegation=delegate,
@@ -175,9 +166,35 @@ class ComputeQuality(foo.Operator):
         return types.Property(outputs, view=types.View(label="Quality scores stored"))
 
 
-def _run_choice(ctx, inputs, description):
-    from .runs import list_quality_runs
+def _metric_options(params):
+    """Metric options from the form (a JSON object as text) or from Python (a dict)."""
+    value = params.get("metric_options")
+    if not value:
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"metric options must be a JSON object, e.g. {{\"tta\": \"flip\"}}: {e}") from None
+    if not isinstance(value, dict):
+        raise ValueError("metric options must be a JSON object, e.g. {\"tta\": \"flip\"}")
+    return value
 
+
+def _scoring_outcome(results) -> dict:
+    """The operator's output for a scoring call's results."""
+    if isinstance(results, ShardedRun):
+        return {"field": ", ".join(results.fields), "status": "queued",
+                "queued": len(results.operation_ids), "operation_ids": results.operation_ids}
+    results = list(results.values()) if isinstance(results, dict) else [results]
+    return {
+        "field": ", ".join(r.key for r in results), "status": results[0].status,
+        "scored": sum(r.num_scored for r in results), "failed": sum(r.num_failed for r in results),
+        "images_per_s": results[0].images_per_s,
+    }
+
+
+def _run_choice(ctx, inputs, description):
     keys = list_quality_runs(ctx.dataset)
     if not keys:
         inputs.view("none", types.Warning(label="This dataset has no quality runs yet"))
@@ -202,8 +219,6 @@ class GetQualityRun(foo.Operator):
         return types.Property(inputs, view=types.View(label="Show a quality run"))
 
     def execute(self, ctx):
-        from .runs import get_quality_run_info, load_quality_run
-
         key = ctx.params["run_key"]
         info = get_quality_run_info(ctx.dataset, key)
         results = load_quality_run(ctx.dataset, key)
@@ -249,8 +264,6 @@ class DeleteQualityRun(foo.Operator):
         return types.Property(inputs, view=types.View(label="Delete a quality run"))
 
     def execute(self, ctx):
-        from .runs import delete_quality_run
-
         delete_quality_run(ctx.dataset, ctx.params["run_key"])
         ctx.trigger("reload_dataset")
         return {"deleted": ctx.params["run_key"]}
@@ -266,10 +279,6 @@ class WriteQualityReport(foo.Operator):
         )
 
     def resolve_input(self, ctx):
-        import os
-
-        import fiftyone as fo
-
         inputs = types.Object()
         inputs.str("folder", required=True, label="Folder",
                    default=os.path.join(fo.config.default_dataset_dir, "reports"),
@@ -285,15 +294,11 @@ class WriteQualityReport(foo.Operator):
         return types.Property(inputs, view=types.View(label="Write a quality report"))
 
     def execute(self, ctx):
-        from .report import safe_join, write_report
-
         p = ctx.params
         folder = p["folder"]
         path = safe_join(folder, p["filename"]) if folder else None
         if path is None:
             raise ValueError("choose a folder")
-        import os
-
         os.makedirs(folder, exist_ok=True)
         write_report(ctx.dataset, path, overwrite=bool(p.get("overwrite", False)),
                      eval_key=p.get("eval_key") or None)
@@ -322,12 +327,6 @@ class BuildCorruptionSweep(foo.Operator):
         )
 
     def resolve_input(self, ctx):
-        import os
-
-        import fiftyone as fo
-
-        from .corruptions import SUITES, list_corruptions
-
         inputs = types.Object()
         choices = list(SUITES) + list_corruptions()
         inputs.list("corruptions", types.String(), default=["imagenet_c"], label="Corruptions",
@@ -342,8 +341,6 @@ class BuildCorruptionSweep(foo.Operator):
                                "protocol); blank keeps native sizes")
         n = len(ctx.target_view())
         try:
-            from .sweep import resolve_corruptions
-
             k = len(resolve_corruptions(ctx.params.get("corruptions") or ["imagenet_c"]))
             k *= len(ctx.params.get("severities") or [1, 2, 3, 4, 5])
             inputs.view("size_note", types.Notice(label=f"{n} images x {k} variants = {n * (k + 1)} samples"))
@@ -355,8 +352,6 @@ class BuildCorruptionSweep(foo.Operator):
         return _execution_options(ctx, delegate_above=50)
 
     def execute(self, ctx):
-        from .sweep import build_sweep
-
         p = ctx.params
         crop = p.get("crop")
         ds = build_sweep(
@@ -385,11 +380,8 @@ class FitTGIQA(foo.Operator):
         )
 
     def resolve_input(self, ctx):
-        import os
-
-        import fiftyone as fo
-
         inputs = types.Object()
+        n = len(ctx.target_view())  # also offers the App's target choice (dataset, view, selection)
         label_fields = list(ctx.dataset.get_field_schema(
             ftype=fo.EmbeddedDocumentField, embedded_doc_type=fo.Classification))
         if not label_fields:
@@ -399,7 +391,8 @@ class FitTGIQA(foo.Operator):
                     view=types.DropdownView())
         inputs.str("path", required=True, label="Folder to save the head in",
                    default=os.path.join(fo.config.default_dataset_dir, "tg_iqa", ctx.dataset.name))
-        inputs.int("copies", default=6, label="Corrupted copies per image")
+        inputs.int("copies", default=6, label="Corrupted copies per image",
+                   description=f"{n} images in the target")
         inputs.bool("overwrite", default=False, label="Replace a head already there")
         return types.Property(inputs, view=types.View(label="Fit TG-IQA"))
 
@@ -407,8 +400,6 @@ class FitTGIQA(foo.Operator):
         return _execution_options(ctx, delegate_above=200)
 
     def execute(self, ctx):
-        from .metrics.tg_iqa import fit_tg_iqa
-
         p = ctx.params
         metric = fit_tg_iqa(ctx.target_view(), p["label_field"], p["path"], copies=int(p.get("copies") or 6),
                             overwrite=bool(p.get("overwrite", False)),
@@ -426,14 +417,6 @@ class FitTGIQA(foo.Operator):
         return types.Property(outputs, view=types.View(label="TG-IQA head"))
 
 
-def _quality_fields(dataset):
-    from .runs import list_quality_runs
-
-    fields = list_quality_runs(dataset)
-    fields += [f for f in dataset.info.get("dnniqa_priors", {}) if dataset.has_sample_field(f)]
-    return fields
-
-
 class FindHardSamples(foo.Operator):
     @property
     def config(self):
@@ -444,7 +427,8 @@ class FindHardSamples(foo.Operator):
 
     def resolve_input(self, ctx):
         inputs = types.Object()
-        fields = _quality_fields(ctx.dataset)
+        ctx.target_view()  # offers the App's target choice (dataset, view, selection)
+        fields = quality_fields(ctx.dataset)
         if not fields:
             inputs.view("none", types.Warning(label="No quality fields yet: run 'Compute image quality' first"))
             return types.Property(inputs)
@@ -465,8 +449,6 @@ class FindHardSamples(foo.Operator):
         return types.Property(inputs, view=types.View(label="Find hard samples"))
 
     def execute(self, ctx):
-        from .difficulty import hard_samples, save_hard_view, tag_hard_samples
-
         p = ctx.params
         mode, value = p.get("mode") or "percent", float(p["value"])
         kw = {"percent": {"fraction": value / 100}, "count": {"k": int(value)},
@@ -492,6 +474,3 @@ class FindHardSamples(foo.Operator):
 
 OPERATORS = (ComputeQuality, GetQualityRun, DeleteQualityRun, WriteQualityReport,
              BuildCorruptionSweep, FitTGIQA, FindHardSamples)
-from .panels import QualityPerformancePanel  # noqa: E402
-
-PANELS = (QualityPerformancePanel,)

@@ -15,8 +15,13 @@ import hashlib
 import os
 from typing import Callable, Optional, Sequence
 
+import fiftyone as fo
 import numpy as np
 import torch
+from PIL import Image
+
+from ..core.images import ImageLoadError, InputSpec, prepare, read_image, to_float
+from .table import SUITES, apply_corruption, list_corruptions
 
 #: ImageNet-C's protocol: shorter side to 256, then a 224 center crop
 DEFAULT_RESIZE, DEFAULT_CROP = 256, 224
@@ -24,8 +29,6 @@ DEFAULT_RESIZE, DEFAULT_CROP = 256, 224
 
 def resolve_corruptions(corruptions=None) -> list:
     """Corruption names from names and/or suite names (default: every suite)."""
-    from .corruptions import SUITES, list_corruptions
-
     if corruptions is None:
         return list_corruptions()
     if isinstance(corruptions, str):
@@ -49,8 +52,6 @@ def _seed(*parts) -> int:
 
 def save_png(x: torch.Tensor, path: str) -> None:
     """Writes a float image ``(3, H, W)`` in [0, 1] as an 8-bit PNG, atomically."""
-    from PIL import Image
-
     arr = (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
     tmp = path + ".part"
     Image.fromarray(np.ascontiguousarray(arr)).save(tmp, format="PNG")
@@ -100,12 +101,6 @@ def build_sweep(
         the sweep ``fo.Dataset``; images that cannot be read are skipped and
         listed in ``dataset.info["skipped"]``
     """
-    import fiftyone as fo
-
-    from .corruptions import apply_corruption
-    from .loading import ImageLoadError, prepare, read_image, to_float
-    from .metrics.base import InputSpec
-
     names = resolve_corruptions(corruptions)
     severities = sorted({int(s) for s in severities})
     if any(s < 1 or s > 5 for s in severities):

@@ -10,7 +10,6 @@ process on this machine that no longer exists.
 
 from __future__ import annotations
 
-import datetime
 import os
 import socket
 import threading
@@ -18,15 +17,11 @@ from typing import Optional
 
 from pymongo.errors import DuplicateKeyError
 
-COLLECTION = "dnniqa_field_locks"
+from .store import LOCKS, collection, prune_orphans, utc_now
 
 
 class FieldBusyError(RuntimeError):
     """Another live run is writing the field."""
-
-
-def _now():
-    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -43,10 +38,10 @@ class FieldLock:
     """Context manager holding the write lease on ``dataset.field``."""
 
     def __init__(self, dataset, field: str, lease_s: float = 60.0, heartbeat_s: float = 10.0):
-        import fiftyone.core.odm as foo_odm
-
-        self.coll = foo_odm.get_db_conn()[COLLECTION]
-        self.key = f"{dataset._doc.id}:{field}"
+        self.coll = collection(LOCKS)
+        prune_orphans()  # FiftyOne's dataset.delete() has no hook: drop deleted datasets' leases here
+        self.dataset_id = str(dataset._doc.id)
+        self.key = f"{self.dataset_id}:{field}"
         self.field = field
         self.dataset_name = dataset.name
         self.lease_s = lease_s
@@ -57,11 +52,11 @@ class FieldLock:
 
     def _doc(self):
         return {"_id": self.key, "token": self.token, "host": socket.gethostname(),
-                "pid": os.getpid(), "started_at": _now(), "heartbeat": _now(),
-                "dataset": self.dataset_name, "field": self.field}
+                "pid": os.getpid(), "started_at": utc_now(), "heartbeat": utc_now(),
+                "dataset": self.dataset_name, "dataset_id": self.dataset_id, "field": self.field}
 
     def _is_stale(self, held) -> bool:
-        age = (_now() - held["heartbeat"]).total_seconds()
+        age = (utc_now() - held["heartbeat"]).total_seconds()
         if age > self.lease_s:
             return True
         return held.get("host") == socket.gethostname() and not _pid_alive(int(held.get("pid", 0)))
@@ -93,7 +88,7 @@ class FieldLock:
         while not self._stop.wait(self.heartbeat_s):
             try:
                 self.coll.update_one({"_id": self.key, "token": self.token},
-                                     {"$set": {"heartbeat": _now()}})
+                                     {"$set": {"heartbeat": utc_now()}})
             except Exception:  # a missed beat only shortens the lease
                 pass
 

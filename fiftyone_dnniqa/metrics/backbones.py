@@ -11,12 +11,16 @@ missing file fails with one clear message.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from dataclasses import dataclass
 from typing import Tuple
 
+import timm
 import torch
+import torchvision
 
+from .imagenet import imagenet_synsets, normalize
 from .weights import MissingWeightsError, is_offline, offline_weights
 
 #: lite variant -> (crop, package module, class exposing get_model_file_path)
@@ -40,9 +44,7 @@ class Backbone:
     num_classes: int
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        mean = torch.tensor(self.mean, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
-        return (images - mean) / std
+        return normalize(images, self.mean, self.std)
 
 
 def list_backbones():
@@ -62,8 +64,6 @@ def load_backbone(name: str = "efficientnet_lite0") -> Backbone:
 
 
 def _load_lite(name: str) -> Backbone:
-    import timm
-
     crop, module, cls = _LITE[name]
     pip_name = module.replace("_", "-")
     try:
@@ -90,8 +90,6 @@ def _load_lite(name: str) -> Backbone:
 
 
 def _load_timm(model_name: str) -> Backbone:
-    import timm
-
     try:
         with offline_weights(f"timm:{model_name}"):
             model = timm.create_model(model_name, pretrained=True)
@@ -112,8 +110,6 @@ def _load_timm(model_name: str) -> Backbone:
 
 
 def _load_torchvision(model_name: str) -> Backbone:
-    import torchvision
-
     with offline_weights(f"torchvision:{model_name}"):
         model = torchvision.models.get_model(model_name, weights="DEFAULT")
     model.eval()
@@ -122,16 +118,6 @@ def _load_torchvision(model_name: str) -> Backbone:
     return Backbone(f"torchvision:{model_name}", model, crop=crop, resize=tf.resize_size[0],
                     mean=tuple(tf.mean), std=tuple(tf.std),
                     num_classes=len(torchvision.models.get_model_weights(model_name).DEFAULT.meta["categories"]))
-
-
-def imagenet_classes():
-    """The 1000 ImageNet-1k classes in model output order, as
-    ``(wnid, [synonyms...])`` pairs (from timm's bundled synset list, offline)."""
-    from timm.data import ImageNetInfo
-
-    info = ImageNetInfo()
-    return [(info.index_to_label_name(i), [s.strip() for s in info.index_to_description(i).split(",") if s.strip()])
-            for i in range(info.num_classes())]
 
 
 def _norm_class(name) -> str:
@@ -157,10 +143,8 @@ def match_classes(names, class_map=None):
     Raises:
         ValueError: naming every unmatched class, with close ImageNet names
     """
-    import difflib
-
     table = {}
-    for i, (wnid, synonyms) in enumerate(imagenet_classes()):
+    for i, (wnid, synonyms) in enumerate(imagenet_synsets()):
         table.setdefault(wnid.lower(), []).append(i)
         for s in synonyms:
             table.setdefault(_norm_class(s), []).append(i)

@@ -1,0 +1,95 @@
+"""The public scoring call: plan, then score here or queue the shards.
+
+:func:`compute_quality` composes the layers below it: the scoring plan and its execution
+(:mod:`fiftyone_dnniqa.scoring`) and, for ``shards=N``, the delegated operations of the
+plugin (:mod:`fiftyone_dnniqa.app.sharding`).
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence, Union
+
+import torch
+
+from .app.sharding import queue_shards
+from .core.images import DEFAULT_MAX_PIXELS
+from .metrics import QualityMetric
+from .scoring import execute_plan, plan_quality
+from .scoring.plan import ProgressCallback
+
+
+def compute_quality(
+    samples,
+    metric: Union[str, QualityMetric, Sequence[Union[str, QualityMetric]]] = "piqe",
+    field: Union[str, Sequence[str], None] = None,
+    device: Union[str, torch.device] = "auto",
+    batch_size: Optional[int] = None,
+    num_workers: Optional[int] = None,
+    overwrite: bool = False,
+    skip_failures: bool = True,
+    progress: Union[bool, ProgressCallback, None] = None,
+    reference_field: Optional[str] = None,
+    label_field: Optional[str] = None,
+    metric_options: Optional[dict] = None,
+    amp: bool = True,
+    max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
+    write_every: int = 500,
+    shards: Optional[int] = None,
+    decode: str = "auto",
+):
+    """Scores the images of ``samples`` with one or several quality metrics.
+
+    Args:
+        samples: a FiftyOne dataset or view of images
+        metric ("piqe"): a registry name or :class:`QualityMetric`, or a list
+            of them; each image is decoded once for all of them
+        field (None): the field (or list of fields) to store scores in;
+            defaults to ``iqa_<metric>``. The field name is also the run key
+        device ("auto"): ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+        batch_size (None): images per batch (default for fixed-size inputs:
+            64 on GPU, 4 on CPU; 8 otherwise); halved on out-of-memory
+        num_workers (None): decoding processes (default: up to 4, one per
+            core); 0 decodes in the calling process
+        overwrite (False): rescore samples that already have a score, and
+            allow writing to a field this package did not create
+        skip_failures (True): record unreadable images and go on; if False,
+            the first failure raises (after the scores so far are saved)
+        progress (None): True/False for a progress bar (None: FiftyOne's
+            default), or a callable ``f(fraction, label)``
+        reference_field (None): filepath field of the reference images for
+            full-reference metrics (``psnr``, ``ssim``...)
+        label_field (None): a ``Classification`` (or string) field whose
+            classes task-guided metrics (``aligned_task``, ``zsclip``) use
+            when not given their classes; metrics that rate each image against
+            its own label read it per sample
+        metric_options (None): options for :func:`create_metric` when
+            ``metric`` is a single name
+        amp (True): use CUDA autocast for metrics that support it
+        max_pixels: refuse images larger than this (decompression bombs)
+        write_every (500): samples per database write (and at least every
+            10 s); a killed process loses at most the scores since the last write
+        shards (None): split the view into this many disjoint id ranges and
+            queue one delegated operation per range for ``fiftyone delegated
+            launch`` workers (metrics by name only); returns a
+            :class:`~fiftyone_dnniqa.scoring.shards.ShardedRun` instead of results
+        decode ("auto"): where images are decoded. ``"workers"``: the loader
+            workers decode every file with PIL; ``"device"``: the workers read
+            plain JPEGs' bytes and the main process decodes them in batches on
+            the scoring device (nvJPEG on CUDA) and resizes them there, other
+            files as with ``"workers"``; ``"auto"``: ``"device"`` on CUDA, and on
+            CPUs of at most 2 cores unless a per-image metric runs in the workers
+
+    Returns:
+        a :class:`QualityRunResults` for a single metric, or a dict mapping
+        each field to its results when a list of metrics was given
+    """
+    queue = shards is not None and shards > 1
+    plan = plan_quality(
+        samples, metric, field=field, device=device, batch_size=batch_size, num_workers=num_workers,
+        overwrite=overwrite, skip_failures=skip_failures, progress=progress,
+        reference_field=reference_field, label_field=label_field, metric_options=metric_options,
+        amp=amp, max_pixels=max_pixels, write_every=write_every, decode=decode, queued=queue,
+    )
+    if queue:
+        return queue_shards(plan, shards)
+    return execute_plan(plan)

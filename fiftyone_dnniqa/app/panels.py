@@ -1,0 +1,338 @@
+"""The "Quality vs Performance" panel: a thin App face over
+:mod:`fiftyone_dnniqa.analysis.panel_stats` and :mod:`.plots`.
+
+Inputs live in panel state, plots and table in panel data; an in-process cache keyed by
+view, fields and target saves recomputation on re-renders and view round trips; the
+callbacks set the App's view.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+
+import fiftyone as fo
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+from bson import json_util
+
+from ..analysis.fields import quality_fields
+from ..analysis.panel_stats import (
+    BINS,
+    HIST_BINS,
+    MAX_POINTS,
+    N_BOOT,
+    TARGET_LABELS,
+    NoQualityFieldsError,
+    bin_view,
+    no_quality_message,
+    numeric_fields,
+    panel_statistics,
+    parse_bin_id,
+)
+from ..analysis.targets import NoEvaluationError, get_target, list_targets
+from .plots import plot_traces
+
+__all__ = ["QualityPerformancePanel", "PANELS", "CACHE", "cache_key"]
+
+
+class _LRU:
+    """A small thread-safe LRU of statistics (the App runs callbacks in threads)."""
+
+    def __init__(self, size=16):
+        self.size = size
+        self._d: "OrderedDict[str, dict]" = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def get(self, key):
+        with self._lock:
+            v = self._d.get(key)
+            if v is None:
+                self.misses += 1
+                return None
+            self._d.move_to_end(key)
+            self.hits += 1
+            return v
+
+    def put(self, key, value):
+        with self._lock:
+            self._d[key] = value
+            self._d.move_to_end(key)
+            while len(self._d) > self.size:
+                self._d.popitem(last=False)
+
+    def clear(self):
+        with self._lock:
+            self._d.clear()
+            self.hits = self.misses = 0
+
+
+#: statistics computed by the panel, keyed by :func:`cache_key`
+CACHE = _LRU()
+
+
+def cache_key(view, fields, eval_key, kind) -> str:
+    """A key for the statistics of ``view``: dataset, view stages, the latest sample
+    modification in the view and the dataset's (so edits and re-runs invalidate it),
+    sample count, fields, target and the panel's settings. The plotted field is not
+    part of it: the statistics hold every field's plots."""
+    ds = view._root_dataset
+    try:
+        n, stamp = view.aggregate([fo.Count(), fo.Max("last_modified_at")])
+    except Exception:  # pragma: no cover - datasets without last_modified_at
+        n, stamp = view.count(), None
+    stages = [{k: v for k, v in st.items() if k != "_uuid"} for st in view._serialize()]
+    parts = [ds._doc.id, stages, n, stamp, getattr(ds._doc, "last_modified_at", None),
+             list(fields or []), eval_key, kind, N_BOOT, BINS, HIST_BINS, MAX_POINTS]
+    raw = json_util.dumps(parts, sort_keys=True)
+    return hashlib.sha1(raw.encode()).hexdigest()
+
+
+_EMPTY_DATA = {"ranking": [], "curve": [], "histogram": [], "scatter": []}
+
+
+def _target_value(eval_key, kind):
+    return f"{eval_key}:{kind}"
+
+
+def _parse_target(value):
+    if not value or ":" not in str(value):
+        return None, None
+    key, kind = str(value).rsplit(":", 1)
+    return key, kind
+
+
+def _event_args(ctx) -> dict:
+    """Plotly event arguments: the App sends them at the top level of the params."""
+    args = dict(ctx.params.get("event_args") or {})
+    args.update(ctx.params)
+    return args
+
+
+class QualityPerformancePanel(foo.Panel):
+    """Ranks the quality fields by how well they track a performance target and plots
+    the target against quality; clicking a bin or lassoing points shows those samples."""
+
+    @property
+    def config(self):
+        return foo.PanelConfig(
+            name="quality_vs_performance",
+            label="Quality vs Performance",
+            surfaces="grid",
+            icon="insights",
+            help_markdown=(
+                "How well do image-quality scores track model performance? The table ranks "
+                "the quality fields by Spearman correlation with the chosen target "
+                f"(bootstrap {N_BOOT} resamples). Click a point of the curve or a bar of the "
+                "histogram to show its samples; lasso points of the scatter to select them."),
+        )
+
+    # -- events --------------------------------------------------------------
+
+    def on_load(self, ctx):
+        self._refresh(ctx, force=True)
+
+    def on_change_view(self, ctx):
+        self._refresh(ctx)
+
+    def on_change_dataset(self, ctx):
+        ctx.panel.state.set({"target": None, "fields": None, "field": None, "stats_key": None})
+        self._refresh(ctx, force=True)
+
+    def on_change_target(self, ctx):
+        self._refresh(ctx, target=ctx.params.get("value"))
+
+    def on_change_fields(self, ctx):
+        value = ctx.params.get("value") or []
+        if isinstance(value, str):
+            value = [value]
+        value = [v.get("value") if isinstance(v, dict) else v for v in value]
+        self._refresh(ctx, fields=[v for v in value if isinstance(v, str)])
+
+    def on_change_field(self, ctx):
+        self._refresh(ctx, field=ctx.params.get("value"))
+
+    def on_click_curve(self, ctx):
+        self._show_bin(ctx, "curve")
+
+    def on_click_histogram(self, ctx):
+        self._show_bin(ctx, "histogram")
+
+    def on_select_scatter(self, ctx):
+        points = _event_args(ctx).get("data") or []
+        ids = list(dict.fromkeys(p.get("id") for p in points if isinstance(p, dict) and p.get("id")))
+        if not ids:
+            return
+        ctx.ops.set_view(ctx.view.select(ids))
+
+    # -- helpers -------------------------------------------------------------
+
+    def _choices(self, ctx):
+        ds = ctx.dataset
+        targets = list_targets(ds)
+        target_choices = [(_target_value(t.eval_key, k),
+                           f"{t.eval_key}: {TARGET_LABELS.get(k, k)} ({t.type}, {t.pred_field})")
+                          for t in targets for k in t.kinds]
+        default_target = _target_value(targets[0].eval_key, targets[0].default_kind) if targets else None
+        qf = quality_fields(ds)
+        others = [f for f in numeric_fields(ds) if f not in qf]
+        return {"targets": target_choices, "default_target": default_target,
+                "quality": qf, "fields": qf + others}
+
+    def _refresh(self, ctx, force=False, target=None, fields=None, field=None):
+        state = ctx.panel.state
+        ch = self._choices(ctx)
+        valid_targets = [v for v, _ in ch["targets"]]
+        target = target or state.get("target")
+        if target not in valid_targets:
+            target = ch["default_target"]
+        if fields is None:
+            fields = state.get("fields")
+            if fields is None:
+                fields = ch["quality"]
+        fields = [f for f in fields if f in ch["fields"]]
+        field = field or state.get("field")
+        if field not in fields:
+            field = None
+        update = {"target": target, "fields": fields, "field": field}
+
+        message = None
+        if target is None:
+            try:
+                get_target(ctx.view)
+                message = "This dataset has no evaluation to take performance from."
+            except NoEvaluationError as e:
+                message = str(e)
+        elif not fields:
+            message = (no_quality_message() if not ch["quality"]
+                       else "Pick at least one quality field to rank.")
+        if message:
+            update.update({"message": message, "stats_key": None, "summary": None})
+            state.set(update)
+            ctx.panel.data.set(_EMPTY_DATA)
+            return
+
+        eval_key, kind = _parse_target(target)
+        view = ctx.view
+        key = cache_key(view, fields, eval_key, kind)
+        if not force and key == state.get("stats_key") and field and field == state.get("field"):
+            return  # the App already shows these statistics
+        stats = CACHE.get(key)
+        if stats is None:
+            try:
+                stats = panel_statistics(view, fields, eval_key, kind)
+            except (NoEvaluationError, NoQualityFieldsError, ValueError) as e:
+                update.update({"message": str(e), "stats_key": None, "summary": None})
+                state.set(update)
+                ctx.panel.data.set(_EMPTY_DATA)
+                return
+            CACHE.put(key, stats)
+        field = field if field in stats["per_field"] else stats["field"]
+        figs = plot_traces(stats, field)
+        update.update({
+            "field": field, "stats_key": key, "message": None,
+            "summary": {
+                "n_samples": stats["n_samples"], "n_target": stats["n_target"],
+                "eval_key": stats["eval_key"], "kind": stats["kind"],
+                "target_label": stats["target_label"], "binary": stats["binary"],
+                "best": stats["field"], "seconds": round(stats["timings"]["total_s"], 3),
+                "any_missing": any(r["missing"] for r in stats["table"]),
+                "layouts": {k: (f["layout"] if f else None) for k, f in figs.items()},
+                "bins": {k: (f.get("bins") if f else None) for k, f in figs.items()},
+            },
+        })
+        state.set(update)
+        ctx.panel.data.set({
+            "ranking": stats["table"],
+            **{k: (f["data"] if f else []) for k, f in figs.items()},
+        })
+
+    def _show_bin(self, ctx, plot):
+        args = _event_args(ctx)
+        spec = parse_bin_id(args.get("id"))
+        if spec is None:  # fall back on the point index and the bins in state
+            bins = (ctx.panel.state.get("summary") or {}).get("bins", {}).get(plot) or []
+            idx = args.get("idx")
+            if isinstance(idx, int) and 0 <= idx < len(bins):
+                spec = tuple(bins[idx])
+        if spec is None:
+            ctx.ops.notify("Could not tell which bin was clicked", variant="warning")
+            return
+        field, lo, hi, last = spec
+        if not ctx.view.has_field(field):
+            ctx.ops.notify(f"No field '{field}' in the current view", variant="warning")
+            return
+        ctx.ops.set_view(bin_view(ctx.view, field, float(lo), float(hi), bool(last)))
+
+    # -- layout --------------------------------------------------------------
+
+    def render(self, ctx):
+        panel = types.Object()
+        state = ctx.panel.state
+        ch = self._choices(ctx)
+        summary = state.get("summary") or {}
+        layouts = summary.get("layouts") or {}
+
+        if summary:
+            panel.md(f"**{summary['n_samples']:,}** samples in the view, **{summary['n_target']:,}** "
+                     f"with a target ({summary['eval_key']}: {summary['target_label']}); "
+                     f"intervals from {N_BOOT} bootstrap resamples.", name="header")
+
+        if ch["targets"]:
+            dd = types.DropdownView()
+            for value, label in ch["targets"]:
+                dd.add_choice(value, label=label)
+            panel.enum("target", dd.values(), label="Performance target", view=dd,
+                       default=state.get("target") or ch["default_target"],
+                       on_change=self.on_change_target)
+        if ch["fields"]:
+            ac = types.AutocompleteView(allow_user_input=False, allow_duplicates=False)
+            for f in ch["fields"]:
+                ac.add_choice(f, label=f)
+            panel.list("fields", types.String(), label="Quality fields to rank", view=ac,
+                       default=state.get("fields") if state.get("fields") is not None else ch["quality"],
+                       on_change=self.on_change_fields)
+
+        message = state.get("message")
+        if message:
+            panel.view("message", types.Warning(label="Nothing to show yet", description=message))
+            return types.Property(panel)
+
+        if not summary:
+            panel.view("loading", types.Notice(label="Computing statistics..."))
+            return types.Property(panel)
+
+        fields = state.get("fields") or []
+        if fields:
+            panel.enum("field", fields, label="Field to plot", default=state.get("field"),
+                       view=types.DropdownView(), on_change=self.on_change_field)
+
+        table = types.TableView()
+        cols = ["field", "direction", "spearman", "kendall", "pearson"]
+        if summary.get("binary"):
+            cols.append("auroc")
+        cols += ["n", "missing"] if summary.get("any_missing") else ["n"]
+        labels = {"spearman": "Spearman rho [CI]", "kendall": "Kendall tau [CI]",
+                  "pearson": "Pearson r [CI]", "auroc": "AUROC [CI]", "n": "n",
+                  "missing": "missing", "field": "Quality field", "direction": "Better"}
+        for c in cols:
+            table.add_column(c, label=labels[c])
+        panel.list("ranking", types.Object(), view=table,
+                   label="Quality fields ranked by alignment with the target (best first)")
+
+        config = {"displaylogo": False, "responsive": True}
+        if layouts.get("curve"):
+            panel.plot("curve", layout=layouts["curve"], config=config, height=380,
+                       on_click=self.on_click_curve)
+        if layouts.get("histogram"):
+            panel.plot("histogram", layout=layouts["histogram"], config=config, height=340,
+                       on_click=self.on_click_histogram)
+        if layouts.get("scatter"):
+            panel.plot("scatter", layout=layouts["scatter"], config=config, height=380,
+                       on_selected=self.on_select_scatter)
+        return types.Property(panel)
+
+
+PANELS = (QualityPerformancePanel,)

@@ -1,0 +1,118 @@
+"""Plotly figures of the "Quality vs Performance" panel, from its statistics."""
+
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+import numpy as np
+
+from ..analysis.panel_stats import bin_id
+from ..analysis.results import fmt_short
+from ..analysis.targets import to_floats
+
+
+def plot_traces(stats: dict, field: Optional[str] = None) -> Dict[str, Optional[dict]]:
+    """Plotly figures (``{"data": traces, "layout": layout, "bins": [...]}``) for the
+    ``curve``, ``histogram`` and ``scatter`` of :func:`panel_statistics`' output, for
+    ``field`` (default: the one it chose), None where there is nothing to draw.
+    ``bins`` lists each clickable point's ``(field, lo, hi, last)`` by point index."""
+    field = field or stats["field"]
+    plots = stats["per_field"][field]
+    hib = stats["higher_is_better"].get(field, True)
+    x_title = f"{field} ({'higher' if hib else 'lower'} is better)"
+    margin = {"t": 64, "l": 56, "b": 48, "r": 16}
+    return {"curve": _curve_figure(field, plots, stats, x_title, margin),
+            "histogram": _histogram_figure(field, plots, stats, x_title, margin),
+            "scatter": _scatter_figure(field, plots, stats, x_title, margin)}
+
+
+def _curve_figure(field, plots, stats, x_title, margin):
+    tl = stats["target_label"]
+    rows = [r for r in plots["curve"] if r["n"]]
+    if rows:
+        k = len(plots["curve"])
+        bins = [(field, r["lo"], r["hi"], i == k - 1) for i, r in enumerate(plots["curve"]) if r["n"]]
+        x = [r["mean_quality"] for r in rows]
+        interval = "Wilson" if rows[0]["interval"] == "wilson" else "t"
+        level = int(round(100 * stats["confidence"]))
+        band = {"type": "scatter", "x": x, "mode": "lines", "line": {"width": 0},
+                "hoverinfo": "skip", "showlegend": False}
+        return {
+            "data": [
+                {**band, "name": "upper", "y": [r["ci_high"] for r in rows]},
+                {**band, "name": f"{level}% interval", "y": [r["ci_low"] for r in rows],
+                 "fill": "tonexty", "fillcolor": "rgba(255, 109, 4, 0.2)"},
+                {"type": "scatter", "mode": "lines+markers", "name": tl, "x": x,
+                 "y": [r["mean_target"] for r in rows], "ids": [bin_id(*b) for b in bins],
+                 "marker": {"size": 9, "color": "#FF6D04"}, "line": {"color": "#FF6D04"},
+                 "text": [f"[{fmt_short(r['lo'])}, {fmt_short(r['hi'])}{']' if b[3] else ')'}: n={r['n']}, "
+                          f"{tl} {fmt_short(r['mean_target'])} [{fmt_short(r['ci_low'])}, {fmt_short(r['ci_high'])}]"
+                          for r, b in zip(rows, bins)],
+                 "hovertemplate": "%{text}<extra></extra>"},
+            ],
+            "layout": {
+                "title": {"text": f"{tl.capitalize()} by quantile bin of {field}<br><sub>"
+                                  f"{level}% {interval} interval; click a point for its samples</sub>"},
+                "xaxis": {"title": {"text": x_title + ", bin mean"}},
+                "yaxis": {"title": {"text": tl}}, "margin": margin, "showlegend": False,
+            },
+            "bins": bins,
+        }
+    return None
+
+
+def _histogram_figure(field, plots, stats, x_title, margin):
+    h = plots["histogram"]
+    if h:
+        edges = h["edges"]
+        k = len(edges) - 1
+        bins = [(field, edges[i], edges[i + 1], i == k - 1) for i in range(k)]
+        centers = [(edges[i] + edges[i + 1]) / 2 for i in range(k)]
+        widths = [edges[i + 1] - edges[i] for i in range(k)]
+        ids = [bin_id(*b) for b in bins]
+        common = {"type": "bar", "x": centers, "width": widths, "ids": ids, "opacity": 0.6}
+        return {
+            "data": [
+                {**common, "name": "correct", "y": h["correct"], "marker": {"color": "#2CA02C"}},
+                {**common, "name": "wrong", "y": h["wrong"], "marker": {"color": "#D62728"}},
+            ],
+            "layout": {
+                "title": {"text": f"{field} for correct and wrong predictions<br>"
+                                  "<sub>click a bar for its samples</sub>"},
+                "barmode": "overlay", "bargap": 0, "xaxis": {"title": {"text": x_title}},
+                "yaxis": {"title": {"text": "samples"}}, "margin": margin, "showlegend": True,
+            },
+            "bins": bins,
+        }
+    return None
+
+
+def _scatter_figure(field, plots, stats, x_title, margin):
+    s = plots["scatter"]
+    if s and s["n_shown"]:
+        shown = (f"random {s['n_shown']:,} of {s['n_total']:,} samples shown"
+                 if s["n_shown"] < s["n_total"] else f"{s['n_total']:,} samples")
+        groups = [("samples", None)]
+        if s["correct"] is not None:
+            groups = [("correct", 1.0), ("wrong", 0.0)]
+        colors = {"correct": "#2CA02C", "wrong": "#D62728", "samples": "#FF6D04"}
+        traces = []
+        qx = np.asarray(s["quality"], dtype=object)
+        cy = np.asarray(s["confidence"], dtype=object)
+        sid = np.asarray(s["ids"], dtype=object)
+        c = None if s["correct"] is None else to_floats(s["correct"])
+        for name, val in groups:
+            sel = np.ones(len(sid), bool) if val is None else (c == val)
+            traces.append({"type": "scatter", "mode": "markers", "name": name,
+                           "x": qx[sel].tolist(), "y": cy[sel].tolist(), "ids": sid[sel].tolist(),
+                           "marker": {"size": 5, "opacity": 0.6, "color": colors[name]}})
+        return {
+            "data": traces,
+            "layout": {
+                "title": {"text": f"{field} vs prediction confidence<br><sub>{shown}; "
+                                  "lasso or box to select samples</sub>"},
+                "xaxis": {"title": {"text": x_title}}, "yaxis": {"title": {"text": "confidence"}},
+                "dragmode": "lasso", "margin": margin, "showlegend": True,
+            },
+        }
+    return None

@@ -1,0 +1,74 @@
+"""Scale-out on FiftyOne's delegated operations: queue one ``compute_quality``
+operation per shard of a plan, and re-queue a shard.
+
+Any ``fiftyone delegated launch`` worker sharing the database (this machine or
+another; pin one GPU per worker with ``CUDA_VISIBLE_DEVICES``) runs them. Scores merge
+by sample id in the shared field; each shard records its own progress
+(:class:`~fiftyone_dnniqa.scoring.shards.ShardStore`), and the run record of the field
+shows them together. A failed shard is re-run alone by re-queuing its operation: it
+scores only what its range still misses.
+"""
+
+from __future__ import annotations
+
+import fiftyone as fo
+import fiftyone.operators as foo
+from bson import ObjectId
+from fiftyone.operators.delegated import DelegatedOperationService
+
+from ..scoring import QualityPlan, QualityRunResults, ShardedRun, ShardStore, build_run_config, shard_specs
+
+#: the plugin's name in ``fiftyone.yml``
+PLUGIN_NAME = "@dnniqa/fiftyone-dnniqa"
+#: the operator every shard runs
+COMPUTE_QUALITY_URI = f"{PLUGIN_NAME}/compute_quality"
+
+
+def queue_shards(plan: QualityPlan, count: int) -> ShardedRun:
+    """Registers the plan's runs and queues one delegated operation per shard."""
+    samples, dataset = plan.samples, plan.dataset
+    if not dataset.persistent:
+        raise ValueError("delegated workers load the dataset by name: make it persistent first")
+    try:
+        foo.get_operator(COMPUTE_QUALITY_URI)
+    except Exception:
+        raise RuntimeError(
+            f"shards=N queues the operator {COMPUTE_QUALITY_URI}, which FiftyOne cannot find: run "
+            "`fiftyone-dnniqa install-plugin` (or download the plugin) first") from None
+    specs = shard_specs(samples, count)
+    n = len(samples)
+    options = plan.options()
+    for f, m in zip(plan.fields, plan.metrics):
+        config = build_run_config(m, f, plan.reference_field, plan.label_field, overwrite=plan.overwrite,
+                                  device=options["device"], batch_size=options["batch_size"],
+                                  num_workers=options["num_workers"], shards=len(specs))
+        samples.register_run(f, config, overwrite=True, cleanup=False)
+        dataset.save_run_results(f, QualityRunResults(samples, config, f, status="queued", num_samples=n),
+                                 overwrite=True, cache=False)
+        if not dataset.has_sample_field(f):
+            dataset.add_sample_field(f, fo.FloatField)
+    op_ids = []
+    for spec in specs:
+        params = dict(options, metric=plan.names[0], metrics=list(plan.names), fields=list(plan.fields),
+                      shard=spec.to_params())
+        result = foo.execute_operator(COMPUTE_QUALITY_URI, ctx={"view": samples.view(), "params": params},
+                                      request_delegation=True)
+        op_ids.append(str(result.result["id"]))
+    store = ShardStore()
+    for f in plan.fields:
+        store.init(dataset, f, specs, op_ids)
+    return ShardedRun(fields=list(plan.fields), specs=specs, operation_ids=op_ids)
+
+
+def rerun_shard(samples, field: str, index: int) -> str:
+    """Re-queues shard ``index`` of the sharded run ``field`` (e.g. after its
+    worker died); it scores only what its range still misses. Returns the new
+    operation id."""
+    dataset = samples._root_dataset
+    store = ShardStore()
+    shard = next((s for s in store.get(dataset, field) if s["index"] == index), None)
+    if shard is None:
+        raise ValueError(f"'{field}' has no shard {index}")
+    op = DelegatedOperationService().rerun_operation(ObjectId(shard["operation_id"]))
+    store.update(dataset, field, index, status="queued", operation_id=str(op.id))
+    return str(op.id)

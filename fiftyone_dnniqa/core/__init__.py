@@ -1,0 +1,1 @@
+"""The floor every layer stands on: images as tensors and compute devices."""

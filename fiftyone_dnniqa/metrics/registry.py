@@ -1,0 +1,126 @@
+"""One registry of quality metrics: a name in, a ready metric out.
+
+Metrics of this package register where they are defined, with the
+:func:`register_metric` decorator (pyiqa's and timm's style); every pyiqa
+metric is reachable by its pyiqa name through :class:`~.iqa.PyiqaMetric`.
+Other packages add metrics through the entry-point group
+``fiftyone_dnniqa.metrics``: each entry point names a
+:class:`~.base.QualityMetric` class or factory (registered under the entry
+point's name) or a module whose import registers metrics with the decorator.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from importlib.metadata import entry_points
+from typing import Callable, Dict, List, Optional
+
+from .base import QualityMetric
+from .iqa import PyiqaMetric, pyiqa_configs, pyiqa_metric_names
+
+logger = logging.getLogger(__name__)
+
+#: the entry-point group third-party packages register metrics under
+ENTRY_POINT_GROUP = "fiftyone_dnniqa.metrics"
+
+#: pyiqa metrics whose weights ship with pyiqa itself or need none
+OFFLINE_PYIQA_METRICS = (
+    "psnr", "psnry", "ssim", "ssimc", "ms_ssim", "cw_ssim", "fsim", "vif",
+    "gmsd", "vsi", "mad", "nlpd", "piqe", "entropy",
+)
+
+_REGISTRY: Dict[str, Callable[..., QualityMetric]] = {}
+_entry_points_loaded = False
+
+
+def register_metric(name: str):
+    """Class or factory decorator adding a metric under ``name``."""
+
+    def wrap(factory):
+        if name in _REGISTRY and _REGISTRY[name] is not factory:
+            raise ValueError(f"metric '{name}' is already registered")
+        _REGISTRY[name] = factory
+        return factory
+
+    return wrap
+
+
+def _registry() -> Dict[str, Callable[..., QualityMetric]]:
+    """The registry, with the metrics of installed third-party packages added once."""
+    global _entry_points_loaded
+    if not _entry_points_loaded:
+        _entry_points_loaded = True
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            try:
+                obj = ep.load()
+            except Exception:  # a broken plugin must not break the others
+                logger.exception("could not load metric entry point %r", ep.value)
+                continue
+            if callable(obj) and ep.name not in _REGISTRY:
+                register_metric(ep.name)(obj)
+    return _REGISTRY
+
+
+def list_metrics(source: Optional[str] = None, mode: Optional[str] = None) -> List[str]:
+    """Names accepted by :func:`create_metric`.
+
+    Args:
+        source (None): ``"dnniqa"`` (this package's and plugins'), ``"pyiqa"``,
+            or ``None`` for both
+        mode (None): ``"NR"`` (no-reference) or ``"FR"`` (full-reference)
+            to keep one kind of pyiqa metric
+    """
+    if source not in (None, "dnniqa", "pyiqa"):
+        raise ValueError(f"source must be 'dnniqa', 'pyiqa' or None, not {source!r}")
+    registry = _registry()
+    names = []
+    if source in (None, "dnniqa"):
+        names += sorted(registry)
+    if source in (None, "pyiqa"):
+        configs = pyiqa_configs()
+        names += [n for n in pyiqa_metric_names()
+                  if n not in registry and (mode is None or configs[n].get("metric_mode") == mode)]
+    return names
+
+
+def metric_traits(name: str) -> dict:
+    """``source``, ``needs_reference``, ``needs_labels`` and ``higher_is_better`` of metric
+    ``name``, without building it (no weights are loaded)."""
+    registry = _registry()
+    if name in registry:
+        cls = registry[name]  # a QualityMetric class, or a factory without the traits
+        return {"source": "dnniqa", "needs_reference": bool(getattr(cls, "needs_reference", False)),
+                "needs_labels": bool(getattr(cls, "needs_labels", False)),
+                "higher_is_better": bool(getattr(cls, "higher_is_better", True))}
+    cfg = pyiqa_configs().get(name)
+    if cfg is None:
+        create_metric(name)  # raises the unknown-name error
+    return {"source": "pyiqa", "needs_reference": cfg.get("metric_mode") == "FR", "needs_labels": False,
+            "higher_is_better": not cfg.get("lower_better", False)}
+
+
+def create_metric(name, device=None, **options) -> QualityMetric:
+    """Builds the metric ``name`` (a :class:`QualityMetric` passes through).
+
+    Raises:
+        ValueError: for an unknown name, listing the valid ones
+        MissingWeightsError: when the metric's weights are not on disk
+    """
+    registry = _registry()
+    if isinstance(name, QualityMetric):
+        metric = name
+    elif name in registry:
+        metric = registry[name](**options)
+    elif name in pyiqa_configs():
+        metric = PyiqaMetric(name, **options)
+    else:
+        valid = list_metrics()
+        close = difflib.get_close_matches(str(name), valid, n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(
+            f"Unknown metric '{name}'.{hint} Valid metrics: {', '.join(valid)}"
+        )
+    if device is not None:
+        metric.to(device)
+    return metric

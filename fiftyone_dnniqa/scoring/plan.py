@@ -1,0 +1,214 @@
+"""Scoring, step one: a plan. Everything a call asks for is resolved and checked here,
+before any image is read or any record is written.
+
+:func:`plan_quality` builds the metrics, resolves the fields, the device, the labels
+and the reference field, and refuses a call that cannot succeed; the resulting
+:class:`QualityPlan` is run by :func:`~fiftyone_dnniqa.scoring.execute.execute_plan`
+(whole, or one shard of it).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Sequence, Union
+
+import torch
+
+import fiftyone as fo
+
+from ..core.devices import resolve_device
+from ..core.images import DEFAULT_MAX_PIXELS
+from ..metrics import QualityMetric, create_metric
+from .runs import build_run_config, list_quality_runs
+
+ProgressCallback = Callable[[float, str], None]
+
+DECODE_MODES = ("auto", "workers", "device")
+
+
+def default_field(metric: Union[str, QualityMetric]) -> str:
+    """The default score field of a metric (or metric name): ``iqa_<name>``."""
+    name = metric if isinstance(metric, str) else metric.name
+    return "iqa_" + "".join(c if c.isalnum() else "_" for c in name)
+
+
+@dataclass
+class QualityPlan:
+    """A resolved, checked scoring call: what to score, with what, into which fields."""
+
+    samples: object
+    dataset: object
+    names: List[Union[str, QualityMetric]]  # the metrics as the caller named them
+    metrics: List[QualityMetric]
+    fields: List[str]
+    many: bool  # a list of metrics was given: results come back as a dict
+    device: Optional[torch.device]  # None for a plan only queued as shards
+    device_arg: str = "auto"
+    batch_size: Optional[int] = None
+    num_workers: Optional[int] = None
+    overwrite: bool = False
+    skip_failures: bool = True
+    progress: Union[bool, ProgressCallback, None] = None
+    reference_field: Optional[str] = None
+    label_field: Optional[str] = None
+    label_path: Optional[str] = None  # where per-sample labels are read, if a metric reads them
+    metric_options: Optional[dict] = None
+    amp: bool = True
+    max_pixels: Optional[int] = DEFAULT_MAX_PIXELS
+    write_every: int = 500
+    decode: str = "auto"
+
+    def options(self) -> dict:
+        """The call's settings as operator parameters (what a shard's operation needs);
+        metric options as a JSON object, as the operator's form takes them."""
+        return dict(device=str(self.device_arg), batch_size=self.batch_size, num_workers=self.num_workers,
+                    overwrite=self.overwrite, reference_field=self.reference_field,
+                    label_field=self.label_field,
+                    metric_options=json.dumps(self.metric_options) if self.metric_options else None,
+                    write_every=self.write_every, decode=self.decode)
+
+
+def plan_quality(
+    samples,
+    metric: Union[str, QualityMetric, Sequence[Union[str, QualityMetric]]] = "piqe",
+    field: Union[str, Sequence[str], None] = None,
+    device: Union[str, torch.device] = "auto",
+    batch_size: Optional[int] = None,
+    num_workers: Optional[int] = None,
+    overwrite: bool = False,
+    skip_failures: bool = True,
+    progress: Union[bool, ProgressCallback, None] = None,
+    reference_field: Optional[str] = None,
+    label_field: Optional[str] = None,
+    metric_options: Optional[dict] = None,
+    amp: bool = True,
+    max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
+    write_every: int = 500,
+    decode: str = "auto",
+    queued: bool = False,
+) -> QualityPlan:
+    """Resolves and checks a scoring call (arguments as
+    :func:`fiftyone_dnniqa.compute_quality`); ``queued`` plans a call that only queues
+    shards, so its metrics are built but not moved to a device."""
+    many = isinstance(metric, (list, tuple))
+    names = list(metric) if many else [metric]
+    if not names:
+        raise ValueError("pass at least one metric")
+    if decode not in DECODE_MODES:
+        raise ValueError(f"decode must be 'auto', 'workers' or 'device', not {decode!r}")
+    if metric_options and (many or not isinstance(metric, str)):
+        raise ValueError("metric_options applies to a single metric given by name")
+    if queued and not all(isinstance(m, str) for m in names):
+        raise ValueError("shards=N queues operations by metric name: pass registry names")
+    dev = None if queued else resolve_device(device)
+    metrics = [create_metric(m, **(metric_options or {})) for m in names]
+    if dev is not None:
+        for m in metrics:
+            m.to(dev)
+    fields = resolve_fields(metrics, field, many)
+    dataset = check_collection(samples)
+    check_reference_field(dataset, metrics, reference_field)
+    label_path = prepare_labels(dataset, metrics, label_field)
+    for f, m in zip(fields, metrics):
+        check_field(dataset, f, m, overwrite)
+    return QualityPlan(
+        samples=samples, dataset=dataset, names=names, metrics=metrics, fields=fields, many=many,
+        device=dev, device_arg=str(device), batch_size=batch_size, num_workers=num_workers,
+        overwrite=overwrite, skip_failures=skip_failures, progress=progress,
+        reference_field=reference_field, label_field=label_field, label_path=label_path,
+        metric_options=metric_options, amp=amp, max_pixels=max_pixels, write_every=write_every,
+        decode=decode,
+    )
+
+
+def resolve_fields(metrics, field, many) -> List[str]:
+    """One valid, distinct field name per metric."""
+    if field is None:
+        fields = [default_field(m) for m in metrics]
+    elif isinstance(field, str):
+        if len(metrics) > 1:
+            raise ValueError("pass one field per metric (a list) or none")
+        fields = [field]
+    else:
+        fields = list(field)
+        if len(fields) != len(metrics):
+            raise ValueError(f"got {len(fields)} fields for {len(metrics)} metrics")
+    for f in fields:
+        if not f.isidentifier() or f.startswith("_"):
+            raise ValueError(f"field name '{f}' must be a valid identifier not starting with '_'")
+    if len(set(fields)) != len(fields):
+        raise ValueError(f"field names must be distinct: {fields}")
+    return fields
+
+
+def check_collection(samples):
+    """The root dataset of ``samples``, which must be a collection of images."""
+    if not hasattr(samples, "_root_dataset"):
+        raise TypeError(f"expected a FiftyOne dataset or view, got {type(samples).__name__}")
+    media = samples.media_type
+    if media == "group":
+        raise ValueError("this is a grouped collection: pick its images with "
+                         "select_group_slices(media_type='image') or a single slice")
+    if media == "video":
+        raise ValueError("quality metrics score images; for video, score the frames of "
+                         "to_frames(sample_frames=True)")
+    if media not in ("image", "mixed"):
+        raise ValueError(f"quality metrics score images; this collection's media type is '{media}'")
+    return samples._root_dataset
+
+
+def check_reference_field(dataset, metrics, reference_field) -> None:
+    """Full-reference metrics need an existing reference filepath field."""
+    need = [m.name for m in metrics if m.needs_reference]
+    if not need:
+        return
+    if not reference_field:
+        raise ValueError(f"{', '.join(need)} need(s) reference_field, a filepath field of reference images")
+    if not dataset.has_sample_field(reference_field):
+        raise ValueError(f"reference_field '{reference_field}' is not a field of dataset '{dataset.name}'")
+
+
+def prepare_labels(dataset, metrics, label_field) -> Optional[str]:
+    """Gives task-guided metrics their classes; returns the label path to read."""
+    needy = [m for m in metrics if m.needs_labels]
+    if not needy:
+        return None
+    if label_field is None:
+        missing = [m.name for m in needy if m.classes is None or m.uses_sample_labels]
+        if missing:
+            raise ValueError(f"{', '.join(missing)} need(s) the task's classes: pass label_field= "
+                             "(a Classification field) or the metric's classes option")
+        return None
+    if not dataset.has_sample_field(label_field):
+        raise ValueError(f"label_field '{label_field}' is not a field of dataset '{dataset.name}'")
+    f = dataset.get_field(label_field)
+    if isinstance(f, fo.EmbeddedDocumentField) and issubclass(f.document_type, fo.Classification):
+        path = label_field + ".label"
+    elif isinstance(f, fo.StringField):
+        path = label_field
+    else:
+        raise ValueError(f"label_field '{label_field}' must be a Classification or string field, "
+                         f"not {type(f).__name__}")
+    classes = dataset.classes.get(label_field) or dataset.default_classes or dataset.distinct(path)
+    if not classes:
+        raise ValueError(f"label_field '{label_field}' holds no labels")
+    for m in needy:  # classes the caller gave win over the label field's
+        if m.classes is None or m.default_classes:
+            m.set_classes(classes)
+    return path
+
+
+def check_field(dataset, field, metric, overwrite) -> None:
+    """Refuses to write ``metric``'s scores into ``field`` when that would lose data."""
+    if field in list_quality_runs(dataset):  # the run record decides (QualityRun._validate_run)
+        build_run_config(metric, field, overwrite=overwrite).build().validate_run(dataset, field)
+    elif field in dataset.list_runs():
+        raise ValueError(f"'{field}' is the key of another kind of run on this dataset; choose another field")
+    elif dataset.has_sample_field(field) and not overwrite:
+        raise ValueError(
+            f"field '{field}' already exists and was not written by compute_quality; "
+            "pass overwrite=True to replace its values or choose another field"
+        )
+    if dataset.has_sample_field(field) and dataset.get_field(field).read_only:
+        raise ValueError(f"field '{field}' is read-only")

@@ -1,0 +1,194 @@
+"""Run records: every scoring call leaves one per field, keyed by the field.
+
+Users list them with :func:`list_quality_runs`, reload them with
+:func:`load_quality_run` and delete them with :func:`delete_quality_run`
+(or FiftyOne's own ``list_runs`` / ``load_run_results`` / ``delete_run``);
+deleting a run removes the fields it created.
+"""
+
+from __future__ import annotations
+
+from typing import List
+
+import fiftyone.core.runs as fors
+
+from .shards import ShardStore, merged_status
+
+METHOD = "dnniqa.compute_quality"
+
+
+def error_field_for(field: str) -> str:
+    """The field holding per-sample failure reasons for ``field``."""
+    return f"{field}_error"
+
+
+class QualityRunConfig(fors.RunConfig):
+    """Configuration of a quality scoring run.
+
+    Args:
+        metric: the registry name of the metric
+        field: the sample field holding the scores (also the run key)
+        metric_options (None): options the metric was created with
+        higher_is_better (True): the metric's direction
+        reference_field (None): the reference filepath field of a
+            full-reference metric
+        label_field (None): the label field a task-guided metric read
+        **kwargs: further settings recorded with the run (device, ...)
+    """
+
+    def __init__(self, metric=None, field=None, metric_options=None,
+                 higher_is_better=True, reference_field=None, label_field=None, **kwargs):
+        kwargs.pop("method", None)
+        super().__init__(method=METHOD, **kwargs)
+        self.metric = metric
+        self.field = field
+        self.metric_options = metric_options or {}
+        self.higher_is_better = higher_is_better
+        self.reference_field = reference_field
+        self.label_field = label_field
+
+    @property
+    def error_field(self) -> str:
+        return error_field_for(self.field)
+
+
+def build_run_config(metric, field, reference_field=None, label_field=None, overwrite=False,
+                     **settings) -> QualityRunConfig:
+    """The record of scoring ``field`` with ``metric`` (a built metric); ``settings``
+    (device, batch size, shards...) are recorded beside it. ``overwrite`` lets the run
+    replace the scores of another metric in ``field`` (checked by
+    :meth:`QualityRun._validate_run`; not stored)."""
+    config = QualityRunConfig(
+        metric=metric.name, field=field, metric_options=metric.describe(),
+        higher_is_better=metric.higher_is_better,
+        reference_field=reference_field if metric.needs_reference else None,
+        label_field=label_field if metric.needs_labels else None,
+        **settings,
+    )
+    config._allow_other_metric = bool(overwrite)
+    return config
+
+
+class QualityRun(fors.Run):
+    """The run class FiftyOne builds from :class:`QualityRunConfig`."""
+
+    def _validate_run(self, samples, key, existing_info):
+        """A field keeps the scores of one metric (with one set of options), unless the
+        caller allows replacing them (``config.allow_other_metric``, not stored)."""
+        old, new = existing_info.config, self.config
+        if getattr(new, "_allow_other_metric", False):
+            return
+        if (old.metric, old.metric_options) != (new.metric, new.metric_options):
+            raise ValueError(
+                f"field '{key}' holds scores of metric '{old.metric}' {old.metric_options or ''}, not "
+                f"'{new.metric}' {new.metric_options or ''}; pass overwrite=True or choose another field"
+            )
+
+    def get_fields(self, samples, key):
+        fields = [self.config.field, self.config.error_field]
+        return [f for f in fields if samples._root_dataset.has_sample_field(f)]
+
+    def rename(self, samples, key, new_key):
+        """A run's key is its field: renaming the run renames its score and error fields."""
+        dataset = samples._root_dataset
+        for old, new in ((key, new_key), (error_field_for(key), error_field_for(new_key))):
+            if dataset.has_sample_field(old):
+                dataset.rename_sample_field(old, new)
+        if getattr(self.config, "shards", None):
+            ShardStore().rename(dataset, key, new_key)
+        self.config.field = new_key
+        dataset.update_run_config(key, self.config)
+
+    def cleanup(self, samples, key):
+        dataset = samples._root_dataset
+        for f in self.get_fields(samples, key):
+            dataset.delete_sample_field(f)
+        if getattr(self.config, "shards", None):
+            ShardStore().delete(dataset, self.config.field)
+
+
+class QualityRunResults(fors.RunResults):
+    """Outcome of a scoring run: status, counts, timing and failures.
+
+    Attributes:
+        status: ``"running"``, ``"completed"``, ``"interrupted"`` or ``"failed"``
+        num_samples: samples in the view
+        num_todo: samples that needed scoring in this call
+        num_scored: samples scored in this call
+        num_failed: samples that could not be scored in this call
+        num_with_scores: samples of the whole dataset holding a score
+        failures: ``{sample_id: reason}`` of this call's failures
+        elapsed_s, images_per_s, device, started_at, finished_at
+    """
+
+    def __init__(self, samples, config, key, backend=None, **kwargs):
+        defaults = dict(status="running", num_samples=0, num_todo=0, num_scored=0,
+                        num_failed=0, num_with_scores=0, failures={}, elapsed_s=0.0,
+                        images_per_s=0.0, device=None, started_at=None, finished_at=None,
+                        error=None)
+        defaults.update(kwargs)
+        super().__init__(samples, config, key, backend=backend, **defaults)
+
+    def summary(self) -> str:
+        return (f"{self.key}: {self.status}, {self.num_scored} scored, {self.num_failed} failed "
+                f"of {self.num_todo} to do ({self.num_samples} in view), "
+                f"{self.images_per_s:.1f} img/s on {self.device}")
+
+    def __repr__(self):
+        return f"<QualityRunResults {self.summary()}>"
+
+
+def list_quality_runs(samples) -> List[str]:
+    """Keys (= field names) of the quality runs on ``samples``' dataset."""
+    return samples._root_dataset.list_runs(method=METHOD)
+
+
+def get_quality_run_info(samples, key):
+    """The :class:`fiftyone.core.runs.RunInfo` of quality run ``key``."""
+    _check_quality_run(samples, key)
+    return samples._root_dataset.get_run_info(key)
+
+
+def load_quality_run(samples, key) -> QualityRunResults:
+    """Reloads the results of quality run ``key``.
+
+    The dataset is reloaded first: the record may have been rewritten by
+    another process (a delegated worker, a resumed run) since it was loaded.
+    """
+    dataset = samples._root_dataset
+    dataset.reload()
+    _check_quality_run(dataset, key)
+    results = dataset.load_run_results(key, cache=False)
+    if getattr(results.config, "shards", None):
+        _merge_shards(dataset, key, results)
+    return results
+
+
+def _merge_shards(dataset, key, results):
+    """A sharded run's record: its shards' progress, added up."""
+    shards = ShardStore().get(dataset, key)
+    results.shards = [{k: s.get(k) for k in ("index", "status", "num_todo", "num_scored", "num_failed",
+                                            "operation_id", "error")} for s in shards]
+    results.status = merged_status(shards) if shards else results.status
+    results.num_todo = sum(s.get("num_todo", 0) for s in shards)
+    results.num_scored = sum(s.get("num_scored", 0) for s in shards)
+    results.num_failed = sum(s.get("num_failed", 0) for s in shards)
+    results.failures = {k: v for s in shards for k, v in (s.get("failures") or {}).items()}
+    results.elapsed_s = max([s.get("elapsed_s") or 0 for s in shards] or [0])
+    results.num_with_scores = dataset.count(key)
+    results.progress = results.num_with_scores / results.num_samples if results.num_samples else 1.0
+
+
+def delete_quality_run(samples, key) -> None:
+    """Deletes quality run ``key`` and the fields it created."""
+    _check_quality_run(samples, key)
+    samples._root_dataset.delete_run(key)
+
+
+def _check_quality_run(samples, key):
+    runs = list_quality_runs(samples)
+    if key not in runs:
+        raise ValueError(
+            f"No quality run '{key}' on dataset '{samples._root_dataset.name}'. "
+            f"Quality runs: {', '.join(runs) or 'none'}"
+        )
