@@ -15,6 +15,7 @@ from .app.plugin import install_plugin
 from .demo import run_demo
 from .metrics import OFFLINE_PYIQA_METRICS, create_metric, list_metrics, metric_traits
 from .scoring import ShardedRun, delete_quality_run, list_quality_runs, load_quality_run
+from .scoring.plan import parse_metric_options
 
 
 def _cmd_demo(args):
@@ -64,14 +65,7 @@ def _cmd_score(args):
 def _metric_options(as_json: Optional[str], pairs: Optional[List[str]]) -> Optional[dict]:
     """Metric options from ``--options '{...}'`` and repeated ``--option key=value`` (a
     value is read as JSON when it parses, e.g. ``tta=flip``, ``temperature=2``, ``backbone=["a","b"]``)."""
-    options = {}
-    if as_json:
-        try:
-            options = json.loads(as_json)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"--options is not JSON: {e}") from None
-        if not isinstance(options, dict):
-            raise ValueError("--options must be a JSON object")
+    options = parse_metric_options(as_json) if as_json else {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():

@@ -138,9 +138,10 @@ def test_tta_flip_averages_mirror_logits(photos):
     plain = dq.create_metric("aligned")
     flip = dq.create_metric("aligned", tta="flip")
     x = photos[:4]
-    with torch.inference_mode():
-        z = plain.logits(x)[0]
-        zf = plain.logits(x.flip(-1))[0]
+    model = plain.backbones[0].model
+    with torch.inference_mode():  # the weights' preprocessing by hand, not the metric's
+        z = model((x * 255 - 127) / 128)
+        zf = model((x.flip(-1) * 255 - 127) / 128)
     expected = torch.softmax((z + zf) / 2, 1).max(1).values.double()
     assert torch.allclose(flip.score(x), expected, atol=1e-5)
     assert flip.describe()["tta"] == "flip" and "tta" not in plain.describe()
@@ -157,10 +158,9 @@ def test_tta_multiscale_averages_probabilities_of_three_views(photos):
     assert reduced_size(224) == 176 and reduced_size(240) == 192 and reduced_size(260) == 208
     small = torch.nn.functional.interpolate(x, size=(176, 176), mode="bilinear", antialias=True,
                                             align_corners=False)
-    with torch.inference_mode():
-        views = [plain.logits(v)[0] for v in (x, x.flip(-1))]
-        bb = plain.backbones[0]
-        views.append(bb.model(bb.normalize(small)))
+    model = plain.backbones[0].model
+    with torch.inference_mode():  # the weights' preprocessing by hand, not the metric's
+        views = [model((v * 255 - 127) / 128) for v in (x, x.flip(-1), small)]
     expected = torch.stack([torch.softmax(z, 1) for z in views]).mean(0).max(1).values.double()
     assert torch.allclose(multi.score(x), expected, atol=1e-5)
     assert multi.describe()["tta"] == "multiscale"

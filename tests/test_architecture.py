@@ -11,7 +11,6 @@ import textwrap
 
 import pytest
 
-import fiftyone as fo
 
 import fiftyone_dnniqa as dq
 from fiftyone_dnniqa.metrics import registry

@@ -77,7 +77,7 @@ def bad_files(tmp_path):
 
     out["zero"] = (w("zero.jpg", b""), "empty file")
     out["truncated_jpeg"] = (w("trunc.jpg", good.getvalue()[: len(good.getvalue()) // 2]), "truncated")
-    out["truncated_png"] = (w("trunc.png", png.getvalue()[: len(png.getvalue()) // 2]), "")
+    out["truncated_png"] = (w("trunc.png", png.getvalue()[: len(png.getvalue()) // 2]), "truncated")
     out["random_bytes"] = (w("noise.png", os.urandom(2048)), "not an image")
     out["text"] = (w("notes.jpg", b"this is not an image\n"), "not an image")
     d = tmp_path / "folder.jpg"

@@ -4,11 +4,11 @@ and its callbacks executed through FiftyOne's operator machinery as the App call
 import copy
 import json
 import os
-import time
 
 import numpy as np
 import pydash
 import pytest
+import scipy.stats
 
 import fiftyone as fo
 import fiftyone.operators as foo
@@ -217,6 +217,19 @@ def test_on_load_renders_table_and_plots(plugin, cls_ds):
     json.dumps(app.data, allow_nan=False)
 
 
+def test_changing_the_dataset_resets_the_choices(plugin, cls_ds):
+    """The App keeps the panel's state when the user opens another dataset: the choices
+    made on the old one (its fields, its evaluation) must not survive."""
+    P.CACHE.clear()
+    app = FakeApp(cls_ds, state={"fields": ["q_of_the_old_dataset"], "field": "q_of_the_old_dataset",
+                                 "target": "old_eval:confidence", "stats_key": "stale"})
+    app.call("on_change_dataset")
+    st = app.state
+    assert st["target"] == "eval:correct" and st["fields"] == ["iqa_entropy"]
+    assert st["field"] == "iqa_entropy" and st["stats_key"] != "stale" and st["message"] is None
+    assert [r["field"] for r in app.data["ranking"]] == ["iqa_entropy"]
+
+
 def test_rerenders_use_the_cache(plugin, cls_ds):
     P.CACHE.clear()
     app = FakeApp(cls_ds)
@@ -397,38 +410,27 @@ def _synthetic(n=100_000, base=12_500, seed=0):
     return ds
 
 
-def test_statistics_time_on_100k_samples(plugin):
-    t0 = time.perf_counter()
+def test_statistics_on_100k_samples_subsample_and_cache(plugin):
+    """At scale: one read, a reproducible 5,000-point scatter, the ranking against scipy,
+    and the panel served from its cache after the first load."""
     ds = _synthetic()
-    built = time.perf_counter() - t0
     try:
         assert len(ds) == 100_000
-        t0 = time.perf_counter()
         stats = P.panel_statistics(ds, ["q_sharp", "q_noise"])
-        elapsed = time.perf_counter() - t0
         assert stats["n_samples"] == 100_000 and stats["field"] == "q_sharp"
-        assert stats["ranking"][0]["spearman"]["estimate"] > 0.3
+        ids, target = get_target(ds)
+        q = np.asarray(ds.values("q_sharp"), float)
+        assert stats["ranking"][0]["spearman"]["estimate"] == pytest.approx(
+            scipy.stats.spearmanr(q, target).statistic, abs=1e-9)
         assert stats["scatter"]["n_shown"] == P.MAX_POINTS and stats["scatter"]["n_total"] == 100_000
         title = P.plot_traces(stats)["scatter"]["layout"]["title"]["text"]
         assert "random 5,000 of 100,000 samples shown" in title
-        t = stats["timings"]
-        print(f"\n100k samples, 2 fields, n_boot={P.N_BOOT}: statistics {elapsed:.2f} s "
-              f"(read {t['read_s']:.2f} s, compute {t['stats_s']:.2f} s); dataset built in {built:.1f} s")
         # through the panel: first load computes, a re-render is served from the cache
         P.CACHE.clear()
         app = FakeApp(ds, state={"fields": ["q_sharp", "q_noise"]})
-        t0 = time.perf_counter()
         app.call("on_load")
-        first = time.perf_counter() - t0
-        t0 = time.perf_counter()
         app.call("on_change_view", value=[])
-        cached = time.perf_counter() - t0
-        t0 = time.perf_counter()
         app.call("on_change_field", value="q_noise", path="field")
-        switch = time.perf_counter() - t0
-        payload = len(json.dumps(app.data))
-        print(f"panel on_load {first:.2f} s, re-render {cached:.2f} s, field switch {switch:.2f} s, "
-              f"panel data {payload / 1e6:.2f} MB")
         assert P.CACHE.misses == 1
     finally:
         ds.delete()

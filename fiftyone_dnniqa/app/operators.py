@@ -26,6 +26,7 @@ from ..scoring import (
     load_quality_run,
     plan_quality,
 )
+from ..scoring.plan import parse_metric_options
 from .sharding import queue_shards
 
 #: views larger than this are delegated by default (immediate operations are
@@ -171,14 +172,7 @@ def _metric_options(params):
     value = params.get("metric_options")
     if not value:
         return None
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"metric options must be a JSON object, e.g. {{\"tta\": \"flip\"}}: {e}") from None
-    if not isinstance(value, dict):
-        raise ValueError("metric options must be a JSON object, e.g. {\"tta\": \"flip\"}")
-    return value
+    return parse_metric_options(value) if isinstance(value, str) else value
 
 
 def _scoring_outcome(results) -> dict:

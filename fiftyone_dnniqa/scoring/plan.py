@@ -122,6 +122,17 @@ def plan_quality(
     )
 
 
+def parse_metric_options(text: str) -> dict:
+    """Metric options written as a JSON object (forms, command lines)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f'metric options must be a JSON object, e.g. {{"tta": "flip"}}: {e}') from None
+    if not isinstance(value, dict):
+        raise ValueError('metric options must be a JSON object, e.g. {"tta": "flip"}')
+    return value
+
+
 def resolve_fields(metrics, field, many) -> List[str]:
     """One valid, distinct field name per metric."""
     if field is None:
