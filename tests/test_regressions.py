@@ -15,7 +15,6 @@ import pytest
 import scipy.special
 import scipy.stats
 import torch
-from PIL import Image
 
 import fiftyone as fo
 import fiftyone.operators as foo
@@ -34,18 +33,10 @@ from fiftyone_dnniqa.metrics.backbones import load_backbone
 from fiftyone_dnniqa.scoring import loading
 
 from conftest import IMAGENET
+from test_engine import _gray_files
 
 URI = f"{PLUGIN_NAME}/compute_quality"
 SCRIPT = "<script>alert(1)</script>"
-
-
-def _gray_files(tmp_path, values, prefix="g"):
-    paths = []
-    for i, v in enumerate(values):
-        p = tmp_path / f"{prefix}{i:03d}.png"
-        Image.new("RGB", (40, 30), (v, v, v)).save(p)
-        paths.append(str(p))
-    return paths
 
 
 def _labels():
