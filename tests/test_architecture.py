@@ -23,7 +23,9 @@ PACKAGE = os.path.join(ROOT, "fiftyone_dnniqa")
 LINT = os.path.join(os.path.dirname(sys.executable), "lint-imports")
 
 #: function-local imports allowed: heavy or optional dependencies, deferred on purpose
+#: (torchvision and timm import torch._dynamo: about 2 s on every start of the CLI)
 DEFERRED = {"pyiqa", "open_clip", "matplotlib", "playwright", "skimage", "sklearn",
+            "torchvision", "torchvision.io", "timm", "timm.data",
             "importlinter", "pyiqa.default_model_configs", "pyiqa.utils.download_util",
             "matplotlib.pyplot", "open_clip.constants", "imagecorruptions"}
 

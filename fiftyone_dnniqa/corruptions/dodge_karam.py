@@ -16,7 +16,6 @@ from typing import Callable, Dict, Optional, Tuple
 
 import torch
 from PIL import features
-from torchvision.io import decode_jpeg, encode_jpeg
 
 from .filters import _batched, _pil_roundtrip, _randn, _sep_filter
 
@@ -51,6 +50,8 @@ def contrast(x: torch.Tensor, level: float) -> torch.Tensor:
 @_batched
 def jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:
     """JPEG round trip at ``quality`` (1..100), through torchvision's codec."""
+    from torchvision.io import decode_jpeg, encode_jpeg  # deferred: imports torch._dynamo (about 2 s)
+
     q = int(min(100, max(1, quality)))
     u8 = (x.detach().cpu() * 255).round_().clamp_(0, 255).to(torch.uint8)
     out = [decode_jpeg(encode_jpeg(img, quality=q)) for img in u8]

@@ -16,9 +16,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Tuple
 
-import timm
 import torch
-import torchvision
 
 from .imagenet import imagenet_synsets, normalize
 from .weights import MissingWeightsError, is_offline, offline_weights
@@ -64,6 +62,8 @@ def load_backbone(name: str = "efficientnet_lite0") -> Backbone:
 
 
 def _load_lite(name: str) -> Backbone:
+    import timm  # deferred: imports torch._dynamo (about 2 s)
+
     crop, module, cls = _LITE[name]
     pip_name = module.replace("_", "-")
     try:
@@ -90,6 +90,8 @@ def _load_lite(name: str) -> Backbone:
 
 
 def _load_timm(model_name: str) -> Backbone:
+    import timm  # deferred: imports torch._dynamo (about 2 s)
+
     try:
         with offline_weights(f"timm:{model_name}"):
             model = timm.create_model(model_name, pretrained=True)
@@ -110,6 +112,8 @@ def _load_timm(model_name: str) -> Backbone:
 
 
 def _load_torchvision(model_name: str) -> Backbone:
+    import torchvision  # deferred: imports torch._dynamo (about 2 s)
+
     with offline_weights(f"torchvision:{model_name}"):
         model = torchvision.models.get_model(model_name, weights="DEFAULT")
     model.eval()

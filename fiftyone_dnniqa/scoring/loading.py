@@ -13,7 +13,6 @@ from typing import Callable, List, Optional, Sequence
 
 import torch
 from PIL import Image
-from torchvision.io import ImageReadMode, decode_jpeg
 
 from ..core.images import DEFAULT_MAX_PIXELS, ImageLoadError, InputSpec, prepare, read_image
 
@@ -54,6 +53,8 @@ def decode_jpegs(
     todo = [it for it in items if "jpeg" in it]
     if not todo:
         return
+    from torchvision.io import ImageReadMode, decode_jpeg  # deferred: imports torch._dynamo (about 2 s)
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torchvision 0.29 deprecates its decoders for TorchCodec
         try:
