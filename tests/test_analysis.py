@@ -318,6 +318,55 @@ def test_rank_fields_orders_by_spearman():
     assert cont[0].auroc is None
 
 
+@pytest.mark.parametrize("bins", [5, 30, "auto"])
+def test_distribution_equals_numpy_field_by_field(bins):
+    rng = np.random.default_rng(5)
+    v = rng.gamma(2.0, size=701)
+    d = A.distribution(list(v) + [None, np.nan, np.inf], bins=bins)
+    counts, edges = np.histogram(v, bins=bins)
+    assert (d.n, d.n_missing) == (701, 3)
+    assert d.counts == counts.tolist() and d.edges == edges.tolist()
+    want = dict(zip(["min", "p5", "p25", "median", "p75", "p95", "max"],
+                    np.quantile(v, [0, 0.05, 0.25, 0.5, 0.75, 0.95, 1])))
+    assert d.quantiles == pytest.approx(want, rel=1e-12)
+    assert d.mean == pytest.approx(v.mean(), rel=1e-12) and d.std == pytest.approx(v.std(ddof=1), rel=1e-12)
+    assert all(type(c) is int for c in d.counts) and all(type(e) is float for e in d.edges)
+
+
+def test_distribution_of_one_and_of_no_value():
+    one = A.distribution([3.5, None])
+    assert (one.n, one.n_missing, one.mean, one.min, one.max, one.median) == (1, 1, 3.5, 3.5, 3.5, 3.5)
+    assert math.isnan(one.std) and one.counts == np.histogram([3.5], bins=30)[0].tolist()
+    none = A.distribution([None, np.nan])
+    assert (none.n, none.n_missing, none.counts, none.edges) == (0, 2, [], [])
+    for k in ("mean", "std", "min", "p5", "p25", "median", "p75", "p95", "max"):
+        assert math.isnan(getattr(none, k)), k
+
+
+def test_format_table_inputs_and_cells():
+    row = {"x": 1.0, "y": None, "z": "a\nb|c"}
+    assert A.format_table([row]).splitlines() == ["| x | y | z |", "| --- | --- | --- |",
+                                                  "| 1.000 |  | a b\\|c |"]
+    assert A.format_table(None) == A.format_table([])
+    assert A.format_table([]).splitlines() == ["|  |", "||"]
+    # columns in first-seen order over all rows, chosen columns in the given order
+    rows = [{"b": 1}, {"a": 2, "b": 3}]
+    assert A.format_table(rows).splitlines()[0] == "| b | a |"
+    assert A.format_table(rows, columns=["a"]).splitlines() == ["| a |", "| --- |", "|  |", "| 2 |"]
+    # a mapping of results, one result, and objects with to_row/to_dict
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=200)
+    corr = A.correlations(x, x + rng.normal(size=200), n_boot=20)
+    by_map, by_list = A.format_table(corr), A.format_table(list(corr.values()))
+    assert by_map == by_list and by_map.splitlines()[0].startswith("| method |")
+    one = A.correlate(x, x, n_boot=20)
+    assert A.format_table(one) == A.format_table([one])
+    dist = A.distribution(x)
+    assert A.format_table([dist]).splitlines()[0] == "| " + " | ".join(dist.to_row()) + " |"
+    with pytest.raises(TypeError, match="cannot tabulate int"):
+        A.format_table([3])
+
+
 def test_distribution_and_format_table():
     rng = np.random.default_rng(0)
     v = rng.normal(size=1000)
