@@ -74,7 +74,8 @@ class QualityRun(fors.Run):
 
     def _validate_run(self, samples, key, existing_info):
         """A field keeps the scores of one metric (with one set of options), unless the
-        caller allows replacing them (``config.allow_other_metric``, not stored)."""
+        caller allows replacing them (``config._allow_other_metric``, set by
+        :func:`build_run_config` from ``overwrite`` and never stored)."""
         old, new = existing_info.config, self.config
         if getattr(new, "_allow_other_metric", False):
             return

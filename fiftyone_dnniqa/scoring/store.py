@@ -1,8 +1,8 @@
 """The package's own MongoDB collections (field leases, shard state), beside FiftyOne's.
 
 Every document carries the id of the dataset it belongs to (``dataset_id``), so that
-:func:`delete_dataset_state` removes a dataset's documents when its last quality run
-goes, and :func:`prune_orphans` removes those of datasets that no longer exist.
+:func:`prune_orphans` can remove those of datasets that no longer exist (FiftyOne's
+``Dataset.delete()`` offers no hook; the stores prune whenever they are opened).
 """
 
 from __future__ import annotations
@@ -25,12 +25,6 @@ def utc_now() -> datetime.datetime:
 def collection(name: str):
     """One of this package's collections in FiftyOne's database."""
     return foo_odm.get_db_conn()[name]
-
-
-def delete_dataset_state(dataset_id) -> None:
-    """Removes every document of ``dataset_id`` from this package's collections."""
-    for name in (LOCKS, SHARDS):
-        collection(name).delete_many({"dataset_id": str(dataset_id)})
 
 
 def prune_orphans() -> int:
