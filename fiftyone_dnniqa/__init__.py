@@ -3,43 +3,45 @@
 Library first: metrics, scoring and analysis are plain Python; the FiftyOne
 operators and panels (:mod:`fiftyone_dnniqa.app`) are thin faces over them.
 See ARCHITECTURE.md for the layers.
+
+The public names below are imported on first use (PEP 562), so that
+``import fiftyone_dnniqa.metrics`` or ``.core`` does not import FiftyOne: the
+metrics, the corruptions and the loader run where FiftyOne is not installed
+(``benchmarks/device_check.py`` on a bare GPU machine). ``dq.compute_quality``
+and every other name resolve to the same objects as an eager import would give.
 """
 
-# Scoring a dataset, and its run records
-from .api import compute_quality
-from .core.devices import resolve_device
-from .core.images import ImageLoadError, read_image
-from .scoring import (
-    FieldBusyError,
-    QualityRunConfig,
-    QualityRunResults,
-    ShardedRun,
-    default_field,
-    delete_quality_run,
-    get_quality_run_info,
-    list_quality_runs,
-    load_quality_run,
-)
-from .app.sharding import rerun_shard
+from .core.lazy import lazy_exports
 
-# Metrics
-from .metrics import QualityMetric, create_metric, list_metrics, metric_traits, register_metric
-from .metrics.training import fit_tg_iqa
-from .metrics.weights import MissingWeightsError
+#: public name -> the module that defines it, grouped as the API reads
+_API = {
+    # Scoring a dataset, and its run records
+    "compute_quality": ".api", "resolve_device": ".core.devices",
+    "ImageLoadError": ".core.images", "read_image": ".core.images",
+    **dict.fromkeys(["FieldBusyError", "QualityRunConfig", "QualityRunResults", "ShardedRun",
+                     "default_field", "delete_quality_run", "get_quality_run_info",
+                     "list_quality_runs", "load_quality_run"], ".scoring"),
+    "rerun_shard": ".app.sharding",
+    # Metrics
+    **dict.fromkeys(["QualityMetric", "create_metric", "list_metrics", "metric_traits",
+                     "register_metric"], ".metrics"),
+    "fit_tg_iqa": ".metrics.training", "MissingWeightsError": ".metrics.weights",
+    # Corruptions
+    "build_sweep": ".corruptions",
+    # Analysis
+    **dict.fromkeys(["auroc", "correlate", "correlations", "rank_fields"], ".analysis"),
+    **dict.fromkeys(["hard_samples", "save_hard_view", "tag_hard_samples"], ".analysis.difficulty"),
+    **dict.fromkeys(["PerformancePrior", "apply_prior"], ".analysis.prior"),
+    **dict.fromkeys(["render_report", "write_report"], ".analysis.report"),
+    **dict.fromkeys(["NoEvaluationError", "get_target", "list_targets"], ".analysis.targets"),
+    # The FiftyOne plugin entry point (fiftyone.yml's __init__.py imports it from here)
+    "register": ".app.plugin",
+    "__version__": ".version",
+}
 
-# Corruptions
-from .corruptions import build_sweep
-
-# Analysis
-from .analysis import auroc, correlate, correlations, rank_fields
-from .analysis.difficulty import hard_samples, save_hard_view, tag_hard_samples
-from .analysis.prior import PerformancePrior, apply_prior
-from .analysis.report import render_report, write_report
-from .analysis.targets import NoEvaluationError, get_target, list_targets
-
-# The FiftyOne plugin entry point (fiftyone.yml's __init__.py imports it from here)
-from .app.plugin import register
-from .version import __version__
+#: subpackages and modules reachable as attributes (``dq.analysis``), as after an eager import
+_SUBMODULES = {"analysis", "api", "app", "cli", "core", "corruptions", "demo", "metrics", "runs",
+               "scoring", "version"}
 
 __all__ = [
     "compute_quality", "resolve_device", "ImageLoadError", "read_image", "FieldBusyError",
@@ -51,3 +53,6 @@ __all__ = [
     "tag_hard_samples", "PerformancePrior", "apply_prior", "render_report", "write_report",
     "NoEvaluationError", "get_target", "list_targets", "register", "__version__",
 ]
+
+
+__getattr__, __dir__ = lazy_exports(__name__, _API, __all__, _SUBMODULES)

@@ -18,13 +18,20 @@ draws whatever device the images are on. :func:`build_sweep`
 (:mod:`.sweep`) writes a dataset of corrupted copies of a view's images.
 """
 
+from ..core.lazy import lazy_exports
 from .dodge_karam import CORRUPTIONS, DK_LEVELS, contrast, corrupt, gaussian_blur, gaussian_noise, jpeg, jpeg2000
 from .imagenet_c import IMAGENET_C_LEVELS
-from .sweep import DEFAULT_CROP, DEFAULT_RESIZE, build_sweep, resolve_corruptions, save_png
 from .table import SUITES, apply_corruption, corruption_level, list_corruptions
+
+#: the names of :mod:`.sweep`, imported on first use (PEP 562): sweeps write FiftyOne
+#: datasets, the corruptions themselves need no FiftyOne
+_SWEEP = ("DEFAULT_CROP", "DEFAULT_RESIZE", "build_sweep", "resolve_corruptions", "save_png")
 
 __all__ = [
     "gaussian_blur", "gaussian_noise", "contrast", "jpeg", "jpeg2000", "corrupt", "CORRUPTIONS",
     "apply_corruption", "corruption_level", "list_corruptions", "SUITES", "DK_LEVELS", "IMAGENET_C_LEVELS",
     "build_sweep", "save_png", "resolve_corruptions", "DEFAULT_RESIZE", "DEFAULT_CROP",
 ]
+
+
+__getattr__, __dir__ = lazy_exports(__name__, dict.fromkeys(_SWEEP, ".sweep"), __all__)

@@ -2,23 +2,22 @@
 
 :func:`~.plan.plan_quality` resolves and checks a call into a :class:`~.plan.QualityPlan`;
 :func:`~.execute.execute_plan` runs it (whole, or one :class:`~.shards.ShardSpec` of it).
+
+The names below are imported on first use (PEP 562): the loader (:mod:`.loading`) then
+imports without FiftyOne, which only the plan, the run records and the writer need.
 """
 
-from .execute import execute_plan
-from .locks import FieldBusyError, FieldLock
-from .plan import QualityPlan, default_field, plan_quality
-from .runs import (
-    METHOD,
-    QualityRunConfig,
-    QualityRunResults,
-    build_run_config,
-    delete_quality_run,
-    error_field_for,
-    get_quality_run_info,
-    list_quality_runs,
-    load_quality_run,
-)
-from .shards import ShardedRun, ShardSpec, ShardStore, shard_specs
+from ..core.lazy import lazy_exports
+
+#: public name -> the module of this package that defines it
+_API = {
+    "execute_plan": ".execute", "FieldBusyError": ".locks", "FieldLock": ".locks",
+    "error_field_for": ".names", "QualityPlan": ".plan", "default_field": ".plan", "plan_quality": ".plan",
+    **dict.fromkeys(["METHOD", "QualityRunConfig", "QualityRunResults", "build_run_config",
+                     "delete_quality_run", "get_quality_run_info",
+                     "list_quality_runs", "load_quality_run"], ".runs"),
+    **dict.fromkeys(["ShardedRun", "ShardSpec", "ShardStore", "shard_specs"], ".shards"),
+}
 
 __all__ = [
     "execute_plan", "plan_quality", "QualityPlan", "default_field", "FieldBusyError", "FieldLock",
@@ -26,3 +25,6 @@ __all__ = [
     "error_field_for", "get_quality_run_info", "list_quality_runs", "load_quality_run",
     "ShardedRun", "ShardSpec", "ShardStore", "shard_specs",
 ]
+
+
+__getattr__, __dir__ = lazy_exports(__name__, _API, __all__)

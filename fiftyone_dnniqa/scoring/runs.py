@@ -12,14 +12,10 @@ from typing import List
 
 import fiftyone.core.runs as fors
 
+from .names import error_field_for
 from .shards import ShardStore, merged_status
 
 METHOD = "dnniqa.compute_quality"
-
-
-def error_field_for(field: str) -> str:
-    """The field holding per-sample failure reasons for ``field``."""
-    return f"{field}_error"
 
 
 class QualityRunConfig(fors.RunConfig):

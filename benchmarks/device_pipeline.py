@@ -1,0 +1,175 @@
+"""The engine's scoring pipeline against an in-memory sink, and the measuring helpers of
+``benchmarks/device_check.py``.
+
+The GPU machine has torch, torchvision and timm but no FiftyOne and no MongoDB (and they do
+not fit in the files that travel there), so ``compute_quality`` cannot run there. What runs
+instead is the engine's own pipeline, the pieces ``scoring/execute.py`` composes, minus the
+database: :class:`~fiftyone_dnniqa.scoring.loading.SampleImages` in a DataLoader with the
+settings of ``execute._loader`` (batches of loader items, pinned memory on CUDA, prefetch 4),
+:func:`~fiftyone_dnniqa.scoring.loading.decode_jpegs` (nvJPEG on CUDA), and
+:class:`~fiftyone_dnniqa.scoring.scorers.Job` with
+:func:`~fiftyone_dnniqa.scoring.scorers.score_batch` (grouping, autocast, out-of-memory
+back-off, bisection). The writer's ``set_values`` becomes a dict.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+
+from fiftyone_dnniqa.scoring import loading, scorers
+
+
+def make_loader(data, batch_size: int, num_workers: int, device: torch.device):
+    """A DataLoader with the settings ``execute._loader`` gives the engine's."""
+    num_workers = min(num_workers, -(-len(data) // batch_size))
+    return torch.utils.data.DataLoader(
+        data, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+        collate_fn=loading.collate_items, pin_memory=device.type == "cuda",
+        persistent_workers=False, prefetch_factor=4 if num_workers else None)
+
+
+def score_files(metric, files: Sequence[str], device: torch.device, batch_size: int = 64,
+                num_workers: int = 0, decode: str = "device", amp: bool = True,
+                refs: Optional[Sequence[str]] = None, labels: Optional[Sequence] = None,
+                state: Optional[dict] = None):
+    """Scores ``files`` through the engine's pipeline; returns ``(scores, failures)``.
+
+    ``scores`` is a float array in the order of ``files`` (NaN where a file failed),
+    ``failures`` the sink's ``{index: reason}``. ``decode="device"`` hands plain JPEGs to
+    ``decode_jpegs`` on ``device``; ``"workers"`` decodes with PIL in the loader workers.
+    ``state`` (``{"max_batch": ...}``) is the engine's out-of-memory state: pass one to read
+    the batch size the run ended with.
+    """
+    metric.to(device)
+    spec, raw_jpeg = metric.input_spec, decode == "device"
+    data = loading.SampleImages(files, [spec], reference_paths=refs, labels=labels, raw_jpeg=raw_jpeg)
+    ids = [str(i) for i in range(len(files))]
+    todo = np.ones((len(files), 1), dtype=bool)
+    job = scorers.Job(metric=metric, field="score", spec_index=0, in_worker=False, todo=todo[:, 0])
+    state = state if state is not None else {}
+    state.setdefault("max_batch", batch_size)
+    sink = {}
+    for batch in make_loader(data, batch_size, num_workers, device):
+        if raw_jpeg:
+            loading.decode_jpegs(batch, [spec], device)
+        scorers.score_batch(job, 0, batch, ids, todo, device, amp, state)
+        sink.update(job.scores)  # the writer's flush, into memory
+        job.scores, job.errors = {}, {}
+    scores = np.array([np.nan if sink.get(i) is None else sink[i] for i in ids], dtype=float)
+    return scores, {int(k): v for k, v in job.failures.items()}
+
+
+def decode_only(files, spec, device, batch_size, num_workers, decode="device") -> int:
+    """The decode bound's work: the loader and (``decode="device"``) ``decode_jpegs``,
+    synchronised; returns the number of images decoded."""
+    raw_jpeg = decode == "device"
+    data = loading.SampleImages(files, [spec], raw_jpeg=raw_jpeg)
+    done = 0
+    for batch in make_loader(data, batch_size, num_workers, device):
+        if raw_jpeg:
+            loading.decode_jpegs(batch, [spec], device)
+        done += sum("images" in it for it in batch)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return done
+
+
+def decoded_pool(files, spec, device, batch_size=64):
+    """``files`` decoded and prepared on ``device``: a list of uint8 (3, H, W) tensors."""
+    items = [loading.SampleImages(files, [spec], raw_jpeg=True)[i] for i in range(len(files))]
+    for k in range(0, len(items), batch_size):
+        loading.decode_jpegs(items[k:k + batch_size], [spec], device)
+    return [it["images"][0].to(device) for it in items if "images" in it]
+
+
+def compute_only(metric, pool, n: int, batch_size: int, device, amp: bool = True) -> int:
+    """The compute bound's work: ``score_batch`` on images already decoded on the device,
+    ``n`` images in batches of ``batch_size`` cycling through ``pool``."""
+    metric.to(device)
+    ids = [str(i) for i in range(len(pool))]
+    todo = np.ones((len(pool), 1), dtype=bool)
+    job = scorers.Job(metric=metric, field="score", spec_index=0, in_worker=False, todo=todo[:, 0])
+    state = {"max_batch": batch_size}
+    for start in range(0, n, batch_size):
+        batch = [{"index": k % len(pool), "images": [pool[k % len(pool)]]}
+                 for k in range(start, min(n, start + batch_size))]
+        scorers.score_batch(job, 0, batch, ids, todo, device, amp, state)
+        job.scores = {}  # score_batch returns scores on the CPU: each batch is synchronised
+    return n
+
+
+def rate(fn) -> float:
+    """Images per second of ``fn()``, which returns how many images it handled."""
+    t = time.perf_counter()
+    done = fn()
+    return done / (time.perf_counter() - t)
+
+
+def spearman(a, b) -> float:
+    """Spearman's rank correlation of two score arrays (NaN pairs dropped)."""
+    from scipy.stats import spearmanr  # deferred: only the agreement checks need it
+
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    keep = np.isfinite(a) & np.isfinite(b)
+    if keep.sum() < 3 or np.ptp(a[keep]) == 0 or np.ptp(b[keep]) == 0:
+        return float("nan")
+    return float(spearmanr(a[keep], b[keep])[0])
+
+
+def max_abs(a, b) -> float:
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if a.shape != b.shape or np.isnan(a).any() != np.isnan(b).any():
+        return float("inf")
+    d = np.abs(a - b)[np.isfinite(a) & np.isfinite(b)]
+    return float(d.max()) if d.size else 0.0
+
+
+class GPUUtilisation:
+    """Samples the GPU's utilisation (percent) every ``period`` seconds while active:
+    ``torch.cuda.utilization()`` (NVML), else ``nvidia-smi``."""
+
+    def __init__(self, period: float = 0.2):
+        self.period, self.samples = period, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def read() -> Optional[float]:
+        try:
+            return float(torch.cuda.utilization())
+        except Exception:
+            pass
+        try:
+            out = subprocess.run(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"],
+                                 capture_output=True, text=True, timeout=5)
+            return float(out.stdout.split()[0])
+        except Exception:
+            return None
+
+    def _run(self):
+        while not self._stop.wait(self.period):
+            value = self.read()
+            if value is not None:
+                self.samples.append(value)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def summary(self) -> dict:
+        s = np.array(self.samples, dtype=float)
+        if not s.size:
+            return {"n": 0}
+        return {"n": int(s.size), "mean": round(float(s.mean()), 1), "p50": float(np.median(s)),
+                "p10": float(np.percentile(s, 10))}
