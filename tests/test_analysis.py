@@ -2,6 +2,7 @@
 
 import json
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -365,6 +366,22 @@ def test_format_table_inputs_and_cells():
     assert A.format_table([dist]).splitlines()[0] == "| " + " | ".join(dist.to_row()) + " |"
     with pytest.raises(TypeError, match="cannot tabulate int"):
         A.format_table([3])
+
+    class Exported:  # neither a mapping nor a result: tabulated through its to_dict()
+        def to_dict(self):
+            return {"k": 2, "v": np.float32(0.5)}
+
+    assert A.format_table([Exported()]).splitlines()[2] == "| 2 | 0.500 |"
+
+
+def test_distribution_of_two_values_and_bad_input():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one value: no "degrees of freedom" warning, just NaN
+        assert math.isnan(A.distribution([2.0]).std)
+    two = A.distribution([1.0, 4.0])
+    assert two.std == pytest.approx(np.std([1.0, 4.0], ddof=1))
+    with pytest.raises(TypeError, match="^quality must be numeric"):
+        A.distribution(["sharp", "blurred"])
 
 
 def test_distribution_and_format_table():

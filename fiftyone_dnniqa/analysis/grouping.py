@@ -138,7 +138,7 @@ def group_table(quality, target, groups, method: Optional[str] = "spearman",
     G = len(labels)
     if G == 0:
         return []
-    cnt, mq, mt, lo, hi, kind = _grouped_means(codes, G, q, t, confidence, binary=is_binary(t))
+    cnt, mq, mt, lo, hi, kind = _grouped_means(codes, G, q, t, confidence)
     rows = []
     order = np.argsort(codes, kind="stable")
     bounds = np.concatenate([[0], np.cumsum(cnt)])

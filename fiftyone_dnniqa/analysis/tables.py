@@ -40,8 +40,7 @@ def distribution(quality, bins=30) -> Distribution:
 
 
 def _cell(v):
-    s = fmt(v) if isinstance(v, (float, np.floating)) else ("" if v is None else str(v))
-    return s.replace("|", "\\|").replace("\n", " ")
+    return fmt(v).replace("|", "\\|").replace("\n", " ")
 
 
 def format_table(rows, columns: Optional[Sequence[str]] = None) -> str:

@@ -9,17 +9,21 @@ the batch on out-of-memory and isolating a failing sample by bisection.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from dataclasses import dataclass, field as dc_field
-from typing import Dict, List, Optional
+from typing import TYPE_CHECKING, Dict, List, Optional
 
 import numpy as np
 import torch
 
 from ..core.images import to_float
 from ..metrics import QualityMetric
-from .runs import QualityRunResults, error_field_for
+from .names import error_field_for
+
+if TYPE_CHECKING:  # the run record needs FiftyOne; the inner loop does not
+    from .runs import QualityRunResults
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +37,7 @@ class Job:
     spec_index: int
     in_worker: bool
     todo: np.ndarray  # bool per sample of the view
-    results: Optional[QualityRunResults] = None
+    results: Optional["QualityRunResults"] = None
     scores: Dict[str, Optional[float]] = dc_field(default_factory=dict)
     errors: Dict[str, Optional[str]] = dc_field(default_factory=dict)
     failures: Dict[str, str] = dc_field(default_factory=dict)
@@ -160,16 +164,21 @@ def _score_group(job, items, sub_ids, dev, amp, state):
         start += len(chunk)
 
 
+def autocast(metric, dev, amp):
+    """Mixed precision for ``metric`` on ``dev``: bf16 autocast (fp16 where the GPU lacks
+    bf16) on CUDA when ``amp`` is on and the metric supports it, else full precision."""
+    if dev.type == "cuda" and amp and metric.supports_amp:
+        return torch.autocast("cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+    return contextlib.nullcontext()
+
+
 def _run_metric(metric, chunk, k, dev, amp):
     images = to_float(torch.stack([it["images"][k] for it in chunk]).to(dev, non_blocking=True))
     refs = None
     if metric.needs_reference:
         refs = to_float(torch.stack([it["references"][k] for it in chunk]).to(dev, non_blocking=True))
     labels = [it.get("label") for it in chunk]
-    if dev.type == "cuda" and amp and metric.supports_amp:
-        with torch.autocast("cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16):
-            out = call_metric(metric, images, refs, labels)
-    else:
+    with autocast(metric, dev, amp):
         out = call_metric(metric, images, refs, labels)
     out = out.reshape(-1).double().cpu()
     if out.numel() != len(chunk):
