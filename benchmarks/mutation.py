@@ -1,12 +1,15 @@
 """Mutation testing with mutmut, one module at a time against that module's own tests.
 
 Each module is mutated in a throw-away copy of the repository (mutmut 3 writes its
-``mutants/`` folder there), only the test files that belong to it are run, and the
-counts of killed / survived / timed-out mutants land in one Markdown table, with the
-surviving mutants listed under it (``mutmut show <name>`` in that copy shows one).
+``mutants/`` folder there) and only the test files that belong to it are run. The
+counts of killed / survived / timed-out mutants per module are kept in
+``results/mutation.json`` (a run of some modules updates their rows only) and rendered
+as one Markdown table, with every surviving mutant listed under it: the line it changed
+and, when ``mutation_equivalents.toml`` lists it as equivalent, the one-line reason.
+The target counts killed (and timed-out) mutants among the non-equivalent ones.
 
     python benchmarks/mutation.py                       # every module below
-    python benchmarks/mutation.py --module analysis/tables.py --out /tmp/m.md
+    python benchmarks/mutation.py --module analysis/tables.py --keep
 
 Not part of CI: a module takes from a minute (pure statistics) to far longer (modules
 whose tests start FiftyOne's database).
@@ -17,46 +20,118 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 MUTMUT = os.path.join(os.path.dirname(sys.executable), "mutmut")
+RESULTS = os.path.join(HERE, "results", "mutation.json")
+EQUIVALENTS = os.path.join(HERE, "mutation_equivalents.toml")
 
 STATS = ["tests/test_analysis.py"]
-#: module (under fiftyone_dnniqa/) -> the test files that must kill its mutants
+#: The scale test (a million samples, 12 s) is left out of mutation runs: every mutant
+#: of a correlation would pay for it, and the smaller scipy oracles cover the same code.
+FAST_STATS = ["--deselect", "tests/test_analysis.py::test_a_million_samples_match_scipy"]
+#: module (under fiftyone_dnniqa/) -> (test files that must kill its mutants, extra pytest args)
 MODULES = {
-    "analysis/tables.py": STATS,
-    "analysis/results.py": STATS,
-    "analysis/correlation.py": STATS,
-    "analysis/grouping.py": STATS,
-    "analysis/resampling.py": STATS,
-    "analysis/panel_stats.py": ["tests/test_panel.py", "tests/test_regressions.py"],
-    "analysis/report.py": ["tests/test_report_performance.py", "tests/test_security.py",
-                           "tests/test_regressions.py"],
-    "scoring/scorers.py": ["tests/test_engine.py", "tests/test_regressions.py"],
-    "scoring/writer.py": ["tests/test_engine.py", "tests/test_regressions.py"],
-    "scoring/execute.py": ["tests/test_engine.py", "tests/test_regressions.py"],
-    "metrics/aligned.py": ["tests/test_aligned.py", "tests/test_aligned_variants.py",
-                           "tests/test_regressions.py"],
+    "analysis/tables.py": (STATS, FAST_STATS),
+    "analysis/results.py": (STATS + ["tests/test_results.py"], FAST_STATS),
+    "analysis/correlation.py": (STATS + ["tests/test_bootstrap_oracle.py"], FAST_STATS),
+    "analysis/grouping.py": (STATS + ["tests/test_grouping.py"], FAST_STATS),
+    "analysis/resampling.py": (STATS + ["tests/test_bootstrap_oracle.py", "tests/test_grouping.py"],
+                               FAST_STATS),
+    "analysis/panel_stats.py": (["tests/test_panel_stats.py"], []),
+    "analysis/report.py": (["tests/test_report_render.py"], []),
+    "scoring/scorers.py": (["tests/test_scoring_units.py"], []),
+    "scoring/writer.py": (["tests/test_scoring_units.py"], []),
+    "scoring/execute.py": (["tests/test_execute.py"], []),
+    "metrics/aligned.py": (["tests/test_aligned_units.py"], []),
 }
 
 
-def _config(module: str, tests) -> str:
+#: Modules whose tests use FiftyOne's database: a mutant's test process must open its own
+#: connection (a client forked with the parent's connection hangs), so mutmut forks them
+#: from a fork server that has collected the tests but never connected.
+USES_DATABASE = ("analysis/panel_stats.py", "analysis/report.py", "scoring/")
+
+
+def _config(module: str, tests, extra) -> str:
+    isolation = "forkserver" if module.startswith(USES_DATABASE) else "fork"
     return "\n".join([
-        "", "[tool.mutmut]",
+        "", "[tool.mutmut]", f'process_isolation = "{isolation}"',
         f'source_paths = ["fiftyone_dnniqa/{module}"]',
         "pytest_add_cli_args_test_selection = [" + ", ".join(f'"{t}"' for t in tests) + "]",
+        "pytest_add_cli_args = [" + ", ".join(f'"{a}"' for a in extra) + "]",
         'also_copy = ["tests/", "tools/", "fiftyone_dnniqa/"]', "",
     ])
 
 
-def mutate(module: str, tests, timeout: int) -> dict:
-    """Runs mutmut on ``module`` in a copy of the repository; returns its counts."""
+def _mutmut(args, work, env, timeout=600) -> str:
+    return subprocess.run([MUTMUT, *args], cwd=work, env=env, capture_output=True, text=True,
+                          timeout=timeout).stdout
+
+
+#: ``mutmut show`` for many mutants in one process (one start-up instead of one per mutant)
+_SHOW_ALL = """
+import json, sys
+from mutmut.__main__ import find_mutant, get_diff_for_mutant
+names = json.load(sys.stdin)
+print(json.dumps([get_diff_for_mutant(n, path=find_mutant(n).path) for n in names]))
+"""
+
+
+def _diffs(names, work, env) -> list[str]:
+    if not names:
+        return []
+    out = subprocess.run([sys.executable, "-c", _SHOW_ALL], cwd=work, env=env, input=json.dumps(names),
+                         capture_output=True, text=True, timeout=600)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def changed_lines(diff: str) -> tuple[list[str], list[str]]:
+    """The removed and added lines of a unified diff, stripped."""
+    lines = [ln for ln in diff.splitlines() if not ln.startswith(("---", "+++"))]
+    return ([ln[1:].strip() for ln in lines if ln.startswith("-")],
+            [ln[1:].strip() for ln in lines if ln.startswith("+")])
+
+
+def function_of(name: str) -> str:
+    """``pkg.mod.x_func__mutmut_3`` -> ``func``; ``pkg.mod.xǁClsǁmeth__mutmut_3`` -> ``Cls.meth``."""
+    last = re.sub(r"__mutmut_\d+$", "", name.rsplit(".", 1)[-1])
+    return last[2:] if last.startswith("x_") else last.lstrip("x").strip("ǁ").replace("ǁ", ".")
+
+
+def load_equivalents(path: str = EQUIVALENTS) -> list[dict]:
+    if not os.path.isfile(path):
+        return []
+    with open(path, "rb") as f:
+        return tomllib.load(f).get("equivalent", [])
+
+
+def _float_literal_case(line: str) -> str:
+    return re.sub(r'float\("([-+]?\w+)"\)', lambda m: m.group(0).lower(), line)
+
+
+def equivalence(module: str, survivor: dict, equivalents) -> str | None:
+    """The reason a survivor is equivalent, matched on module, function and changed lines."""
+    before, after = survivor["before"], survivor["after"]
+    if before != after and _float_literal_case(before) == _float_literal_case(after):
+        return 'float() reads "nan"/"inf" in any case'
+    for e in equivalents:
+        if (e["module"] == module and e["function"] == survivor["function"]
+                and e["before"] == survivor["before"] and e["after"] == survivor["after"]):
+            return e["reason"]
+    return None
+
+
+def mutate(module: str, tests, extra, timeout: int, keep: bool) -> dict:
+    """Runs mutmut on ``module`` in a copy of the repository; returns its counts and survivors."""
     work = tempfile.mkdtemp(prefix="dnniqa-mutmut-")
     try:
         for name in ("fiftyone_dnniqa", "tests", "tools"):
@@ -65,39 +140,119 @@ def mutate(module: str, tests, timeout: int) -> dict:
         with open(os.path.join(ROOT, "pyproject.toml")) as f:
             config = f.read()
         with open(os.path.join(work, "pyproject.toml"), "w") as f:
-            f.write(config + _config(module, tests))
-        env = dict(os.environ, HF_HUB_OFFLINE="1", TORCH_HOME=os.path.join(ROOT, ".torch-home"))
+            f.write(config + _config(module, tests, extra))
+        # one OpenMP thread: a mutant's process is forked, and a child forked after its
+        # parent used torch's thread pool hangs at its first parallel operation (a false
+        # "timed out"); mutants already run two at a time
+        env = dict(os.environ, HF_HUB_OFFLINE="1", TORCH_HOME=os.path.join(ROOT, ".torch-home"),
+                   OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
         t = time.perf_counter()
         run = subprocess.run([MUTMUT, "run"], cwd=work, env=env, capture_output=True, text=True,
                              timeout=timeout)
         elapsed = time.perf_counter() - t
-        subprocess.run([MUTMUT, "export-cicd-stats"], cwd=work, env=env, capture_output=True, timeout=300)
+        _mutmut(["export-cicd-stats"], work, env)
         stats_path = os.path.join(work, "mutants", "mutmut-cicd-stats.json")
         if run.returncode != 0 or not os.path.isfile(stats_path):
             return {"module": module, "error": (run.stdout + run.stderr).strip().splitlines()[-1:]}
         with open(stats_path) as f:
             stats = json.load(f)
-        results = subprocess.run([MUTMUT, "results"], cwd=work, env=env, capture_output=True,
-                                 text=True, timeout=300).stdout
-        survivors = [ln.strip().split(":")[0] for ln in results.splitlines() if ln.strip().endswith("survived")]
-        return {"module": module, "tests": tests, "seconds": round(elapsed), "survivors": survivors, **stats}
+        names = [ln.strip().split(":")[0] for ln in _mutmut(["results"], work, env).splitlines()
+                 if ln.strip().endswith("survived")]
+        survivors = []
+        for name, diff in zip(names, _diffs(names, work, env)):
+            before, after = changed_lines(diff)
+            survivors.append({"name": name, "function": function_of(name),
+                              "before": " / ".join(before), "after": " / ".join(after)})
+        return {"module": module, "tests": tests, "extra": extra, "seconds": round(elapsed),
+                "date": time.strftime("%Y-%m-%d"), "survivors": survivors, **stats}
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if keep:
+            print(f"kept {work}", flush=True)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
-def table(rows) -> str:
-    out = ["| module | tests | mutants | killed | survived | no tests | timed out | killed % | s |",
-           "|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
+def collect(work: str, module: str, tests, extra) -> dict:
+    """A row from a kept (possibly still running) mutmut copy: what was checked so far.
+
+    For a module whose run cannot finish in the time at hand; the table says how many of
+    its mutants were checked."""
+    from mutmut.stats import status_by_exit_code  # a development tool, only needed here
+
+    with open(os.path.join(work, "mutants", "fiftyone_dnniqa", module + ".meta")) as f:
+        codes = json.load(f)["exit_code_by_key"]
+    status = {name: status_by_exit_code[code] for name, code in codes.items()}
+    checked = {n: st for n, st in status.items() if st != "not checked"}
+    names = sorted((n for n, st in checked.items() if st == "survived"), key=_natural)
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    survivors = []
+    for name, diff in zip(names, _diffs(names, work, env)):
+        before, after = changed_lines(diff)
+        survivors.append({"name": name, "function": function_of(name),
+                          "before": " / ".join(before), "after": " / ".join(after)})
+    count = lambda *kinds: sum(st in kinds for st in checked.values())  # noqa: E731
+    return {"module": module, "tests": tests, "extra": extra, "seconds": None,
+            "date": time.strftime("%Y-%m-%d"), "survivors": survivors, "total": len(checked),
+            "killed": count("killed"), "survived": count("survived"), "timeout": count("timeout"),
+            "no_tests": count("no tests"), "skipped": count("skipped"),
+            "partial": f"{len(checked)} of {len(status)} mutants checked"}
+
+
+def _natural(name: str):
+    head, _, num = name.rpartition("_")
+    return (head, int(num) if num.isdigit() else 0)
+
+
+def score(row: dict, equivalents) -> dict:
+    """Totals of one row, equivalents set apart."""
+    total = row["total"] - row.get("skipped", 0)
+    equivalent = sum(equivalence(row["module"], s, equivalents) is not None for s in row["survivors"])
+    caught = row["killed"] + row["timeout"]
+    real = total - equivalent
+    return {"total": total, "equivalent": equivalent, "caught": caught,
+            "pct": 100 * caught / real if real else float("nan")}
+
+
+def render(rows: dict, equivalents) -> str:
+    out = ["# Mutation testing (mutmut, each module against its own tests)", "",
+           "`python benchmarks/mutation.py`; each row is the latest run of its module, on "
+           f"{os.cpu_count()} CPU cores. *Killed %* counts killed and timed-out mutants among "
+           "the non-equivalent ones (target: at least 90). A row marked *N of M mutants "
+           "checked* is a run cut short (`--collect`): its counts are over the N checked. "
+           "Tests added after a module's run count only when it is run again.", "",
+           "| module | tests | mutants | killed | timed out | survived | equivalent | no tests | "
+           "killed % | s | date |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for module in sorted(rows):
+        r = rows[module]
         if "error" in r:
-            out.append(f"| {r['module']} | | error: {' '.join(r['error'])} | | | | | | |")
+            out.append(f"| {module} | | error: {' '.join(r['error'])} | | | | | | | | |")
             continue
-        total = r["total"] - r.get("skipped", 0)
-        pct = 100 * r["killed"] / total if total else float("nan")
-        out.append(f"| {r['module']} | {', '.join(os.path.basename(t) for t in r['tests'])} | {total} | "
-                   f"{r['killed']} | {r['survived']} | {r['no_tests']} | {r['timeout']} | {pct:.0f} | "
-                   f"{r['seconds']} |")
+        s = score(r, equivalents)
+        total = f"{s['total']} ({r['partial']})" if r.get("partial") else s["total"]
+        seconds = r["seconds"] if r["seconds"] is not None else "cut short"
+        out.append(f"| {module} | {', '.join(os.path.basename(t) for t in r['tests'])} | {total} | "
+                   f"{r['killed']} | {r['timeout']} | {r['survived']} | {s['equivalent']} | "
+                   f"{r['no_tests']} | {s['pct']:.0f} | {seconds} | {r['date']} |")
+    out.append("")
+    for module in sorted(rows):
+        survivors = rows[module].get("survivors") or []
+        if not survivors:
+            continue
+        out += [f"## Surviving mutants of {module}", ""]
+        for sv in survivors:
+            reason = equivalence(module, sv, equivalents)
+            change = f"`{sv['before']}` -> `{sv['after']}`".replace("|", "\\|")
+            tag = f"equivalent: {reason}" if reason else "**not killed**"
+            out.append(f"- `{sv['function']}`: {change}; {tag}")
+        out.append("")
     return "\n".join(out)
+
+
+def _load_rows() -> dict:
+    if not os.path.isfile(RESULTS):
+        return {}
+    with open(RESULTS) as f:
+        return json.load(f)
 
 
 def main(argv=None) -> int:
@@ -105,20 +260,24 @@ def main(argv=None) -> int:
     ap.add_argument("--module", action="append", choices=sorted(MODULES),
                     help="module to mutate (repeatable; default: all)")
     ap.add_argument("--timeout", type=int, default=3 * 3600, help="seconds per module")
+    ap.add_argument("--keep", action="store_true", help="keep the mutmut copy (for mutmut show)")
+    ap.add_argument("--render", action="store_true", help="only re-render the table from the JSON")
+    ap.add_argument("--collect", metavar="DIR",
+                    help="record --module's row from the kept mutmut copy DIR (a run cut short)")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "mutation.md"))
     args = ap.parse_args(argv)
-    rows = []
-    for module in args.module or list(MODULES):
-        rows.append(mutate(module, MODULES[module], args.timeout))
-        print(table(rows[-1:]).splitlines()[-1], flush=True)
-    text = ["# Mutation testing (mutmut, each module against its own tests)", "",
-            f"`python benchmarks/mutation.py` on {os.cpu_count()} CPU cores, {time.strftime('%Y-%m-%d')}.", "",
-            table(rows), ""]
-    for r in rows:
-        if r.get("survivors"):
-            text += [f"## Surviving mutants of {r['module']}", ""] + [f"- `{s}`" for s in r["survivors"]] + [""]
+    equivalents = load_equivalents()
+    for module in [] if args.render else (args.module or list(MODULES)):
+        tests, extra = MODULES[module]
+        row = (collect(args.collect, module, tests, extra) if args.collect
+               else mutate(module, tests, extra, args.timeout, args.keep))
+        rows = _load_rows()  # read again: another run may have added its modules meanwhile
+        rows[module] = row
+        with open(RESULTS, "w") as f:
+            json.dump(rows, f, indent=1, ensure_ascii=False)
+        print(render({module: row}, equivalents).splitlines()[6], flush=True)
     with open(args.out, "w") as f:
-        f.write("\n".join(text))
+        f.write(render(_load_rows(), equivalents))
     print(f"wrote {args.out}")
     return 0
 

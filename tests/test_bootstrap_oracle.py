@@ -11,6 +11,7 @@ bootstrap resample all the same, and the reference applies them the same way.
 """
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -232,9 +233,18 @@ def test_fisher_se_ci_against_the_formula():
     assert R.fisher_se_ci(boot, 0.4, 0.9) == pytest.approx((np.tanh(np.arctanh(0.4) - z * se),
                                                             np.tanh(np.arctanh(0.4) + z * se)))
     hi = R.fisher_se_ci([1.0, 0.9, 0.99], 1.0, 0.95)  # +-1 clipped, not infinite
-    assert all(math.isfinite(v) for v in hi) and hi[1] <= 1.0
-    assert math.isnan(R.fisher_se_ci([0.1, np.nan, np.nan], 0.2, 0.9)[0])
-    assert math.isnan(R.fisher_se_ci([0.1, 0.2], np.nan, 0.9)[1])
+    assert all(math.isfinite(v) for v in hi) and hi[0] < 0.99 and hi[1] <= 1.0
+    lo = R.fisher_se_ci([-1.0, -0.9, -0.99], -1.0, 0.95)
+    assert all(math.isfinite(v) for v in lo) and lo[0] >= -1.0 and lo[1] > -0.99
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # too few replicates: NaN, computed from nothing
+        assert math.isnan(R.fisher_se_ci([0.1, np.nan, np.nan], 0.2, 0.9)[0])
+        assert math.isnan(R.fisher_se_ci([0.1, 0.2], np.nan, 0.9)[1])
+        assert math.isnan(R.fisher_se_ci([0.1, 0.2, 0.3, 0.4] + [np.nan] * 6, 0.2, 0.9)[0])
+    # enough: two finite of four (half), two of three (at least two)
+    for boot in ([0.2, 0.4, np.nan, np.nan], [0.2, 0.4, np.nan]):
+        se = np.std(np.arctanh([0.2, 0.4]), ddof=1)
+        assert R.fisher_se_ci(boot, 0.3, 0.9)[1] == pytest.approx(np.tanh(np.arctanh(0.3) + z * se))
 
 
 @pytest.mark.parametrize("method", ["spearman", "kendall", "pearson"])
@@ -388,3 +398,18 @@ def test_rank_fields_reads_specs_and_directions():
     assert pair.n == 2 and pair.spearman.note == "need at least 3 complete pairs, got 2"
     three = A.rank_fields({"three": (0.1, 0.5, 0.9)}, [0.0, 1.0, 1.0], n_boot=0)[0]
     assert three.n == 3 and three.higher_is_better is True
+
+
+@pytest.mark.parametrize("method", ["spearman", "pearson"])
+def test_rowwise_corr_of_a_constant_row_is_nan_without_warnings(method):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = R.rowwise_corr(np.array([[1.0, 1.0, 1.0], [1.0, 2.0, 3.0]]),
+                             np.array([[1.0, 2.0, 3.0], [3.0, 1.0, 2.0]]), method)
+    assert math.isnan(got[0]) and got[1] == pytest.approx(SCIPY[method]([1, 2, 3], [3, 1, 2])[0])
+
+
+def test_spearman_interval_without_ties_equals_the_reference_bootstrap():
+    q, t = _data(35, seed=13, ties=False)
+    c = A.correlate(q, t, n_boot=80, confidence=0.9, seed=6)
+    assert c.ci == pytest.approx(_reference_ci("spearman", q, t, 80, 0.9, np.random.default_rng(6)), abs=1e-9)

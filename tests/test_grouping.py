@@ -138,13 +138,16 @@ def test_group_table_options():
     assert [r.group for r in single] == ["a"]
 
 
-def test_group_table_bootstrap_is_seeded_through_one_generator():
+@pytest.mark.parametrize("method", ["spearman", "pearson"])
+def test_group_table_bootstrap_is_seeded_through_one_generator(method):
     q, t, g = _grouped_data()
-    rows = A.group_table(q, t, g, n_boot=200, seed=7)
+    order = np.random.default_rng(3).permutation(len(g))  # members of a group interleaved
+    q, t, g = q[order], t[order], g[order]
+    rows = A.group_table(q, t, g, method=method, n_boot=200, seed=7)
     rng = np.random.default_rng(7)  # the groups draw from one generator, in label order
     for r in rows:
-        m = g == r.group
-        ref = A.correlate(q[m], t[m], n_boot=200, seed=rng)
+        m = g == r.group  # a group's samples in their order in the view
+        ref = A.correlate(q[m], t[m], method=method, n_boot=200, seed=rng)
         assert r.correlation.ci == pytest.approx(ref.ci, nan_ok=True)
     assert rows[0].correlation.ci != A.group_table(q, t, g, n_boot=200, seed=8)[0].correlation.ci
 
@@ -279,3 +282,44 @@ def test_group_level_without_bootstrap():
     c = A.group_level_correlation(q, t, codes, n_boot=0)
     assert math.isfinite(c.estimate) and math.isnan(c.ci_low) and math.isnan(c.ci_high)
     assert c.n_boot == 0
+
+
+def test_group_level_interval_equals_the_reference_stratified_bootstrap():
+    """The same draws as the library (a slot of each group takes a uniformly drawn member
+    of that group), each resample's group means correlated by scipy, then
+    tanh(atanh(r) +- z SE) with SE the standard deviation of atanh of the replicates."""
+    q, t, codes = _corrupted_groups(seed=4)
+    order = np.random.default_rng(5).permutation(len(q))
+    q, t, codes = q[order], t[order], codes[order]
+    c = A.group_level_correlation(q, t, codes, method="pearson", n_boot=60, confidence=0.9, seed=3)
+    rng = np.random.default_rng(3)
+    perm = np.argsort(codes, kind="stable")
+    sizes = np.bincount(codes)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    zs = []
+    for u in rng.random((60, len(q))):
+        idx = perm[starts[codes[perm]] + (u * sizes[codes[perm]]).astype(int)]
+        gq = [q[idx][codes[idx] == g].mean() for g in range(len(sizes))]
+        gt = [t[idx][codes[idx] == g].mean() for g in range(len(sizes))]
+        zs.append(np.arctanh(stats.pearsonr(gq, gt)[0]))
+    z, se = np.arctanh(c.estimate), np.std(zs, ddof=1)
+    assert c.ci == pytest.approx((np.tanh(z - stats.norm.ppf(0.95) * se),
+                                  np.tanh(z + stats.norm.ppf(0.95) * se)), abs=1e-9)
+
+
+def test_group_level_defaults_empty_and_single_sample_groups():
+    q, t, codes = _corrupted_groups()
+    q = np.r_[q, 5.0, NAN, NAN]  # group 8 has one sample, group 9 only missing values
+    t = np.r_[t, 1.0, 0.0, 1.0]
+    codes = np.r_[codes, 8, 9, 9]
+    keep = ~np.isnan(q)
+    gq, gt = _means(q[keep], t[keep], codes[keep])
+    c = A.group_level_correlation(q, t, codes, method="pearson")
+    assert (c.n, c.n_missing, c.n_samples) == (9, 2, int(keep.sum()))
+    assert c.estimate == pytest.approx(stats.pearsonr(gq, gt)[0])
+    assert c.ci == A.group_level_correlation(q, t, codes, method="pearson", seed=0, min_group_size=1).ci
+    both = A.group_level_correlations(q, t, codes, methods=["pearson"])["pearson"]
+    assert both.ci == A.group_level_correlations(q, t, codes, seed=0, methods=["pearson"])["pearson"].ci
+    assert both.n == 9
+    two = A.group_level_correlation(q, t, codes, min_group_size=2, method="pearson", n_boot=10)
+    assert (two.n, two.n_missing) == (8, 3)

@@ -19,8 +19,8 @@ def _corr(method="spearman", est=0.5, lo=0.25, hi=0.75, note=""):
 @pytest.mark.parametrize("value, expected", [
     (None, ""), (NAN, "nan"), (float("inf"), "nan"), (np.float32("-inf"), "nan"),
     (0.0, "0.000"), (12.34567, "12.346"), (-0.5, "-0.500"),
-    (123456.0, "1.23e+05"), (99999.0, "99999.000"), (-2e5, "-2e+05"),
-    (0.0004, "0.0004"), (0.001, "0.001"), (np.float64(0.25), "0.250"),
+    (123456.0, "1.23e+05"), (99999.0, "99999.000"), (100000.0, "1e+05"), (-2e5, "-2e+05"),
+    (0.0004, "0.0004"), (0.0008, "0.0008"), (0.001, "0.001"), (np.float64(0.25), "0.250"),
     (7, "7"), (np.int64(3), "3"), ("a", "a"), (True, "True"),
 ])
 def test_fmt(value, expected):
@@ -47,6 +47,7 @@ def test_fmt_ci(est, lo, hi, expected):
 
 def test_fmt_ci_digits():
     assert R.fmt_ci(0.5, 0.25, 0.75, digits=1) == "0.5 [0.2, 0.8]"
+    assert R.fmt_ci(0.5, None, 0.75, digits=1) == "0.5"
 
 
 def test_num_and_jsonable():
@@ -107,6 +108,7 @@ def test_group_row_with_correlation():
     g = R.GroupRow(group="a", n=3, mean_quality=0.5, mean_target=0.6, ci_low=0.4, ci_high=0.8,
                    interval="t", correlation=_corr(method="kendall"))
     assert g.to_row()["kendall"] == "0.500 [0.250, 0.750]"
+    assert g.to_row()["mean target"] == "0.600 [0.400, 0.800]"
     assert g.to_dict()["correlation"] == _corr(method="kendall").to_dict()
 
 
@@ -125,6 +127,8 @@ def test_field_rank():
     assert rank.to_row()["auroc"] == "0.900 [0.800, 1.000]"
     assert rank.to_dict()["auroc"]["n_neg"] == 4
     assert json.dumps(rank.to_dict(), allow_nan=False)
+    rank.higher_is_better = True
+    assert rank.to_dict()["higher_is_better"] is True and rank.to_dict()["spearman"] == _corr("spearman", 0.1).to_dict()
 
 
 def test_distribution_row_and_quantiles():

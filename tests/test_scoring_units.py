@@ -323,11 +323,12 @@ def test_autocast_on_cuda_only_when_asked_and_supported(monkeypatch, bf16):
 def test_amp_reaches_every_call_including_bisection(monkeypatch):
     seen = []
     real = scorers.autocast
-    monkeypatch.setattr(scorers, "autocast", lambda m, dev, amp: seen.append(amp) or real(m, dev, amp))
-    job = _job(Mean(fail_on={20}), 3)
+    monkeypatch.setattr(scorers, "autocast", lambda m, dev, amp: seen.append((m, amp)) or real(m, dev, amp))
+    metric = Mean(fail_on={20})
+    job = _job(metric, 3)
     scorers.score_batch(job, 0, [_item(0, 10), _item(1, 20), _item(2, 30)], ["a", "b", "c"],
                         np.ones((3, 1), bool), torch.device("cpu"), "amp-flag", {"max_batch": 8})
-    assert len(seen) >= 4 and set(seen) == {"amp-flag"}
+    assert len(seen) >= 4 and set(seen) == {(metric, "amp-flag")}
 
 
 class DeviceSeen(Mean):
@@ -361,7 +362,7 @@ def test_out_of_memory_on_cuda_empties_the_cache_and_says_so(monkeypatch, caplog
             scorers._score_group(job, [_item(i, 1) for i in range(3)], ["a", "b", "c"], dev, True, state)
         assert len(emptied) == expected and state["max_batch"] == 1
         assert job.scores == {"a": 0.0, "b": 1.0, "c": 2.0}
-    assert "out of memory: batch size lowered to 1" in caplog.text
+    assert [r.getMessage() for r in caplog.records] == ["out of memory: batch size lowered to 1"] * 2
 
 
 @pytest.mark.parametrize("n, oom_above", [(2, 1), (3, 1)])
@@ -393,3 +394,11 @@ def test_worker_scorer_labels_colours_and_a_skipped_reference():
     ref = torch.stack([torch.full((8, 8), v, dtype=torch.uint8) for v in (0, 0, 30)])
     out = ws({"index": 0, "images": [img], "references": [ref]})
     assert out["scores"] == {0: pytest.approx(20.0)} and out["images"][0] is img
+
+
+def test_scores_are_counted_and_labelled_metrics_get_their_references():
+    metric = Mean(needs_reference=True, uses_labels=True)
+    job = _job(metric, 2)
+    _score(job, [_item(0, 30, ref=10, label="dog"), _item(1, 50, ref=20, label="cat")])
+    assert job.scores == {"s0": pytest.approx(20.0), "s1": pytest.approx(30.0)}
+    assert job.num_scored == 2 and metric.labels_seen == [["dog", "cat"]]

@@ -28,7 +28,7 @@ from fiftyone import ViewField as F
 from .correlation import rank_fields
 from .fields import field_higher_is_better, quality_fields
 from .grouping import binned_performance
-from .targets import BINARY_KINDS, NoEvaluationError, get_target, list_targets, to_floats
+from .targets import BINARY_KINDS, get_target, pick_target, to_floats
 
 __all__ = [
     "NoQualityFieldsError", "panel_statistics", "bin_view", "bin_id", "parse_bin_id", "quality_fields",
@@ -96,26 +96,14 @@ def _align(ids_from, ids_to, values):
 
 
 def _resolve_target(samples, eval_key, kind):
-    """The :class:`~fiftyone_dnniqa.performance.TargetInfo` and kind to use."""
-    targets = list_targets(samples)
-    if eval_key is None:
-        if not targets:
-            get_target(samples)  # raises NoEvaluationError with the how-to
-        usable = [t for t in targets if kind is None or kind in t.kinds]
-        if not usable:
-            get_target(samples, None, kind)  # raises with the list of evaluations
-        ti = usable[0]
-    else:
-        match = [t for t in targets if t.eval_key == eval_key]
-        if not match:
-            get_target(samples, eval_key, kind)  # raises: unknown or unsupported key
-            raise NoEvaluationError(f"evaluation {eval_key!r} gives no target")
-        ti = match[0]
-    kind = kind or ti.default_kind
-    if kind not in ti.kinds:
-        raise ValueError(f"evaluation {ti.eval_key!r} ({ti.type}) gives targets "
-                         f"{', '.join(ti.kinds)}, not {kind!r}")
-    return ti, kind
+    """The :class:`~fiftyone_dnniqa.analysis.targets.TargetInfo` and kind to use.
+
+    :func:`~fiftyone_dnniqa.analysis.targets.pick_target` chooses (the given evaluation,
+    else the most recent one that gives ``kind``) and raises with the how-to, the
+    evaluations found, the keys available or the targets the evaluation gives.
+    """
+    ti = pick_target(samples, eval_key, kind)
+    return ti, kind or ti.default_kind
 
 
 def _field_plots(q, target, conf, correct, ids, binary, bins, hist_bins, confidence,

@@ -20,12 +20,12 @@ from .correlation import rank_fields
 from .grouping import binned_performance, group_table
 from .prior import PerformancePrior, heldout_error
 from .results import fmt_short
-from .targets import NoEvaluationError, get_target, list_targets
+from .targets import NoEvaluationError, get_target, list_targets, to_floats
 
 
 def safe_join(folder: str, name: str) -> str:
     """``folder/name``, refusing names that would leave ``folder``."""
-    if not name or name in (".", "..") or os.path.isabs(name) or os.sep in name or "/" in name \
+    if not name or name in (".", "..") or os.path.isabs(name) or os.sep in name \
             or (os.altsep and os.altsep in name) or "\x00" in name:
         raise ValueError(f"'{name}' is not a plain file name")
     root = os.path.realpath(folder)
@@ -39,24 +39,25 @@ def _esc(value) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _png_base64(fig) -> str:
-    """Closes ``fig`` and returns it as base64 PNG text for a data: URL."""
+def _figure(width: float, height: float):
+    """A figure and its axes outside pyplot: drawing a report neither switches the
+    process's backend nor closes (or adds to) the caller's open figures."""
     import matplotlib.pyplot as plt  # deferred: matplotlib is heavy and only reports need it
 
+    fig = plt.Figure(figsize=(width, height), dpi=100)
+    return fig, fig.subplots()
+
+
+def _png_base64(fig) -> str:
+    """``fig`` as base64 PNG text for a data: URL."""
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode()
 
 
 def _histogram_png(values: np.ndarray, title: str) -> str:
-    import matplotlib  # deferred: heavy, and only reports need it
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt  # deferred: matplotlib is heavy and only reports need it
-
-    fig, ax = plt.subplots(figsize=(5, 2.6), dpi=100)
+    fig, ax = _figure(5, 2.6)
     ax.hist(values, bins=min(40, max(5, len(values) // 5)), color="#4c72b0")
     ax.set_title(title, fontsize=10)
     ax.set_ylabel("samples")
@@ -70,12 +71,7 @@ def _table(header: Sequence[str], rows: List[Sequence]) -> str:
 
 
 def _curve_png(curves, title: str) -> str:
-    import matplotlib  # deferred: heavy, and only reports need it
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt  # deferred: matplotlib is heavy and only reports need it
-
-    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
+    fig, ax = _figure(6, 3.2)
     for name, rows in curves.items():
         x = np.arange(1, len(rows) + 1) / len(rows) * 100
         y = [r.mean_target for r in rows]
@@ -102,10 +98,10 @@ def performance_section(samples, fields: Sequence[str], eval_key: Optional[str] 
     performance prior checked on a held-out half."""
     try:
         targets = list_targets(samples)
-        ids, target = get_target(samples, eval_key)
+        ids, t = get_target(samples, eval_key)
     except NoEvaluationError as e:
         return ["<h2>Quality versus performance</h2>", f"<p>{_esc(e)}</p>"]
-    info = next(t for t in targets if eval_key is None or t.eval_key == eval_key)
+    info = next(ti for ti in targets if eval_key is None or ti.eval_key == eval_key)
     key, kind = info.eval_key, info.default_kind
     dataset = samples._root_dataset
     runs = set(list_quality_runs(dataset))
@@ -114,13 +110,14 @@ def performance_section(samples, fields: Sequence[str], eval_key: Optional[str] 
         return []
     cols = samples.values(["id"] + list(fields))
     pos = {i: k for k, i in enumerate(cols[0])}
-    order = np.array([pos[i] for i in ids])
-    qualities = {f: (np.array([np.nan if v is None else v for v in cols[j + 1]], float)[order],
-                     dataset.get_run_info(f).config.higher_is_better) for j, f in enumerate(fields)}
-    t = np.asarray(target, float)
+    order = np.array([pos[i] for i in ids], dtype=int)
+    qualities = {f: (to_floats(cols[j + 1])[order], dataset.get_run_info(f).config.higher_is_better)
+                 for j, f in enumerate(fields)}
+    finite_t = t[np.isfinite(t)]
+    mean_t = float(finite_t.mean()) if finite_t.size else None  # an empty view has no mean
     parts = [f"<h2>Quality versus performance: evaluation <code>{_esc(key)}</code> ({_esc(kind)})</h2>",
              f"<p>{_esc(info.type)} evaluation of <code>{_esc(info.pred_field)}</code> against "
-             f"<code>{_esc(info.gt_field)}</code>; mean {_esc(kind)} {fmt_short(np.nanmean(t))} over "
+             f"<code>{_esc(info.gt_field)}</code>; mean {_esc(kind)} {fmt_short(mean_t)} over "
              f"{int(np.isfinite(t).sum())} samples. Spearman is primary; intervals are bootstrap 95%.</p>"]
     ranks = rank_fields(qualities, t, n_boot=n_boot)
     parts.append("<h3>Which quality field predicts performance</h3>")
@@ -136,13 +133,13 @@ def performance_section(samples, fields: Sequence[str], eval_key: Optional[str] 
     parts.append(_rows_table([r.to_row() for r in binned_performance(q, t, bins=10)]))
     gt = samples.values(f"{info.gt_field}.label") if info.type == "classification" else None
     if gt is not None:
-        gt = np.array([None if g is None else str(g) for g in gt], dtype=object)[order]
+        gt = np.array([None if g is None else str(g) for g in gt])[order]
         rows = group_table(q, t, gt, higher_is_better=hib, n_boot=min(n_boot, 200), min_n=5)
         rows = sorted(rows, key=lambda r: r.mean_target)[:max_groups]
         parts.append(f"<h3>Hardest classes (by mean {_esc(kind)}; at least 5 samples)</h3>")
         parts.append(_rows_table([r.to_row() for r in rows]))
     tags = samples.values("tags")
-    tag_of = np.array([",".join(sorted(tg)) if tg else None for tg in tags], dtype=object)[order]
+    tag_of = np.array([",".join(sorted(tg)) if tg else None for tg in tags])[order]
     if any(v is not None for v in tag_of):
         parts.append("<h3>Per tag set</h3>")
         parts.append(_rows_table([r.to_row() for r in group_table(q, t, tag_of, higher_is_better=hib,
@@ -150,7 +147,7 @@ def performance_section(samples, fields: Sequence[str], eval_key: Optional[str] 
     if kind == "correct" and np.isfinite(t).sum() >= 40:
         held = heldout_error(q, t, higher_is_better=hib, n_boot=n_boot)
         o = held.overall
-        prior = PerformancePrior.fit(q, t, higher_is_better=hib, field=best, eval_key=key)
+        prior = PerformancePrior.fit(q, t, higher_is_better=hib)
         est = prior.predict_accuracy(q, n_boot=n_boot)
         parts.append(f"<h3>Performance prior from <code>{_esc(best)}</code></h3>")
         parts.append("<p>A monotone (isotonic) map from quality to expected accuracy, fitted on one "
@@ -161,7 +158,7 @@ def performance_section(samples, fields: Sequence[str], eval_key: Optional[str] 
                               f"[{fmt_short(o['ci_low'])}, {fmt_short(o['ci_high'])}]", fmt_short(o["actual"]),
                               fmt_short(o["abs_error"])],
                              ["all (fitted on all)", int(np.isfinite(q).sum()), fmt_short(est.mean),
-                              f"[{fmt_short(est.ci_low)}, {fmt_short(est.ci_high)}]", fmt_short(np.nanmean(t)), ""]]))
+                              f"[{fmt_short(est.ci_low)}, {fmt_short(est.ci_high)}]", fmt_short(mean_t), ""]]))
     return parts
 
 
@@ -190,7 +187,7 @@ def render_report(samples, fields: Optional[Sequence[str]] = None, worst: int = 
     for field in fields:
         r = load_quality_run(dataset, field)
         cfg = r.config
-        values = np.array([np.nan if v is None else v for v in samples.values(field)], dtype=float)
+        values = to_floats(samples.values(field))
         ok = values[np.isfinite(values)]
         better = "higher" if cfg.higher_is_better else "lower"
         parts.append(f"<h2><code>{_esc(field)}</code>: {_esc(cfg.metric)} ({better} is better)</h2>")

@@ -53,7 +53,8 @@ def execute_plan(plan: QualityPlan, shard: Optional[ShardSpec] = None):
     started_at = datetime.datetime.now(datetime.timezone.utc)
     samples = shard.view(plan.samples) if shard is not None else plan.samples
     work = _read_work(plan, samples)
-    num_workers = plan.num_workers if plan.num_workers is not None else min(4, os.cpu_count() or 1)
+    cores = os.cpu_count() or 1
+    num_workers = plan.num_workers if plan.num_workers is not None else min(4, cores)
     dev = plan.device
     # On CPU, per-image metrics run inside the loader workers, one image per core. When
     # one does, all do: a batched metric in the main process would fight the workers
@@ -64,7 +65,7 @@ def execute_plan(plan: QualityPlan, shard: Optional[ShardSpec] = None):
     # 2 cores, decoding in the workers steals the cores of the metric's threads: decoding in
     # the main process between batches measured 1.13x faster (benchmarks/throughput.py)
     raw_jpeg = plan.decode == "device" or (plan.decode == "auto" and not in_workers and (
-        dev.type == "cuda" or (os.cpu_count() or 1) <= 2))
+        dev.type == "cuda" or cores <= 2))
     specs = list(dict.fromkeys(m.input_spec for m in plan.metrics))
     jobs = [Job(metric=m, field=f, spec_index=specs.index(m.input_spec), in_worker=in_workers,
                 todo=work.todo[:, j]) for j, (m, f) in enumerate(zip(plan.metrics, plan.fields))]
@@ -101,7 +102,7 @@ def _read_work(plan: QualityPlan, samples) -> _Work:
     if not plan.overwrite:
         for j, f in enumerate(plan.fields):
             if plan.dataset.has_sample_field(f):
-                todo[:, j] = np.array([v is None for v in samples.values(f)], dtype=bool)
+                todo[:, j] = [v is None for v in samples.values(f)]
     not_images = {}
     if samples.media_type == "mixed":
         for i, kind in enumerate(samples.values("_media_type", _allow_missing=True)):
@@ -123,15 +124,16 @@ def _register_run(plan, samples, job, batch_size, num_workers, n, started_at, sh
         ShardStore().update(dataset, job.field, shard.index, status="running", num_todo=num_todo,
                             device=str(dev), started_at=started_at.isoformat())
         config = dataset.get_run_info(job.field).config
-        return QualityRunResults(samples, config, job.field, status="running", num_samples=n,
-                                 num_todo=num_todo, device=str(dev), started_at=started_at.isoformat())
-    config = build_run_config(job.metric, job.field, plan.reference_field, plan.label_field,
-                              overwrite=plan.overwrite, device=str(dev), batch_size=batch_size,
-                              num_workers=num_workers)
-    samples.register_run(job.field, config, overwrite=True, cleanup=False)
-    results = QualityRunResults(samples, config, job.field, status="running", num_samples=n,
-                                num_todo=num_todo, device=str(dev), started_at=started_at.isoformat())
-    dataset.save_run_results(job.field, results, overwrite=True, cache=False)
+    else:
+        config = build_run_config(job.metric, job.field, plan.reference_field, plan.label_field,
+                                  overwrite=plan.overwrite, device=str(dev), batch_size=batch_size,
+                                  num_workers=num_workers)
+        samples.register_run(job.field, config, overwrite=True, cleanup=False)
+    # status: "running", QualityRunResults' default
+    results = QualityRunResults(samples, config, job.field, num_samples=n, num_todo=num_todo,
+                                device=str(dev), started_at=started_at.isoformat())
+    if shard is None:
+        dataset.save_run_results(job.field, results, overwrite=True, cache=False)
     return results
 
 
@@ -171,6 +173,8 @@ def _score_rows(plan, jobs: List[Job], work: _Work, specs, loader, raw_jpeg, bat
     pending, last_write = 0, time.perf_counter()
     status, error = "completed", None
     try:
+        if not plan.skip_failures:  # a non-image sample of a mixed view, even with no batch to load
+            _raise_first_failure(jobs)
         for batch in loader:
             if raw_jpeg:
                 decode_jpegs(batch, specs, plan.device, plan.max_pixels)
