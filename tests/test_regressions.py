@@ -33,6 +33,7 @@ from fiftyone_dnniqa.metrics.backbones import load_backbone
 from fiftyone_dnniqa.scoring import loading
 
 from conftest import IMAGENET
+from test_aligned_units import oracle_statistic
 from test_engine import _gray_files
 
 URI = f"{PLUGIN_NAME}/compute_quality"
@@ -123,20 +124,6 @@ def _oracle_logits(images):
         return model((images * 255 - 127) / 128).double().numpy()
 
 
-def _oracle_statistic(z, statistic):
-    p = scipy.special.softmax(z, axis=1)
-    if statistic == "max_prob":
-        return p.max(1)
-    if statistic == "margin":
-        top = np.sort(p, axis=1)
-        return top[:, -1] - top[:, -2]
-    if statistic == "neg_entropy":
-        return 1 + (p * np.log(np.clip(p, 1e-12, None))).sum(1) / math.log(p.shape[1])
-    if statistic == "energy":
-        return scipy.special.logsumexp(z, axis=1)
-    raise AssertionError(statistic)
-
-
 @pytest.fixture(scope="module")
 def crops(imagenet_files):
     spec = InputSpec(resize=256, crop=224)
@@ -146,14 +133,14 @@ def crops(imagenet_files):
 @pytest.mark.parametrize("statistic", STATISTICS)
 def test_aligned_computes_the_statistic_it_was_asked_for(crops, statistic):
     got = dq.create_metric("aligned", statistic=statistic).score(crops).numpy()
-    want = _oracle_statistic(_oracle_logits(crops), statistic)
+    want = oracle_statistic(_oracle_logits(crops), statistic)
     np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-4)
 
 
 def test_aligned_flip_averages_the_mirror_images_logits(crops):
     got = dq.create_metric("aligned", tta="flip").score(crops).numpy()
     z = (_oracle_logits(crops) + _oracle_logits(crops.flip(-1))) / 2
-    np.testing.assert_allclose(got, _oracle_statistic(z, "max_prob"), rtol=2e-4, atol=2e-4)
+    np.testing.assert_allclose(got, oracle_statistic(z, "max_prob"), rtol=2e-4, atol=2e-4)
 
 
 def test_bf16_autocast_agrees_with_fp32(crops):
