@@ -46,11 +46,11 @@ class MeanBrightness(QualityMetric):
         return out
 
 
-def _gray_files(tmp_path, values):
+def _gray_files(tmp_path, values, prefix="g", size=(40, 30)):
     paths = []
     for i, v in enumerate(values):
-        p = tmp_path / f"g{i:03d}.png"
-        Image.new("RGB", (40, 30), (v, v, v)).save(p)
+        p = tmp_path / f"{prefix}{i:03d}.png"
+        Image.new("RGB", size, (v, v, v)).save(p)
         paths.append(str(p))
     return paths
 

@@ -25,6 +25,8 @@ from fiftyone_dnniqa.scoring.locks import FieldBusyError, FieldLock
 from fiftyone_dnniqa.scoring.runs import QualityRunResults, build_run_config
 from fiftyone_dnniqa.scoring.shards import ShardStore, shard_specs
 
+from test_engine import _gray_files
+
 CPU = torch.device("cpu")
 VIDEO_REASON = "video sample: quality metrics score images"
 
@@ -95,12 +97,8 @@ class ClassesProbe(LabelProbe):
 
 
 def _gray(tmp_path, values, prefix="g"):
-    paths = []
-    for i, v in enumerate(values):
-        p = tmp_path / f"{prefix}{i:02d}.png"
-        Image.new("RGB", (12, 10), (v, v, v)).save(p)
-        paths.append(str(p))
-    return paths
+    """Small uniform gray PNGs (12 x 10), one per value."""
+    return _gray_files(tmp_path, values, prefix=prefix, size=(12, 10))
 
 
 def _plan(samples, metric, field="q", **kw):
