@@ -224,6 +224,9 @@ def test_percentile_ci_needs_half_of_the_replicates():
     assert R.percentile_ci([0.1, np.nan, np.nan, 0.3, np.nan], 0.9) == pytest.approx((np.nan, np.nan), nan_ok=True)
     vals = [0.1, np.nan, 0.3, 0.2]
     assert R.percentile_ci(vals, 0.5) == pytest.approx(tuple(np.quantile([0.1, 0.3, 0.2], [0.25, 0.75])))
+    assert R.percentile_ci([0.1, None, 0.3, 0.2], 0.5) == R.percentile_ci(vals, 0.5)  # None is missing
+    assert R.percentile_ci([0.1, 0.3], 0.5) == pytest.approx((0.15, 0.25))  # two finite replicates suffice
+    assert R.percentile_ci([0.4, 0.2, np.nan, np.nan], 0.5) == pytest.approx((0.25, 0.35))  # exactly half
 
 
 def test_fisher_se_ci_against_the_formula():
@@ -400,7 +403,7 @@ def test_rank_fields_reads_specs_and_directions():
     assert three.n == 3 and three.higher_is_better is True
 
 
-@pytest.mark.parametrize("method", ["spearman", "pearson"])
+@pytest.mark.parametrize("method", ["spearman", "pearson", "kendall"])
 def test_rowwise_corr_of_a_constant_row_is_nan_without_warnings(method):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -413,3 +416,58 @@ def test_spearman_interval_without_ties_equals_the_reference_bootstrap():
     q, t = _data(35, seed=13, ties=False)
     c = A.correlate(q, t, n_boot=80, confidence=0.9, seed=6)
     assert c.ci == pytest.approx(_reference_ci("spearman", q, t, 80, 0.9, np.random.default_rng(6)), abs=1e-9)
+
+
+def _scipy_replicates(method, x, y, n_boot, seed):
+    """One scipy correlation per resample of the reference draws (NaN for a constant one)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scipy warns on constant resamples
+        return np.array([SCIPY[method](x[i], y[i])[0] for i in
+                         (_resample(method, x, j) for j in _blocks(np.random.default_rng(seed), len(x), n_boot))])
+
+
+@pytest.mark.parametrize("method", ["spearman", "kendall", "pearson"])
+@pytest.mark.parametrize("n", [3, 4])
+def test_resamples_of_one_value_have_no_correlation_and_no_warnings(method, n):
+    # tiny samples draw the same value many times over: scipy says NaN, and so must we
+    x = np.round(np.random.default_rng(n).normal(size=n), 1)
+    y = x + np.round(np.random.default_rng(n + 1).normal(size=n), 1)
+    xs, ys = (x, y) if method == "pearson" else (np.sort(x), y[np.argsort(x, kind="stable")])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a 0/0 of a constant resample must stay silent
+        got = R.bootstrap_correlation(method, xs, ys, 300, np.random.default_rng(5))
+    want = _scipy_replicates(method, x, y, 300, 5)
+    assert np.isnan(want).any()
+    np.testing.assert_allclose(got, want, atol=1e-9, equal_nan=True)
+
+
+@pytest.mark.parametrize("sign", [1, -1])
+def test_pearson_replicates_of_an_exact_line_stay_within_one(sign):
+    # the moment formula rounds past +-1 on some resamples (by ~1e-11 for these seeds)
+    for seed in range(700):
+        rng = np.random.default_rng(seed)
+        x = rng.normal(size=int(rng.integers(4, 8)))
+        for y in (sign * x, sign * (3 * x) + 2):
+            r = R.bootstrap_correlation("pearson", x, y, 200, rng)
+            ok = r[np.isfinite(r)]
+            assert ok.size and np.all(np.abs(ok) <= 1.0)
+            np.testing.assert_allclose(ok, sign, atol=1e-9)
+
+
+@pytest.mark.parametrize("swap", [False, True])
+def test_pearson_replicates_of_offset_and_huge_values_equal_scipy(swap):
+    # standardising once keeps the moment formula exact to rounding: an offset of 1e9
+    # (cancellation) and a scale of 1e100 (squares of the unscaled values overflow)
+    z = np.random.default_rng(3).normal(size=(2, 40))
+    x, y = 1e9 + z[0], 1e100 * (z[0] + z[1])
+    if swap:
+        x, y = y, x
+    got = R.bootstrap_correlation("pearson", x, y, 100, np.random.default_rng(4))
+    np.testing.assert_allclose(got, _scipy_replicates("pearson", x, y, 100, 4), atol=1e-7)
+
+
+def test_no_resamples_give_no_replicates():
+    x = np.arange(5.0)
+    for method in ("spearman", "kendall", "pearson"):
+        assert R.bootstrap_correlation(method, x, x, 0, np.random.default_rng(0)).shape == (0,)
+    assert R.bootstrap_auroc(x, x > 2, 0, np.random.default_rng(0)).shape == (0,)

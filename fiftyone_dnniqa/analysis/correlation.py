@@ -130,10 +130,9 @@ def _boot_corr_ci(method, q, t, est, n_boot, confidence, rng, kendall_boot_cap):
     if not math.isfinite(tau_sub):
         return float("nan"), float("nan")
     boot = bootstrap_correlation("kendall", qs, ts, n_boot, rng)
-    lo, hi = percentile_ci(boot, confidence)
-    scale = math.sqrt(cap / n)
-    return (float(np.clip(est + (lo - tau_sub) * scale, -1, 1)),
-            float(np.clip(est + (hi - tau_sub) * scale, -1, 1)))
+    bounds = np.asarray(percentile_ci(boot, confidence))
+    lo, hi = np.clip(est + (bounds - tau_sub) * math.sqrt(cap / n), -1, 1)
+    return float(lo), float(hi)
 
 
 def correlations(quality, target, higher_is_better: bool = True, n_boot: int = 1000,

@@ -302,9 +302,16 @@ class _SpearmanBoot:
 
 class _PearsonBoot:
     """Weighted Pearson r of resamples from five weighted sums (one matrix product);
-    the data are standardised once so the moment formula does not lose precision."""
+    the data are standardised once so the moment formula does not lose precision.
+
+    A resample that drew one value of x (or of y) only has no correlation (NaN, as
+    scipy): the moment formula cannot tell its variance, a rounding error, from zero,
+    so the few resamples whose variance is that small are checked exactly."""
+
+    _TINY_VARIANCE = 1e-8  # of the standardised data, whose variance is 1
 
     def __init__(self, x, y):
+        self.x, self.y = x, y
         a = (x - x.mean()) / (x.std() or 1.0)
         b = (y - y.mean()) / (y.std() or 1.0)
         self.V = np.stack([a, b, a * a, b * b, a * b], axis=1)
@@ -318,7 +325,15 @@ class _PearsonBoot:
         vb = S[:, 3] / N - mb * mb
         with np.errstate(invalid="ignore", divide="ignore"):
             r = cov / np.sqrt(va * vb)
+        suspect = np.flatnonzero(np.minimum(va, vb) <= self._TINY_VARIANCE)
+        r[suspect[_one_value_drawn(W[suspect], self.x) | _one_value_drawn(W[suspect], self.y)]] = np.nan
         return np.clip(r, -1.0, 1.0)
+
+
+def _one_value_drawn(W, v):
+    """Rows of multiplicities ``W`` that drew a single distinct value of ``v``."""
+    drawn = W > 0
+    return np.where(drawn, v, np.inf).min(axis=1) == np.where(drawn, v, -np.inf).max(axis=1)
 
 
 def _spearman_from_counts(x, y, W):

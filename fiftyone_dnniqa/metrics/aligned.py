@@ -172,8 +172,8 @@ class AlignedMetric(QualityMetric):
 def grouped_logits(logits: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
     """Logits of task classes made of backbone classes: ``logsumexp`` over
     each group. ``groups`` is a (C, K) bool membership matrix."""
-    mask = torch.zeros(groups.shape, dtype=logits.dtype, device=logits.device)
-    mask.masked_fill_(~groups.to(logits.device), float("-inf"))
+    mask = torch.zeros_like(groups, dtype=logits.dtype).masked_fill_(~groups, float("-inf"))
+    mask = mask.to(logits.device)
     return torch.logsumexp(logits.unsqueeze(1) + mask.unsqueeze(0), dim=2)
 
 
