@@ -11,12 +11,17 @@ scores only what its range still misses.
 
 from __future__ import annotations
 
+import logging
+
 import fiftyone as fo
 import fiftyone.operators as foo
 from bson import ObjectId
 from fiftyone.operators.delegated import DelegatedOperationService
 
-from ..scoring import QualityPlan, QualityRunResults, ShardedRun, ShardStore, build_run_config, shard_specs
+from ..scoring import (QualityPlan, QualityRunResults, ShardedRun, ShardStore, build_run_config, failure_reason,
+                       shard_specs)
+
+logger = logging.getLogger(__name__)
 
 #: the plugin's name in ``fiftyone.yml``
 PLUGIN_NAME = "@dnniqa/fiftyone-dnniqa"
@@ -38,15 +43,35 @@ def queue_shards(plan: QualityPlan, count: int) -> ShardedRun:
     specs = shard_specs(samples, count)
     n = len(samples)
     options = plan.options()
-    for f, m in zip(plan.fields, plan.metrics):
-        config = build_run_config(m, f, plan.reference_field, plan.label_field, overwrite=plan.overwrite,
-                                  device=options["device"], batch_size=options["batch_size"],
-                                  num_workers=options["num_workers"], shards=len(specs))
-        samples.register_run(f, config, overwrite=True, cleanup=False)
-        dataset.save_run_results(f, QualityRunResults(samples, config, f, status="queued", num_samples=n),
-                                 overwrite=True, cache=False)
-        if not dataset.has_sample_field(f):
-            dataset.add_sample_field(f, fo.FloatField)
+    registered = []
+    try:
+        for f, m in zip(plan.fields, plan.metrics):
+            config = build_run_config(m, f, plan.reference_field, plan.label_field, overwrite=plan.overwrite,
+                                      device=options["device"], batch_size=options["batch_size"],
+                                      num_workers=options["num_workers"], shards=len(specs))
+            samples.register_run(f, config, overwrite=True, cleanup=False)
+            results = QualityRunResults(samples, config, f, status="queued", num_samples=n)
+            dataset.save_run_results(f, results, overwrite=True, cache=False)
+            registered.append(results)
+            if not dataset.has_sample_field(f):
+                dataset.add_sample_field(f, fo.FloatField)
+        op_ids = _queue_operations(plan, samples, specs, options)
+        store = ShardStore()
+        for f in plan.fields:
+            store.init(dataset, f, specs, op_ids)
+    except Exception as e:  # a run that was never queued must not stay "queued"
+        for results in registered:
+            results.status, results.error = "failed", failure_reason(e)
+            try:
+                dataset.save_run_results(results.key, results, overwrite=True, cache=False)
+            except Exception:  # never mask the call's own error
+                logger.exception("could not save the run record of '%s'", results.key)
+        raise
+    return ShardedRun(fields=list(plan.fields), specs=specs, operation_ids=op_ids)
+
+
+def _queue_operations(plan, samples, specs, options):
+    """Queues one delegated operation per shard; returns their ids."""
     op_ids = []
     for spec in specs:
         params = dict(options, metric=plan.names[0], metrics=list(plan.names), fields=list(plan.fields),
@@ -54,10 +79,7 @@ def queue_shards(plan: QualityPlan, count: int) -> ShardedRun:
         result = foo.execute_operator(COMPUTE_QUALITY_URI, ctx={"view": samples.view(), "params": params},
                                       request_delegation=True)
         op_ids.append(str(result.result["id"]))
-    store = ShardStore()
-    for f in plan.fields:
-        store.init(dataset, f, specs, op_ids)
-    return ShardedRun(fields=list(plan.fields), specs=specs, operation_ids=op_ids)
+    return op_ids
 
 
 def rerun_shard(samples, field: str, index: int) -> str:

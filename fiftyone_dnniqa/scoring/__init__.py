@@ -15,7 +15,9 @@ _API = {
     "error_field_for": ".names", "QualityPlan": ".plan", "default_field": ".plan", "plan_quality": ".plan",
     **dict.fromkeys(["METHOD", "QualityRunConfig", "QualityRunResults", "build_run_config",
                      "delete_quality_run", "get_quality_run_info",
+                     "failure_reason", "list_quality_run_statuses",
                      "list_quality_runs", "load_quality_run"], ".runs"),
+    **dict.fromkeys(["check_field_can_hold_scores", "describe_field", "field_problem"], ".field_checks"),
     **dict.fromkeys(["ShardedRun", "ShardSpec", "ShardStore", "shard_specs"], ".shards"),
 }
 
@@ -23,6 +25,8 @@ __all__ = [
     "execute_plan", "plan_quality", "QualityPlan", "default_field", "FieldBusyError", "FieldLock",
     "METHOD", "QualityRunConfig", "QualityRunResults", "build_run_config", "delete_quality_run",
     "error_field_for", "get_quality_run_info", "list_quality_runs", "load_quality_run",
+    "failure_reason", "list_quality_run_statuses",
+    "check_field_can_hold_scores", "describe_field", "field_problem",
     "ShardedRun", "ShardSpec", "ShardStore", "shard_specs",
 ]
 

@@ -22,10 +22,11 @@ import torch
 
 import fiftyone as fo
 
+from .field_checks import check_field_can_hold_scores
 from .loading import SampleImages, collate_items, decode_jpegs
 from .locks import FieldLock
 from .plan import QualityPlan
-from .runs import QualityRunResults, build_run_config
+from .runs import QualityRunResults, build_run_config, failure_reason
 from .scorers import Job, WorkerScorer, score_batch
 from .shards import ShardSpec, ShardStore
 from .writer import Progress, flush
@@ -76,19 +77,24 @@ def execute_plan(plan: QualityPlan, shard: Optional[ShardSpec] = None):
         batch_size = (64 if dev.type == "cuda" else 4) if all(sp.fixed_size for sp in specs) else 8
     batch_size = max(1, int(batch_size))
 
-    with contextlib.ExitStack() as locks:
+    with contextlib.ExitStack() as stack:
         for job in jobs:  # one writer per field (per shard of a sharded run)
             suffix = f"@{shard.index}" if shard is not None else ""
-            locks.enter_context(FieldLock(plan.dataset, job.field + suffix))
-        # Run records first, so a killed run still shows up as not finished
+            stack.enter_context(FieldLock(plan.dataset, job.field + suffix))
+        for job in jobs:  # the plan checked the fields; they may have changed since (a queued run)
+            check_field_can_hold_scores(plan.dataset, job.field, plan.overwrite)
+        # From here on, the runs this call registers end "completed", "interrupted" or "failed"
+        outcome = stack.enter_context(_Outcome(plan.dataset, started, shard))
+        # Run records first, so a killed run still shows up as not finished ("running")
         for job in jobs:
             job.results = _register_run(plan, samples, job, batch_size, num_workers, len(work.ids),
                                         started_at, shard)
+            outcome.jobs.append(job)
             if not plan.dataset.has_sample_field(job.field):
                 plan.dataset.add_sample_field(job.field, fo.FloatField)
             job.has_error_field = plan.dataset.has_sample_field(job.error_field)
         loader = _loader(plan, work, jobs, specs, batch_size, num_workers, raw_jpeg)
-        _score_rows(plan, jobs, work, specs, loader, raw_jpeg, batch_size, started, shard)
+        _score_rows(plan, jobs, work, specs, loader, raw_jpeg, batch_size)
 
     out = {job.field: job.results for job in jobs}
     return out if plan.many else out[plan.fields[0]]
@@ -160,8 +166,9 @@ def _loader(plan, work, jobs, specs, batch_size, num_workers, raw_jpeg):
     )
 
 
-def _score_rows(plan, jobs: List[Job], work: _Work, specs, loader, raw_jpeg, batch_size, started, shard):
-    """Decodes and scores the rows of the view, writing scores as it goes."""
+def _score_rows(plan, jobs: List[Job], work: _Work, specs, loader, raw_jpeg, batch_size):
+    """Decodes and scores the rows of the view, writing scores as it goes (the caller's
+    :class:`_Outcome` ends the runs, and saves what a failed call had not written yet)."""
     for i, reason in work.not_images.items():
         for j, job in enumerate(jobs):
             if work.todo[i, j]:
@@ -171,7 +178,6 @@ def _score_rows(plan, jobs: List[Job], work: _Work, specs, loader, raw_jpeg, bat
     bar = Progress(plan.progress, len(work.rows))
     state = {"max_batch": batch_size}
     pending, last_write = 0, time.perf_counter()
-    status, error = "completed", None
     try:
         if not plan.skip_failures:  # a non-image sample of a mixed view, even with no batch to load
             _raise_first_failure(jobs)
@@ -187,18 +193,42 @@ def _score_rows(plan, jobs: List[Job], work: _Work, specs, loader, raw_jpeg, bat
                 pending, last_write = 0, time.perf_counter()
             if not plan.skip_failures:
                 _raise_first_failure(jobs)
-    except KeyboardInterrupt:
-        status, error = "interrupted", "KeyboardInterrupt"
-        raise
-    except BaseException as e:
-        status, error = "failed", f"{type(e).__name__}: {e}"
-        raise
-    finally:
         flush(plan.dataset, jobs)
+    finally:
         bar.close()
-        elapsed = time.perf_counter() - started
-        for job in jobs:
-            _finish_run(plan.dataset, job, status, error, elapsed, shard)
+
+
+class _Outcome:
+    """Ends the runs a call registered (``jobs``), however the call ends: ``completed``;
+    ``interrupted`` by KeyboardInterrupt; or ``failed``, with the exception's type and
+    text, for any other exception, which then propagates. On an exception, the scores not
+    yet written are saved first where they can be. A killed process ends nothing: its runs
+    stay ``running``."""
+
+    def __init__(self, dataset, started, shard=None):
+        self.dataset, self.started, self.shard = dataset, started, shard
+        self.jobs: List[Job] = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if kind is None:
+            status, error = "completed", None
+        elif issubclass(kind, KeyboardInterrupt):
+            status, error = "interrupted", "KeyboardInterrupt"
+        else:
+            status, error = "failed", failure_reason(exc)
+        if kind is not None:
+            for job in self.jobs:  # keep what was computed, if the database takes it
+                try:
+                    flush(self.dataset, [job])
+                except Exception:
+                    logger.exception("could not save the last scores of '%s'", job.field)
+        elapsed = time.perf_counter() - self.started
+        for job in self.jobs:
+            _finish_run(self.dataset, job, status, error, elapsed, self.shard)
+        return False
 
 
 def _raise_first_failure(jobs):
@@ -220,7 +250,10 @@ def _finish_run(dataset, job, status, error, elapsed, shard=None):
     r.images_per_s = round(done / elapsed, 2) if elapsed > 0 else 0.0
     r.finished_at = datetime.datetime.now(datetime.timezone.utc).isoformat()
     try:
-        r.num_with_scores = dataset.count(job.field)
+        try:
+            r.num_with_scores = dataset.count(job.field)
+        except ValueError:  # the run failed before its field was created
+            r.num_with_scores = 0
         if shard is not None:
             ShardStore().update(dataset, job.field, shard.index, status=status, error=error,
                                 num_scored=r.num_scored, num_failed=r.num_failed,

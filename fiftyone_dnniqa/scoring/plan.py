@@ -20,6 +20,7 @@ import fiftyone as fo
 from ..core.devices import resolve_device
 from ..core.images import DEFAULT_MAX_PIXELS
 from ..metrics import QualityMetric, create_metric
+from .field_checks import check_field_can_hold_scores
 from .runs import build_run_config, list_quality_runs
 
 ProgressCallback = Callable[[float, str], None]
@@ -108,10 +109,10 @@ def plan_quality(
             m.to(dev)
     fields = resolve_fields(metrics, field, many)
     dataset = check_collection(samples)
+    for f, m in zip(fields, metrics):  # before anything is read, prepared or written
+        check_field(dataset, f, m, overwrite)
     check_reference_field(dataset, metrics, reference_field)
     label_path = prepare_labels(dataset, metrics, label_field)
-    for f, m in zip(fields, metrics):
-        check_field(dataset, f, m, overwrite)
     return QualityPlan(
         samples=samples, dataset=dataset, names=names, metrics=metrics, fields=fields, many=many,
         device=dev, device_arg=str(device), batch_size=batch_size, num_workers=num_workers,
@@ -211,15 +212,9 @@ def prepare_labels(dataset, metrics, label_field) -> Optional[str]:
 
 
 def check_field(dataset, field, metric, overwrite) -> None:
-    """Refuses to write ``metric``'s scores into ``field`` when that would lose data."""
+    """Refuses to write ``metric``'s scores into ``field`` when that would fail or lose data:
+    a field (or its ``<field>_error`` companion) that cannot hold them
+    (:func:`~.field_checks.field_problem`), or another metric's scores without ``overwrite``."""
+    check_field_can_hold_scores(dataset, field, overwrite)
     if field in list_quality_runs(dataset):  # the run record decides (QualityRun._validate_run)
         build_run_config(metric, field, overwrite=overwrite).build().validate_run(dataset, field)
-    elif field in dataset.list_runs():
-        raise ValueError(f"'{field}' is the key of another kind of run on this dataset; choose another field")
-    elif dataset.has_sample_field(field) and not overwrite:
-        raise ValueError(
-            f"field '{field}' already exists and was not written by compute_quality; "
-            "pass overwrite=True to replace its values or choose another field"
-        )
-    if dataset.has_sample_field(field) and dataset.get_field(field).read_only:
-        raise ValueError(f"field '{field}' is read-only")

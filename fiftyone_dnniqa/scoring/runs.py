@@ -8,8 +8,9 @@ deleting a run removes the fields it created.
 
 from __future__ import annotations
 
-from typing import List
+from typing import Dict, List
 
+import fiftyone as fo
 import fiftyone.core.runs as fors
 
 from .names import error_field_for
@@ -82,8 +83,12 @@ class QualityRun(fors.Run):
             )
 
     def get_fields(self, samples, key):
-        fields = [self.config.field, self.config.error_field]
-        return [f for f in fields if samples._root_dataset.has_sample_field(f)]
+        """The score and error fields, where they hold what a run writes (floats, strings):
+        a record left on a field of another type (a label field, by a run that failed on
+        it before fields were checked) never claims it, so deleting the run keeps it."""
+        dataset = samples._root_dataset
+        fields = [(self.config.field, fo.FloatField), (self.config.error_field, fo.StringField)]
+        return [f for f, kind in fields if dataset.has_sample_field(f) and isinstance(dataset.get_field(f), kind)]
 
     def rename(self, samples, key, new_key):
         """A run's key is its field: renaming the run renames its score and error fields."""
@@ -127,7 +132,8 @@ class QualityRunResults(fors.RunResults):
         super().__init__(samples, config, key, backend=backend, **defaults)
 
     def summary(self) -> str:
-        return (f"{self.key}: {self.status}, {self.num_scored} scored, {self.num_failed} failed "
+        reason = f" ({self.error})" if self.error and self.status != "completed" else ""
+        return (f"{self.key}: {self.status}{reason}, {self.num_scored} scored, {self.num_failed} failed "
                 f"of {self.num_todo} to do ({self.num_samples} in view), "
                 f"{self.images_per_s:.1f} img/s on {self.device}")
 
@@ -138,6 +144,28 @@ class QualityRunResults(fors.RunResults):
 def list_quality_runs(samples) -> List[str]:
     """Keys (= field names) of the quality runs on ``samples``' dataset."""
     return samples._root_dataset.list_runs(method=METHOD)
+
+
+def list_quality_run_statuses(samples) -> Dict[str, dict]:
+    """Every quality run of ``samples``' dataset with how it stands, for lists and
+    choices (a failed run is listed, and can be shown and deleted, like any other):
+    ``{key: {"status": ..., "error": ..., "metric": ...}}``, in :func:`list_quality_runs`'
+    order. ``status`` is ``"running"`` (also: a process killed mid-run), ``"completed"``,
+    ``"interrupted"``, ``"failed"`` (``error`` says why) or ``"queued"`` (sharded runs);
+    ``"unreadable"`` for a record that cannot be loaded."""
+    out = {}
+    for key in list_quality_runs(samples):
+        try:
+            r = load_quality_run(samples, key)
+            out[key] = {"status": r.status, "error": getattr(r, "error", None), "metric": r.config.metric}
+        except Exception as e:  # one broken record must not hide the others
+            out[key] = {"status": "unreadable", "error": failure_reason(e), "metric": None}
+    return out
+
+
+def failure_reason(exc: BaseException) -> str:
+    """What a failed run records as its ``error``: the exception's type and text."""
+    return f"{type(exc).__name__}: {exc}"
 
 
 def get_quality_run_info(samples, key):
