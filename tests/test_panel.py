@@ -96,6 +96,47 @@ class FakeApp:
     def properties(self):
         return self.output["type"]["properties"]
 
+    def rendered(self):
+        """What the panel shows: the App renders lodash ``merge({}, state, data)``, which
+        merges arrays index by index."""
+        return lodash_merge(lodash_merge({}, self.state), self.data)
+
+    def user_changes(self, path, value, method):
+        """The user edits an input: the App writes the whole form (what is rendered, the
+        edit applied) into the panel state (``mergeWith``, arrays replaced), then calls
+        the input's callback with the path and value."""
+        form = self.rendered()
+        pydash.set_(form, path, value)
+        self.state = merge_replacing_arrays(self.state, form)
+        return self.call(method, path=path, value=value)
+
+
+def lodash_merge(dst, src):
+    """lodash ``merge``: objects key by key, arrays index by index, the rest replaced."""
+    if isinstance(src, dict):
+        out = dict(dst) if isinstance(dst, dict) else {}
+        for k, v in src.items():
+            out[k] = lodash_merge(out.get(k), v) if isinstance(v, (dict, list)) else v
+        return out
+    if isinstance(src, list):
+        out = list(dst) if isinstance(dst, list) else []
+        for i, v in enumerate(src):
+            val = lodash_merge(out[i] if i < len(out) else None, v) if isinstance(v, (dict, list)) else v
+            out[i:i + 1] = [val]
+        return out
+    return src
+
+
+def merge_replacing_arrays(dst, src):
+    """lodash ``mergeWith`` whose customizer takes the source's array."""
+    out = dict(dst)
+    for k, v in src.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merge_replacing_arrays(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
 
 def _values(view, fields, eval_key="eval", kind="correct"):
     ids, target = get_target(view, eval_key, kind)
@@ -228,6 +269,49 @@ def test_changing_the_dataset_resets_the_choices(plugin, cls_ds):
     assert st["target"] == "eval:correct" and st["fields"] == ["iqa_entropy"]
     assert st["field"] == "iqa_entropy" and st["stats_key"] != "stale" and st["message"] is None
     assert [r["field"] for r in app.data["ranking"]] == ["iqa_entropy"]
+
+
+def test_what_the_panel_shows_follows_every_change_of_fields_and_view(plugin, cls_ds):
+    """Issue 17: after removing fields the table kept its old rows (a field twice, the old
+    n) and the scatter its old points, because the App merges the panel's state, where the
+    form had copied the old table, with the new data index by index."""
+    P.CACHE.clear()
+    ds = cls_ds.clone()
+    try:
+        rng = np.random.default_rng(1)
+        for f in ("noise2", "noise3"):
+            ds.set_values(f, rng.normal(size=len(ds)).tolist())
+        app = FakeApp(ds)
+        app.call("on_load")
+
+        def check(fields, view):
+            shown = app.rendered()
+            n = len(view)
+            assert shown["ranking"] == app.data["ranking"] and shown["scatter"] == app.data["scatter"]
+            assert sorted(r["field"] for r in shown["ranking"]) == sorted(fields)
+            assert all(r["n"] == n for r in shown["ranking"])
+            assert sum(len(t["ids"]) for t in shown["scatter"]) == n
+            assert sum(sum(t["y"]) for t in shown["histogram"]) == n
+            assert shown["fields"] == fields
+
+        every = ["iqa_entropy", "noise", "noise2", "noise3"]
+        app.user_changes("fields", every, "on_change_fields")
+        check(every, ds)
+        app.user_changes("fields", ["noise", "iqa_entropy"], "on_change_fields")
+        check(["noise", "iqa_entropy"], ds)
+        app.view = ds.sort_by("noise").limit(12)
+        app.call("on_change_view")
+        check(["noise", "iqa_entropy"], app.view)
+        app.user_changes("fields", ["noise3"], "on_change_fields")
+        check(["noise3"], app.view)
+        app.user_changes("field", "noise3", "on_change_field")
+        check(["noise3"], app.view)
+        app.view = ds.view()
+        app.call("on_change_view")
+        app.user_changes("fields", every[:3], "on_change_fields")
+        check(every[:3], ds)
+    finally:
+        ds.delete()
 
 
 def test_rerenders_use_the_cache(plugin, cls_ds):

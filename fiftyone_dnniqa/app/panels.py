@@ -33,8 +33,12 @@ from ..analysis.panel_stats import (
 )
 from ..analysis.targets import NoEvaluationError, get_target, list_targets
 from .plots import plot_traces
+from .sharding import PLUGIN_NAME
 
 __all__ = ["QualityPerformancePanel", "PANELS", "CACHE", "cache_key"]
+
+#: the operator behind the panel's "Quality bins in Model Evaluation" button
+ADD_SCENARIO_URI = f"{PLUGIN_NAME}/add_quality_scenario"
 
 
 class _LRU:
@@ -91,6 +95,15 @@ def cache_key(view, fields, eval_key, kind) -> str:
 
 
 _EMPTY_DATA = {"ranking": [], "curve": [], "histogram": [], "scatter": []}
+
+
+def _show(ctx, state_update, data):
+    """Replaces what the panel shows. The App renders lodash ``merge(state, data)``, which
+    merges arrays index by index, and its form copies what it renders into the state when
+    an input changes: so every new table and plot clears the state's copy of the old one
+    (else a shorter table keeps the old table's last rows, and a plot its old points)."""
+    ctx.panel.state.set({**state_update, **{k: None for k in _EMPTY_DATA}})
+    ctx.panel.data.set(data)
 
 
 def _target_value(eval_key, kind):
@@ -210,8 +223,7 @@ class QualityPerformancePanel(foo.Panel):
                        else "Pick at least one quality field to rank.")
         if message:
             update.update({"message": message, "stats_key": None, "summary": None})
-            state.set(update)
-            ctx.panel.data.set(_EMPTY_DATA)
+            _show(ctx, update, _EMPTY_DATA)
             return
 
         eval_key, kind = _parse_target(target)
@@ -225,8 +237,7 @@ class QualityPerformancePanel(foo.Panel):
                 stats = panel_statistics(view, fields, eval_key, kind)
             except (NoEvaluationError, NoQualityFieldsError, ValueError) as e:
                 update.update({"message": str(e), "stats_key": None, "summary": None})
-                state.set(update)
-                ctx.panel.data.set(_EMPTY_DATA)
+                _show(ctx, update, _EMPTY_DATA)
                 return
             CACHE.put(key, stats)
         field = field if field in stats["per_field"] else stats["field"]
@@ -243,11 +254,8 @@ class QualityPerformancePanel(foo.Panel):
                 "bins": {k: (f.get("bins") if f else None) for k, f in figs.items()},
             },
         })
-        state.set(update)
-        ctx.panel.data.set({
-            "ranking": stats["table"],
-            **{k: (f["data"] if f else []) for k, f in figs.items()},
-        })
+        _show(ctx, update, {"ranking": stats["table"],
+                            **{k: (f["data"] if f else []) for k, f in figs.items()}})
 
     def _show_bin(self, ctx, plot):
         args = _event_args(ctx)
@@ -321,6 +329,10 @@ class QualityPerformancePanel(foo.Panel):
             table.add_column(c, label=labels[c])
         panel.list("ranking", types.Object(), view=table,
                    label="Quality fields ranked by alignment with the target (best first)")
+        if state.get("field") in ch["quality"] and summary.get("eval_key"):
+            panel.btn("add_scenario", label="Quality bins in Model Evaluation", icon="add_chart",
+                      variant="outlined", on_click=ADD_SCENARIO_URI, prompt=True,
+                      params={"eval_key": summary["eval_key"], "field": state.get("field")})
 
         config = {"displaylogo": False, "responsive": True}
         if layouts.get("curve"):
