@@ -34,6 +34,8 @@ _API = {
     **dict.fromkeys(["PerformancePrior", "apply_prior"], ".analysis.prior"),
     **dict.fromkeys(["render_report", "write_report"], ".analysis.report"),
     **dict.fromkeys(["NoEvaluationError", "get_target", "list_targets"], ".analysis.targets"),
+    # Quality in FiftyOne's Model Evaluation panel: scenarios of quality bins, custom metrics
+    **dict.fromkeys(["add_quality_scenario", "add_quality_metrics"], ".app.model_evaluation"),
     # The FiftyOne plugin entry point (fiftyone.yml's __init__.py imports it from here)
     "register": ".app.plugin",
     "__version__": ".version",
@@ -51,7 +53,8 @@ __all__ = [
     "fit_tg_iqa", "MissingWeightsError", "build_sweep",
     "auroc", "correlate", "correlations", "rank_fields", "hard_samples", "save_hard_view",
     "tag_hard_samples", "PerformancePrior", "apply_prior", "render_report", "write_report",
-    "NoEvaluationError", "get_target", "list_targets", "register", "__version__",
+    "NoEvaluationError", "get_target", "list_targets", "add_quality_scenario", "add_quality_metrics",
+    "register", "__version__",
 ]
 
 

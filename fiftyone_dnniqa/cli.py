@@ -14,6 +14,7 @@ from .api import compute_quality
 from .app.plugin import install_plugin
 from .demo import run_demo
 from .metrics import OFFLINE_PYIQA_METRICS, create_metric, list_metrics, metric_traits
+from .metrics.registry import unavailable_sources
 from .scoring import ShardedRun, delete_quality_run, list_quality_runs, load_quality_run
 from .scoring.plan import parse_metric_options
 
@@ -98,6 +99,8 @@ def _cmd_list_metrics(args):
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
     for r in [header] + rows:
         print("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+    for source, reason in unavailable_sources().items():
+        print(f"{source} metrics: unavailable: {reason}")
 
 
 def _cmd_runs(args):

@@ -20,6 +20,7 @@ from .core.images import InputSpec, prepare, read_image, to_float
 from .corruptions import corrupt, save_png
 from .metrics import create_metric
 from .metrics.backbones import load_backbone
+from .metrics.iqa import PyiqaUnavailableError
 from .metrics.imagenet import imagenet_synsets
 from .metrics.weights import MissingWeightsError
 from .scoring import list_quality_runs
@@ -191,7 +192,7 @@ def run_demo(name: str = DEMO_DATASET, metrics: Sequence[str] = DEMO_METRICS, de
     for m in metrics:
         try:
             objs.append(create_metric(m))
-        except MissingWeightsError as e:  # e.g. installed without the [weights] extra
+        except (MissingWeightsError, PyiqaUnavailableError) as e:  # without [weights] or [pyiqa]
             print_fn(f"skipping {m}: {str(e).splitlines()[0]}")
     results = compute_quality(dataset, objs, device=device, progress=False,
                               reference_field="reference_filepath")

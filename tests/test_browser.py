@@ -210,3 +210,74 @@ def test_panel_renders_and_clicks_set_the_view(sync_playwright, demo_dataset, ap
         finally:
             browser.close()
     print(f"\npanel open with plots in {opened:.1f} s; screenshot {shot}")
+
+
+def _add_detection_evaluation(ds, eval_key):
+    """Boxes on the demo photos, found less often at low quality; a detection evaluation
+    that computes the plugin's quality metrics (FiftyOne 1.22 keeps custom metrics of
+    detection results when it reloads them, not of multiclass classification ones)."""
+    q = np.asarray(ds.values("iqa_entropy"), float)
+    rank = q.argsort().argsort() / (len(q) - 1)
+    rng = np.random.default_rng(1)
+    box = [0.2, 0.2, 0.5, 0.5]
+    ds.set_values("boxes", [fo.Detections(detections=[fo.Detection(label="thing", bounding_box=box)])
+                            for _ in q])
+    ds.set_values("box_predictions", [fo.Detections(detections=[
+        fo.Detection(label="thing", bounding_box=box if rng.random() < 0.2 + 0.7 * r else [0.7, 0.7, 0.2, 0.2],
+                     confidence=float(rng.random()))]) for r in rank])
+    ds.evaluate_detections("box_predictions", gt_field="boxes", eval_key=eval_key,
+                           custom_metrics=dq.app.model_evaluation.quality_metrics("iqa_entropy", n_boot=100))
+    return ds.load_evaluation_results(eval_key, cache=False).custom_metrics
+
+
+def test_model_evaluation_panel_shows_the_quality_scenario_and_metrics(
+        sync_playwright, installed_plugin, demo_dataset, app_server, tmp_path):
+    """FiftyOne's own Model Evaluation panel, opened from the "+" menu: the quality
+    metrics sit beside FiftyOne's in its summary, and the quality scenario's subsets fill
+    its Scenario Analysis tab."""
+    url, log_path = app_server
+    metrics = _add_detection_evaluation(demo_dataset, "det")
+    assert len(metrics) == 3
+    scenario = dq.add_quality_scenario(demo_dataset, "det", "iqa_entropy", bins=3)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1600, "height": 1900})
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        try:
+            page.goto(f"{url}/datasets/{demo_dataset.name}", wait_until="domcontentloaded")
+
+            def dismiss():
+                btn = page.get_by_role("button", name="Dismiss")
+                if btn.count() and btn.first.is_visible():
+                    btn.first.click()
+
+            new_panel = page.locator('[data-cy="new-panel-btn"]:visible').first
+            new_panel.wait_for(timeout=60_000)
+            page.wait_for_timeout(1500)
+            dismiss()
+            new_panel.click(timeout=20_000)
+            page.get_by_text("Model Evaluation", exact=True).first.click(timeout=20_000)
+            content = page.locator('[data-cy="panel-content-model_evaluation_panel_builtin"]')
+            content.get_by_text("det", exact=True).first.click(timeout=60_000)
+            content.get_by_text("Summary", exact=True).wait_for(timeout=60_000)
+            for m in metrics.values():  # listed by label, beside FiftyOne's own metrics
+                content.get_by_text(m["label"], exact=True).wait_for(timeout=60_000)
+            assert content.get_by_text("mAP", exact=True).count() >= 1
+            _save(page, tmp_path, "model_evaluation_overview.png")
+            content.get_by_text("Scenario Analysis", exact=True).click(timeout=20_000)
+            content.get_by_text(scenario.name, exact=True).first.wait_for(timeout=60_000)
+            page.wait_for_timeout(2000)
+            _save(page, tmp_path, "model_evaluation_scenario.png")
+            for name in scenario.subset_names:
+                assert content.get_by_text(name).count() + content.locator(
+                    "svg text", has_text=name).count() >= 1, name
+            assert not [e for e in errors if e not in BENIGN_APP_ERRORS], errors
+        except Exception:
+            try:
+                _save(page, tmp_path, "model_evaluation_failure.png")
+            finally:
+                print(log_path.read_text()[-3000:])
+            raise
+        finally:
+            browser.close()

@@ -12,6 +12,7 @@ import fiftyone.operators.types as types
 from ..analysis.difficulty import hard_samples, save_hard_view, tag_hard_samples
 from ..analysis.fields import quality_fields
 from ..analysis.report import safe_join, write_report
+from ..analysis.targets import list_targets
 from ..corruptions import SUITES, build_sweep, list_corruptions, resolve_corruptions
 from ..metrics import OFFLINE_PYIQA_METRICS, list_metrics, metric_traits
 from ..metrics.training import fit_tg_iqa
@@ -27,6 +28,7 @@ from ..scoring import (
     plan_quality,
 )
 from ..scoring.plan import parse_metric_options
+from .model_evaluation import add_quality_scenario
 from .sharding import queue_shards
 
 #: views larger than this are delegated by default (immediate operations are
@@ -466,5 +468,45 @@ class FindHardSamples(foo.Operator):
         return types.Property(outputs, view=types.View(label="Hard samples"))
 
 
+class AddQualityScenario(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="add_quality_scenario", label="Add a quality scenario to Model Evaluation",
+            description="Quality bins as a scenario of FiftyOne's Model Evaluation panel: its metrics, "
+                        "confusion matrices and curves per bin, worst quality first",
+            dynamic=True, view_target=False)
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        evals, fields = [t.eval_key for t in list_targets(ctx.dataset)], quality_fields(ctx.dataset)
+        if not evals or not fields:
+            inputs.view("none", types.Warning(label="Needs an evaluation and a quality field"))
+            return types.Property(inputs)
+        inputs.enum("eval_key", evals, default=evals[0], required=True, label="Evaluation",
+                    view=types.DropdownView())
+        inputs.enum("field", fields, default=fields[0], required=True, label="Quality field",
+                    view=types.DropdownView())
+        inputs.int("bins", default=5, label="Quantile bins", description="Equal-count bins")
+        inputs.str("thresholds", required=False, label="Or thresholds",
+                   description="Comma-separated values of the field (instead of quantile bins)")
+        inputs.str("name", required=False, label="Scenario name (blank: automatic)")
+        return types.Property(inputs, view=types.View(label="Add a quality scenario"))
+
+    def execute(self, ctx):
+        p = ctx.params
+        cuts = [float(v) for v in str(p.get("thresholds") or "").split(",") if v.strip()]
+        s = add_quality_scenario(ctx.dataset, p["eval_key"], p["field"], bins=cuts or int(p.get("bins") or 5),
+                                 name=p.get("name") or None)
+        ctx.ops.notify(f"Scenario '{s.name}' added: open it in the Model Evaluation panel", variant="success")
+        return {"name": s.name, "id": s.id, "subsets": s.subset_names}
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        outputs.str("name", label="Scenario")
+        outputs.list("subsets", types.String(), label="Subsets, worst quality first")
+        return types.Property(outputs, view=types.View(label="Quality scenario"))
+
+
 OPERATORS = (ComputeQuality, GetQualityRun, DeleteQualityRun, WriteQualityReport,
-             BuildCorruptionSweep, FitTGIQA, FindHardSamples)
+             BuildCorruptionSweep, FitTGIQA, FindHardSamples, AddQualityScenario)

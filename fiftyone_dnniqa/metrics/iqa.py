@@ -1,27 +1,60 @@
 """pyiqa metrics behind the common :class:`QualityMetric` face.
 
-Every pyiqa metric is reachable by its pyiqa name. pyiqa is imported lazily
-(it takes seconds) and its code is used, never copied (its license is
-non-commercial).
+Every pyiqa metric is reachable by its pyiqa name. pyiqa is optional (the
+extra ``fiftyone-dnniqa[pyiqa]``: its license, PolyForm Noncommercial 1.0.0,
+does not allow commercial use) and imported lazily (it takes seconds); its
+code is used, never copied. Without it, its metrics are unavailable and
+:func:`pyiqa_unavailable_reason` says why; this package's own metrics work.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 
 from .weights import MissingWeightsError, is_offline, offline_weights
 from .base import InputSpec, QualityMetric
 
+#: how to install pyiqa's metrics
+PYIQA_EXTRA = "pip install 'fiftyone-dnniqa[pyiqa]'"
+#: pyiqa's license (the License-Expression of pyiqa 0.1.16; some of its parts add S-Lab License 1.0)
+PYIQA_LICENSE = "PolyForm Noncommercial 1.0.0"
+
+
+class PyiqaUnavailableError(ImportError, ValueError):
+    """A pyiqa metric was asked for, but pyiqa cannot be imported.
+
+    An :class:`ImportError` (a missing optional dependency) and a
+    :class:`ValueError` (the metric name cannot be used), so callers that
+    report unknown metric names report this one too."""
+
 
 @functools.lru_cache(maxsize=1)
-def pyiqa_configs() -> dict:
-    """pyiqa's metric table: name -> default config."""
-    from pyiqa.default_model_configs import DEFAULT_CONFIGS  # deferred: pyiqa is heavy to import
+def _pyiqa_table() -> Tuple[Optional[dict], Optional[str]]:
+    """``(pyiqa's metric table, None)``, or ``(None, why pyiqa cannot be imported)``."""
+    try:
+        from pyiqa.default_model_configs import DEFAULT_CONFIGS  # deferred: pyiqa is heavy and optional
+    except Exception as e:  # not installed, or installed and broken: our own metrics still work
+        if isinstance(e, ModuleNotFoundError) and (e.name or "").split(".")[0] == "pyiqa":
+            return None, "pyiqa is not installed"
+        return None, f"pyiqa is installed but cannot be imported ({type(e).__name__}: {e})"
+    return DEFAULT_CONFIGS, None
 
-    return DEFAULT_CONFIGS
+
+def pyiqa_unavailable_reason() -> Optional[str]:
+    """``None`` when pyiqa's metrics can be used; otherwise why not, and how to install them."""
+    table, why = _pyiqa_table()
+    if table is not None:
+        return None
+    return f"{why}; install it with {PYIQA_EXTRA} (pyiqa's license, {PYIQA_LICENSE}, forbids commercial use)"
+
+
+def pyiqa_configs() -> dict:
+    """pyiqa's metric table: name -> default config (empty when pyiqa is unavailable)."""
+    table, _ = _pyiqa_table()
+    return table if table is not None else {}
 
 
 def pyiqa_metric_names() -> List[str]:
@@ -43,6 +76,9 @@ class PyiqaMetric(QualityMetric):
         super().__init__()
         configs = pyiqa_configs()
         if name not in configs:
+            reason = pyiqa_unavailable_reason()
+            if reason:
+                raise PyiqaUnavailableError(f"pyiqa metric '{name}' is unavailable: {reason}")
             raise ValueError(f"'{name}' is not a pyiqa metric")
         cfg = configs[name]
         self.name = name

@@ -2,7 +2,9 @@
 
 Metrics of this package register where they are defined, with the
 :func:`register_metric` decorator (pyiqa's and timm's style); every pyiqa
-metric is reachable by its pyiqa name through :class:`~.iqa.PyiqaMetric`.
+metric is reachable by its pyiqa name through :class:`~.iqa.PyiqaMetric`
+when pyiqa is installed (an optional extra; :func:`unavailable_sources` says
+why it is not usable otherwise).
 Other packages add metrics through the entry-point group
 ``fiftyone_dnniqa.metrics``: each entry point names a
 :class:`~.base.QualityMetric` class or factory (registered under the entry
@@ -17,7 +19,9 @@ from importlib.metadata import entry_points
 from typing import Callable, Dict, List, Optional
 
 from .base import QualityMetric
-from .iqa import PyiqaMetric, pyiqa_configs, pyiqa_metric_names
+from .iqa import (
+    PyiqaMetric, PyiqaUnavailableError, pyiqa_configs, pyiqa_metric_names, pyiqa_unavailable_reason,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +67,8 @@ def _registry() -> Dict[str, Callable[..., QualityMetric]]:
 
 
 def list_metrics(source: Optional[str] = None, mode: Optional[str] = None) -> List[str]:
-    """Names accepted by :func:`create_metric`.
+    """Names accepted by :func:`create_metric` (pyiqa's only when pyiqa can be
+    imported: see :func:`unavailable_sources`).
 
     Args:
         source (None): ``"dnniqa"`` (this package's and plugins'), ``"pyiqa"``,
@@ -82,6 +87,14 @@ def list_metrics(source: Optional[str] = None, mode: Optional[str] = None) -> Li
         names += [n for n in pyiqa_metric_names()
                   if n not in registry and (mode is None or configs[n].get("metric_mode") == mode)]
     return names
+
+
+def unavailable_sources() -> Dict[str, str]:
+    """Sources of metrics that cannot be used here, each with the reason:
+    ``{"pyiqa": "pyiqa is not installed; install it with ..."}`` without pyiqa,
+    ``{}`` when every source works. Their metrics are not in :func:`list_metrics`."""
+    reason = pyiqa_unavailable_reason()
+    return {"pyiqa": reason} if reason else {}
 
 
 def metric_traits(name: str) -> dict:
@@ -105,6 +118,8 @@ def create_metric(name, device=None, **options) -> QualityMetric:
 
     Raises:
         ValueError: for an unknown name, listing the valid ones
+        PyiqaUnavailableError: (also a ValueError) for a pyiqa metric without pyiqa,
+            naming the extra to install
         MissingWeightsError: when the metric's weights are not on disk
     """
     registry = _registry()
@@ -115,12 +130,21 @@ def create_metric(name, device=None, **options) -> QualityMetric:
     elif name in pyiqa_configs():
         metric = PyiqaMetric(name, **options)
     else:
-        valid = list_metrics()
-        close = difflib.get_close_matches(str(name), valid, n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(
-            f"Unknown metric '{name}'.{hint} Valid metrics: {', '.join(valid)}"
-        )
+        raise _unknown_metric(name)
     if device is not None:
         metric.to(device)
     return metric
+
+
+def _unknown_metric(name) -> ValueError:
+    """The error for a name no source knows, saying when pyiqa's metrics are unavailable."""
+    pyiqa_missing = pyiqa_unavailable_reason()
+    if pyiqa_missing and name in OFFLINE_PYIQA_METRICS:
+        return PyiqaUnavailableError(f"Metric '{name}' is a pyiqa metric, and {pyiqa_missing}")
+    valid = list_metrics()
+    close = difflib.get_close_matches(str(name), valid, n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    msg = f"Unknown metric '{name}'.{hint} Valid metrics: {', '.join(valid)}"
+    if pyiqa_missing:
+        msg += f". pyiqa's metrics are unavailable: {pyiqa_missing}"
+    return ValueError(msg)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import sys
 from typing import Iterator, List, Optional
 
 import torch.hub
@@ -66,11 +67,12 @@ def find_weight_file(filename: str) -> Optional[str]:
 @contextlib.contextmanager
 def offline_weights(metric: str) -> Iterator[None]:
     """Routes weight downloads made while building ``metric`` through the
-    offline-first lookup."""
-    import pyiqa.utils.download_util as pyiqa_dl  # deferred: pyiqa is heavy to import
-
+    offline-first lookup: torch.hub's, and pyiqa's own copy of it when pyiqa
+    has been imported (pyiqa is optional, and never imported here)."""
     originals = {torch.hub: torch.hub.download_url_to_file}
-    originals[pyiqa_dl] = pyiqa_dl.download_url_to_file
+    pyiqa_dl = sys.modules.get("pyiqa.utils.download_util")
+    if pyiqa_dl is not None:
+        originals[pyiqa_dl] = pyiqa_dl.download_url_to_file
     real_download = originals[torch.hub]
 
     def fetch(url, dst, *args, **kwargs):
@@ -94,3 +96,6 @@ def offline_weights(metric: str) -> Iterator[None]:
     finally:
         for module, original in originals.items():
             module.download_url_to_file = original
+        late = sys.modules.get("pyiqa.utils.download_util")  # imported meanwhile, it copied `fetch`
+        if late is not None and late.download_url_to_file is fetch:
+            late.download_url_to_file = real_download
