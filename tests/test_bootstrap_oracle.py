@@ -471,3 +471,18 @@ def test_no_resamples_give_no_replicates():
     for method in ("spearman", "kendall", "pearson"):
         assert R.bootstrap_correlation(method, x, x, 0, np.random.default_rng(0)).shape == (0,)
     assert R.bootstrap_auroc(x, x > 2, 0, np.random.default_rng(0)).shape == (0,)
+
+
+def test_tensors_that_require_grad_are_read_as_their_values():
+    q, t = _data(30, seed=14)
+    tq = torch.tensor(q, requires_grad=True)  # a model's output, straight from the model
+    assert A.correlate(tq, t, n_boot=50).ci == A.correlate(q, t, n_boot=50).ci
+    np.testing.assert_array_equal(R.as_float(tq), q)
+
+
+def test_a_resample_of_two_close_values_is_not_one_value():
+    # the variance of {0, 0, 1e-6} is tiny next to the data's, so the row is checked exactly
+    x = np.array([0.0, 1e-6, 10.0, 20.0])
+    y = np.array([1.0, 2.0, 0.0, 5.0])
+    r = R._PearsonBoot(x, y)(np.array([[2, 1, 0, 0], [3, 0, 0, 0], [0, 0, 2, 2]]))
+    assert np.isfinite(r[0]) and np.isnan(r[1]) and r[2] == pytest.approx(1.0)
