@@ -20,7 +20,7 @@ from .scoring.plan import ProgressCallback
 
 def compute_quality(
     samples,
-    metric: Union[str, QualityMetric, Sequence[Union[str, QualityMetric]]] = "piqe",
+    metric: Union[str, QualityMetric, Sequence[Union[str, QualityMetric]]] = "aligned",
     field: Union[str, Sequence[str], None] = None,
     device: Union[str, torch.device] = "auto",
     batch_size: Optional[int] = None,
@@ -41,7 +41,7 @@ def compute_quality(
 
     Args:
         samples: a FiftyOne dataset or view of images
-        metric ("piqe"): a registry name or :class:`QualityMetric`, or a list
+        metric ("aligned"): a registry name or :class:`QualityMetric`, or a list
             of them; each image is decoded once for all of them
         field (None): the field (or list of fields) to store scores in;
             defaults to ``iqa_<metric>``. The field name is also the run key

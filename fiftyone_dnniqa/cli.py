@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import sys
+import warnings
 from typing import List, Optional
 
 import fiftyone as fo
@@ -13,7 +16,8 @@ from .analysis.report import write_report
 from .api import compute_quality
 from .app.plugin import install_plugin
 from .demo import run_demo
-from .metrics import OFFLINE_PYIQA_METRICS, create_metric, list_metrics, metric_traits
+from .metrics import create_metric
+from .metrics.catalog import metric_catalog
 from .metrics.registry import unavailable_sources
 from .scoring import ShardedRun, delete_quality_run, list_quality_runs, load_quality_run
 from .scoring.plan import parse_metric_options
@@ -80,27 +84,29 @@ def _metric_options(as_json: Optional[str], pairs: Optional[List[str]]) -> Optio
 
 def _cmd_list_metrics(args):
     rows = []
-    for n in list_metrics(source=args.source):
-        t = metric_traits(n)
-        row = [n, t["source"], "full-reference" if t["needs_reference"] else "no-reference",
-               "higher" if t["higher_is_better"] else "lower"]
-        if args.check:
-            try:
-                create_metric(n)
-                row.append("ready")
-            except Exception as e:
-                row.append("missing weights" if "weight" in str(e) else f"error: {type(e).__name__}")
-        elif t["source"] == "pyiqa":
-            row.append("no download" if n in OFFLINE_PYIQA_METRICS else "needs weights")
-        else:
-            row.append("shipped (pip)")
-        rows.append(row)
-    header = ["metric", "source", "kind", "better", "weights"]
+    for m in metric_catalog(source=args.source):
+        status = _check(m.name) if args.check else m.status
+        rows.append([m.name, m.group, "higher" if m.higher_is_better else "lower", status])
+    header = ["metric", "kind", "better", "status"]
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
     for r in [header] + rows:
         print("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
     for source, reason in unavailable_sources().items():
         print(f"{source} metrics: unavailable: {reason}")
+
+
+def _check(name) -> str:
+    """Builds metric ``name`` quietly (no download lines, no library warnings): ``ready``,
+    or the first line of why not."""
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+            contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")
+        try:
+            create_metric(name)
+            return "ready"
+        except Exception as e:  # every reason a metric cannot be built here is reported, not raised
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            return f"not ready: {reason}"
 
 
 def _cmd_runs(args):

@@ -24,10 +24,28 @@ def test_help_reads_well():
 def test_list_metrics(capsys):
     main(["list-metrics"])
     out = capsys.readouterr().out
+    lines = out.splitlines()
+    rows = {line.split()[0]: line for line in lines[1:]}
+    assert lines[0].split() == ["metric", "kind", "better", "status"]
+    assert [ln.split()[0] for ln in lines[1:4]] == ["aligned", "aligned_task", "aligned_fr"]
+    assert "No-reference" in rows["piqe"] and "lower" in rows["piqe"] and "ready offline" in rows["piqe"]
+    assert "Full-reference" in rows["ssim"] and "higher" in rows["ssim"]
+    assert "needs pyiqa's weight file" in rows["musiq"] and "fid" not in rows
+
+
+def test_list_metrics_check_is_quiet_and_says_why(capfd, monkeypatch):
+    from fiftyone_dnniqa import cli
+    from fiftyone_dnniqa.metrics.catalog import metric_info
+
+    picked = [metric_info(n) for n in ("aligned", "tg_iqa", "musiq", "piqe")]
+    monkeypatch.setattr(cli, "metric_catalog", lambda source=None: picked)
+    main(["list-metrics", "--check"])
+    out, err = capfd.readouterr()
     rows = {line.split()[0]: line for line in out.splitlines()[1:]}
-    assert "no-reference" in rows["piqe"] and "lower" in rows["piqe"] and "no download" in rows["piqe"]
-    assert "full-reference" in rows["ssim"] and "higher" in rows["ssim"]
-    assert "needs weights" in rows["musiq"]
+    assert rows["aligned"].endswith("ready") and rows["piqe"].endswith("ready")
+    assert "not ready: tg_iqa scores with a fitted head: pass path=" in rows["tg_iqa"]
+    assert "not ready:" in rows["musiq"] and "weight" in rows["musiq"]
+    assert "Downloading" not in out + err and "Warning" not in out + err and err == ""
 
 
 def test_score_resume_and_runs(imagenet_files, make_dataset, capsys, tmp_path):

@@ -174,7 +174,7 @@ def test_metrics_listing_and_app_faces_work_without_pyiqa(files):
     # list-metrics: ours, then pyiqa's as unavailable with the reason
     lines = got["cli"].splitlines()
     rows = {ln.split()[0]: ln for ln in lines[1:]}
-    assert "aligned" in rows and "shipped (pip)" in rows["aligned"] and "piqe" not in rows
+    assert "aligned" in rows and "ready offline" in rows["aligned"] and "piqe" not in rows
     assert lines[-1] == f"pyiqa metrics: unavailable: {reason}"
     assert got["plugin_register"] is True
     assert got["offline_weights"] == [True, True]

@@ -12,7 +12,9 @@ from typing import Optional
 
 from fiftyone import ViewField as F
 
-from .fields import field_direction
+from .correlation import rank_fields
+from .fields import field_direction, quality_fields
+from .targets import NoEvaluationError, get_target, to_floats
 
 #: datasets at least this large get an index on the field before sorting
 INDEX_ABOVE = 10_000
@@ -71,3 +73,22 @@ def save_hard_view(view, name: str, description: Optional[str] = None, overwrite
         raise ValueError(f"dataset '{dataset.name}' already has a saved view '{name}'; pass overwrite=True")
     dataset.save_view(name, view, description=description, overwrite=overwrite)
     return name
+
+
+def best_quality_field(samples, fields=None) -> Optional[str]:
+    """The quality field whose ranking best predicts ``samples``' evaluation (Spearman
+    with its performance, no bootstrap), or the first of ``fields`` (default: the quality
+    fields) when there is no evaluation; ``None`` without fields."""
+    fields = list(quality_fields(samples) if fields is None else fields)
+    if len(fields) < 2:
+        return fields[0] if fields else None
+    try:
+        ids, target = get_target(samples)
+    except NoEvaluationError:
+        return fields[0]
+    cols = samples.values(["id"] + fields)
+    pos = {i: k for k, i in enumerate(cols[0])}
+    order = [pos[i] for i in ids]
+    qualities = {f: (to_floats(cols[j + 1])[order], field_direction(samples, f)) for j, f in enumerate(fields)}
+    return rank_fields(qualities, target, n_boot=0)[0].name
+

@@ -9,42 +9,26 @@ import fiftyone as fo
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from ..analysis.difficulty import hard_samples, save_hard_view, tag_hard_samples
+from ..analysis.difficulty import best_quality_field, hard_samples, save_hard_view, tag_hard_samples
 from ..analysis.fields import quality_fields
 from ..analysis.report import safe_join, write_report
 from ..analysis.targets import list_targets
 from ..corruptions import SUITES, build_sweep, list_corruptions, resolve_corruptions
-from ..metrics import OFFLINE_PYIQA_METRICS, list_metrics, metric_traits
 from ..metrics.training import fit_tg_iqa
 from ..scoring import (
     ShardedRun,
     ShardSpec,
-    default_field,
     delete_quality_run,
     execute_plan,
     get_quality_run_info,
-    list_quality_runs,
+    list_quality_run_statuses,
     load_quality_run,
     plan_quality,
 )
 from ..scoring.plan import parse_metric_options
+from .forms import DEFAULT_METRIC, DELEGATE_ABOVE, compute_quality_form
 from .model_evaluation import add_quality_scenario
 from .sharding import queue_shards
-
-#: views larger than this are delegated by default (immediate operations are
-#: stopped after 600 s)
-DELEGATE_ABOVE = 1000
-
-DEVICES = ("auto", "cpu", "cuda")
-
-
-def _metric_names():
-    names = list_metrics()
-    # ours first, then the pyiqa metrics that need no download, then the rest
-    ours = list_metrics(source="dnniqa")
-    offline = [n for n in OFFLINE_PYIQA_METRICS if n in names]
-    return ours + offline + [n for n in names if n not in ours and n not in offline]
-
 
 class ComputeQuality(foo.Operator):
     @property
@@ -60,59 +44,7 @@ class ComputeQuality(foo.Operator):
 
     def resolve_input(self, ctx):
         inputs = types.Object()
-        view = ctx.target_view()
-        names = _metric_names()
-        choices = types.AutocompleteView()
-        for n in names:
-            choices.add_choice(n, label=n)
-        inputs.enum("metric", names, default="piqe", required=True, label="Metric",
-                    description="Quality metric from the registry", view=choices)
-        metric = ctx.params.get("metric") or "piqe"
-        try:
-            traits = metric_traits(metric)
-        except ValueError as e:
-            inputs.view("metric_error", types.Error(label="Unknown metric", description=str(e)))
-            return types.Property(inputs, view=types.View(label="Compute image quality"))
-
-        if traits["needs_reference"]:
-            str_fields = [f for f in ctx.dataset.get_field_schema(ftype=fo.StringField)
-                          if f != "filepath"]
-            inputs.enum("reference_field", str_fields, required=True, label="Reference field",
-                        description=f"'{metric}' is full-reference: the filepath field of the clean images",
-                        view=types.DropdownView())
-
-        if traits.get("needs_labels"):
-            label_fields = list(ctx.dataset.get_field_schema(
-                ftype=fo.EmbeddedDocumentField, embedded_doc_type=fo.Classification))
-            label_fields += [f for f in ctx.dataset.get_field_schema(ftype=fo.StringField)
-                             if f not in ("filepath",) and not f.endswith("_error")]
-            inputs.enum("label_field", label_fields, required=False, label="Label field",
-                        description=f"'{metric}' is task-guided: the field whose classes are the "
-                                    "task's label set", view=types.DropdownView())
-
-        inputs.str("field", default=default_field(metric), label="Field",
-                   description="Sample field for the scores (also the run key)")
-        inputs.bool("overwrite", default=False, label="Overwrite",
-                    description="Rescore samples that already have a score")
-        inputs.str("metric_options", required=False, label="Metric options",
-                   description='Options of the metric as a JSON object, e.g. {"tta": "flip"} (blank: defaults)')
-        inputs.enum("device", list(DEVICES), default="auto", label="Device",
-                    view=types.RadioGroup(orientation="horizontal"))
-        inputs.int("batch_size", default=None, label="Batch size", required=False,
-                   description="Images per batch (blank: automatic; halved on GPU out-of-memory)")
-        inputs.enum("decode", ["auto", "workers", "device"], default="auto", label="Decode JPEGs on",
-                    description="workers: loader processes (PIL); device: batched on the scoring "
-                                "device, nvJPEG on CUDA; auto: the device on CUDA",
-                    view=types.RadioGroup(orientation="horizontal"))
-        inputs.int("shards", default=1, label="Shards", required=False,
-                   description="Split into this many delegated operations over disjoint parts of "
-                               "the view, for `fiftyone delegated launch` workers on one or many "
-                               "machines (one GPU each with CUDA_VISIBLE_DEVICES)")
-        n = len(view)
-        if n > DELEGATE_ABOVE:
-            inputs.view("delegate_note", types.Notice(
-                label=f"{n} images: running this as a delegated operation is recommended "
-                      "(`fiftyone delegated launch` starts a worker)"))
+        compute_quality_form(ctx, inputs, len(ctx.target_view()))
         return types.Property(inputs, view=types.View(label="Compute image quality"))
 
     def resolve_execution_options(self, ctx):
@@ -122,7 +54,7 @@ class ComputeQuality(foo.Operator):
         p = ctx.params
         shard = ShardSpec.from_params(p["shard"]) if p.get("shard") else None
         plan = plan_quality(
-            ctx.target_view(), p.get("metrics") or p.get("metric", "piqe"),
+            ctx.target_view(), p.get("metrics") or p.get("metric", DEFAULT_METRIC),
             field=p.get("fields") or p.get("field") or None, device=p.get("device", "auto"),
             batch_size=p.get("batch_size") or None, num_workers=p.get("num_workers"),
             overwrite=bool(p.get("overwrite", False)), reference_field=p.get("reference_field"),
@@ -139,7 +71,7 @@ class ComputeQuality(foo.Operator):
             ctx.trigger("reload_dataset")
         return _scoring_outcome(results)
 
-    def __call__(self, sample_collection, metric="piqe", field=None, reference_field=None,
+    def __call__(self, sample_collection, metric=DEFAULT_METRIC, field=None, reference_field=None,
                  device="auto", batch_size=None, overwrite=False, label_field=None,
                  metric_options=None, decode="auto", delegate=False):
         """Runs the operator from Python::
@@ -160,13 +92,7 @@ class ComputeQuality(foo.Operator):
         )
 
     def resolve_output(self, ctx):
-        outputs = types.Object()
-        outputs.str("field", label="Field")
-        outputs.int("scored", label="Images scored")
-        outputs.int("failed", label="Images that could not be scored (reasons in <field>_error)")
-        outputs.float("images_per_s", label="Images per second")
-        outputs.int("queued", label="Delegated operations queued (sharded runs)")
-        return types.Property(outputs, view=types.View(label="Quality scores stored"))
+        return _scoring_output((getattr(ctx, "results", None) or {}))
 
 
 def _metric_options(params):
@@ -190,13 +116,34 @@ def _scoring_outcome(results) -> dict:
     }
 
 
+def _scoring_output(result: dict):
+    """The result dialog: only the rows this run has, the error field by its name."""
+    outputs = types.Object()
+    outputs.str("field", label="Field")
+    if result.get("queued"):
+        outputs.int("queued", label="Delegated operations queued (sharded runs)")
+        return types.Property(outputs, view=types.View(label="Quality scoring queued"))
+    outputs.int("scored", label="Images scored")
+    if result.get("failed"):
+        errors = ", ".join(f"{f.strip()}_error" for f in str(result.get("field", "")).split(","))
+        outputs.int("failed", label=f"Images that could not be scored (reasons in {errors})")
+    outputs.float("images_per_s", label="Images per second")
+    return types.Property(outputs, view=types.View(label="Quality scores stored"))
+
+
 def _run_choice(ctx, inputs, description):
-    keys = list_quality_runs(ctx.dataset)
-    if not keys:
+    runs = list_quality_run_statuses(ctx.dataset)
+    if not runs:
         inputs.view("none", types.Warning(label="This dataset has no quality runs yet"))
         return None
+    choices = types.DropdownView()
+    for key, run in runs.items():
+        status = run["status"]
+        choices.add_choice(key, label=key if status == "completed" else f"{key} ({status})",
+                           description=run["error"] if status == "failed" else None)
+    keys = list(runs)
     inputs.enum("run_key", keys, default=keys[0], required=True, label="Quality run",
-                description=description, view=types.DropdownView())
+                description=description, view=choices)
     return keys
 
 
@@ -428,8 +375,9 @@ class FindHardSamples(foo.Operator):
         if not fields:
             inputs.view("none", types.Warning(label="No quality fields yet: run 'Compute image quality' first"))
             return types.Property(inputs)
-        inputs.enum("field", fields, default=fields[0], required=True, label="Quality field",
-                    view=types.DropdownView())
+        inputs.enum("field", fields, default=best_quality_field(ctx.dataset, fields), required=True,
+                    label="Quality field", description="Default: the field that best predicts the "
+                    "dataset's evaluation, when it has one", view=types.DropdownView())
         modes = types.RadioGroup(orientation="horizontal")
         modes.add_choice("percent", label="Hardest %")
         modes.add_choice("count", label="Hardest k")
@@ -456,7 +404,11 @@ class FindHardSamples(foo.Operator):
             out["tag"] = p["tag"]
         if p.get("view_name"):
             out["view_name"] = save_hard_view(view, p["view_name"], overwrite=True)
-        if not ctx.delegated:
+        if ctx.delegated:
+            return out
+        if out.get("view_name"):  # the saved view by its name, so the App does not call it unsaved
+            ctx.ops.set_view(name=out["view_name"])
+        else:
             ctx.ops.set_view(view)
         return out
 
@@ -485,8 +437,9 @@ class AddQualityScenario(foo.Operator):
             return types.Property(inputs)
         inputs.enum("eval_key", evals, default=evals[0], required=True, label="Evaluation",
                     view=types.DropdownView())
-        inputs.enum("field", fields, default=fields[0], required=True, label="Quality field",
-                    view=types.DropdownView())
+        inputs.enum("field", fields, default=best_quality_field(ctx.dataset, fields), required=True,
+                    label="Quality field", description="Default: the field that best predicts the "
+                    "dataset's evaluation, when it has one", view=types.DropdownView())
         inputs.int("bins", default=5, label="Quantile bins", description="Equal-count bins")
         inputs.str("thresholds", required=False, label="Or thresholds",
                    description="Comma-separated values of the field (instead of quantile bins)")

@@ -57,8 +57,13 @@ def pyiqa_configs() -> dict:
     return table if table is not None else {}
 
 
+#: pyiqa metrics that score a set of images (one number per set), not each image
+DATASET_LEVEL_METRICS = ("fid", "fid_dinov2", "inception_score", "sfid")
+
+
 def pyiqa_metric_names() -> List[str]:
-    return sorted(pyiqa_configs())
+    """pyiqa's per-image metrics (its dataset-level ones left out)."""
+    return sorted(n for n in pyiqa_configs() if n not in DATASET_LEVEL_METRICS)
 
 
 class PyiqaMetric(QualityMetric):

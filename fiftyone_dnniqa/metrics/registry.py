@@ -20,7 +20,8 @@ from typing import Callable, Dict, List, Optional
 
 from .base import QualityMetric
 from .iqa import (
-    PyiqaMetric, PyiqaUnavailableError, pyiqa_configs, pyiqa_metric_names, pyiqa_unavailable_reason,
+    DATASET_LEVEL_METRICS, PyiqaMetric, PyiqaUnavailableError, pyiqa_configs, pyiqa_metric_names,
+    pyiqa_unavailable_reason,
 )
 
 logger = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ def metric_traits(name: str) -> dict:
         return {"source": "dnniqa", "needs_reference": bool(getattr(cls, "needs_reference", False)),
                 "needs_labels": bool(getattr(cls, "needs_labels", False)),
                 "higher_is_better": bool(getattr(cls, "higher_is_better", True))}
-    cfg = pyiqa_configs().get(name)
+    cfg = pyiqa_configs().get(name) if name in pyiqa_metric_names() else None
     if cfg is None:
         create_metric(name)  # raises the unknown-name error
     return {"source": "pyiqa", "needs_reference": cfg.get("metric_mode") == "FR", "needs_labels": False,
@@ -127,7 +128,7 @@ def create_metric(name, device=None, **options) -> QualityMetric:
         metric = name
     elif name in registry:
         metric = registry[name](**options)
-    elif name in pyiqa_configs():
+    elif name in pyiqa_metric_names():
         metric = PyiqaMetric(name, **options)
     else:
         raise _unknown_metric(name)
@@ -138,6 +139,9 @@ def create_metric(name, device=None, **options) -> QualityMetric:
 
 def _unknown_metric(name) -> ValueError:
     """The error for a name no source knows, saying when pyiqa's metrics are unavailable."""
+    if name in DATASET_LEVEL_METRICS:
+        return ValueError(f"'{name}' is a dataset-level metric: it compares sets of images (one "
+                          "number per set), so it gives no per-image score to store")
     pyiqa_missing = pyiqa_unavailable_reason()
     if pyiqa_missing and name in OFFLINE_PYIQA_METRICS:
         return PyiqaUnavailableError(f"Metric '{name}' is a pyiqa metric, and {pyiqa_missing}")

