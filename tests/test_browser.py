@@ -3,8 +3,8 @@ installed into a plugins directory, headless Chromium driven by Playwright.
 
 The test opens the panel the way a user does (the "+" new-panel menu of the Samples
 space), checks that the plots and the ranking table render, clicks the tallest bar of
-the histogram and checks that the App's view shrinks to that bin's samples. Screenshots
-go to the test's tmp dir and, when ``DNNIQA_ARTIFACTS`` is set, to that folder too.
+the histogram's "wrong" bars and checks that the App's view shrinks to that bin's wrong
+predictions, then goes back with the panel's Back button. Screenshots go to the test's tmp dir and, when ``DNNIQA_ARTIFACTS`` is set, to that folder too.
 
 Skips when Chromium (``/usr/bin/chromium``, or ``DNNIQA_CHROMIUM``) or the ``playwright``
 package is missing; never downloads a browser.
@@ -179,14 +179,14 @@ def test_panel_renders_and_clicks_set_the_view(sync_playwright, demo_dataset, ap
             assert content.get_by_text("iqa_entropy", exact=True).count() >= 1
             assert _grid_count(page) == 16
 
-            # click the tallest "wrong" bar: the App shows that bin's samples
+            # click the tallest "wrong" bar: the App shows that bin's wrong predictions
             bars = content.locator(".js-plotly-plot").nth(1).locator(".barlayer .trace").nth(1) \
                 .locator(".point path")
             boxes = [bars.nth(i).bounding_box() for i in range(bars.count())]
             assert len(boxes) == len(h["wrong"])
             i = int(np.argmax(h["wrong"]))
             box = boxes[i]
-            expected = h["correct"][i] + h["wrong"][i]
+            expected = h["wrong"][i]
             x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
             page.mouse.move(x, y)
             page.wait_for_timeout(300)
@@ -198,6 +198,12 @@ def test_panel_renders_and_clicks_set_the_view(sync_playwright, demo_dataset, ap
             # the panel follows the new view
             content.get_by_text(re.compile(rf"^{expected} samples in the view")).wait_for(timeout=30_000)
             _save(page, tmp_path, "quality_vs_performance_bin.png")
+            # Back: the view the drill-down started from
+            content.get_by_role("button", name="Back to the view before the drill-down").click(timeout=30_000)
+            deadline = time.time() + 30
+            while _grid_count(page) != 16 and time.time() < deadline:
+                page.wait_for_timeout(250)
+            assert _grid_count(page) == 16
             # "entry is loading": the App's router (its bundled index-*.js) read before a page
             # entry finished loading; seen once in CI under load, unrelated to the panel
             assert not [e for e in errors if e not in BENIGN_APP_ERRORS], errors

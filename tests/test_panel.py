@@ -353,24 +353,37 @@ def test_clicking_a_bin_sets_the_view_to_its_samples(plugin, cls_ds, which):
     app.call("on_load")
     trace = app.data["curve"][2] if which == "curve" else app.data["histogram"][1]
     bins = app.state["summary"]["bins"][which]
-    for idx in (0, len(trace["ids"]) - 1):  # first bin, and the last (closed) one
+    filled = [i for i, y in enumerate(trace["y"]) if y > 0]  # bars with samples
+    for idx in (filled[0], filled[-1]):  # the first, and the last (the closed one for the curve)
         bin_id = trace["ids"][idx]
         # what plotly's click sends (react-plotly event, as the App forwards it)
         app.call(f"on_click_{which}", id=bin_id, idx=idx, x=trace["x"][idx], y=trace["y"][idx],
                  trace=trace["name"], trace_idx=2, event="onClick", shift_pressed=False)
-        assert app.names()[0] == "set_view"
-        field, lo, hi, last = json.loads(bin_id)
+        assert "set_view" in app.names()
+        field, lo, hi, last, *outcome = json.loads(bin_id)
         assert [field, lo, hi, last] == list(bins[idx])
         assert last == (idx == len(trace["ids"]) - 1)
         got = sorted(app.set_views[-1].values("id"))
-        assert got == _expected_bin_ids(base, field, lo, hi, last) and got
+        expected = _expected_bin_ids(base, field, lo, hi, last)
+        if which == "histogram":  # the "wrong" bar: the wrong predictions of that bin only
+            assert outcome == ["wrong"]
+            wrong = set(base.match(fo.ViewField("eval") == False).values("id"))  # noqa: E712
+            expected = sorted(set(expected) & wrong)
+            assert len(got) == trace["y"][idx]
+        assert got == expected and got
     if which == "curve":  # each quantile bin holds the samples binned_performance counted
         rows = [r for r in P.panel_statistics(base, ["iqa_entropy"], "eval", "correct",
                                               n_boot=0)["curve"] if r["n"]]
         assert len(got) == rows[-1]["n"]
     # without an id (e.g. another plotly version), the point index and state bins do
-    app.call(f"on_click_{which}", idx=0, x=trace["x"][0])
-    assert sorted(app.set_views[-1].values("id")) == _expected_bin_ids(base, *bins[0])
+    app.call(f"on_click_{which}", idx=filled[0], x=trace["x"][filled[0]], trace=trace["name"])
+    first = _expected_bin_ids(base, *bins[filled[0]])
+    if which == "histogram":
+        first = sorted(set(first) & set(base.match(fo.ViewField("eval") == False).values("id")))  # noqa: E712
+    assert sorted(app.set_views[-1].values("id")) == first
+    # Back: the view the first drill-down started from
+    app.call("on_click_back")
+    assert app.set_views[-1]._serialize() == base._serialize() and app.state["base_view"] is None
     n_views = len(app.set_views)
     app.call(f"on_click_{which}", id="garbage")
     assert app.names()[0] == "notify" and len(app.set_views) == n_views
@@ -385,7 +398,7 @@ def test_lasso_in_the_scatter_selects_samples(plugin, cls_ds):
             pts.append({"trace": trace["name"], "trace_idx": ti, "idx": i, "id": trace["ids"][i],
                         "x": trace["x"][i], "y": trace["y"][i], "z": None})
     app.call("on_select_scatter", data=pts, event="onSelected", path="scatter")
-    assert app.names()[0] == "set_view"
+    assert "set_view" in app.names()
     assert sorted(app.set_views[-1].values("id")) == sorted(p["id"] for p in pts)
     app.call("on_select_scatter", data=[], event="onSelected")  # deselect: view unchanged
     assert "set_view" not in app.names()

@@ -207,13 +207,17 @@ def test_bin_id_round_trip():
     s = P.bin_id("iqa_x", 0.25, 1.5, 1)
     assert s == '["iqa_x", 0.25, 1.5, true]'
     assert json.loads(s) == ["iqa_x", 0.25, 1.5, True]
-    assert P.parse_bin_id(s) == ("iqa_x", 0.25, 1.5, True)
-    assert P.parse_bin_id(P.bin_id("f", -2.0, -1.0, 0)) == ("f", -2.0, -1.0, False)
+    assert P.parse_bin_id(s) == ("iqa_x", 0.25, 1.5, True, None)
+    assert P.parse_bin_id(P.bin_id("f", -2.0, -1.0, 0)) == ("f", -2.0, -1.0, False, None)
     got = P.parse_bin_id('["f", 0, 3, 0]')  # ints read as floats, last as a bool
-    assert got == ("f", 0.0, 3.0, False)
-    assert [type(v) for v in got] == [str, float, float, bool]
-    assert P.parse_bin_id('["f", "1.5", 2, 5]') == ("f", 1.5, 2.0, True)
-    assert P.parse_bin_id('["f", 2, 2, false]') == ("f", 2.0, 2.0, False)  # a constant bin
+    assert got == ("f", 0.0, 3.0, False, None)
+    assert [type(v) for v in got[:4]] == [str, float, float, bool]
+    assert P.parse_bin_id('["f", "1.5", 2, 5]') == ("f", 1.5, 2.0, True, None)
+    assert P.parse_bin_id('["f", 2, 2, false]') == ("f", 2.0, 2.0, False, None)  # a constant bin
+    # a histogram bar: its outcome too
+    w = P.bin_id("f", 0.5, 1.0, False, outcome="wrong")
+    assert w == '["f", 0.5, 1.0, false, "wrong"]' and P.parse_bin_id(w) == ("f", 0.5, 1.0, False, "wrong")
+    assert P.parse_bin_id('["f", 0, 1, true, "correct"]') == ("f", 0.0, 1.0, True, "correct")
 
 
 @pytest.mark.parametrize("value", [
@@ -221,6 +225,7 @@ def test_bin_id_round_trip():
     '[3, 0, 1, true]', '[null, 0, 1, true]', '["f", "x", 1, true]', '["f", 0, null, true]',
     '["f", [0], 1, true]', '["f", NaN, 1, true]', '["f", 0, NaN, true]', '["f", 0, Infinity, true]',
     '["f", -Infinity, 1, true]', '["f", 2, 1, true]', '["f", 1.0000001, 1, true]',
+    '["f", 0, 1, true, "right"]', '["f", 0, 1, true, "wrong", 1]', '["f", 0, 1, true, null]',
 ])
 def test_parse_bin_id_rejects(value):
     assert P.parse_bin_id(value) is None

@@ -31,7 +31,7 @@ from .grouping import binned_performance
 from .targets import BINARY_KINDS, get_target, pick_target, to_floats
 
 __all__ = [
-    "NoQualityFieldsError", "panel_statistics", "bin_view", "bin_id", "parse_bin_id", "quality_fields",
+    "NoQualityFieldsError", "panel_statistics", "bin_view", "bin_id", "parse_bin_id", "outcome_view", "quality_fields",
     "numeric_fields", "TARGET_LABELS",
 ]
 
@@ -236,21 +236,38 @@ def panel_statistics(view, fields: Optional[Sequence[str]] = None, eval_key: Opt
     }
 
 
-def bin_id(field, lo, hi, last) -> str:
-    """The id a curve point or histogram bar carries: everything a click needs."""
-    return json.dumps([field, lo, hi, bool(last)])
+OUTCOMES = ("correct", "wrong")
 
 
-def parse_bin_id(value) -> Optional[Tuple[str, float, float, bool]]:
-    """``(field, lo, hi, last)`` from a bin id, or None when it is not one."""
+def bin_id(field, lo, hi, last, outcome=None) -> str:
+    """The id a curve point or histogram bar carries: everything a click needs (a
+    histogram bar also its outcome, ``"correct"`` or ``"wrong"``)."""
+    return json.dumps([field, lo, hi, bool(last)] + ([outcome] if outcome else []))
+
+
+def parse_bin_id(value) -> Optional[Tuple[str, float, float, bool, Optional[str]]]:
+    """``(field, lo, hi, last, outcome)`` from a bin id (``outcome`` None for a curve
+    point), or None when it is not one."""
     try:
-        field, lo, hi, last = json.loads(value)
+        field, lo, hi, last, *rest = json.loads(value)
         lo, hi = float(lo), float(hi)
     except (TypeError, ValueError):
         return None
     if not isinstance(field, str) or not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
         return None
-    return field, lo, hi, bool(last)
+    if rest and (len(rest) > 1 or rest[0] not in OUTCOMES):
+        return None
+    return field, lo, hi, bool(last), (rest[0] if rest else None)
+
+
+def outcome_view(view, eval_key: str, kind: str, outcome: str):
+    """The samples of ``view`` whose binary target (``kind`` of evaluation ``eval_key``)
+    is ``outcome``: ``"correct"`` (1) or ``"wrong"`` (0)."""
+    if outcome not in OUTCOMES:
+        raise ValueError(f"outcome must be one of {OUTCOMES}, not {outcome!r}")
+    ids, target = get_target(view, eval_key, kind)
+    keep = target == (1.0 if outcome == "correct" else 0.0)
+    return view.select(list(np.asarray(ids)[keep]), ordered=False)
 
 
 def bin_view(view, field: str, lo: float, hi: float, last: bool = False):

@@ -25,9 +25,11 @@ from ..analysis.panel_stats import (
     N_BOOT,
     TARGET_LABELS,
     NoQualityFieldsError,
+    OUTCOMES,
     bin_view,
     no_quality_message,
     numeric_fields,
+    outcome_view,
     panel_statistics,
     parse_bin_id,
 )
@@ -178,7 +180,7 @@ class QualityPerformancePanel(foo.Panel):
         ids = list(dict.fromkeys(p.get("id") for p in points if isinstance(p, dict) and p.get("id")))
         if not ids:
             return
-        ctx.ops.set_view(ctx.view.select(ids))
+        self._drill_down(ctx, ctx.view.select(ids))
 
     # -- helpers -------------------------------------------------------------
 
@@ -264,15 +266,32 @@ class QualityPerformancePanel(foo.Panel):
             bins = (ctx.panel.state.get("summary") or {}).get("bins", {}).get(plot) or []
             idx = args.get("idx")
             if isinstance(idx, int) and 0 <= idx < len(bins):
-                spec = tuple(bins[idx])
+                outcome = args.get("trace") if plot == "histogram" and args.get("trace") in OUTCOMES else None
+                spec = (*bins[idx][:4], outcome)
         if spec is None:
             ctx.ops.notify("Could not tell which bin was clicked", variant="warning")
             return
-        field, lo, hi, last = spec
+        field, lo, hi, last, outcome = spec
         if not ctx.view.has_field(field):
             ctx.ops.notify(f"No field '{field}' in the current view", variant="warning")
             return
-        ctx.ops.set_view(bin_view(ctx.view, field, float(lo), float(hi), bool(last)))
+        view = bin_view(ctx.view, field, float(lo), float(hi), bool(last))
+        summary = ctx.panel.state.get("summary") or {}
+        if outcome and summary.get("eval_key"):
+            view = outcome_view(view, summary["eval_key"], summary["kind"], outcome)
+        self._drill_down(ctx, view)
+
+    def _drill_down(self, ctx, view):
+        """Sets the App's view, keeping the view it came from for the Back button."""
+        if not ctx.panel.state.get("base_view"):
+            ctx.panel.state.set("base_view", json_util.dumps(ctx.view._serialize()))
+        ctx.ops.set_view(view)
+
+    def on_click_back(self, ctx):
+        stages = ctx.panel.state.get("base_view")
+        ctx.panel.state.set("base_view", None)
+        if stages:
+            ctx.ops.set_view(fo.DatasetView._build(ctx.dataset, json_util.loads(stages)))
 
     # -- layout --------------------------------------------------------------
 
@@ -287,6 +306,9 @@ class QualityPerformancePanel(foo.Panel):
             panel.md(f"**{summary['n_samples']:,}** samples in the view, **{summary['n_target']:,}** "
                      f"with a target ({summary['eval_key']}: {summary['target_label']}); "
                      f"intervals from {N_BOOT} bootstrap resamples.", name="header")
+        if state.get("base_view"):
+            panel.btn("back", label="Back to the view before the drill-down", icon="undo",
+                      variant="outlined", on_click=self.on_click_back)
 
         if ch["targets"]:
             dd = types.DropdownView()

@@ -69,16 +69,17 @@ def _histogram_figure(field, plots, stats, x_title, margin):
         bins = [(field, edges[i], edges[i + 1], i == k - 1) for i in range(k)]
         centers = [(edges[i] + edges[i + 1]) / 2 for i in range(k)]
         widths = [edges[i + 1] - edges[i] for i in range(k)]
-        ids = [bin_id(*b) for b in bins]
-        common = {"type": "bar", "x": centers, "width": widths, "ids": ids, "opacity": 0.6}
+        common = {"type": "bar", "x": centers, "width": widths, "opacity": 0.6}
         return {
-            "data": [
-                {**common, "name": "correct", "y": h["correct"], "marker": {"color": "#2CA02C"}},
-                {**common, "name": "wrong", "y": h["wrong"], "marker": {"color": "#D62728"}},
+            "data": [  # each bar's id carries its outcome: a click shows that bin's wrong (or correct) ones
+                {**common, "name": "correct", "y": h["correct"], "marker": {"color": "#2CA02C"},
+                 "ids": [bin_id(*b, outcome="correct") for b in bins]},
+                {**common, "name": "wrong", "y": h["wrong"], "marker": {"color": "#D62728"},
+                 "ids": [bin_id(*b, outcome="wrong") for b in bins]},
             ],
             "layout": {
                 "title": {"text": f"{field} for correct and wrong predictions<br>"
-                                  "<sub>click a bar for its samples</sub>"},
+                                  "<sub>click a bar for its correct or wrong samples</sub>"},
                 "barmode": "overlay", "bargap": 0, "xaxis": {"title": {"text": x_title}},
                 "yaxis": {"title": {"text": "samples"}}, "margin": margin, "showlegend": True,
             },
