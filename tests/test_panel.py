@@ -442,7 +442,25 @@ def test_no_quality_runs_says_what_to_run(plugin, make_dataset):
     app = FakeApp(ds)
     app.call("on_load")
     assert "Compute image quality" in app.state["message"]
-    assert "Compute image quality" in app.properties()["message"]["view"]["description"]
+    props = app.properties()
+    assert "Compute image quality" in props["message"]["view"]["description"]
+    # an action, not only words: the button opens the operator's form
+    assert props["compute"]["view"]["operator"] == f"{PLUGIN_NAME}/compute_quality"
+    assert props["compute"]["view"]["prompt"] is True and "runs" not in props
+    assert app.rendered()["runs"] == []
+
+
+def test_the_panel_lists_the_quality_runs_with_their_status(plugin, cls_ds):
+    P.CACHE.clear()
+    app = FakeApp(cls_ds)
+    app.call("on_load")
+    props = app.properties()
+    assert [c["key"] for c in props["runs"]["view"]["columns"]] == ["run", "metric", "status"]
+    rows = app.rendered()["runs"]
+    stored = {k: cls_ds.load_run_results(k) for k in cls_ds.list_runs()}
+    assert [r["run"] for r in rows] == ["iqa_entropy"] == [k for k in stored if k.startswith("iqa_")]
+    assert rows[0]["metric"] == "entropy" and rows[0]["status"] == stored["iqa_entropy"].status == "completed"
+    assert props["compute"]["view"]["operator"] == f"{PLUGIN_NAME}/compute_quality"
 
 
 def _boxes(*xs):

@@ -34,6 +34,7 @@ from ..analysis.panel_stats import (
     parse_bin_id,
 )
 from ..analysis.targets import NoEvaluationError, get_target, list_targets
+from ..scoring import list_quality_run_statuses
 from .plots import plot_traces
 from .sharding import PLUGIN_NAME
 
@@ -96,7 +97,17 @@ def cache_key(view, fields, eval_key, kind) -> str:
     return hashlib.sha1(raw.encode()).hexdigest()
 
 
-_EMPTY_DATA = {"ranking": [], "curve": [], "histogram": [], "scatter": []}
+_EMPTY_DATA = {"ranking": [], "curve": [], "histogram": [], "scatter": [], "runs": []}
+#: the operator behind the panel's "Compute image quality" button
+COMPUTE_URI = f"{PLUGIN_NAME}/compute_quality"
+
+
+def run_rows(dataset) -> list:
+    """The dataset's quality runs as the panel lists them: field, metric, status (and why
+    a run failed)."""
+    return [{"run": key, "metric": r["metric"] or "",
+             "status": f"{r['status']}: {r['error']}" if r["error"] else r["status"]}
+            for key, r in list_quality_run_statuses(dataset).items()]
 
 
 def _show(ctx, state_update, data):
@@ -105,7 +116,7 @@ def _show(ctx, state_update, data):
     an input changes: so every new table and plot clears the state's copy of the old one
     (else a shorter table keeps the old table's last rows, and a plot its old points)."""
     ctx.panel.state.set({**state_update, **{k: None for k in _EMPTY_DATA}})
-    ctx.panel.data.set(data)
+    ctx.panel.data.set({**data, "runs": run_rows(ctx.dataset)})
 
 
 def _target_value(eval_key, kind):
@@ -309,6 +320,14 @@ class QualityPerformancePanel(foo.Panel):
         if state.get("base_view"):
             panel.btn("back", label="Back to the view before the drill-down", icon="undo",
                       variant="outlined", on_click=self.on_click_back)
+
+        panel.btn("compute", label="Compute image quality", icon="add", variant="outlined",
+                  on_click=COMPUTE_URI, prompt=True)
+        if ch["quality"]:
+            runs = types.TableView()
+            for c, label in (("run", "Quality run (field)"), ("metric", "Metric"), ("status", "Status")):
+                runs.add_column(c, label=label)
+            panel.list("runs", types.Object(), view=runs, label="Quality runs of this dataset")
 
         if ch["targets"]:
             dd = types.DropdownView()
