@@ -134,6 +134,24 @@ def _grid_count(page):
     return int(texts[0].split()[0].replace(",", "")) if texts else None
 
 
+def _dismiss(page):
+    """Closes the App's "Explore Enterprise" popover, which covers the tab bar."""
+    btn = page.get_by_role("button", name="Dismiss")
+    if btn.count() and btn.first.is_visible():
+        btn.first.click()
+
+
+def _open_panel(page, url, dataset_name, label):
+    """Opens the dataset in the App, then the panel ``label`` from the "+" new-panel menu."""
+    page.goto(f"{url}/datasets/{dataset_name}", wait_until="domcontentloaded")
+    new_panel = page.locator('[data-cy="new-panel-btn"]:visible').first
+    new_panel.wait_for(timeout=60_000)
+    page.wait_for_timeout(1500)
+    _dismiss(page)
+    new_panel.click(timeout=20_000)
+    page.get_by_text(label, exact=True).first.click(timeout=20_000)
+
+
 def test_panel_renders_and_clicks_set_the_view(sync_playwright, demo_dataset, app_server, tmp_path):
     url, log_path = app_server
     stats = P.panel_statistics(demo_dataset)
@@ -145,24 +163,12 @@ def test_panel_renders_and_clicks_set_the_view(sync_playwright, demo_dataset, ap
         errors = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         try:
-            page.goto(f"{url}/datasets/{demo_dataset.name}", wait_until="domcontentloaded")
-
-            def dismiss():  # the App's "Explore Enterprise" popover covers the tab bar
-                btn = page.get_by_role("button", name="Dismiss")
-                if btn.count() and btn.first.is_visible():
-                    btn.first.click()
-
-            new_panel = page.locator('[data-cy="new-panel-btn"]:visible').first
-            new_panel.wait_for(timeout=60_000)
-            page.wait_for_timeout(1500)
-            dismiss()
-            new_panel.click(timeout=20_000)
-            page.get_by_text(PANEL_LABEL, exact=True).first.click(timeout=20_000)
+            _open_panel(page, url, demo_dataset.name, PANEL_LABEL)
             page.wait_for_function(
                 "document.querySelectorAll('.js-plotly-plot svg.main-svg').length >= 3",
                 timeout=60_000)
             page.wait_for_timeout(1000)
-            dismiss()
+            _dismiss(page)
             opened = time.perf_counter() - t0
             shot = _save(page, tmp_path, "quality_vs_performance.png")
 
@@ -251,19 +257,7 @@ def test_model_evaluation_panel_shows_the_quality_scenario_and_metrics(
         errors = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         try:
-            page.goto(f"{url}/datasets/{demo_dataset.name}", wait_until="domcontentloaded")
-
-            def dismiss():
-                btn = page.get_by_role("button", name="Dismiss")
-                if btn.count() and btn.first.is_visible():
-                    btn.first.click()
-
-            new_panel = page.locator('[data-cy="new-panel-btn"]:visible').first
-            new_panel.wait_for(timeout=60_000)
-            page.wait_for_timeout(1500)
-            dismiss()
-            new_panel.click(timeout=20_000)
-            page.get_by_text("Model Evaluation", exact=True).first.click(timeout=20_000)
+            _open_panel(page, url, demo_dataset.name, "Model Evaluation")
             content = page.locator('[data-cy="panel-content-model_evaluation_panel_builtin"]')
             content.get_by_text("det", exact=True).first.click(timeout=60_000)
             content.get_by_text("Summary", exact=True).wait_for(timeout=60_000)
