@@ -10,6 +10,7 @@ Skips when Chromium (``/usr/bin/chromium``, or ``DNNIQA_CHROMIUM``) or the ``pla
 package is missing; never downloads a browser.
 """
 
+import contextlib
 import os
 import re
 import shutil
@@ -134,6 +135,27 @@ def _grid_count(page):
     return int(texts[0].split()[0].replace(",", "")) if texts else None
 
 
+@contextlib.contextmanager
+def _app_page(sync_playwright, tmp_path, log_path, failure_png):
+    """A headless Chromium page and the page errors it records; on a failure, a screenshot
+    (``failure_png``) and the end of the App server's log."""
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1600, "height": 1900})
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        try:
+            yield page, errors
+        except Exception:
+            try:
+                _save(page, tmp_path, failure_png)
+            finally:
+                print(log_path.read_text()[-3000:])
+            raise
+        finally:
+            browser.close()
+
+
 def _dismiss(page):
     """Closes the App's "Explore Enterprise" popover, which covers the tab bar."""
     btn = page.get_by_role("button", name="Dismiss")
@@ -157,70 +179,57 @@ def test_panel_renders_and_clicks_set_the_view(sync_playwright, demo_dataset, ap
     stats = P.panel_statistics(demo_dataset)
     h = stats["histogram"]
     t0 = time.perf_counter()
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1600, "height": 1900})
-        errors = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        try:
-            _open_panel(page, url, demo_dataset.name, PANEL_LABEL)
-            page.wait_for_function(
-                "document.querySelectorAll('.js-plotly-plot svg.main-svg').length >= 3",
-                timeout=60_000)
-            page.wait_for_timeout(1000)
-            _dismiss(page)
-            opened = time.perf_counter() - t0
-            shot = _save(page, tmp_path, "quality_vs_performance.png")
+    with _app_page(sync_playwright, tmp_path, log_path, "quality_vs_performance_failure.png") as (page, errors):
+        _open_panel(page, url, demo_dataset.name, PANEL_LABEL)
+        page.wait_for_function(
+            "document.querySelectorAll('.js-plotly-plot svg.main-svg').length >= 3",
+            timeout=60_000)
+        page.wait_for_timeout(1000)
+        _dismiss(page)
+        opened = time.perf_counter() - t0
+        shot = _save(page, tmp_path, "quality_vs_performance.png")
 
-            assert page.locator('[data-cy="panel-tab-quality_vs_performance"]').count() == 1
-            assert page.get_by_text(PANEL_LABEL, exact=True).count() >= 1
-            content = page.locator('[data-cy="panel-content-quality_vs_performance"]')
-            assert content.count() == 1
-            for title in ("Accuracy by quantile bin of iqa_entropy",
-                          "iqa_entropy for correct and wrong predictions",
-                          "iqa_entropy vs prediction confidence"):
-                assert content.locator("svg text", has_text=title).count() >= 1, title
-            assert content.locator(".js-plotly-plot .scatterlayer .trace").count() >= 3
-            assert content.get_by_text("Spearman rho [CI]").count() == 1
-            assert content.get_by_text("iqa_entropy", exact=True).count() >= 1
-            assert _grid_count(page) == 16
+        assert page.locator('[data-cy="panel-tab-quality_vs_performance"]').count() == 1
+        assert page.get_by_text(PANEL_LABEL, exact=True).count() >= 1
+        content = page.locator('[data-cy="panel-content-quality_vs_performance"]')
+        assert content.count() == 1
+        for title in ("Accuracy by quantile bin of iqa_entropy",
+                      "iqa_entropy for correct and wrong predictions",
+                      "iqa_entropy vs prediction confidence"):
+            assert content.locator("svg text", has_text=title).count() >= 1, title
+        assert content.locator(".js-plotly-plot .scatterlayer .trace").count() >= 3
+        assert content.get_by_text("Spearman rho [CI]").count() == 1
+        assert content.get_by_text("iqa_entropy", exact=True).count() >= 1
+        assert _grid_count(page) == 16
 
-            # click the tallest "wrong" bar: the App shows that bin's wrong predictions
-            bars = content.locator(".js-plotly-plot").nth(1).locator(".barlayer .trace").nth(1) \
-                .locator(".point path")
-            boxes = [bars.nth(i).bounding_box() for i in range(bars.count())]
-            assert len(boxes) == len(h["wrong"])
-            i = int(np.argmax(h["wrong"]))
-            box = boxes[i]
-            expected = h["wrong"][i]
-            x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-            page.mouse.move(x, y)
-            page.wait_for_timeout(300)
-            page.mouse.click(x, y)
-            deadline = time.time() + 30
-            while _grid_count(page) != expected and time.time() < deadline:
-                page.wait_for_timeout(250)
-            assert _grid_count(page) == expected, (_grid_count(page), expected)
-            # the panel follows the new view
-            content.get_by_text(re.compile(rf"^{expected} samples in the view")).wait_for(timeout=30_000)
-            _save(page, tmp_path, "quality_vs_performance_bin.png")
-            # Back: the view the drill-down started from
-            content.get_by_role("button", name="Back to the view before the drill-down").click(timeout=30_000)
-            deadline = time.time() + 30
-            while _grid_count(page) != 16 and time.time() < deadline:
-                page.wait_for_timeout(250)
-            assert _grid_count(page) == 16
-            # "entry is loading": the App's router (its bundled index-*.js) read before a page
-            # entry finished loading; seen once in CI under load, unrelated to the panel
-            assert not [e for e in errors if e not in BENIGN_APP_ERRORS], errors
-        except Exception:
-            try:
-                _save(page, tmp_path, "quality_vs_performance_failure.png")
-            finally:
-                print(log_path.read_text()[-3000:])
-            raise
-        finally:
-            browser.close()
+        # click the tallest "wrong" bar: the App shows that bin's wrong predictions
+        bars = content.locator(".js-plotly-plot").nth(1).locator(".barlayer .trace").nth(1) \
+            .locator(".point path")
+        boxes = [bars.nth(i).bounding_box() for i in range(bars.count())]
+        assert len(boxes) == len(h["wrong"])
+        i = int(np.argmax(h["wrong"]))
+        box = boxes[i]
+        expected = h["wrong"][i]
+        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        page.mouse.move(x, y)
+        page.wait_for_timeout(300)
+        page.mouse.click(x, y)
+        deadline = time.time() + 30
+        while _grid_count(page) != expected and time.time() < deadline:
+            page.wait_for_timeout(250)
+        assert _grid_count(page) == expected, (_grid_count(page), expected)
+        # the panel follows the new view
+        content.get_by_text(re.compile(rf"^{expected} samples in the view")).wait_for(timeout=30_000)
+        _save(page, tmp_path, "quality_vs_performance_bin.png")
+        # Back: the view the drill-down started from
+        content.get_by_role("button", name="Back to the view before the drill-down").click(timeout=30_000)
+        deadline = time.time() + 30
+        while _grid_count(page) != 16 and time.time() < deadline:
+            page.wait_for_timeout(250)
+        assert _grid_count(page) == 16
+        # "entry is loading": the App's router (its bundled index-*.js) read before a page
+        # entry finished loading; seen once in CI under load, unrelated to the panel
+        assert not [e for e in errors if e not in BENIGN_APP_ERRORS], errors
     print(f"\npanel open with plots in {opened:.1f} s; screenshot {shot}")
 
 
@@ -251,33 +260,20 @@ def test_model_evaluation_panel_shows_the_quality_scenario_and_metrics(
     metrics = _add_detection_evaluation(demo_dataset, "det")
     assert len(metrics) == 3
     scenario = dq.add_quality_scenario(demo_dataset, "det", "iqa_entropy", bins=3)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1600, "height": 1900})
-        errors = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        try:
-            _open_panel(page, url, demo_dataset.name, "Model Evaluation")
-            content = page.locator('[data-cy="panel-content-model_evaluation_panel_builtin"]')
-            content.get_by_text("det", exact=True).first.click(timeout=60_000)
-            content.get_by_text("Summary", exact=True).wait_for(timeout=60_000)
-            for m in metrics.values():  # listed by label, beside FiftyOne's own metrics
-                content.get_by_text(m["label"], exact=True).wait_for(timeout=60_000)
-            assert content.get_by_text("mAP", exact=True).count() >= 1
-            _save(page, tmp_path, "model_evaluation_overview.png")
-            content.get_by_text("Scenario Analysis", exact=True).click(timeout=20_000)
-            content.get_by_text(scenario.name, exact=True).first.wait_for(timeout=60_000)
-            page.wait_for_timeout(2000)
-            _save(page, tmp_path, "model_evaluation_scenario.png")
-            for name in scenario.subset_names:
-                assert content.get_by_text(name).count() + content.locator(
-                    "svg text", has_text=name).count() >= 1, name
-            assert not [e for e in errors if e not in BENIGN_APP_ERRORS], errors
-        except Exception:
-            try:
-                _save(page, tmp_path, "model_evaluation_failure.png")
-            finally:
-                print(log_path.read_text()[-3000:])
-            raise
-        finally:
-            browser.close()
+    with _app_page(sync_playwright, tmp_path, log_path, "model_evaluation_failure.png") as (page, errors):
+        _open_panel(page, url, demo_dataset.name, "Model Evaluation")
+        content = page.locator('[data-cy="panel-content-model_evaluation_panel_builtin"]')
+        content.get_by_text("det", exact=True).first.click(timeout=60_000)
+        content.get_by_text("Summary", exact=True).wait_for(timeout=60_000)
+        for m in metrics.values():  # listed by label, beside FiftyOne's own metrics
+            content.get_by_text(m["label"], exact=True).wait_for(timeout=60_000)
+        assert content.get_by_text("mAP", exact=True).count() >= 1
+        _save(page, tmp_path, "model_evaluation_overview.png")
+        content.get_by_text("Scenario Analysis", exact=True).click(timeout=20_000)
+        content.get_by_text(scenario.name, exact=True).first.wait_for(timeout=60_000)
+        page.wait_for_timeout(2000)
+        _save(page, tmp_path, "model_evaluation_scenario.png")
+        for name in scenario.subset_names:
+            assert content.get_by_text(name).count() + content.locator(
+                "svg text", has_text=name).count() >= 1, name
+        assert not [e for e in errors if e not in BENIGN_APP_ERRORS], errors
