@@ -140,8 +140,52 @@ def test_cuda_is_offered_only_with_a_gpu(dataset, monkeypatch):
     assert _resolve(dataset, {"metric": "entropy"})[0]["device"].type.values == ["auto", "cpu"]
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert _resolve(dataset, {"metric": "entropy"})[0]["device"].type.values == ["auto", "cpu", "cuda"]
-    shards = _resolve(dataset, {"metric": "entropy"})[0]["shards"].view.description
-    assert "Schedule" in shards and "fiftyone delegated launch" in shards
+
+
+def test_shards_are_offered_only_where_the_app_can_schedule(dataset, monkeypatch):
+    monkeypatch.setattr(fo.config, "allow_legacy_orchestrators", True)
+    props = _resolve(dataset, {"metric": "entropy"})[0]
+    shards = props["shards"].view.description
+    assert "Schedule" in shards and "fiftyone delegated launch" in shards and "schedule_note" not in props
+    monkeypatch.setattr(fo.config, "allow_legacy_orchestrators", False)
+    props = _resolve(dataset, {"metric": "entropy"})[0]
+    assert "shards" not in props
+    note = props["schedule_note"].view.label
+    assert "FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS=true" in note and "fiftyone delegated launch" in note
+
+
+def test_a_field_holding_another_metrics_scores_needs_overwrite(installed_plugin, imagenet_files, make_dataset):
+    ds = make_dataset(imagenet_files[:2])
+    ds.persistent = True
+    dq.compute_quality(ds, "entropy", field="q", num_workers=0)
+    props, valid = _resolve(ds, {"metric": "piqe", "field": "q"})
+    assert props["field"].invalid and valid.invalid
+    assert "holds scores of metric 'entropy'" in props["field"].error_message
+    assert "tick Overwrite" in props["field"].error_message
+    for params in ({"metric": "piqe", "field": "q", "overwrite": True},  # replace them, knowingly
+                   {"metric": "entropy", "field": "q"}):  # the same metric resumes
+        props, valid = _resolve(ds, params)
+        assert not props["field"].invalid and not valid.invalid, params
+    with pytest.raises(ValueError, match="holds scores of metric 'entropy'"):  # what the form prevents
+        dq.compute_quality(ds, "piqe", field="q", num_workers=0)
+
+
+def test_a_task_guided_metric_asks_for_its_label_set(dataset, make_dataset, imagenet_files):
+    props, valid = _resolve(dataset, {"metric": "aligned_task"})
+    labels = props["label_field"]
+    assert labels.required and "ground_truth" in labels.type.values and "note" in labels.type.values
+    assert valid.invalid and [e.path.strip(".") for e in valid.errors] == ["label_field"]
+    props, valid = _resolve(dataset, {"metric": "aligned_task", "label_field": "ground_truth"})
+    assert not valid.invalid
+    bare = make_dataset(imagenet_files[:1])  # no Classification or string field
+    bare.persistent = True
+    props, valid = _resolve(bare, {"metric": "aligned_task"})
+    assert props["label_field"].invalid and '{"classes"' in props["label_field"].error_message
+    assert valid.invalid
+    props, valid = _resolve(bare, {"metric": "aligned_task", "field": "q",
+                                   "metric_options": '{"classes": ["tench", "goldfish"]}'})
+    assert not props["label_field"].required and not props["label_field"].invalid and not valid.invalid
+    assert "(blank: the classes in Metric options)" in props["label_field"].view.description
 
 
 def test_the_result_dialog_names_the_error_field_and_shows_only_its_rows():

@@ -11,16 +11,26 @@ import torch
 from ..metrics import metric_traits
 from ..metrics.catalog import metric_catalog, metric_info
 from ..metrics.weights import is_offline
-from ..scoring import default_field, field_problem
+from ..scoring import default_field, field_problem, list_quality_run_statuses
 from ..scoring.plan import parse_metric_options
 
-__all__ = ["DELEGATE_ABOVE", "DEFAULT_METRIC", "compute_quality_form", "devices", "in_app_words"]
+__all__ = ["DELEGATE_ABOVE", "DEFAULT_METRIC", "STREAM_PARAM", "compute_quality_form", "delegation_available",
+           "devices", "in_app_words"]
 
 #: views larger than this are delegated by default (immediate operations are
 #: stopped after 600 s)
 DELEGATE_ABOVE = 1000
 #: the metric the form opens on: the DNN-aligned score
 DEFAULT_METRIC = "aligned"
+#: a parameter asking the operator to yield its progress (count, time left), as for the App
+STREAM_PARAM = "progress_in_app"
+#: task-guided metrics that fall back on a label set of their own without a label field
+DEFAULT_LABEL_SETS = {"zsclip": "ImageNet's 1000 classes"}
+
+
+def delegation_available() -> bool:
+    """Whether this App can schedule (delegate) operations to local workers."""
+    return bool(fo.config.allow_legacy_orchestrators)
 
 
 def devices() -> list:
@@ -81,10 +91,10 @@ def compute_quality_form(ctx, inputs, n_samples):
     options, options_error = _options(ctx.params)
     problem = _metric_problem(info, options)
     _metric_input(inputs, problem if info.name != "tg_iqa" else None)
-    _reference_and_labels(ctx, inputs, metric, info)
+    _reference_and_labels(ctx, inputs, metric, options)
     overwrite = bool(ctx.params.get("overwrite", False))
     field = ctx.params.get("field") or default_field(metric)
-    field_error = field_problem(ctx.dataset, field, overwrite)
+    field_error = field_problem(ctx.dataset, field, overwrite) or _other_metric_problem(ctx, field, metric, overwrite)
     inputs.str("field", default=default_field(metric), label="Field",
                description="Sample field for the scores (also the run key)",
                invalid=bool(field_error), error_message=in_app_words(field_error or ""))
@@ -98,7 +108,16 @@ def compute_quality_form(ctx, inputs, n_samples):
     return True
 
 
-def _reference_and_labels(ctx, inputs, metric, info):
+def _other_metric_problem(ctx, field, metric, overwrite):
+    """A message when ``field`` holds another metric's scores and Overwrite is not ticked."""
+    run = list_quality_run_statuses(ctx.dataset).get(field)
+    if overwrite or not run or not run["metric"] or run["metric"] == metric:
+        return None
+    return (f"'{field}' holds scores of metric '{run['metric']}': choose another field name, "
+            f"or tick Overwrite to replace them with '{metric}' scores")
+
+
+def _reference_and_labels(ctx, inputs, metric, options):
     traits = metric_traits(metric)
     if traits["needs_reference"]:
         str_fields = [f for f in ctx.dataset.get_field_schema(ftype=fo.StringField)
@@ -108,14 +127,27 @@ def _reference_and_labels(ctx, inputs, metric, info):
                     view=types.DropdownView(), invalid=not str_fields,
                     error_message="" if str_fields else
                     "this dataset has no string field of reference filepaths; add one, or pick a no-reference metric")
-    if traits["needs_labels"] or metric == "aligned_task":
-        label_fields = list(ctx.dataset.get_field_schema(
-            ftype=fo.EmbeddedDocumentField, embedded_doc_type=fo.Classification))
-        label_fields += [f for f in ctx.dataset.get_field_schema(ftype=fo.StringField)
-                         if f not in ("filepath",) and not f.endswith("_error")]
-        inputs.enum("label_field", label_fields, required=False, label="Label field",
-                    description=f"'{metric}' is task-guided: the field whose classes are the "
-                                "task's label set", view=types.DropdownView())
+    if traits["needs_labels"]:
+        _label_input(ctx, inputs, metric, options)
+
+
+def _label_input(ctx, inputs, metric, options):
+    """The label field of a task-guided metric: required unless the metric has a label set
+    of its own or the options give its classes."""
+    label_fields = list(ctx.dataset.get_field_schema(
+        ftype=fo.EmbeddedDocumentField, embedded_doc_type=fo.Classification))
+    label_fields += [f for f in ctx.dataset.get_field_schema(ftype=fo.StringField)
+                     if f not in ("filepath",) and not f.endswith("_error")]
+    fallback = DEFAULT_LABEL_SETS.get(metric) or ("the classes in Metric options" if (options or {}).get("classes")
+                                                  else None)
+    problem = None
+    if not label_fields and not fallback:
+        problem = (f"'{metric}' needs the task's classes and this dataset has no Classification or string "
+                   'field: put {"classes": ["cat", "dog", ...]} in Metric options, or pick another metric')
+    inputs.enum("label_field", label_fields, required=fallback is None, label="Label field",
+                description=f"'{metric}' is task-guided: the field whose classes are the task's label set"
+                            + (f" (blank: {fallback})" if fallback else ""),
+                view=types.DropdownView(), invalid=bool(problem), error_message=problem or "")
 
 
 def _run_inputs(inputs, n_samples):
@@ -127,11 +159,16 @@ def _run_inputs(inputs, n_samples):
                 description="workers: loader processes (PIL); device: batched on the scoring "
                             "device, nvJPEG on CUDA; auto: the device on CUDA",
                 view=types.RadioGroup(orientation="horizontal"))
-    inputs.int("shards", default=1, label="Shards", required=False,
-               description="Split into this many delegated operations over disjoint parts of the "
-                           "view. Needs delegated execution: choose Schedule, and start workers with "
-                           "`fiftyone delegated launch` (one GPU each with CUDA_VISIBLE_DEVICES); "
-                           "leave 1 to run here")
+    if delegation_available():
+        inputs.int("shards", default=1, label="Shards", required=False,
+                   description="Split into this many delegated operations over disjoint parts of the "
+                               "view. Choose Schedule, and start workers with `fiftyone delegated launch` "
+                               "(one GPU each with CUDA_VISIBLE_DEVICES); leave 1 to run here")
+    else:
+        inputs.view("schedule_note", types.Notice(
+            label="Schedule (delegated execution) is off in this App: set "
+                  "FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS=true before starting it and run "
+                  "`fiftyone delegated launch` to schedule runs or split them into shards"))
     if n_samples > DELEGATE_ABOVE:
         inputs.view("delegate_note", types.Notice(
             label=f"{n_samples} images: running this as a delegated operation is recommended "

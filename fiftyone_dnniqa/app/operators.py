@@ -26,8 +26,9 @@ from ..scoring import (
     plan_quality,
 )
 from ..scoring.plan import parse_metric_options
-from .forms import DEFAULT_METRIC, DELEGATE_ABOVE, compute_quality_form
+from .forms import DEFAULT_METRIC, DELEGATE_ABOVE, STREAM_PARAM, compute_quality_form
 from .model_evaluation import add_quality_scenario
+from .progress import stream_progress
 from .sharding import queue_shards
 
 class ComputeQuality(foo.Operator):
@@ -36,10 +37,11 @@ class ComputeQuality(foo.Operator):
         return foo.OperatorConfig(
             name="compute_quality",
             label="Compute image quality",
-            description="Score images with a DNN-aligned or a conventional (pyiqa) quality metric",
+            description="Compute quality scores of the images with a DNN-aligned or a conventional (pyiqa) metric",
             dynamic=True,
             allow_immediate_execution=True,
             allow_delegated_execution=True,
+            execute_as_generator=True,
         )
 
     def resolve_input(self, ctx):
@@ -51,25 +53,19 @@ class ComputeQuality(foo.Operator):
         return _execution_options(ctx, DELEGATE_ABOVE)
 
     def execute(self, ctx):
-        p = ctx.params
-        shard = ShardSpec.from_params(p["shard"]) if p.get("shard") else None
-        plan = plan_quality(
-            ctx.target_view(), p.get("metrics") or p.get("metric", DEFAULT_METRIC),
-            field=p.get("fields") or p.get("field") or None, device=p.get("device", "auto"),
-            batch_size=p.get("batch_size") or None, num_workers=p.get("num_workers"),
-            overwrite=bool(p.get("overwrite", False)), reference_field=p.get("reference_field"),
-            label_field=p.get("label_field") or None, metric_options=_metric_options(p),
-            decode=p.get("decode") or "auto", queued=shard is None and (p.get("shards") or 1) > 1,
-            progress=lambda fraction, label: ctx.set_progress(progress=fraction, label=label),
-            **({"write_every": int(p["write_every"])} if p.get("write_every") else {}),
-        )
-        if plan.device is None:
-            results = queue_shards(plan, int(p["shards"]))
-        else:
-            results = execute_plan(plan, shard=shard)
+        if _streams_progress(ctx):
+            return self._stream(ctx)  # the App: progress drawn from the messages yielded
+        outcome = _score(ctx, lambda fraction, label: ctx.set_progress(progress=fraction, label=label))
         if not ctx.delegated:
             ctx.trigger("reload_dataset")
-        return _scoring_outcome(results)
+        return outcome
+
+    def _stream(self, ctx):
+        outcome = yield from stream_progress(
+            lambda feed: _score(ctx, feed),
+            lambda fraction, label: ctx.ops.set_progress(label=label, progress=fraction))
+        yield ctx.ops.reload_dataset()
+        yield ctx.ops.show_output(_scoring_output(outcome).to_json(), outcome)
 
     def __call__(self, sample_collection, metric=DEFAULT_METRIC, field=None, reference_field=None,
                  device="auto", batch_size=None, overwrite=False, label_field=None,
@@ -93,6 +89,33 @@ class ComputeQuality(foo.Operator):
 
     def resolve_output(self, ctx):
         return _scoring_output((getattr(ctx, "results", None) or {}))
+
+
+def _streams_progress(ctx) -> bool:
+    """Whether to yield progress messages: an immediate run requested by the App (whose
+    requests carry ``current_sample``, which Python's ``execute_operator`` does not send),
+    or by anyone passing ``STREAM_PARAM``. A Python call gets its result returned."""
+    if ctx.delegated:
+        return False
+    return bool(ctx.params.get(STREAM_PARAM)) or "current_sample" in (ctx.request_params or {})
+
+
+def _score(ctx, progress) -> dict:
+    """Plans and runs the scoring the params ask for (or queues its shards)."""
+    p = ctx.params
+    shard = ShardSpec.from_params(p["shard"]) if p.get("shard") else None
+    plan = plan_quality(
+        ctx.target_view(), p.get("metrics") or p.get("metric", DEFAULT_METRIC),
+        field=p.get("fields") or p.get("field") or None, device=p.get("device", "auto"),
+        batch_size=p.get("batch_size") or None, num_workers=p.get("num_workers"),
+        overwrite=bool(p.get("overwrite", False)), reference_field=p.get("reference_field"),
+        label_field=p.get("label_field") or None, metric_options=_metric_options(p),
+        decode=p.get("decode") or "auto", queued=shard is None and (p.get("shards") or 1) > 1,
+        progress=progress, **({"write_every": int(p["write_every"])} if p.get("write_every") else {}),
+    )
+    if plan.device is None:
+        return _scoring_outcome(queue_shards(plan, int(p["shards"])))
+    return _scoring_outcome(execute_plan(plan, shard=shard))
 
 
 def _metric_options(params):
@@ -193,7 +216,7 @@ class DeleteQualityRun(foo.Operator):
     def config(self):
         return foo.OperatorConfig(
             name="delete_quality_run", label="Delete a quality run", dynamic=True,
-            description="Delete a quality run and the score fields it created",
+            description="Remove a quality run: its record and the score fields it created",
             view_target=False,
         )
 
@@ -365,7 +388,7 @@ class FindHardSamples(foo.Operator):
     def config(self):
         return foo.OperatorConfig(
             name="find_hard_samples", label="Find hard samples", dynamic=True,
-            description="Show, tag or save the samples a quality field predicts to be hardest",
+            description="Find the samples a quality field predicts to be hardest: show, tag or save them",
         )
 
     def resolve_input(self, ctx):
