@@ -550,3 +550,66 @@ def test_statistics_on_100k_samples_subsample_and_cache(plugin):
         assert P.CACHE.misses == 1
     finally:
         ds.delete()
+
+
+def test_a_drill_down_keeps_the_whole_view_as_context_until_back(plugin, cls_ds):
+    """Issue 17, item 6: after a click the grid shows the bin's samples, while the plots and
+    the ranking keep describing the view the click came from, the clicked bar highlighted;
+    moving to another view ends the drill-down; Back returns and clears the highlight."""
+    P.CACHE.clear()
+    app = FakeApp(cls_ds)
+    app.call("on_load")
+    before = copy.deepcopy(app.data["ranking"])
+    wrong = app.data["histogram"][1]
+    idx = int(np.argmax(wrong["y"]))
+    app.call("on_click_histogram", id=wrong["ids"][idx], idx=idx, trace="wrong")
+    app.view = app.set_views[-1]  # the App applies the view, then tells the panel
+    app.call("on_change_view")
+    shown = app.rendered()
+    assert shown["ranking"] == before and all(r["n"] == 40 for r in shown["ranking"])
+    assert app.state["drill_summary"]["n"] == len(app.view) == wrong["y"][idx]
+    assert "wrong predictions" in app.state["drill_summary"]["label"]
+    for trace in app.data["histogram"]:
+        opacity = trace["marker"]["opacity"]
+        assert opacity == [1.0 if (trace["name"], i) == ("wrong", idx) else 0.3 for i in range(len(opacity))]
+    assert "back" in app.properties()
+    # a second click drills from the same context view, not from inside the first drill-down
+    correct = app.data["histogram"][0]
+    j = int(np.argmax(correct["y"]))
+    app.call("on_click_histogram", id=correct["ids"][j], idx=j, trace="correct")
+    assert len(app.set_views[-1]) == correct["y"][j]
+    app.view = cls_ds.limit(10)  # the user moves elsewhere: the panel describes that view
+    app.call("on_change_view")
+    assert app.state["base_view"] is None and app.state["drill_summary"] is None
+    assert all(r["n"] == 10 for r in app.rendered()["ranking"])
+    assert all("opacity" not in t.get("marker", {}) for t in app.data["histogram"])
+
+
+def test_lassoed_points_stay_selected_on_the_context_scatter(plugin, cls_ds):
+    P.CACHE.clear()
+    app = FakeApp(cls_ds)
+    app.call("on_load")
+    chosen = [t["ids"][0] for t in app.data["scatter"]]
+    app.call("on_select_scatter", data=[{"id": i} for i in chosen])
+    app.view = app.set_views[-1]
+    app.call("on_change_view")
+    assert sum(len(t["ids"]) for t in app.data["scatter"]) == 40  # the whole view, as context
+    for t in app.data["scatter"]:
+        assert [t["ids"][k] for k in t["selectedpoints"]] == [i for i in t["ids"] if i in chosen]
+    app.call("on_click_back")
+    assert app.set_views[-1]._serialize() == cls_ds.view()._serialize()
+
+
+def test_the_breakdown_table_follows_the_choice_and_the_view(plugin, cls_ds):
+    P.CACHE.clear()
+    app = FakeApp(cls_ds)
+    app.call("on_load")
+    assert app.state["slice_by"] == "class" and app.state["summary"]["slice_options"] == ["tags", "class"]
+    labels = cls_ds.values("ground_truth.label")
+    assert sum(r["n"] for r in app.data["slices"]) == sum(  # classes with at least 2 samples
+        c for c in np.unique(labels, return_counts=True)[1] if c >= 2)
+    assert "slice_by" in app.properties() and "slices" in app.properties()
+    app.user_changes("slice_by", "tags", "on_change_slice")
+    assert [r["slice"] for r in app.rendered()["slices"]] == ["(no tags)"] and app.data["slices"][0]["n"] == 40
+    app.user_changes("slice_by", "none", "on_change_slice")
+    assert app.rendered()["slices"] == [] and "slices" not in app.properties()

@@ -17,6 +17,7 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 from bson import json_util
 
+from ..analysis.breakdowns import SLICES, available_slices, slice_table
 from ..analysis.fields import quality_fields
 from ..analysis.panel_stats import (
     BINS,
@@ -26,6 +27,7 @@ from ..analysis.panel_stats import (
     TARGET_LABELS,
     NoQualityFieldsError,
     OUTCOMES,
+    bin_id,
     bin_view,
     no_quality_message,
     numeric_fields,
@@ -33,6 +35,7 @@ from ..analysis.panel_stats import (
     panel_statistics,
     parse_bin_id,
 )
+from ..analysis.results import fmt_short
 from ..analysis.targets import NoEvaluationError, get_target, list_targets
 from ..scoring import list_quality_run_statuses
 from .plots import plot_traces
@@ -97,7 +100,7 @@ def cache_key(view, fields, eval_key, kind) -> str:
     return hashlib.sha1(raw.encode()).hexdigest()
 
 
-_EMPTY_DATA = {"ranking": [], "curve": [], "histogram": [], "scatter": [], "runs": []}
+_EMPTY_DATA = {"ranking": [], "curve": [], "histogram": [], "scatter": [], "runs": [], "slices": []}
 #: the operator behind the panel's "Compute image quality" button
 COMPUTE_URI = f"{PLUGIN_NAME}/compute_quality"
 
@@ -119,6 +122,27 @@ def _show(ctx, state_update, data):
     ctx.panel.data.set({**data, "runs": run_rows(ctx.dataset)})
 
 
+def _stages(view) -> str:
+    """A view's stages as text, without the ids the App may renew."""
+    return json_util.dumps([{k: v for k, v in st.items() if k != "_uuid"} for st in view._serialize()],
+                           sort_keys=True)
+
+
+def _context_view(ctx):
+    """During a drill-down the panel keeps describing the view it started from, with the
+    drilled samples highlighted: that view and the drill-down's record, or ``(None, None)``
+    (also when the user has since moved to another view, which ends the drill-down)."""
+    state = ctx.panel.state
+    base, drill = state.get("base_view"), state.get("drill")
+    if not base or not drill:
+        return None, None
+    if _stages(ctx.view) != drill.get("stages"):
+        state.set("base_view", None)
+        state.set("drill", None)
+        return None, None
+    return fo.DatasetView._build(ctx.dataset, json_util.loads(base)), drill
+
+
 def _target_value(eval_key, kind):
     return f"{eval_key}:{kind}"
 
@@ -128,6 +152,14 @@ def _parse_target(value):
         return None, None
     key, kind = str(value).rsplit(":", 1)
     return key, kind
+
+
+def _slice_choice(value, options) -> str:
+    """The breakdown to show: the user's choice where the view allows it, else the class
+    for classifications, else none."""
+    if value in options or value == "none":
+        return value
+    return "class" if "class" in options else "none"
 
 
 def _event_args(ctx) -> dict:
@@ -151,8 +183,10 @@ class QualityPerformancePanel(foo.Panel):
             help_markdown=(
                 "How well do image-quality scores track model performance? The table ranks "
                 "the quality fields by Spearman correlation with the chosen target "
-                f"(bootstrap {N_BOOT} resamples). Click a point of the curve or a bar of the "
-                "histogram to show its samples; lasso points of the scatter to select them."),
+                f"(bootstrap {N_BOOT} resamples). Clicking a point of the curve or a bar of the "
+                "histogram, or lassoing points of the scatter, shows those samples in the grid; "
+                "the plots keep describing the view you started from, with the selection "
+                "highlighted, until you press Back (or change the view yourself)."),
         )
 
     # -- events --------------------------------------------------------------
@@ -180,6 +214,10 @@ class QualityPerformancePanel(foo.Panel):
     def on_change_field(self, ctx):
         self._refresh(ctx, field=ctx.params.get("value"))
 
+    def on_change_slice(self, ctx):
+        ctx.panel.state.set("slice_by", ctx.params.get("value") or "none")
+        self._refresh(ctx, force=True)
+
     def on_click_curve(self, ctx):
         self._show_bin(ctx, "curve")
 
@@ -191,7 +229,9 @@ class QualityPerformancePanel(foo.Panel):
         ids = list(dict.fromkeys(p.get("id") for p in points if isinstance(p, dict) and p.get("id")))
         if not ids:
             return
-        self._drill_down(ctx, ctx.view.select(ids))
+        origin, _ = _context_view(ctx)
+        origin = ctx.view if origin is None else origin
+        self._drill_down(ctx, origin.select(ids), {"ids": ids}, f"{len(ids)} lassoed samples", origin)
 
     # -- helpers -------------------------------------------------------------
 
@@ -240,9 +280,11 @@ class QualityPerformancePanel(foo.Panel):
             return
 
         eval_key, kind = _parse_target(target)
-        view = ctx.view
+        view, drill = _context_view(ctx)
+        view = ctx.view if view is None else view
         key = cache_key(view, fields, eval_key, kind)
-        if not force and key == state.get("stats_key") and field and field == state.get("field"):
+        if (not force and key == state.get("stats_key") and field and field == state.get("field")
+                and (drill or {}).get("stages") == (state.get("shown_drill") or {}).get("stages")):
             return  # the App already shows these statistics
         stats = CACHE.get(key)
         if stats is None:
@@ -254,20 +296,27 @@ class QualityPerformancePanel(foo.Panel):
                 return
             CACHE.put(key, stats)
         field = field if field in stats["per_field"] else stats["field"]
-        figs = plot_traces(stats, field)
+        figs = plot_traces(stats, field, highlight=(drill or {}).get("highlight"))
+        slice_options = available_slices(view, stats["eval_key"])
+        slice_by = _slice_choice(state.get("slice_by"), slice_options)
+        slices = (slice_table(view, field, slice_by, stats["eval_key"], stats["kind"],
+                              higher_is_better=stats["higher_is_better"][field]) if slice_by != "none" else [])
         update.update({
+            "slice_by": slice_by, "shown_drill": drill,
+            "drill_summary": {"n": len(ctx.view), "label": drill["label"]} if drill else None,
             "field": field, "stats_key": key, "message": None,
             "summary": {
                 "n_samples": stats["n_samples"], "n_target": stats["n_target"],
                 "eval_key": stats["eval_key"], "kind": stats["kind"],
                 "target_label": stats["target_label"], "binary": stats["binary"],
-                "best": stats["field"], "seconds": round(stats["timings"]["total_s"], 3),
+                "best": stats["field"], "slice_options": slice_options, "n_slices": len(slices),
+                "seconds": round(stats["timings"]["total_s"], 3),
                 "any_missing": any(r["missing"] for r in stats["table"]),
                 "layouts": {k: (f["layout"] if f else None) for k, f in figs.items()},
                 "bins": {k: (f.get("bins") if f else None) for k, f in figs.items()},
             },
         })
-        _show(ctx, update, {"ranking": stats["table"],
+        _show(ctx, update, {"ranking": stats["table"], "slices": slices,
                             **{k: (f["data"] if f else []) for k, f in figs.items()}})
 
     def _show_bin(self, ctx, plot):
@@ -286,21 +335,29 @@ class QualityPerformancePanel(foo.Panel):
         if not ctx.view.has_field(field):
             ctx.ops.notify(f"No field '{field}' in the current view", variant="warning")
             return
-        view = bin_view(ctx.view, field, float(lo), float(hi), bool(last))
+        origin, _ = _context_view(ctx)  # a second click drills from the same view
+        origin = ctx.view if origin is None else origin
+        view = bin_view(origin, field, float(lo), float(hi), bool(last))
         summary = ctx.panel.state.get("summary") or {}
         if outcome and summary.get("eval_key"):
             view = outcome_view(view, summary["eval_key"], summary["kind"], outcome)
-        self._drill_down(ctx, view)
+        label = (f"{field} in [{fmt_short(lo)}, {fmt_short(hi)}{']' if last else ')'}"
+                 + (f", {outcome} predictions" if outcome else ""))
+        self._drill_down(ctx, view, {"bin": bin_id(field, lo, hi, last, outcome=outcome)}, label, origin)
 
-    def _drill_down(self, ctx, view):
-        """Sets the App's view, keeping the view it came from for the Back button."""
-        if not ctx.panel.state.get("base_view"):
-            ctx.panel.state.set("base_view", json_util.dumps(ctx.view._serialize()))
+    def _drill_down(self, ctx, view, highlight, label, origin=None):
+        """Sets the App's view; keeps the view it came from (for the plots, which highlight
+        the selection, and the Back button)."""
+        state = ctx.panel.state
+        if not state.get("base_view"):
+            state.set("base_view", json_util.dumps((origin or ctx.view)._serialize()))
+        state.set("drill", {"stages": _stages(view), "highlight": highlight, "label": label})
         ctx.ops.set_view(view)
 
     def on_click_back(self, ctx):
         stages = ctx.panel.state.get("base_view")
         ctx.panel.state.set("base_view", None)
+        ctx.panel.state.set("drill", None)
         if stages:
             ctx.ops.set_view(fo.DatasetView._build(ctx.dataset, json_util.loads(stages)))
 
@@ -313,14 +370,7 @@ class QualityPerformancePanel(foo.Panel):
         summary = state.get("summary") or {}
         layouts = summary.get("layouts") or {}
 
-        if summary:
-            panel.md(f"**{summary['n_samples']:,}** samples in the view, **{summary['n_target']:,}** "
-                     f"with a target ({summary['eval_key']}: {summary['target_label']}); "
-                     f"intervals from {N_BOOT} bootstrap resamples.", name="header")
-        if state.get("base_view"):
-            panel.btn("back", label="Back to the view before the drill-down", icon="undo",
-                      variant="outlined", on_click=self.on_click_back)
-
+        self._render_header(panel, state, summary)
         panel.btn("compute", label="Compute image quality", icon="add", variant="outlined",
                   on_click=COMPUTE_URI, prompt=True)
         if ch["quality"]:
@@ -375,6 +425,8 @@ class QualityPerformancePanel(foo.Panel):
                       variant="outlined", on_click=ADD_SCENARIO_URI, prompt=True,
                       params={"eval_key": summary["eval_key"], "field": state.get("field")})
 
+        self._render_slices(panel, state, summary)
+
         config = {"displaylogo": False, "responsive": True}
         if layouts.get("curve"):
             panel.plot("curve", layout=layouts["curve"], config=config, height=380,
@@ -386,6 +438,45 @@ class QualityPerformancePanel(foo.Panel):
             panel.plot("scatter", layout=layouts["scatter"], config=config, height=380,
                        on_selected=self.on_select_scatter)
         return types.Property(panel)
+
+    def _render_header(self, panel, state, summary):
+        """What the numbers describe (the view, or during a drill-down the view it started
+        from) and the Back button."""
+        drill = state.get("drill_summary")
+        if summary and drill:
+            panel.md(f"**{drill['n']:,}** samples in the grid ({drill['label']}). The plots and tables "
+                     f"describe the **{summary['n_samples']:,}** samples of the view before the "
+                     f"drill-down, **{summary['n_target']:,}** with a target ({summary['eval_key']}: "
+                     f"{summary['target_label']}), the selection highlighted.", name="header")
+        elif summary:
+            panel.md(f"**{summary['n_samples']:,}** samples in the view, **{summary['n_target']:,}** "
+                     f"with a target ({summary['eval_key']}: {summary['target_label']}); "
+                     f"intervals from {N_BOOT} bootstrap resamples.", name="header")
+        if state.get("base_view"):
+            panel.btn("back", label="Back to the view before the drill-down", icon="undo",
+                      variant="outlined", on_click=self.on_click_back)
+
+    def _render_slices(self, panel, state, summary):
+        """The breakdown chooser and its table (worst slice first)."""
+        by = state.get("slice_by") or "none"
+        choices = ["none"] + list(summary.get("slice_options") or [])
+        dd = types.DropdownView()
+        for c in choices:
+            dd.add_choice(c, label="no breakdown" if c == "none" else f"by {SLICES[c]}")
+        panel.enum("slice_by", dd.values(), label="Break down by", default=by, view=dd,
+                   on_change=self.on_change_slice)
+        if by == "none":
+            return
+        table = types.TableView()
+        tl = summary.get("target_label", "target")
+        for c, label in (("slice", SLICES[by].capitalize()), ("n", "n"), ("target", f"{tl} [CI]"),
+                         ("mean_quality", f"mean {state.get('field')}"), ("within", "Spearman within [CI]")):
+            table.add_column(c, label=label)
+        if not summary.get("n_slices"):
+            panel.view("no_slices", types.Notice(label=f"No {SLICES[by]} holds at least 2 samples of this view"))
+            return
+        panel.list("slices", types.Object(), view=table,
+                   label=f"{tl.capitalize()} per {SLICES[by]}, worst first ({state.get('field')})")
 
 
 PANELS = (QualityPerformancePanel,)

@@ -11,19 +11,47 @@ from ..analysis.results import fmt_short
 from ..analysis.targets import to_floats
 
 
-def plot_traces(stats: dict, field: Optional[str] = None) -> Dict[str, Optional[dict]]:
+#: selected and other marks while a drill-down is highlighted
+SELECTED_OPACITY, OTHER_OPACITY = 1.0, 0.3
+
+
+def plot_traces(stats: dict, field: Optional[str] = None,
+                highlight: Optional[dict] = None) -> Dict[str, Optional[dict]]:
     """Plotly figures (``{"data": traces, "layout": layout, "bins": [...]}``) for the
     ``curve``, ``histogram`` and ``scatter`` of :func:`panel_statistics`' output, for
     ``field`` (default: the one it chose), None where there is nothing to draw.
-    ``bins`` lists each clickable point's ``(field, lo, hi, last)`` by point index."""
+    ``bins`` lists each clickable point's ``(field, lo, hi, last)`` by point index.
+    ``highlight`` marks a drill-down's selection: ``{"bin": id}`` (a clicked point or bar)
+    or ``{"ids": [...]}`` (lassoed samples); the rest is drawn faint."""
     field = field or stats["field"]
     plots = stats["per_field"][field]
     hib = stats["higher_is_better"].get(field, True)
     x_title = f"{field} ({'higher' if hib else 'lower'} is better)"
-    margin = {"t": 64, "l": 56, "b": 48, "r": 16}
-    return {"curve": _curve_figure(field, plots, stats, x_title, margin),
+    margin = {"t": 72, "l": 56, "b": 48, "r": 16}
+    figs = {"curve": _curve_figure(field, plots, stats, x_title, margin),
             "histogram": _histogram_figure(field, plots, stats, x_title, margin),
             "scatter": _scatter_figure(field, plots, stats, x_title, margin)}
+    for fig in figs.values():
+        if fig:  # titles on the left: the plot toolbar sits on the right
+            fig["layout"]["title"].update({"x": 0, "xanchor": "left", "xref": "paper"})
+            if highlight:
+                _highlight(fig, highlight)
+    return figs
+
+
+def _highlight(fig, highlight):
+    """Draws every mark but the selected ones faint (plotly ``selectedpoints`` for
+    lassoed samples, per-point opacity for a clicked bin)."""
+    chosen_bin, chosen_ids = highlight.get("bin"), set(highlight.get("ids") or ())
+    for trace in fig["data"]:
+        ids = trace.get("ids")
+        if not ids:
+            continue
+        if chosen_ids:
+            trace["selectedpoints"] = [i for i, x in enumerate(ids) if x in chosen_ids]
+        else:
+            marker = trace.setdefault("marker", {})
+            marker["opacity"] = [SELECTED_OPACITY if x == chosen_bin else OTHER_OPACITY for x in ids]
 
 
 def _curve_figure(field, plots, stats, x_title, margin):
@@ -69,7 +97,7 @@ def _histogram_figure(field, plots, stats, x_title, margin):
         bins = [(field, edges[i], edges[i + 1], i == k - 1) for i in range(k)]
         centers = [(edges[i] + edges[i + 1]) / 2 for i in range(k)]
         widths = [edges[i + 1] - edges[i] for i in range(k)]
-        common = {"type": "bar", "x": centers, "width": widths, "opacity": 0.6}
+        common = {"type": "bar", "x": centers, "width": widths}
         return {
             "data": [  # each bar's id carries its outcome: a click shows that bin's wrong (or correct) ones
                 {**common, "name": "correct", "y": h["correct"], "marker": {"color": "#2CA02C"},
@@ -79,8 +107,8 @@ def _histogram_figure(field, plots, stats, x_title, margin):
             ],
             "layout": {
                 "title": {"text": f"{field} for correct and wrong predictions<br>"
-                                  "<sub>click a bar for its correct or wrong samples</sub>"},
-                "barmode": "overlay", "bargap": 0, "xaxis": {"title": {"text": x_title}},
+                                  "<sub>stacked; click a part for its correct or wrong samples</sub>"},
+                "barmode": "stack", "bargap": 0.05, "xaxis": {"title": {"text": x_title}},
                 "yaxis": {"title": {"text": "samples"}}, "margin": margin, "showlegend": True,
             },
             "bins": bins,
