@@ -39,6 +39,7 @@ from fiftyone_dnniqa.analysis import report
 from fiftyone_dnniqa.analysis.correlation import rank_fields
 from fiftyone_dnniqa.analysis.grouping import group_table
 from fiftyone_dnniqa.analysis.prior import PerformancePrior, heldout_error
+from fiftyone_dnniqa.analysis.report_answers import MAX_THUMBS, thumbnail_base64
 from fiftyone_dnniqa.analysis.report import (
     performance_section,
     render_report,
@@ -243,7 +244,7 @@ class _Blocks(HTMLParser):
     (inline markup flattened), ``("table", header, rows)``, ``("img", attrs)``, and
     ``("stray text", text)`` for text outside all of them (there must be none)."""
 
-    TEXT = ("title", "style", "h1", "h2", "h3", "p")
+    TEXT = ("title", "style", "h1", "h2", "h3", "p", "li", "figcaption")
 
     def __init__(self):
         super().__init__(convert_charrefs=True)
@@ -609,7 +610,9 @@ HEAD = ("<!DOCTYPE html><html><head><meta charset='utf-8'>\n"
         "<style>body{{font-family:sans-serif;max-width:960px;margin:2em auto;color:#222}}"
         "table{{border-collapse:collapse;margin:.5em 0 1.5em}}td,th{{border:1px solid #ccc;"
         "padding:3px 8px;font-size:13px;text-align:left}}th{{background:#f3f3f3}}"
-        "code{{background:#f3f3f3;padding:1px 4px}}</style></head><body>\n"
+        "code{{background:#f3f3f3;padding:1px 4px}}.thumbs{{display:flex;flex-wrap:wrap;gap:8px}}"
+        "figure{{margin:0;width:170px;font-size:12px}}figure small{{color:#777;word-break:break-all}}"
+        "</style></head><body>\n"
         "<h1>Image quality report: {name}</h1>\n"
         "<p>{n} samples; generated {when} UTC by fiftyone-dnniqa.</p>\n")
 
@@ -701,11 +704,11 @@ def test_many_samples_many_failures_and_few_scores(many, figures):
     page = render_report(view, fields=["level"])
     bl = blocks(page)
     src, ok, _ = _field_checks(bl, many, view, "level", 10, dict(zip(view.values("id"), view.values("filepath"))))
-    assert len(ok) == 2 and ("h3", "2 lowest-quality samples") in bl
+    assert len(ok) == 2 and ("h3", "2 lowest-quality images") in bl
     assert _check_histogram(figures[1], src, ok, "level (mean<level>)") == 5
     # no failures recorded, no failures table
     page = render_report(view, fields=["blueness"])
-    assert "Could not score" not in page and "<h3>2 lowest-quality samples</h3>" in page
+    assert "Could not score" not in page and "<h3>2 lowest-quality images</h3>" in page
 
 
 def _field_checks(bl, ds, view, field, worst, failures_by_path):
@@ -728,12 +731,18 @@ def _field_checks(bl, ds, view, field, worst, failures_by_path):
     assert bl[i + 2] == ("table", ["n", "mean", "min", "5%", "median", "95%", "max"],
                          [[str(len(ok)), short(ok.mean())] + [short(v) for v in qs]])
     assert bl[i + 3][0] == "img" and bl[i + 3][1]["alt"] == f"{field} distribution"
-    paths = view.values("filepath")
-    order = sorted(np.flatnonzero(np.isfinite(values)), key=lambda k: values[k] if HIB[field] else -values[k])
-    want = [[paths[k], short(values[k])] for k in order[:worst]]
-    assert bl[i + 4] == ("h3", f"{len(want)} lowest-quality samples")
-    assert bl[i + 5] == ("table", ["filepath", field], want)
-    nxt = i + 6
+    want = _worst(view, field, worst)
+    assert bl[i + 4] == ("h3", f"{len(want)} lowest-quality images")
+    nxt = i + 5
+    for path, caption in want:  # a thumbnail of the file, then its caption
+        img = bl[nxt]
+        assert img[0] == "img" and img[1]["alt"] == path, img
+        assert img[1]["src"].startswith("data:image/jpeg;base64,")
+        with Image.open(io.BytesIO(base64.b64decode(img[1]["src"].split(",", 1)[1]))) as thumb:
+            with Image.open(path) as full:
+                assert max(thumb.size) == min(160, max(full.size))
+        assert bl[nxt + 1] == ("figcaption", caption)
+        nxt += 2
     if run.failures:
         assert bl[nxt] == ("h3", f"Could not score ({run.num_failed})")
         rows = [[failures_by_path.get(sid, sid), reason] for sid, reason in list(run.failures.items())[:20]]
@@ -741,6 +750,17 @@ def _field_checks(bl, ds, view, field, worst, failures_by_path):
         assert bl[nxt + 1] == ("table", ["filepath", "reason"], rows)
         nxt += 2
     return bl[i + 3][1]["src"], ok, nxt
+
+
+def _worst(view, field, k):
+    """(file path, caption) of the ``k`` lowest-quality images, worst first, by numpy."""
+    cols = [view.values(p) for p in ("filepath", field)]
+    labels = ([(lf, view.values(f"{lf}.label")) for lf in ("ground_truth", "predictions")]
+              if "eval" in view.list_evaluations() else [])
+    values = _floats(cols[1])
+    order = sorted(np.flatnonzero(np.isfinite(values)), key=lambda j: values[j] if HIB[field] else -values[j])
+    return [(cols[0][j], f"{field} {short(values[j])}" + "".join(f"{lf}: {v[j]}" for lf, v in labels) + cols[0][j])
+            for j in order[:k]]
 
 
 def _qualities(view, fields):
@@ -774,10 +794,11 @@ def test_the_report_of_a_dataset(world, figures):
         [world["bad_path"], dq.load_quality_run(ds, "level").failures[world["bad_id"]]]])
     # lowest quality: the darkest images for level, the bluest for blueness (known colours)
     paths = world["paths"]
-    assert [r[0] for r in bl[[i for i, b in enumerate(bl) if b == ("h2", "level: mean<level> (higher is better)")][0] + 5][2]] \
-        == [paths[k] for k in np.argsort(LEVEL)[:10]]
-    assert [r[0] for r in bl[[i for i, b in enumerate(bl) if b == ("h2", "blueness: blueness (lower is better)")][0] + 5][2]] \
-        == [paths[k] for k in np.argsort(-BLUE)[:10]]
+    for heading, order in (("level: mean<level> (higher is better)", np.argsort(LEVEL)),
+                           ("blueness: blueness (lower is better)", np.argsort(-BLUE))):
+        i = bl.index(("h2", heading))
+        shown = [b[1]["alt"] for b in bl[i + 5:i + 25] if b[0] == "img"]
+        assert shown == [paths[k] for k in order[:10]]
 
     # figures: two histograms, then the curve
     assert len(figures) == 3
@@ -832,8 +853,8 @@ def test_the_report_of_a_view_with_its_options(world, figures):
     # the failure is outside the view: it is named by its sample id
     assert bl[nxt - 1] == ("table", ["filepath", "reason"],
                            [[world["bad_id"], dq.load_quality_run(ds, "level").failures[world["bad_id"]]]])
-    assert [r[0] for r in table_after(bl, "3 lowest-quality samples")[1]] == \
-        [world["paths"][k] for k in np.argsort(LEVEL)[:3]]
+    i = bl.index(("h3", "3 lowest-quality images"))
+    assert [b[1]["alt"] for b in bl[i + 1:i + 7:2]] == [world["paths"][k] for k in np.argsort(LEVEL)[:3]]
     t = _floats(view.values("eval40"))
     assert np.isfinite(t).sum() == 40
     qualities = _qualities(view, ["level"])
@@ -936,3 +957,46 @@ def test_classes_of_a_higher_is_better_field(world):
     _check_group_table(*table_after(bl, "Hardest classes (by mean correct; at least 5 samples)"), q,
                        _floats(ds.values("eval")), ds.values("ground_truth.label"), hib, 20, min_n=5,
                        by_target=True, limit=4)
+
+
+def test_the_answers_come_first(world, many):
+    """Issue 17, item 10: the report opens with the answers (best predictor, accuracy to
+    expect, hardest class), each equal to the detailed tables further down, which the
+    tests above check against scipy, sklearn and hand counts."""
+    ds = world["ds"]
+    page = render_report(ds)
+    bl = blocks(page)
+    first_h2 = next(i for i, b in enumerate(bl) if b[0] == "h2")
+    assert bl[first_h2] == ("h2", "Answers")
+    items = [b[1] for b in bl[first_h2 + 1:first_h2 + 4]]
+    assert all(b[0] == "li" for b in bl[first_h2 + 1:first_h2 + 4])
+    header, rows = table_after(bl, "Which quality field predicts performance")
+    best = dict(zip(header, rows[0]))
+    assert items[0] == (f"Best predictor of correct (evaluation eval): {best['field']}, Spearman "
+                        f"{best['spearman']}, AUROC for errors {best['auroc']}; of 2 fields.")
+    prior = after(bl, f"Performance prior from {best['field']}", 2)[1]
+    held = dict(zip(prior[1], prior[2][0]))
+    assert items[1] == (f"Accuracy to expect from {best['field']} alone, fitted on one half and checked "
+                        f"on the other: {held['predicted accuracy']} {held['95% interval']}, measured "
+                        f"{held['actual']}.")
+    gt = np.array(ds.values("ground_truth.label"), dtype=object)
+    t = _floats(ds.values("eval"))
+    accs = {c: (np.nanmean(t[gt == c]), int(np.isfinite(t[gt == c]).sum())) for c in set(gt)
+            if c is not None and np.isfinite(t[gt == c]).sum() >= 5}
+    worst = min(accs, key=lambda c: (accs[c][0], str(c)))
+    assert items[2].startswith(f"Hardest class: {worst}, correct {accs[worst][0]:.3f} [")
+    assert items[2].endswith(f"over {accs[worst][1]} samples.")
+    # without an evaluation: says so; the thumbnails still follow
+    bl = blocks(render_report(many, fields=["level"]))
+    i = bl.index(("h2", "Answers"))
+    assert bl[i + 1][0] == "p" and bl[i + 1][1].startswith("No model evaluation to relate quality to")
+
+
+def test_thumbnails_keep_the_report_small_and_survive_unreadable_files(many, tmp_path):
+    page = render_report(many, fields=["level"], worst=50)
+    thumbs = re.findall(r"data:image/jpeg;base64,([A-Za-z0-9+/=]+)", page)
+    assert len(thumbs) == MAX_THUMBS  # at most 12, whatever was asked
+    assert all(len(base64.b64decode(b)) < 12_000 for b in thumbs)
+    assert thumbnail_base64(str(tmp_path / "missing.jpg")) is None
+    (tmp_path / "junk.jpg").write_bytes(b"not an image")
+    assert thumbnail_base64(str(tmp_path / "junk.jpg")) is None

@@ -19,6 +19,7 @@ from ..scoring.runs import list_quality_runs, load_quality_run
 from .correlation import rank_fields
 from .grouping import binned_performance, group_table
 from .prior import PerformancePrior, heldout_error
+from .report_answers import answers_section, thumbnails_section
 from .results import fmt_short
 from .targets import NoEvaluationError, get_target, list_targets, to_floats
 
@@ -176,7 +177,9 @@ def render_report(samples, fields: Optional[Sequence[str]] = None, worst: int = 
         "<style>body{font-family:sans-serif;max-width:960px;margin:2em auto;color:#222}"
         "table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;"
         "padding:3px 8px;font-size:13px;text-align:left}th{background:#f3f3f3}"
-        "code{background:#f3f3f3;padding:1px 4px}</style></head><body>",
+        "code{background:#f3f3f3;padding:1px 4px}.thumbs{display:flex;flex-wrap:wrap;gap:8px}"
+        "figure{margin:0;width:170px;font-size:12px}figure small{color:#777;word-break:break-all}"
+        "</style></head><body>",
         f"<h1>Image quality report: {_esc(dataset.name)}</h1>",
         f"<p>{len(ids)} samples; generated "
         f"{_esc(datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'))} "
@@ -184,6 +187,9 @@ def render_report(samples, fields: Optional[Sequence[str]] = None, worst: int = 
     ]
     if not fields:
         parts.append("<p>This dataset has no quality runs yet.</p>")
+    else:
+        parts += answers_section(samples, fields, eval_key)
+    label_fields = _label_fields(samples, eval_key)
     for field in fields:
         r = load_quality_run(dataset, field)
         cfg = r.config
@@ -201,10 +207,8 @@ def render_report(samples, fields: Optional[Sequence[str]] = None, worst: int = 
                                 [[len(ok), fmt_short(ok.mean())] + [fmt_short(v) for v in q]]))
             png = _histogram_png(ok, f"{field} ({cfg.metric})")
             parts.append(f"<img alt='{_esc(field)} distribution' src='data:image/png;base64,{png}'>")
-            order = np.argsort(values if cfg.higher_is_better else -values)  # worst first; NaN last
-            rows = [[paths[i], fmt_short(values[i])] for i in order[:worst] if np.isfinite(values[i])]
-            parts.append(f"<h3>{len(rows)} lowest-quality samples</h3>")
-            parts.append(_table(["filepath", field], rows))
+            parts.append(f"<h3>{min(worst, len(ok))} lowest-quality images</h3>")
+            parts.append(thumbnails_section(samples, field, cfg.higher_is_better, worst, label_fields))
         if r.failures:
             by_id = dict(zip(ids, paths))
             rows = [[by_id.get(sid, sid), reason] for sid, reason in list(r.failures.items())[:20]]
@@ -214,6 +218,14 @@ def render_report(samples, fields: Optional[Sequence[str]] = None, worst: int = 
         parts += performance_section(samples, fields, eval_key)
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _label_fields(samples, eval_key) -> List[str]:
+    """The classification evaluation's ground truth and predictions, shown under thumbnails."""
+    targets = [t for t in list_targets(samples) if eval_key is None or t.eval_key == eval_key]
+    if not targets or targets[0].type != "classification":
+        return []
+    return [f for f in (targets[0].gt_field, targets[0].pred_field) if f]
 
 
 def write_report(samples, path: str, fields: Optional[Sequence[str]] = None,

@@ -1,0 +1,129 @@
+"""The top of the HTML report: the answers first, then the hardest images as pictures.
+
+* :func:`answers_section`: which quality field predicts the model's errors (with its
+  interval), the accuracy to expect from that score alone (checked on a held-out half),
+  and the hardest slice (class or tag);
+* :func:`thumbnails_section`: the lowest-quality images as small embedded JPEGs with
+  their score and labels, so the file stays self-contained and of bounded size.
+
+Every string from the dataset is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from typing import List, Optional, Sequence
+
+import numpy as np
+from PIL import Image
+
+from ..scoring.runs import list_quality_runs
+from .breakdowns import available_slices, slice_table
+from .correlation import rank_fields
+from .prior import heldout_error
+from .results import fmt_ci, fmt_short
+from .targets import NoEvaluationError, get_target, pick_target, to_floats
+
+__all__ = ["THUMB_PX", "MAX_THUMBS", "answers_section", "thumbnail_base64", "thumbnails_section"]
+
+#: longest side of a thumbnail, in pixels
+THUMB_PX = 160
+#: most thumbnails per report section (the file stays small: each is a few kB)
+MAX_THUMBS = 12
+
+
+def _esc(value) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def thumbnail_base64(path: str, size: int = THUMB_PX, quality: int = 70) -> Optional[str]:
+    """A JPEG thumbnail of the image at ``path`` (longest side ``size``) as base64 text,
+    or None when the file cannot be read."""
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            im.thumbnail((size, size))
+            buf = io.BytesIO()
+            im.save(buf, format="JPEG", quality=quality)
+    except (OSError, ValueError):
+        return None
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _aligned(samples, fields, ids):
+    """Each field's values in the order of ``ids``, as floats."""
+    cols = samples.values(["id"] + list(fields))
+    pos = {i: k for k, i in enumerate(cols[0])}
+    order = np.array([pos[i] for i in ids], dtype=int)
+    return {f: to_floats(cols[j + 1])[order] if len(order) else np.array([])
+            for j, f in enumerate(fields)}
+
+
+def answers_section(samples, fields: Sequence[str], eval_key: Optional[str] = None,
+                    n_boot: int = 500) -> List[str]:
+    """HTML of the report's answers: the best predictor of the evaluation's errors, the
+    accuracy to expect from it, the hardest slice; or what to run to get them."""
+    dataset = samples._root_dataset
+    runs = set(list_quality_runs(dataset))
+    fields = [f for f in fields if f in runs]
+    parts = ["<h2>Answers</h2>"]
+    if not fields:
+        return parts + ["<p>No quality scores yet: run <code>compute_quality</code> first.</p>"]
+    try:
+        ti = pick_target(samples, eval_key, None)
+        ids, t = get_target(samples, ti.eval_key)
+    except NoEvaluationError as e:
+        return parts + [f"<p>No model evaluation to relate quality to ({_esc(e)}). The hardest images "
+                        "by each score are below.</p>"]
+    kind = ti.default_kind
+    hib = {f: bool(dataset.get_run_info(f).config.higher_is_better) for f in fields}
+    values = _aligned(samples, fields, ids)
+    ranks = rank_fields({f: (values[f], hib[f]) for f in fields}, t, n_boot=n_boot)
+    best = ranks[0]
+    items = [f"<li><strong>Best predictor of {_esc(kind)}</strong> (evaluation <code>{_esc(ti.eval_key)}</code>): "
+             f"<code>{_esc(best.name)}</code>, Spearman {fmt_ci(best.spearman.estimate, best.spearman.ci_low, best.spearman.ci_high)}"
+             + (f", AUROC for errors {fmt_ci(best.auroc.estimate, best.auroc.ci_low, best.auroc.ci_high)}"
+                if best.auroc is not None else "")
+             + (f"; of {len(ranks)} fields" if len(ranks) > 1 else "") + ".</li>"]
+    if kind == "correct" and np.isfinite(t).sum() >= 40:
+        o = heldout_error(values[best.name], t, higher_is_better=hib[best.name], n_boot=n_boot).overall
+        items.append(f"<li><strong>Accuracy to expect</strong> from <code>{_esc(best.name)}</code> alone, fitted on "
+                     f"one half and checked on the other: {fmt_short(o['predicted'])} "
+                     f"[{fmt_short(o['ci_low'])}, {fmt_short(o['ci_high'])}], measured {fmt_short(o['actual'])}."
+                     "</li>")
+    items += _hardest_slice(samples, best.name, ti, kind, hib[best.name])
+    return parts + ["<ul>" + "".join(items) + "</ul>"]
+
+
+def _hardest_slice(samples, field, ti, kind, higher_is_better) -> List[str]:
+    """The slice (class, else tag set) with the lowest mean target, at least 5 samples."""
+    for by in reversed(available_slices(samples, ti.eval_key)):  # the class first
+        rows = slice_table(samples, field, by, ti.eval_key, kind, higher_is_better=higher_is_better,
+                           n_boot=0, min_n=5)
+        if len(rows) > 1:
+            worst = rows[0]
+            return [f"<li><strong>Hardest {'class' if by == 'class' else 'tag set'}</strong>: "
+                    f"<code>{_esc(worst['slice'])}</code>, {_esc(kind)} {_esc(worst['target'])} "
+                    f"over {worst['n']} samples.</li>"]
+    return []
+
+
+def thumbnails_section(samples, field: str, higher_is_better: bool, k: int = MAX_THUMBS,
+                       label_fields: Sequence[str] = ()) -> str:
+    """The ``k`` lowest-quality images of ``field`` as embedded thumbnails, with their
+    score and the labels of ``label_fields``; worst first, missing scores left out."""
+    paths = ["id", "filepath", field] + [f"{lf}.label" for lf in label_fields]
+    cols = samples.values(paths)
+    q = to_floats(cols[2])
+    order = [i for i in np.argsort(q if higher_is_better else -q) if np.isfinite(q[i])][:min(k, MAX_THUMBS)]
+    cells = []
+    for i in order:
+        b64 = thumbnail_base64(cols[1][i])
+        img = (f"<img alt='{_esc(cols[1][i])}' src='data:image/jpeg;base64,{b64}'>" if b64
+               else "<div class='missing'>unreadable</div>")
+        labels = "".join(f"<br>{_esc(lf)}: {_esc(col[i])}" for lf, col in zip(label_fields, cols[3:]))
+        cells.append(f"<figure>{img}<figcaption>{_esc(field)} {fmt_short(q[i])}{labels}"
+                     f"<br><small>{_esc(cols[1][i])}</small></figcaption></figure>")
+    return f"<div class='thumbs'>{''.join(cells)}</div>" if cells else "<p>none</p>"
