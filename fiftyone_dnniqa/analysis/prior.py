@@ -2,8 +2,11 @@
 
 :class:`PerformancePrior` maps a quality score to expected accuracy (isotonic, monotone),
 fitted on an evaluated view, and predicts the accuracy of unlabelled images from their
-quality alone; :func:`heldout_error` measures how well that works, and
-:func:`apply_prior` stores the expected accuracy of a collection's samples.
+quality alone; it carries an :class:`~.accuracy.AccuracyModel` (the estimator chosen on
+``benchmarks/accuracy.py``'s dev split, with conformal intervals) for the accuracy of a
+batch. :func:`heldout_error` measures how well the map works, :func:`apply_prior` stores
+the expected accuracy of a collection's samples, and :func:`expected_accuracy_table`
+gives the batch's expected accuracy with its interval, overall and per slice.
 """
 
 from __future__ import annotations
@@ -20,12 +23,14 @@ from sklearn.isotonic import IsotonicRegression, isotonic_regression
 
 import fiftyone as fo
 
+from .accuracy import AccuracyModel, estimate_slices, fit_accuracy_model, resolve_estimator
 from .fields import PRIORS_KEY, field_higher_is_better, prior_fields
 from .resampling import as_float, clean_pairs, count_blocks, factorize, make_rng, percentile_ci
 from .results import jsonable
 from .targets import get_target, pick_target, to_floats
 
-__all__ = ["PerformancePrior", "AccuracyEstimate", "HeldoutResult", "heldout_error", "apply_prior"]
+__all__ = ["PerformancePrior", "AccuracyEstimate", "HeldoutResult", "heldout_error", "apply_prior",
+           "expected_accuracy_table"]
 
 
 class AccuracyEstimate(NamedTuple):
@@ -52,14 +57,16 @@ class PerformancePrior:
     ``IsotonicRegression(out_of_bounds="clip").predict``). With ``n_refits > 0`` the fit
     is repeated on bootstrap resamples of the training data and those curves (kept on a
     grid of training quantiles) carry the map's own uncertainty into
-    :meth:`predict_accuracy`'s interval. Saved as JSON, never pickled.
+    :meth:`predict_accuracy`'s interval. ``accuracy`` (fitted with the map unless
+    ``estimator=None``) estimates a batch's accuracy with conformal intervals
+    (:meth:`expected_accuracy`). Saved as JSON, never pickled.
     """
 
     def __init__(self, knots_x, knots_y, higher_is_better: bool = True,
                  field: Optional[str] = None, target: str = "correct",
                  eval_key: Optional[str] = None, n_train: int = 0,
                  train_mean: Optional[float] = None, grid=None, refits=None,
-                 created_at: Optional[str] = None):
+                 created_at: Optional[str] = None, accuracy: Optional[AccuracyModel] = None):
         self.knots_x = np.asarray(knots_x, dtype=float)
         self.knots_y = np.asarray(knots_y, dtype=float)
         if self.knots_x.shape != self.knots_y.shape or self.knots_x.ndim != 1 or not len(self.knots_x):
@@ -75,6 +82,7 @@ class PerformancePrior:
         self.grid = None if grid is None else np.asarray(grid, dtype=float)
         self.refits = None if refits is None else np.asarray(refits, dtype=float)
         self.created_at = created_at
+        self.accuracy = accuracy
 
     def __repr__(self):
         return (f"<PerformancePrior field={self.field!r} higher_is_better={self.higher_is_better} "
@@ -85,11 +93,16 @@ class PerformancePrior:
     @classmethod
     def fit(cls, quality, correct, higher_is_better: bool = True, field: Optional[str] = None,
             target: str = "correct", eval_key: Optional[str] = None, n_refits: int = 100,
-            seed=0) -> "PerformancePrior":
+            seed=0, estimator: Optional[str] = "auto", groups=None,
+            families=None) -> "PerformancePrior":
         """Fits the map on per-sample quality and correctness (or any target in [0, 1]).
 
         NaN/None pairs are dropped. ``n_refits`` bootstrap refits (0 for none) record
         the map's uncertainty; each is O(n) on pre-sorted data, so they stay cheap.
+        ``estimator`` (None: none; ``"auto"``: :func:`.accuracy.resolve_estimator`) is
+        fitted too, for the accuracy of a batch, with ``groups`` (the shift of each
+        sample, e.g. its corruption or source) and ``families`` calibrating its intervals
+        (:func:`.accuracy.fit_accuracy_model`).
         """
         x, y, _ = _clean_pair(quality, correct)
         if len(x) < 2:
@@ -101,18 +114,25 @@ class PerformancePrior:
         grid = refits = None
         if n_refits and n_refits > 0:
             grid, refits = _bootstrap_refits(x, y, bool(higher_is_better), int(n_refits), seed)
+        estimator = resolve_estimator(estimator, groups is not None)
+        accuracy = None if estimator is None else fit_accuracy_model(
+            quality, correct, groups=groups, families=families, estimator=estimator,
+            higher_is_better=bool(higher_is_better))
         return cls(kx, ky, higher_is_better=higher_is_better, field=field, target=target,
                    eval_key=eval_key, n_train=len(x), train_mean=float(y.mean()), grid=grid,
-                   refits=refits, created_at=_dt.datetime.now(_dt.timezone.utc).isoformat())
+                   refits=refits, created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(),
+                   accuracy=accuracy)
 
     @classmethod
     def from_samples(cls, samples, field: str, eval_key: Optional[str] = None,
                      higher_is_better: Optional[bool] = None, kind: str = "correct",
-                     n_refits: int = 100, seed=0) -> "PerformancePrior":
+                     n_refits: int = 100, seed=0, estimator: Optional[str] = "auto",
+                     groups: Optional[str] = None, families: Optional[str] = None) -> "PerformancePrior":
         """Fits on an evaluated dataset or view: ``field`` holds the quality scores and
         the target comes from :func:`get_target` (``kind`` of ``eval_key``, or of the most
         recent evaluation). ``higher_is_better=None`` reads the direction from the quality
-        run that wrote ``field`` (True when there is none)."""
+        run that wrote ``field`` (True when there is none). ``groups``/``families``: fields
+        naming each sample's shift and its family, for the batch estimator (see :meth:`fit`)."""
         ti = pick_target(samples, eval_key, kind)
         _, target = get_target(samples, ti.eval_key, kind)
         quality = to_floats(samples.values(field))
@@ -120,7 +140,9 @@ class PerformancePrior:
             hib = field_higher_is_better(samples, field)
             higher_is_better = True if hib is None else hib
         return cls.fit(quality, target, higher_is_better=higher_is_better, field=field,
-                       target=kind, eval_key=ti.eval_key, n_refits=n_refits, seed=seed)
+                       target=kind, eval_key=ti.eval_key, n_refits=n_refits, seed=seed,
+                       estimator=estimator, groups=None if groups is None else samples.values(groups),
+                       families=None if families is None else samples.values(families))
 
     # -- prediction --------------------------------------------------------------
 
@@ -201,6 +223,20 @@ class PerformancePrior:
         lo, hi = percentile_ci(np.concatenate(boots), confidence)
         return AccuracyEstimate(mean, lo, hi)
 
+    def accuracy_model(self) -> AccuracyModel:
+        """The batch estimator; for a prior saved without one, the isotonic map with
+        binomial-only intervals (no calibration on shifts)."""
+        if self.accuracy is not None:
+            return self.accuracy
+        kx, ky = (self.knots_x, self.knots_y) if self.higher_is_better else (-self.knots_x[::-1], self.knots_y[::-1])
+        return AccuracyModel("isotonic", {"knots_x": kx.tolist(), "knots_y": ky.tolist()},
+                             self.higher_is_better, {}, self.n_train)
+
+    def expected_accuracy(self, quality, slices=None, confidence: float = 0.9) -> List[Dict[str, Any]]:
+        """Expected accuracy of a batch, overall and per slice, each with the interval for
+        the accuracy that labelling it would measure (:func:`.accuracy.estimate_slices`)."""
+        return estimate_slices(self.accuracy_model(), quality, slices, confidence)
+
     # -- persistence -------------------------------------------------------------
 
     def to_dict(self) -> dict:
@@ -218,6 +254,8 @@ class PerformancePrior:
         }
         if self.refits is not None:
             d["refits"] = {"grid": self.grid.tolist(), "curves": self.refits.tolist()}
+        if self.accuracy is not None:
+            d["accuracy"] = self.accuracy.to_dict()
         return d
 
     @classmethod
@@ -231,7 +269,8 @@ class PerformancePrior:
                    field=d.get("field"), target=d.get("target", "correct"),
                    eval_key=d.get("eval_key"), n_train=d.get("n_train", 0),
                    train_mean=d.get("train_mean"), grid=refits.get("grid"),
-                   refits=refits.get("curves"), created_at=d.get("created_at"))
+                   refits=refits.get("curves"), created_at=d.get("created_at"),
+                   accuracy=AccuracyModel.from_dict(d["accuracy"]) if d.get("accuracy") else None)
 
     def save(self, path: str) -> str:
         """Writes the prior as JSON (atomically) and returns the path."""
@@ -392,17 +431,8 @@ def heldout_error(quality, correct, groups=None, test_fraction: float = 0.5, see
                          overall=overall, groups=rows, mean_group_abs_error=mge)
 
 
-def apply_prior(samples, prior: "PerformancePrior", field: str = "expected_accuracy",
-                quality_field: Optional[str] = None, n_boot: int = 1000, seed=0,
-                overwrite: bool = False) -> AccuracyEstimate:
-    """Predicts the accuracy of (unevaluated) ``samples`` from their quality.
-
-    Stores each sample's expected accuracy in ``field`` (samples without a
-    quality score get none) and returns the collection's expected accuracy
-    with a bootstrap interval. The field is recorded in
-    ``dataset.info[PRIORS_KEY]``, so difficulty views know that higher
-    is better.
-    """
+def _quality_values(samples, prior, quality_field):
+    """The collection's ids and quality scores (NaN where missing), checked."""
     qf = quality_field or prior.field
     if not qf:
         raise ValueError("the prior records no quality field: pass quality_field")
@@ -410,10 +440,31 @@ def apply_prior(samples, prior: "PerformancePrior", field: str = "expected_accur
     if not dataset.has_sample_field(qf):
         raise ValueError(f"'{qf}' is not a field of dataset '{dataset.name}': score it first "
                          f"(compute_quality) with the metric the prior was fitted on")
+    ids, q = samples.values(["id", qf])
+    return qf, ids, np.array([np.nan if v is None else v for v in q], dtype=float)
+
+
+def apply_prior(samples, prior: "PerformancePrior", field: str = "expected_accuracy",
+                quality_field: Optional[str] = None, n_boot: int = 1000, seed=0,
+                overwrite: bool = False, interval: str = "conformal",
+                confidence: Optional[float] = None) -> AccuracyEstimate:
+    """Predicts the accuracy of (unevaluated) ``samples`` from their quality.
+
+    Stores each sample's expected accuracy (the isotonic map) in ``field`` (samples
+    without a quality score get none) and returns the collection's expected accuracy
+    with an interval. ``interval="conformal"`` (default): the prior's batch estimator
+    (:attr:`PerformancePrior.accuracy`) and its interval for the accuracy labelling the
+    collection would measure (``confidence`` 0.9 unless given); priors saved without
+    one, and ``interval="bootstrap"``, give the mean of the map with a bootstrap interval
+    for images like these (``confidence`` 0.95 unless given). The field is recorded in
+    ``dataset.info[PRIORS_KEY]``, so difficulty views know that higher is better.
+    """
+    if interval not in ("conformal", "bootstrap"):
+        raise ValueError(f"interval must be 'conformal' or 'bootstrap', got {interval!r}")
+    qf, ids, q = _quality_values(samples, prior, quality_field)
+    dataset = samples._root_dataset
     if dataset.has_sample_field(field) and not overwrite and field not in prior_fields(dataset):
         raise ValueError(f"field '{field}' exists; pass overwrite=True or choose another field")
-    ids, q = samples.values(["id", qf])
-    q = np.array([np.nan if v is None else v for v in q], dtype=float)
     pred = prior.predict(q)
     if not dataset.has_sample_field(field):
         dataset.add_sample_field(field, fo.FloatField)
@@ -423,4 +474,18 @@ def apply_prior(samples, prior: "PerformancePrior", field: str = "expected_accur
     priors[field] = {"quality_field": qf, "eval_key": prior.eval_key, "target": prior.target}
     dataset.info[PRIORS_KEY] = priors
     dataset.save()
-    return prior.predict_accuracy(q, n_boot=n_boot, seed=seed)
+    if interval == "conformal" and prior.accuracy is not None:
+        return AccuracyEstimate(*prior.accuracy.interval(q, 0.9 if confidence is None else confidence))
+    return prior.predict_accuracy(q, n_boot=n_boot, seed=seed, confidence=confidence or 0.95)
+
+
+def expected_accuracy_table(samples, prior: "PerformancePrior", slice_field: Optional[str] = None,
+                            quality_field: Optional[str] = None,
+                            confidence: float = 0.9) -> List[Dict[str, Any]]:
+    """Expected accuracy of ``samples`` (a view) from their quality, with its interval,
+    overall and per value of ``slice_field`` (e.g. ``"tags"``, ``"predictions.label"``,
+    a predicted-cause field; list fields put a sample in each of its values). Rows:
+    ``slice, n, n_missing, estimate, low, high``, the overall row (``"all"``) first."""
+    _, _, q = _quality_values(samples, prior, quality_field)
+    slices = None if slice_field is None else samples.values(slice_field)
+    return prior.expected_accuracy(q, slices, confidence)
