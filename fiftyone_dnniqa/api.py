@@ -15,6 +15,7 @@ from .app.sharding import queue_shards
 from .core.images import DEFAULT_MAX_PIXELS
 from .metrics import QualityMetric
 from .scoring import execute_plan, plan_quality
+from .scoring.patches import DEFAULT_MARGIN, DEFAULT_MIN_SIDE
 from .scoring.plan import ProgressCallback
 
 
@@ -36,6 +37,9 @@ def compute_quality(
     write_every: int = 500,
     shards: Optional[int] = None,
     decode: str = "auto",
+    patches_field: Optional[str] = None,
+    patch_margin: float = DEFAULT_MARGIN,
+    min_patch_side: int = DEFAULT_MIN_SIDE,
 ):
     """Scores the images of ``samples`` with one or several quality metrics.
 
@@ -78,6 +82,21 @@ def compute_quality(
             the scoring device (nvJPEG on CUDA) and resizes them there, other
             files as with ``"workers"``; ``"auto"``: ``"device"`` on CUDA, and on
             CPUs of at most 2 cores unless a per-image metric runs in the workers
+        patches_field (None): score the objects of this ``Detections`` or ``Polylines``
+            field (polylines through their boxes) instead of the images; a
+            ``to_patches`` view scores its patches without it. Each object's box,
+            grown by ``patch_margin`` and clipped to the image, is cut from the image
+            (decoded once for all its objects) and resized as the metric wants; the
+            score goes to the object's attribute ``field`` (default ``iqa_<metric>``),
+            e.g. ``ground_truth.detections.iqa_aligned``, and why an object has none
+            to ``<field>_error`` on the object. The run key,
+            ``<patches_field>_<field>``, is the sample field of the mean over the
+            sample's objects; ``<key>_min`` holds their minimum. Task-guided metrics
+            without ``label_field`` rate each object against its own label
+        patch_margin (0.2): context around each box: its width and height grow by
+            this fraction (FiftyOne's ``alpha``), half on each side
+        min_patch_side (8): boxes with a side under this many image pixels are
+            recorded as too small, not scored
 
     Returns:
         a :class:`QualityRunResults` for a single metric, or a dict mapping
@@ -89,6 +108,7 @@ def compute_quality(
         overwrite=overwrite, skip_failures=skip_failures, progress=progress,
         reference_field=reference_field, label_field=label_field, metric_options=metric_options,
         amp=amp, max_pixels=max_pixels, write_every=write_every, decode=decode, queued=queue,
+        patches_field=patches_field, patch_margin=patch_margin, min_patch_side=min_patch_side,
     )
     if queue:
         return queue_shards(plan, shards)

@@ -3,7 +3,8 @@
 Pure statistics (no FiftyOne): :mod:`.results`, :mod:`.resampling`, :mod:`.correlation`,
 :mod:`.grouping`, :mod:`.tables`. On datasets: performance targets from evaluations
 (:mod:`.targets`), the performance prior (:mod:`.prior`), quality fields and their
-direction (:mod:`.fields`), difficulty views (:mod:`.difficulty`), the panel's statistics
+direction (:mod:`.fields`), difficulty views (:mod:`.difficulty`), objects against their
+detection outcomes (:mod:`.objects`), the panel's statistics
 (:mod:`.panel_stats`) and the HTML report (:mod:`.report`).
 """
 

@@ -1,8 +1,10 @@
-"""Difficulty views: the samples a quality field predicts to be hard.
+"""Difficulty views: the samples (or objects) a quality field predicts to be hard.
 
 Low quality means hard for a metric where higher is better, high values
 where lower is better; the direction comes from the field's run record (or
 ``higher_is_better``). Samples without a score are never returned as hard.
+With ``patches_field``, the hardest *objects* by their quality attribute come back
+as a patches view (``to_patches``), which tags and saves like any view.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Optional
 from fiftyone import ViewField as F
 
 from .correlation import rank_fields
+from ..scoring.patch_plan import object_run_key
 from .fields import field_direction, quality_fields
 from .targets import NoEvaluationError, get_target, to_floats
 
@@ -22,7 +25,7 @@ INDEX_ABOVE = 10_000
 
 def hard_samples(samples, field: str, k: Optional[int] = None, fraction: Optional[float] = None,
                  threshold: Optional[float] = None, higher_is_better: Optional[bool] = None,
-                 create_index: Optional[bool] = None):
+                 create_index: Optional[bool] = None, patches_field: Optional[str] = None):
     """The hardest samples of ``samples`` by ``field``, hardest first.
 
     Give exactly one of ``k`` (that many samples), ``fraction`` (that share
@@ -32,10 +35,13 @@ def hard_samples(samples, field: str, k: Optional[int] = None, fraction: Optiona
     Args:
         create_index (None): index ``field`` first (default: for datasets of
             at least :data:`INDEX_ABOVE` samples)
+        patches_field (None): the hardest objects of this field instead, by their
+            attribute ``field`` (:func:`hard_objects`)
     """
-    chosen = [x is not None for x in (k, fraction, threshold)]
-    if sum(chosen) != 1:
-        raise ValueError("give exactly one of k, fraction or threshold")
+    _check_choice(k, fraction, threshold)
+    if patches_field is not None:
+        return hard_objects(samples, patches_field, field, k=k, fraction=fraction, threshold=threshold,
+                            higher_is_better=higher_is_better)
     dataset = samples._root_dataset
     if not dataset.has_sample_field(field):
         raise ValueError(f"'{field}' is not a field of dataset '{dataset.name}'")
@@ -57,12 +63,46 @@ def hard_samples(samples, field: str, k: Optional[int] = None, fraction: Optiona
     return scored.sort_by(field, reverse=not hib).limit(int(k))
 
 
+def _check_choice(k, fraction, threshold):
+    if sum(x is not None for x in (k, fraction, threshold)) != 1:
+        raise ValueError("give exactly one of k, fraction or threshold")
+
+
+def hard_objects(samples, patches_field: str, attribute: str, k: Optional[int] = None,
+                 fraction: Optional[float] = None, threshold: Optional[float] = None,
+                 higher_is_better: Optional[bool] = None):
+    """The hardest objects of ``patches_field`` by their quality ``attribute`` (written by
+    ``compute_quality(..., patches_field=...)``), hardest first, as a patches view.
+    ``k``, ``fraction`` and ``threshold`` as :func:`hard_samples`; objects without a
+    score are never returned."""
+    _check_choice(k, fraction, threshold)
+    hib = field_direction(samples, object_run_key(patches_field, attribute), higher_is_better)
+    cond = F(attribute).exists()
+    if threshold is not None:
+        cond = cond & ((F(attribute) <= threshold) if hib else (F(attribute) >= threshold))
+    patches = samples.filter_labels(patches_field, cond).to_patches(patches_field)
+    ordered = patches.sort_by(f"{patches_field}.{attribute}", reverse=not hib)
+    if threshold is not None:
+        return ordered
+    if fraction is not None:
+        if not 0 < fraction <= 1:
+            raise ValueError("fraction must be in (0, 1]")
+        k = int(math.ceil(fraction * patches.count()))
+    if k < 0:
+        raise ValueError("k must be non-negative")
+    return ordered.limit(int(k))
+
+
 def tag_hard_samples(view, tag: str = "hard") -> int:
-    """Adds ``tag`` to every sample of ``view``; returns how many were tagged."""
+    """Adds ``tag`` to every sample of ``view`` (to every object of a patches view, as a
+    label tag on the source objects); returns how many were tagged."""
     if not tag or not isinstance(tag, str):
         raise ValueError("tag must be a non-empty string")
     n = view.count()
-    view.tag_samples(tag)
+    if getattr(view, "_is_patches", False):
+        view.tag_labels(tag)
+    else:
+        view.tag_samples(tag)
     return n
 
 

@@ -1,6 +1,6 @@
 """Which fields hold quality, and which way is better: one answer for every face.
 
-A quality field is the field of a quality run (its run key) or a field written by
+A quality field is the float field of a quality run (its run key) or a field written by
 :func:`~fiftyone_dnniqa.analysis.prior.apply_prior` (recorded under
 :data:`PRIORS_KEY` in the dataset's ``info``). Its direction comes from the run's
 record; expected accuracy is higher-is-better.
@@ -22,9 +22,12 @@ def prior_fields(dataset) -> dict:
 
 
 def quality_fields(samples) -> List[str]:
-    """Fields written by quality runs (then by performance priors) that still exist."""
+    """Fields written by quality runs (then by performance priors) that still exist. Only
+    runs that score with floats: labels (``cause``'s ``Classifications``) and the floats
+    stored beside them (``<field>_severity``) rank nothing here."""
     ds = samples._root_dataset
-    fields = list(list_quality_runs(ds))
+    fields = [k for k in list_quality_runs(ds)
+              if (getattr(ds.get_run_info(k).config, "outputs", "float") or "float") == "float"]
     fields += [f for f in prior_fields(ds) if f not in fields]
     return [f for f in fields if ds.has_sample_field(f)]
 

@@ -24,8 +24,9 @@ Targets by evaluation type (``kind`` values; the first is the default):
 Samples outside the evaluated view have no value and come back as NaN.
 
 Object level: :func:`object_outcomes` gives one row per predicted or ground-truth object
-with its "tp"/"fp"/"fn" status (the objects' ``<eval_key>`` attribute), confidence, and
-optionally a per-object quality attribute (e.g. a score computed on the object's patch).
+with its "tp"/"fp"/"fn" status (the objects' ``<eval_key>`` attribute), confidence, box
+area, and optionally a per-object quality attribute (the score ``compute_quality(...,
+patches_field=...)`` computed on the object's patch).
 
 :class:`PerformancePrior` maps a quality score to expected accuracy (isotonic, monotone),
 fitted on an evaluated view, and predicts the accuracy of unlabelled images from their
@@ -273,6 +274,8 @@ class ObjectOutcomes:
     correct: np.ndarray
     confidence: np.ndarray
     quality: Optional[np.ndarray] = None
+    area: Optional[np.ndarray] = None  # box area (NaN without a box)
+    area_unit: str = "pixels"  # or "fraction of the image" when an image's size is unknown
 
     def __len__(self):
         return len(self.object_ids)
@@ -311,7 +314,9 @@ def object_outcomes(samples, eval_key: Optional[str] = None, side: str = "gt",
     if quality:
         paths.append(f"{list_path}.{quality}")
     flat = samples.values(paths, unwind=True)
-    ids, counts = samples.values(["id", F(list_path).length()])
+    # boxes are lists themselves: unwinding would flatten their coordinates too
+    ids, counts, widths, heights, boxes = samples.values(
+        ["id", F(list_path).length(), "metadata.width", "metadata.height", f"{list_path}.bounding_box"])
     counts = np.nan_to_num(to_floats(counts)).astype(np.int64)  # None (no label) -> 0
     obj_ids = np.asarray(flat[0], dtype=object)
     sample_ids = np.repeat(np.asarray(ids, dtype=object), counts)
@@ -323,6 +328,17 @@ def object_outcomes(samples, eval_key: Optional[str] = None, side: str = "gt",
     correct[(outcome == "fp") | (outcome == "fn")] = 0.0
     conf = to_floats(flat[2])
     q = to_floats(flat[3]) if quality else None
+    boxes = [b for v in boxes for b in (v or [])]
+    area, unit = _box_areas(boxes, np.repeat(to_floats(widths), counts), np.repeat(to_floats(heights), counts))
     return ObjectOutcomes(eval_key=key, side=side, label_field=label_field,
                           sample_ids=sample_ids, object_ids=obj_ids, outcome=outcome,
-                          correct=correct, confidence=conf, quality=q)
+                          correct=correct, confidence=conf, quality=q, area=area, area_unit=unit)
+
+
+def _box_areas(boxes, widths, heights):
+    """Box areas in pixels when every image's size is known (its metadata), else as a
+    fraction of the image; NaN for an object without a box."""
+    rel = np.array([b[2] * b[3] if b is not None and len(b) == 4 else np.nan for b in boxes], dtype=float)
+    if len(rel) and np.isfinite(widths).all() and np.isfinite(heights).all():
+        return rel * widths * heights, "pixels"
+    return rel, "fraction of the image"

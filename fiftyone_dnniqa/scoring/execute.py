@@ -4,7 +4,8 @@ Every image is decoded once (in DataLoader workers, or in batches on the device)
 scored by every metric that still needs it, and the scores are written back in chunks
 with ``set_values(..., key_field="id")``: an interrupted run keeps what it computed and
 a re-run scores only the samples still missing a score. Unreadable files are recorded
-per sample, never fatal.
+per sample, never fatal. A plan on objects (``plan.patches``) runs the same way over the
+objects' patches (:mod:`.patch_execute`): one decode per image, one score per object.
 """
 
 from __future__ import annotations
@@ -20,16 +21,15 @@ from typing import List, Optional
 import numpy as np
 import torch
 
-import fiftyone as fo
-
 from .field_checks import check_field_can_hold_scores
 from .loading import SampleImages, collate_items, decode_jpegs
 from .locks import FieldLock
+from .patch_execute import object_values, patch_loader, read_patch_work, score_patches
 from .plan import QualityPlan
 from .runs import QualityRunResults, build_run_config, failure_reason
 from .scorers import Job, WorkerScorer, score_batch
 from .shards import ShardSpec, ShardStore
-from .writer import Progress, flush
+from .writer import Progress, declare_fields, flush
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +53,8 @@ def execute_plan(plan: QualityPlan, shard: Optional[ShardSpec] = None):
     started = time.perf_counter()
     started_at = datetime.datetime.now(datetime.timezone.utc)
     samples = shard.view(plan.samples) if shard is not None else plan.samples
-    work = _read_work(plan, samples)
+    work = read_patch_work(plan, samples) if plan.patches is not None else _read_work(plan, samples)
+    writer = object_values(plan, work) if plan.patches is not None else None
     cores = os.cpu_count() or 1
     num_workers = plan.num_workers if plan.num_workers is not None else min(4, cores)
     dev = plan.device
@@ -82,19 +83,25 @@ def execute_plan(plan: QualityPlan, shard: Optional[ShardSpec] = None):
             suffix = f"@{shard.index}" if shard is not None else ""
             stack.enter_context(FieldLock(plan.dataset, job.field + suffix))
         for job in jobs:  # the plan checked the fields; they may have changed since (a queued run)
-            check_field_can_hold_scores(plan.dataset, job.field, plan.overwrite)
+            check_field_can_hold_scores(plan.dataset, job.field, plan.overwrite, job.metric)
         # From here on, the runs this call registers end "completed", "interrupted" or "failed"
-        outcome = stack.enter_context(_Outcome(plan.dataset, started, shard))
+        outcome = stack.enter_context(_Outcome(plan.dataset, started, shard, writer))
         # Run records first, so a killed run still shows up as not finished ("running")
         for job in jobs:
             job.results = _register_run(plan, samples, job, batch_size, num_workers, len(work.ids),
                                         started_at, shard)
             outcome.jobs.append(job)
-            if not plan.dataset.has_sample_field(job.field):
-                plan.dataset.add_sample_field(job.field, fo.FloatField)
+            if writer is not None:
+                job.has_error_field = writer.declare(plan.dataset, len(outcome.jobs) - 1)
+                continue
+            declare_fields(plan.dataset, job)  # a float field, or labels and their extra fields
             job.has_error_field = plan.dataset.has_sample_field(job.error_field)
-        loader = _loader(plan, work, jobs, specs, batch_size, num_workers, raw_jpeg)
-        _score_rows(plan, jobs, work, specs, loader, raw_jpeg, batch_size)
+        if writer is not None:
+            loader = patch_loader(plan, work, jobs, specs, batch_size, num_workers, raw_jpeg)
+            score_patches(plan, jobs, work, specs, loader, raw_jpeg, batch_size, writer, _raise_first_failure)
+        else:
+            loader = _loader(plan, work, jobs, specs, batch_size, num_workers, raw_jpeg)
+            _score_rows(plan, jobs, work, specs, loader, raw_jpeg, batch_size)
 
     out = {job.field: job.results for job in jobs}
     return out if plan.many else out[plan.fields[0]]
@@ -131,9 +138,11 @@ def _register_run(plan, samples, job, batch_size, num_workers, n, started_at, sh
                             device=str(dev), started_at=started_at.isoformat())
         config = dataset.get_run_info(job.field).config
     else:
+        patches = plan.patch_settings(plan.fields.index(job.field))
+        extra = dict(patch_margin=plan.patch_margin, min_patch_side=plan.min_patch_side) if patches else {}
         config = build_run_config(job.metric, job.field, plan.reference_field, plan.label_field,
-                                  overwrite=plan.overwrite, device=str(dev), batch_size=batch_size,
-                                  num_workers=num_workers)
+                                  overwrite=plan.overwrite, patches=patches, device=str(dev),
+                                  batch_size=batch_size, num_workers=num_workers, **extra)
         samples.register_run(job.field, config, overwrite=True, cleanup=False)
     # status: "running", QualityRunResults' default
     results = QualityRunResults(samples, config, job.field, num_samples=n, num_todo=num_todo,
@@ -205,8 +214,9 @@ class _Outcome:
     yet written are saved first where they can be. A killed process ends nothing: its runs
     stay ``running``."""
 
-    def __init__(self, dataset, started, shard=None):
+    def __init__(self, dataset, started, shard=None, writer=None):
         self.dataset, self.started, self.shard = dataset, started, shard
+        self.writer = writer  # a run on objects writes through its ObjectValues
         self.jobs: List[Job] = []
 
     def __enter__(self):
@@ -222,6 +232,9 @@ class _Outcome:
         if kind is not None:
             for job in self.jobs:  # keep what was computed, if the database takes it
                 try:
+                    if self.writer is not None:
+                        self.writer.flush(self.dataset, self.jobs)
+                        break
                     flush(self.dataset, [job])
                 except Exception:
                     logger.exception("could not save the last scores of '%s'", job.field)

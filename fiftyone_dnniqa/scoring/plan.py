@@ -21,7 +21,10 @@ from ..core.devices import resolve_device
 from ..core.images import DEFAULT_MAX_PIXELS
 from ..metrics import QualityMetric, create_metric
 from .field_checks import check_field_can_hold_scores
-from .runs import build_run_config, list_quality_runs
+from .patch_plan import (PatchTarget, check_patch_fields, object_label_classes, object_run_key,
+                         resolve_patches)
+from .patches import DEFAULT_MARGIN, DEFAULT_MIN_SIDE
+from .runs import build_run_config, extra_field, list_quality_runs
 
 ProgressCallback = Callable[[float, str], None]
 
@@ -42,7 +45,7 @@ class QualityPlan:
     dataset: object
     names: List[Union[str, QualityMetric]]  # the metrics as the caller named them
     metrics: List[QualityMetric]
-    fields: List[str]
+    fields: List[str]  # the run keys: score fields, or the per-sample mean of an object run
     many: bool  # a list of metrics was given: results come back as a dict
     device: Optional[torch.device]  # None for a plan only queued as shards
     device_arg: str = "auto"
@@ -59,6 +62,16 @@ class QualityPlan:
     max_pixels: Optional[int] = DEFAULT_MAX_PIXELS
     write_every: int = 500
     decode: str = "auto"
+    patches: Optional[PatchTarget] = None  # the objects to score, for a run on objects
+    attributes: Optional[List[str]] = None  # per metric, the object attribute of its scores
+    patch_margin: float = DEFAULT_MARGIN
+    min_patch_side: int = DEFAULT_MIN_SIDE
+
+    def patch_settings(self, j: int = 0):
+        """``(patches_field, patches_path, attribute)`` of metric ``j``'s run record, or None."""
+        if self.patches is None:
+            return None
+        return self.patches.field, self.patches.list_path, self.attributes[j]
 
     def options(self) -> dict:
         """The call's settings as operator parameters (what a shard's operation needs);
@@ -67,7 +80,10 @@ class QualityPlan:
                     overwrite=self.overwrite, reference_field=self.reference_field,
                     label_field=self.label_field,
                     metric_options=json.dumps(self.metric_options) if self.metric_options else None,
-                    write_every=self.write_every, decode=self.decode)
+                    write_every=self.write_every, decode=self.decode,
+                    patches_field=self.patches.field if self.patches is not None else None,
+                    attributes=self.attributes, patch_margin=self.patch_margin,
+                    min_patch_side=self.min_patch_side)
 
 
 def plan_quality(
@@ -88,10 +104,15 @@ def plan_quality(
     write_every: int = 500,
     decode: str = "auto",
     queued: bool = False,
+    patches_field: Optional[str] = None,
+    patch_margin: float = DEFAULT_MARGIN,
+    min_patch_side: int = DEFAULT_MIN_SIDE,
 ) -> QualityPlan:
     """Resolves and checks a scoring call (arguments as
     :func:`fiftyone_dnniqa.compute_quality`); ``queued`` plans a call that only queues
-    shards, so its metrics are built but not moved to a device."""
+    shards, so its metrics are built but not moved to a device. With ``patches_field`` (or a
+    ``to_patches`` view) the objects are scored: ``field`` then names the object attribute
+    (:mod:`.patch_plan`)."""
     many = isinstance(metric, (list, tuple))
     names = list(metric) if many else [metric]
     if not names:
@@ -109,18 +130,57 @@ def plan_quality(
             m.to(dev)
     fields = resolve_fields(metrics, field, many)
     dataset = check_collection(samples)
+    patches, attributes = None, None
+    if patches_field is not None or getattr(samples, "_is_patches", False):
+        patches = _plan_patches(samples, dataset, metrics, fields, patches_field, patch_margin, min_patch_side,
+                                overwrite)
+        samples, attributes = patches.samples, fields
+        fields = [object_run_key(patches.field, a) for a in attributes]
     for f, m in zip(fields, metrics):  # before anything is read, prepared or written
         check_field(dataset, f, m, overwrite)
     check_reference_field(dataset, metrics, reference_field)
-    label_path = prepare_labels(dataset, metrics, label_field)
+    if patches is not None and label_field is None and any(m.needs_labels for m in metrics):
+        label_path = _object_labels(dataset, patches, metrics)
+    else:
+        label_path = prepare_labels(dataset, metrics, label_field)
     return QualityPlan(
         samples=samples, dataset=dataset, names=names, metrics=metrics, fields=fields, many=many,
         device=dev, device_arg=str(device), batch_size=batch_size, num_workers=num_workers,
         overwrite=overwrite, skip_failures=skip_failures, progress=progress,
         reference_field=reference_field, label_field=label_field, label_path=label_path,
         metric_options=metric_options, amp=amp, max_pixels=max_pixels, write_every=write_every,
-        decode=decode,
+        decode=decode, patches=patches, attributes=attributes, patch_margin=float(patch_margin),
+        min_patch_side=int(min_patch_side),
     )
+
+
+def _plan_patches(samples, dataset, metrics, attributes, patches_field, margin, min_side, overwrite) -> PatchTarget:
+    """The objects a call scores, its settings and fields checked (:mod:`.patch_plan`)."""
+    if not margin >= 0 or min_side < 1:
+        raise ValueError("patch_margin must be >= 0 and min_patch_side >= 1")
+    rows = [m.name for m in metrics if getattr(m, "outputs", "float") != "float"]
+    if rows:
+        raise ValueError(f"objects are scored by metrics giving one number per image; {', '.join(rows)} "
+                         "label(s) whole images (score them without patches_field)")
+    patches = resolve_patches(samples, patches_field)
+    keys = [object_run_key(patches.field, a) for a in attributes]
+    resolve_fields(metrics, keys, True)
+    for a, k in zip(attributes, keys):
+        check_patch_fields(dataset, patches, a, k, overwrite)
+    return patches
+
+
+def _object_labels(dataset, patches: PatchTarget, metrics) -> str:
+    """Task-guided metrics scoring objects without ``label_field``: the objects' own labels
+    give the classes, and each object is rated against its label."""
+    classes = object_label_classes(dataset, patches)
+    if not classes:
+        raise ValueError(f"the objects of '{patches.field}' have no labels to guide "
+                         f"{', '.join(m.name for m in metrics if m.needs_labels)}")
+    for m in metrics:
+        if m.needs_labels and (m.classes is None or m.default_classes):
+            m.set_classes(classes)
+    return f"{patches.list_path}.label"
 
 
 def parse_metric_options(text: str) -> dict:
@@ -151,6 +211,10 @@ def resolve_fields(metrics, field, many) -> List[str]:
             raise ValueError(f"field name '{f}' must be a valid identifier not starting with '_'")
     if len(set(fields)) != len(fields):
         raise ValueError(f"field names must be distinct: {fields}")
+    extras = [extra_field(f, n) for m, f in zip(metrics, fields) for n in getattr(m, "extra_fields", ())]
+    if set(extras) & set(fields):
+        raise ValueError(f"field names must be distinct from the fields written beside them: "
+                         f"{sorted(set(extras) & set(fields))}")
     return fields
 
 
@@ -215,6 +279,6 @@ def check_field(dataset, field, metric, overwrite) -> None:
     """Refuses to write ``metric``'s scores into ``field`` when that would fail or lose data:
     a field (or its ``<field>_error`` companion) that cannot hold them
     (:func:`~.field_checks.field_problem`), or another metric's scores without ``overwrite``."""
-    check_field_can_hold_scores(dataset, field, overwrite)
+    check_field_can_hold_scores(dataset, field, overwrite, metric)
     if field in list_quality_runs(dataset):  # the run record decides (QualityRun._validate_run)
         build_run_config(metric, field, overwrite=overwrite).build().validate_run(dataset, field)

@@ -4,6 +4,14 @@ Users list them with :func:`list_quality_runs`, reload them with
 :func:`load_quality_run` and delete them with :func:`delete_quality_run`
 (or FiftyOne's own ``list_runs`` / ``load_run_results`` / ``delete_run``);
 deleting a run removes the fields it created.
+
+A run on objects (``patches_field``) is keyed by the sample field of its per-sample mean
+(``<patches_field>_<attribute>``); it also wrote ``<key>_min`` and the attribute (and its
+``_error`` companion) on each object, and deleting it removes them all.
+
+A run of a structured metric (``outputs="classifications"``, such as ``cause``) holds a
+``Classifications`` field and float ``<field>_<name>`` fields beside it (``extra_fields``,
+e.g. ``iqa_cause_severity``); deleting or renaming the run does the same to them.
 """
 
 from __future__ import annotations
@@ -19,6 +27,16 @@ from .shards import ShardStore, merged_status
 METHOD = "dnniqa.compute_quality"
 
 
+def extra_field(field: str, name: str) -> str:
+    """The float field beside a structured metric's label field: ``<field>_<name>``."""
+    return f"{field}_{name}"
+
+
+def is_classifications_field(field) -> bool:
+    """Whether ``field`` (a schema field, or None) is a ``Classifications`` label field."""
+    return isinstance(field, fo.EmbeddedDocumentField) and field.document_type is fo.Classifications
+
+
 class QualityRunConfig(fors.RunConfig):
     """Configuration of a quality scoring run.
 
@@ -30,11 +48,20 @@ class QualityRunConfig(fors.RunConfig):
         reference_field (None): the reference filepath field of a
             full-reference metric
         label_field (None): the label field a task-guided metric read
+        patches_field (None): for a run on objects, their Detections/Polylines field
+        patches_path (None): the objects' list (``<patches_field>.detections``)
+        attribute (None): the object attribute holding each object's score
+        outputs ("float"): what the metric gives per image: ``"float"`` (a score) or
+            ``"classifications"`` (labels in ``field``, floats in ``extra_fields``)
+        extra_fields (None): a structured metric's float values, stored in
+            ``<field>_<name>`` per name (``["severity"]``)
         **kwargs: further settings recorded with the run (device, ...)
     """
 
     def __init__(self, metric=None, field=None, metric_options=None,
-                 higher_is_better=True, reference_field=None, label_field=None, **kwargs):
+                 higher_is_better=True, reference_field=None, label_field=None,
+                 patches_field=None, patches_path=None, attribute=None, outputs="float",
+                 extra_fields=None, **kwargs):
         kwargs.pop("method", None)
         super().__init__(method=METHOD, **kwargs)
         self.metric = metric
@@ -43,16 +70,27 @@ class QualityRunConfig(fors.RunConfig):
         self.higher_is_better = higher_is_better
         self.reference_field = reference_field
         self.label_field = label_field
+        self.patches_field = patches_field
+        self.patches_path = patches_path
+        self.attribute = attribute
+        self.outputs = outputs or "float"  # records written before it: floats
+        self.extra_fields = list(extra_fields or [])
 
     @property
     def error_field(self) -> str:
         return error_field_for(self.field)
 
+    @property
+    def extra_field_names(self) -> List[str]:
+        """The sample fields of the ``extra_fields`` (``iqa_cause_severity``)."""
+        return [extra_field(self.field, n) for n in self.extra_fields]
+
 
 def build_run_config(metric, field, reference_field=None, label_field=None, overwrite=False,
-                     **settings) -> QualityRunConfig:
+                     patches=None, **settings) -> QualityRunConfig:
     """The record of scoring ``field`` with ``metric`` (a built metric); ``settings``
-    (device, batch size, shards...) are recorded beside it. ``overwrite`` lets the run
+    (device, batch size, shards...) are recorded beside it; ``patches`` is
+    ``(patches_field, patches_path, attribute)`` for a run on objects. ``overwrite`` lets the run
     replace the scores of another metric in ``field`` (checked by
     :meth:`QualityRun._validate_run`; not stored)."""
     config = QualityRunConfig(
@@ -60,6 +98,9 @@ def build_run_config(metric, field, reference_field=None, label_field=None, over
         higher_is_better=metric.higher_is_better,
         reference_field=reference_field if metric.needs_reference else None,
         label_field=label_field if metric.needs_labels else None,
+        outputs=getattr(metric, "outputs", "float"),
+        extra_fields=list(getattr(metric, "extra_fields", ())),
+        **dict(zip(("patches_field", "patches_path", "attribute"), patches or ())),
         **settings,
     )
     config._allow_other_metric = bool(overwrite)
@@ -83,17 +124,32 @@ class QualityRun(fors.Run):
             )
 
     def get_fields(self, samples, key):
-        """The score and error fields, where they hold what a run writes (floats, strings):
-        a record left on a field of another type (a label field, by a run that failed on
-        it before fields were checked) never claims it, so deleting the run keeps it."""
+        """The score and error fields (a structured metric's labels and extra floats), where
+        they hold what a run writes: a record left on a field of another type (a label
+        field, by a run that failed on it before fields were checked) never claims it, so
+        deleting the run keeps it."""
         dataset = samples._root_dataset
-        fields = [(self.config.field, fo.FloatField), (self.config.error_field, fo.StringField)]
-        return [f for f, kind in fields if dataset.has_sample_field(f) and isinstance(dataset.get_field(f), kind)]
+        cfg = self.config
+        labels = getattr(cfg, "outputs", "float") == "classifications"
+        fields = [(cfg.field, is_classifications_field if labels else _of(fo.FloatField)),
+                  (cfg.error_field, _of(fo.StringField))]
+        fields += [(f, _of(fo.FloatField)) for f in getattr(cfg, "extra_field_names", [])]
+        if getattr(cfg, "patches_path", None):
+            fields += [(cfg.field + "_min", _of(fo.FloatField)),
+                       (f"{cfg.patches_path}.{cfg.attribute}", _of(fo.FloatField)),
+                       (f"{cfg.patches_path}.{error_field_for(cfg.attribute)}", _of(fo.StringField))]
+        return [f for f, fits in fields if fits(dataset.get_field(f))]
 
     def rename(self, samples, key, new_key):
-        """A run's key is its field: renaming the run renames its score and error fields."""
+        """A run's key is its field: renaming the run renames its score and error fields
+        (and a structured metric's extra fields)."""
         dataset = samples._root_dataset
-        for old, new in ((key, new_key), (error_field_for(key), error_field_for(new_key))):
+        pairs = [(key, new_key), (error_field_for(key), error_field_for(new_key))]
+        pairs += [(extra_field(key, n), extra_field(new_key, n))
+                  for n in getattr(self.config, "extra_fields", [])]
+        if getattr(self.config, "patches_path", None):
+            pairs.append((key + "_min", new_key + "_min"))
+        for old, new in pairs:
             if dataset.has_sample_field(old):
                 dataset.rename_sample_field(old, new)
         if getattr(self.config, "shards", None):
@@ -107,6 +163,10 @@ class QualityRun(fors.Run):
             dataset.delete_sample_field(f)
         if getattr(self.config, "shards", None):
             ShardStore().delete(dataset, self.config.field)
+
+
+def _of(kind):
+    return lambda field: isinstance(field, kind)
 
 
 class QualityRunResults(fors.RunResults):
@@ -141,9 +201,18 @@ class QualityRunResults(fors.RunResults):
         return f"<QualityRunResults {self.summary()}>"
 
 
-def list_quality_runs(samples) -> List[str]:
-    """Keys (= field names) of the quality runs on ``samples``' dataset."""
-    return samples._root_dataset.list_runs(method=METHOD)
+def list_quality_runs(samples, kind: str = "all") -> List[str]:
+    """Keys (= sample field names) of the quality runs on ``samples``' dataset: ``kind``
+    ``"all"``, ``"images"`` (runs on whole images) or ``"objects"`` (runs on objects, keyed
+    by their per-sample mean field)."""
+    if kind not in ("all", "images", "objects"):
+        raise ValueError(f"kind must be 'all', 'images' or 'objects', not {kind!r}")
+    dataset = samples._root_dataset
+    keys = dataset.list_runs(method=METHOD)
+    if kind == "all":
+        return keys
+    on_objects = {k for k in keys if getattr(dataset.get_run_info(k).config, "patches_field", None)}
+    return [k for k in keys if (k in on_objects) == (kind == "objects")]
 
 
 def list_quality_run_statuses(samples) -> Dict[str, dict]:

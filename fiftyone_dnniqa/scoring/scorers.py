@@ -5,6 +5,10 @@ contract, "record a score or a reason for every item the job still needs":
 :class:`WorkerScorer` scores per-image CPU metrics inside the loader workers, and
 :func:`score_batch` scores in the main process, grouping equally sized images, halving
 the batch on out-of-memory and isolating a failing sample by bisection.
+
+Most metrics give one float per image. A metric with ``outputs = "classifications"``
+(``cause``) gives a row per image (``score`` returns (B, D)); its rows travel as lists of
+floats, and the writer turns each into labels with the metric's ``labels(row)``.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ class Job:
     failures: Dict[str, str] = dc_field(default_factory=dict)
     num_scored: int = 0
     has_error_field: bool = False
+    fields_ready: bool = False  # the writer declared the fields of a structured metric
 
     @property
     def error_field(self):
@@ -50,10 +55,10 @@ class Job:
 
     def record(self, sid, score, reason) -> None:
         """Records sample ``sid``'s score, or the reason it has none."""
-        if reason is None and score is not None and not math.isfinite(score):
+        if reason is None and score is not None and not all(map(math.isfinite, _as_list(score))):
             score, reason = None, f"metric returned {score}"
         if reason is None:
-            self.scores[sid] = float(score)
+            self.scores[sid] = [float(v) for v in score] if structured(self.metric) else float(score)
             self.num_scored += 1
             if self.has_error_field:
                 self.errors[sid] = None  # clear an earlier failure
@@ -61,6 +66,15 @@ class Job:
             self.scores[sid] = None
             self.errors[sid] = reason
             self.failures[sid] = reason
+
+
+def structured(metric) -> bool:
+    """Whether ``metric`` gives a row of values per image rather than one float."""
+    return getattr(metric, "outputs", "float") != "float"
+
+
+def _as_list(score):
+    return list(score) if isinstance(score, (list, tuple)) else [score]
 
 
 def call_metric(metric, images, refs, labels):
@@ -99,7 +113,8 @@ class WorkerScorer:
             try:
                 img = to_float(item["images"][k].unsqueeze(0))
                 ref = to_float(item["references"][k].unsqueeze(0)) if metric.needs_reference else None
-                scores[j] = float(call_metric(metric, img, ref, [item.get("label")])[0])
+                out = call_metric(metric, img, ref, [item.get("label")])[0]
+                scores[j] = out.tolist() if structured(metric) else float(out)
             except Exception as e:  # isolate the sample, keep the run going
                 errors[j] = metric_error(e)
         item["scores"], item["metric_errors"] = scores, errors
@@ -180,6 +195,12 @@ def _run_metric(metric, chunk, k, dev, amp):
     labels = [it.get("label") for it in chunk]
     with autocast(metric, dev, amp):
         out = call_metric(metric, images, refs, labels)
+    if structured(metric):
+        out = out.double().cpu()
+        if out.ndim != 2 or out.shape[0] != len(chunk):
+            raise RuntimeError(f"{metric.name} returned values of shape {tuple(out.shape)} for "
+                               f"{len(chunk)} images (expected one row per image)")
+        return out
     out = out.reshape(-1).double().cpu()
     if out.numel() != len(chunk):
         raise RuntimeError(f"{metric.name} returned {out.numel()} scores for {len(chunk)} images")

@@ -1,4 +1,10 @@
-"""Scoring, the way out: scores to the database in chunks, and progress to the caller."""
+"""Scoring, the way out: scores to the database in chunks, and progress to the caller.
+
+A float metric's scores go to its field. A structured metric (``outputs =
+"classifications"``, such as ``cause``) writes a ``Classifications`` field, from its
+``labels(row) -> ([(label, confidence)], {name: float})``, and one float field
+``<field>_<name>`` per extra value (:func:`extra_field`, e.g. ``iqa_cause_severity``).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +13,60 @@ import time
 import fiftyone as fo
 import fiftyone.core.utils as fou
 
+from .runs import extra_field
+from .scorers import structured
+
+
+def declare_fields(dataset, job) -> None:
+    """Adds the fields ``job`` writes: a ``FloatField``, or for a structured metric a
+    ``Classifications`` field and its extra float fields. A float field the engine
+    declared before knowing (still empty) is replaced by the label field."""
+    if not structured(job.metric):
+        if not dataset.has_sample_field(job.field):
+            dataset.add_sample_field(job.field, fo.FloatField)
+        return
+    if dataset.has_sample_field(job.field) and isinstance(dataset.get_field(job.field), fo.FloatField):
+        if dataset.count(job.field):
+            raise ValueError(f"field '{job.field}' holds float scores; {job.metric.name} writes labels "
+                             "(Classifications): choose another field")
+        dataset.delete_sample_field(job.field)
+    if not dataset.has_sample_field(job.field):
+        dataset.add_sample_field(job.field, fo.EmbeddedDocumentField, embedded_doc_type=fo.Classifications)
+    for name in getattr(job.metric, "extra_fields", ()):
+        if not dataset.has_sample_field(extra_field(job.field, name)):
+            dataset.add_sample_field(extra_field(job.field, name), fo.FloatField)
+    job.fields_ready = True
+
+
+def _write_structured(dataset, job) -> None:
+    """A structured metric's rows as ``Classifications`` and extra float fields."""
+    if not job.fields_ready:
+        declare_fields(dataset, job)
+    labels, extras = {}, {name: {} for name in getattr(job.metric, "extra_fields", ())}
+    for sid, row in job.scores.items():
+        if row is None:
+            labels[sid] = None
+            for values in extras.values():
+                values[sid] = None
+            continue
+        found, more = job.metric.labels(row)
+        labels[sid] = fo.Classifications(classifications=[
+            fo.Classification(label=label, confidence=float(conf)) for label, conf in found])
+        for name, values in extras.items():
+            values[sid] = float(more[name])
+    dataset.set_values(job.field, labels, key_field="id")
+    for name, values in extras.items():
+        dataset.set_values(extra_field(job.field, name), values, key_field="id")
+
 
 def flush(dataset, jobs) -> None:
     """Writes the jobs' pending scores and failure reasons with ``set_values``."""
     for job in jobs:
         if job.scores:
-            dataset.set_values(job.field, job.scores, key_field="id")
+            if structured(job.metric):
+                _write_structured(dataset, job)
+            else:
+                dataset.set_values(job.field, job.scores, key_field="id")
             job.scores = {}
         if any(v is not None for v in job.errors.values()) or (job.errors and job.has_error_field):
             if not job.has_error_field:

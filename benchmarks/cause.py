@@ -1,0 +1,231 @@
+"""The cause head on images it was not trained on: which imaging condition it names.
+
+    python benchmarks/train_cause_head.py   # the shipped head, from the dev split
+    python benchmarks/cause.py              # this benchmark, on the test split
+
+Test set: the ImageNet sample's test split (odd positions by file name, 250 images; the
+head saw only the even ones), resized and cropped to the proxy's 224 px as in training.
+- clean: every test image once;
+- every corruption of the suites (Dodge & Karam 5, ImageNet-C 15 + 4) and the training
+  set's ``low_light``, at severities 3, 4, 5 in turn: one test image in five each; the 5
+  Dodge & Karam ones on every test image;
+- two compounds (``low_light`` then ``gaussian_noise``; ``defocus_blur`` then
+  ``jpeg_compression``), severity 3 each, one image in five.
+Reported: top-1 family accuracy of the *stored* label (the first of the ``Classifications``:
+a corrupted image called "none" counts as wrong) and of the arg-max family; "none" on clean
+images; both families flagged on compounds; held-out corruptions and families (the head
+refitted on the dev examples without them, then asked about them) with their confusions;
+and cleanvision's blurry / dark / light / low-information checks on the same images
+(written as PNG). ``elastic_transform`` and ``saturate`` belong to no family: their
+predictions are listed, not scored. Finally the extra cost of ``cause`` over ``aligned``.
+Writes ``benchmarks/results/cause.md`` and ``cause.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections import Counter
+
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+
+from cause_report import cleanvision_checks, cost_of_cause, write_report  # noqa: E402
+from train_cause_head import SETTINGS, dev_examples, split_files  # noqa: E402
+
+from fiftyone_dnniqa.core.images import InputSpec  # noqa: E402
+from fiftyone_dnniqa.corruptions import SUITES  # noqa: E402
+from fiftyone_dnniqa.metrics.cause import FAMILIES, FAMILY_OF, NONE, SHIPPED_HEAD, cause_labels, load_cause_head  # noqa: E402
+from fiftyone_dnniqa.metrics.cause_training import (  # noqa: E402
+    Recipe, build_examples, load_clean_images, train_cause_head,
+)
+from fiftyone_dnniqa.metrics.backbones import load_backbone  # noqa: E402
+
+COMPOUNDS = ((("low_light", 3), ("gaussian_noise", 3)), (("defocus_blur", 3), ("jpeg_compression", 3)))
+EVAL = list(SUITES["dodge_karam"]) + list(SUITES["imagenet_c"]) + list(SUITES["imagenet_c_extra"]) + ["low_light"]
+#: held out one at a time: corruptions whose family keeps another member in training
+HELD_OUT = [n for n in FAMILY_OF if sum(FAMILY_OF[m] == FAMILY_OF[n] for m in FAMILY_OF) > 1]
+
+
+def log(*a):
+    print(*a, flush=True)
+
+
+def test_recipes(n, stride=5):
+    """The test set's recipes (see the module's docstring) and their names."""
+    recipes, names = [Recipe(i, ()) for i in range(n)], ["clean"] * n
+    for c, name in enumerate(EVAL):
+        every = 1 if name.startswith("dk_") else stride
+        for i in range(n):
+            if (i + c) % every == 0:
+                recipes.append(Recipe(i, ((name, 3 + (i // every + c) % 3),)))
+                names.append(name)
+    for k, steps in enumerate(COMPOUNDS):
+        for i in range(n):
+            if (i + k) % stride == 0:
+                recipes.append(Recipe(i, steps))
+                names.append("+".join(s[0] for s in steps))
+    return recipes, names
+
+
+def test_examples(cache, n, png_dir=None):
+    """Features of the test set (cached), and its images as PNG files for cleanvision."""
+    key = f"{cache}/test-{n}.pt"
+    if os.path.isfile(key):
+        return torch.load(key, weights_only=False)
+    proxy = load_backbone(SETTINGS["backbone"])
+    proxy.model.to(memory_format=torch.channels_last)
+    clean, _ = load_clean_images(split_files("test")[:n], InputSpec(resize=proxy.resize, crop=proxy.crop))
+    recipes, names = test_recipes(len(clean))
+    t0 = time.time()
+    X, Y, sev = build_examples(clean, recipes, proxy, torch.device("cpu"), seed=1, batch_size=16)
+    out = {"recipes": recipes, "names": names, "X": X, "Y": Y, "severity": sev, "seconds": time.time() - t0}
+    if png_dir:
+        out["pngs"] = _write_pngs(clean, recipes, png_dir)
+    os.makedirs(cache, exist_ok=True)
+    torch.save(out, key)
+    return out
+
+
+def _write_pngs(clean, recipes, folder):
+    from PIL import Image  # deferred: only the cleanvision comparison reads files
+
+    from fiftyone_dnniqa.metrics.cause_training import render
+
+    os.makedirs(folder, exist_ok=True)
+    gen, paths = torch.Generator().manual_seed(1), []  # the same draws as the features'
+    for k, r in enumerate(recipes):
+        x = render(clean[r.image], r, gen)
+        path = os.path.join(folder, f"{k:05d}.png")
+        Image.fromarray((x.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()).save(path)
+        paths.append(path)
+    return paths
+
+
+def predict(head, X, thresholds):
+    with torch.no_grad():
+        logits, sev = head(X.float())
+    probs = torch.sigmoid(logits)
+    stored = [cause_labels(list(p) + [0.0], thresholds)[0] for p in probs.tolist()]
+    return probs, sev.clamp(0, 5), stored
+
+
+def accuracy(names, stored, probs, keep):
+    """Stored-label and arg-max top-1 family accuracy over the examples ``keep`` selects."""
+    idx = [k for k, n in enumerate(names) if keep(n)]
+    if not idx:
+        return None
+    truth = [FAMILY_OF[names[k]] for k in idx]
+    top = [stored[k][0][0] for k in idx]
+    arg = [FAMILIES[int(probs[k].argmax())] for k in idx]
+    return {"n": len(idx), "stored": float(np.mean([a == b for a, b in zip(top, truth)])),
+            "argmax": float(np.mean([a == b for a, b in zip(arg, truth)]))}
+
+
+def confusion(names, stored, which, probs=None):
+    """``{corruption: {stored first label (arg-max family with probs): share}}``."""
+    out = {}
+    for c in which:
+        labels = [stored[k][0][0] if probs is None else FAMILIES[int(probs[k].argmax())]
+                  for k, n in enumerate(names) if n == c]
+        out[c] = {lab: round(v / len(labels), 3) for lab, v in Counter(labels).most_common()}
+    return out
+
+
+def headline(test, probs, sev, stored):
+    names = test["names"]
+    dk = set(SUITES["dodge_karam"])
+    ic = [n for n in SUITES["imagenet_c"] if n in FAMILY_OF]
+    extra = [n for n in SUITES["imagenet_c_extra"] if n in FAMILY_OF]
+    res = {"dodge_karam": accuracy(names, stored, probs, lambda n: n in dk),
+           "imagenet_c_15": accuracy(names, stored, probs, lambda n: n in ic),
+           "imagenet_c_19": accuracy(names, stored, probs, lambda n: n in ic or n in extra),
+           "low_light": accuracy(names, stored, probs, lambda n: n == "low_light"),
+           "per_corruption": {c: accuracy(names, stored, probs, lambda n, c=c: n == c) for c in EVAL if c in FAMILY_OF}}
+    clean = [k for k, n in enumerate(names) if n == "clean"]
+    res["clean_none_rate"] = float(np.mean([stored[k][0][0] == NONE for k in clean]))
+    res["clean_mean_severity"] = float(sev[clean].mean())
+    for steps in COMPOUNDS:
+        name = "+".join(s[0] for s in steps)
+        fams = {FAMILY_OF[s[0]] for s in steps}
+        idx = [k for k, n in enumerate(names) if n == name]
+        res[f"compound:{name}"] = {"n": len(idx), "both_flagged": float(np.mean(
+            [fams <= {lab for lab, _ in stored[k]} for k in idx]))}
+    true_sev = test["severity"].numpy()
+    single = [k for k, n in enumerate(names) if n == "clean" or n in FAMILY_OF]
+    from scipy.stats import spearmanr  # deferred: only for this number
+
+    res["severity_spearman"] = float(spearmanr(sev[single].numpy(), true_sev[single]).statistic)
+    res["severity_by_true"] = {int(s): round(float(sev[[k for k in single if true_sev[k] == s]].mean()), 2)
+                               for s in sorted(set(true_sev[single].tolist()))}
+    res["unassigned"] = confusion(names, stored, ["elastic_transform", "saturate"])
+    return res
+
+
+def held_out(dev, test, thresholds):
+    """Leave one corruption out (is its own family named?), then one family out (what is
+    named instead?): the head refitted on the dev examples without them."""
+    s, names = SETTINGS, test["names"]
+    epochs = s["epochs"]
+
+    def refit(drop):
+        keep = [k for k, r in enumerate(dev["recipes"]) if not any(drop(n) for n, _ in r.steps)]
+        return train_cause_head(dev["X"][keep], dev["Y"][keep], dev["severity"][keep], hidden=s["hidden"],
+                                epochs=epochs, weight_decay=s["weight_decay"], seed=s["seed"])
+
+    corr = {}
+    for c in HELD_OUT:
+        probs, _, stored = predict(refit(lambda n, c=c: n == c), test["X"], thresholds)
+        corr[c] = {"accuracy": accuracy(names, stored, probs, lambda n, c=c: n == c),
+                   "confusion": confusion(names, stored, [c])[c],
+                   "argmax_confusion": confusion(names, stored, [c], probs)[c]}
+        log(f"  held out {c}: arg-max {corr[c]['accuracy']['argmax']:.2f} {corr[c]['argmax_confusion']}")
+    fams = {}
+    for f in FAMILIES:
+        probs, _, stored = predict(refit(lambda n, f=f: FAMILY_OF.get(n) == f), test["X"], thresholds)
+        members = [c for c in EVAL if FAMILY_OF.get(c) == f]
+        fams[f] = {}
+        for kind, pick in (("stored", lambda k: stored[k][0][0]), ("argmax", lambda k: FAMILIES[int(probs[k].argmax())])):
+            share = Counter(pick(k) for k, n in enumerate(names) if n in members)
+            fams[f][kind] = {lab: round(v / sum(share.values()), 3) for lab, v in share.most_common()}
+        log(f"  held out family {f}: {fams[f]}")
+    return {"corruptions": corr, "families": fams}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--head", default=SHIPPED_HEAD)
+    ap.add_argument("--images", type=int, default=250, help="test images (at most 250)")
+    ap.add_argument("--cache", default="/tmp/dnniqa-cause")
+    ap.add_argument("--skip-held-out", action="store_true")
+    ap.add_argument("--skip-cleanvision", action="store_true")
+    ap.add_argument("--skip-cost", action="store_true")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "2"))))
+    t0 = time.time()
+    head, config = load_cause_head(args.head)
+    test = test_examples(args.cache, args.images, png_dir=f"{args.cache}/png-{args.images}")
+    log(f"test features: {test['X'].shape[0]} examples ({test['seconds']:.0f} s to build)")
+    probs, sev, stored = predict(head, test["X"], config["thresholds"])
+    res = {"head": args.head, "config": config, "num_test_images": args.images, "headline": headline(test, probs, sev, stored)}
+    log(json.dumps({k: v for k, v in res["headline"].items() if k != "per_corruption"}, indent=1))
+    if not args.skip_held_out:
+        res["held_out"] = held_out(dev_examples(args.cache), test, config["thresholds"])
+    if not args.skip_cleanvision:
+        res["cleanvision"] = cleanvision_checks(test, probs, stored)
+    if not args.skip_cost:
+        res["cost"] = cost_of_cause(split_files("test")[:48], log)
+    res["seconds"] = round(time.time() - t0, 1)
+    write_report(res, os.path.join(HERE, "results"))
+    log(f"done in {res['seconds']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,237 @@
+"""Why an image is hard: the imaging condition behind a low score.
+
+A small head on the ``aligned`` proxy's pooled features, plus a few cheap image
+statistics, predicts an independent probability for each degradation family
+(:data:`FAMILIES`) and a severity (0 clean .. 5). It is trained without human labels on
+the corruption suites applied to clean photographs (:func:`~.cause_training.fit_cause_head`),
+and saved as one safetensors file whose metadata holds its configuration. The shipped
+head (:data:`SHIPPED_HEAD`) is trained by ``python benchmarks/train_cause_head.py``.
+
+``compute_quality(view, "cause")`` stores a ``Classifications`` field: every family
+whose probability reaches the threshold, most likely first, or a single ``"none"``
+(confidence: one minus the largest family probability); and ``<field>_severity``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from .aligned import resized_square
+from .backbones import load_backbone
+from .base import InputSpec, QualityMetric
+from .registry import register_metric
+from .shared_forward import proxy_forward
+
+FORMAT_VERSION = 1
+#: the degradation families, in the order of the head's outputs
+FAMILIES = ("blur", "noise", "compression", "exposure", "contrast_haze", "weather_occlusion",
+            "low_resolution")
+#: the label stored when no family reaches the threshold
+NONE = "none"
+#: corruption name -> family. ``low_light`` is the training set's own darkening
+#: (:mod:`.cause_training`); ``elastic_transform`` (a geometric warp) and ``saturate`` (a
+#: colour change) fit no family and are left out of training, for the held-out checks
+FAMILY_OF: Dict[str, str] = {
+    **{n: "blur" for n in ("dk_gaussian_blur", "defocus_blur", "glass_blur", "motion_blur",
+                            "zoom_blur", "gaussian_blur")},
+    **{n: "noise" for n in ("dk_gaussian_noise", "gaussian_noise", "shot_noise", "impulse_noise",
+                             "speckle_noise")},
+    **{n: "compression" for n in ("dk_jpeg", "dk_jpeg2000", "jpeg_compression")},
+    **{n: "exposure" for n in ("brightness", "low_light")},
+    **{n: "contrast_haze" for n in ("dk_contrast", "contrast", "fog")},
+    **{n: "weather_occlusion" for n in ("snow", "frost", "spatter")},
+    "pixelate": "low_resolution",
+}
+#: what each family means, for forms, reports and the README
+FAMILY_TEXT = {
+    "blur": "out of focus, camera or subject motion",
+    "noise": "sensor noise, grain, salt and pepper",
+    "compression": "JPEG / JPEG 2000 artefacts",
+    "exposure": "too dark (low light) or too bright",
+    "contrast_haze": "washed out: low contrast, haze, fog",
+    "weather_occlusion": "snow, frost, spatter on the lens",
+    "low_resolution": "too few pixels, blown up (pixelated)",
+}
+STATISTICS = ("mean", "std", "dark", "bright", "log_laplacian", "log_noise", "log_gradient",
+              "entropy", "saturation", "dark_channel", "block8", "flat_diffs", "hf_ratio")
+_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+#: the head trained by ``benchmarks/train_cause_head.py`` on the ImageNet sample's dev split
+SHIPPED_HEAD = os.path.join(_DATA, "cause_head.safetensors")
+
+
+def _conv(lum: torch.Tensor, kernel) -> torch.Tensor:
+    k = torch.tensor(kernel, dtype=lum.dtype, device=lum.device).view(1, 1, 3, 3)
+    return F.conv2d(lum.unsqueeze(1), k)[:, 0]
+
+
+def image_statistics(x: torch.Tensor) -> torch.Tensor:
+    """Cheap per-image statistics (B, len(STATISTICS)) of ``x`` (B, 3, H, W) in [0, 1]:
+    exposure, sharpness, a noise estimate (Immerkaer), grey-level entropy, colour, haze
+    (dark channel), 8-pixel blockiness and repeated pixels (pixelation)."""
+    x = x.float().clamp(0, 1)
+    lum = 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]
+    b, h, w = lum.shape
+    lap = _conv(lum, [[0, 1, 0], [1, -4, 1], [0, 1, 0]])
+    noise = _conv(lum, [[1, -2, 1], [-2, 4, -2], [1, -2, 1]]).abs().mean((1, 2)) * math.sqrt(math.pi / 2) / 6
+    dx, dy = lum[:, :, 1:] - lum[:, :, :-1], lum[:, 1:] - lum[:, :-1]
+    grad = dx.abs().mean((1, 2)) + dy.abs().mean((1, 2))
+    bins = (lum * 63.999).long().view(b, -1)
+    hist = torch.zeros(b, 64, device=x.device).scatter_add_(1, bins, torch.ones_like(bins, dtype=torch.float))
+    p = hist / hist.sum(1, keepdim=True)
+    entropy = -(p * torch.log2(p.clamp_min(1e-12))).sum(1) / 6
+    mx, mn = x.max(1).values, x.min(1).values
+    saturation = ((mx - mn) / mx.clamp_min(1e-3)).mean((1, 2))
+    dark_channel = -F.max_pool2d(-mn.unsqueeze(1), 7, stride=1, padding=3)[:, 0].mean((1, 2))
+    cols = torch.arange(dx.shape[-1], device=x.device) % 8 == 7  # JPEG block boundaries
+    block8 = torch.log((dx.abs()[..., cols].mean((1, 2)) + 1e-4) / (dx.abs()[..., ~cols].mean((1, 2)) + 1e-4))
+    flat = (dx.abs() < 1 / 512).float().mean((1, 2))
+    hf = torch.log((lap.abs().mean((1, 2)) + 1e-4) / (grad + 1e-4))
+    stats = [lum.mean((1, 2)), lum.std((1, 2)), (lum < 0.1).float().mean((1, 2)),
+             (lum > 0.9).float().mean((1, 2)), torch.log(lap.var((1, 2)) + 1e-6), torch.log(noise + 1e-5),
+             torch.log(grad + 1e-5), entropy, saturation, dark_channel, block8, flat, hf]
+    return torch.stack(stats, dim=1)
+
+
+def cause_features(backbone, images: torch.Tensor) -> torch.Tensor:
+    """The head's input: the proxy's pooled features of ``images`` (B, 3, H, W) in [0, 1]
+    (shared with ``aligned`` on the same batch) and :func:`image_statistics`."""
+    x = resized_square(images, backbone.crop)
+    pooled, _ = proxy_forward(backbone, x)
+    if pooled is None:
+        raise ValueError(f"the cause head needs a timm backbone (efficientnet_lite* or timm:<name>), "
+                         f"not {backbone.name}")
+    return torch.cat([pooled.float(), image_statistics(x)], dim=1)
+
+
+class CauseHead(torch.nn.Module):
+    """Standardisation, one hidden layer, then one logit per family and a severity."""
+
+    def __init__(self, in_features: int, hidden: int = 64, num_families: int = len(FAMILIES)):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(in_features))
+        self.register_buffer("std", torch.ones(in_features))
+        self.net = torch.nn.Sequential(torch.nn.Linear(in_features, hidden), torch.nn.GELU(),
+                                       torch.nn.Linear(hidden, num_families + 1))
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Family logits (B, K) and severity (B,), 0..5 (unclamped)."""
+        out = self.net((x - self.mean) / self.std)
+        return out[:, :-1], 5 * out[:, -1]
+
+
+def save_cause_head(path: str, head: CauseHead, config: dict) -> None:
+    """Writes ``head`` and its ``config`` (JSON, in the file's metadata) to ``path``."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    config = dict(config, format_version=FORMAT_VERSION, families=list(FAMILIES),
+                  in_features=int(head.mean.numel()), hidden=int(head.net[0].out_features))
+    save_file({k: v.detach().contiguous().cpu() for k, v in head.state_dict().items()}, path,
+              metadata={"config": json.dumps(config)})
+
+
+def load_cause_head(path: str) -> Tuple[CauseHead, dict]:
+    """The head saved at ``path`` and its configuration."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no cause head at {path!r}: train one with fit_cause_head "
+                                "(or python benchmarks/train_cause_head.py for the shipped one)")
+    with safe_open(path, framework="pt") as f:
+        meta = f.metadata() or {}
+        state = {k: f.get_tensor(k) for k in f.keys()}
+    if "config" not in meta:
+        raise ValueError(f"{path}: not a cause head (no configuration in its metadata)")
+    config = json.loads(meta["config"])
+    if config.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path}: unsupported format_version {config.get('format_version')}")
+    if tuple(config.get("families", ())) != FAMILIES:
+        raise ValueError(f"{path}: trained for families {config.get('families')}, expected {list(FAMILIES)}")
+    head = CauseHead(config["in_features"], config["hidden"])
+    head.load_state_dict(state)
+    return head.eval(), config
+
+
+def cause_labels(row: Sequence[float], threshold=0.5) -> Tuple[List[Tuple[str, float]], float]:
+    """``([(family, probability), ...], severity)`` from one row of :meth:`CauseMetric.score`:
+    the families at or above ``threshold`` (one number, or one per family), most likely
+    first, or ``[("none", 1 - max)]``."""
+    probs = [float(v) for v in row[:len(FAMILIES)]]
+    thresholds = [float(threshold)] * len(FAMILIES) if isinstance(threshold, (int, float)) else list(threshold)
+    flagged = sorted(((f, p) for f, p, t in zip(FAMILIES, probs, thresholds) if p >= t), key=lambda t: -t[1])
+    return (flagged or [(NONE, 1.0 - max(probs))]), float(row[len(FAMILIES)])
+
+
+@register_metric("cause")
+class CauseMetric(QualityMetric):
+    """The imaging condition behind a low score: a probability per degradation family
+    (:data:`FAMILIES`) and a severity.
+
+    ``score`` returns (B, K + 1): the K family probabilities, then the severity (0 clean ..
+    5). The engine stores them as a ``Classifications`` field (:func:`cause_labels`) and a
+    float ``<field>_severity`` (``outputs = "classifications"``).
+
+    Args:
+        path (None): a head saved by :func:`~.cause_training.fit_cause_head`; ``None`` for
+            the shipped head (trained on the ImageNet sample)
+        threshold (None): the probability from which a family is reported; ``None`` for
+            the head's own thresholds, one per family, calibrated when it was fitted so
+            that held-out clean images are called "none" (at least 0.5)
+    """
+
+    name = "cause"
+    higher_is_better = False  # the severity: 0 is a clean image
+    supports_amp = True
+    #: what ``score`` returns per image, for the engine: family probabilities and a severity
+    outputs = "classifications"
+    extra_fields = ("severity",)
+
+    def __init__(self, path: Optional[str] = None, threshold: Optional[float] = None):
+        super().__init__()
+        if threshold is not None and not 0 < float(threshold) < 1:
+            raise ValueError(f"threshold must be between 0 and 1, not {threshold!r}")
+        self.path = os.path.abspath(path) if path else SHIPPED_HEAD
+        self.head, self.config = load_cause_head(self.path)
+        self.threshold = float(threshold) if threshold is not None else None
+        self.thresholds = ([self.threshold] * len(FAMILIES) if threshold is not None
+                           else [float(t) for t in self.config.get("thresholds", [0.5] * len(FAMILIES))])
+        self.backbone = load_backbone(self.config["backbone"])
+        self.backbone.model.to(memory_format=torch.channels_last)
+        self.input_spec = InputSpec(resize=self.backbone.resize, crop=self.backbone.crop)
+        with open(self.path, "rb") as f:
+            self.sha1 = hashlib.sha1(f.read()).hexdigest()[:12]
+
+    def to(self, device):
+        super().to(device)
+        self.backbone.model.to(self.device)
+        self.head.to(self.device)
+        return self
+
+    @torch.inference_mode()
+    def probabilities(self, images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Family probabilities (B, K) and severities (B,) of ``images`` (B, 3, H, W) in [0, 1]."""
+        self._check_batch(images)
+        feats = cause_features(self.backbone, images.to(self.device))
+        with torch.autocast(self.device.type, enabled=False):
+            logits, severity = self.head(feats.float())
+        return torch.sigmoid(logits), severity.clamp(0, 5)
+
+    def score(self, images, references=None):
+        probs, severity = self.probabilities(images)
+        return torch.cat([probs, severity.unsqueeze(1)], dim=1).double().cpu()
+
+    def labels(self, row: Sequence[float]) -> Tuple[List[Tuple[str, float]], Dict[str, float]]:
+        """One image's stored values: ``[(label, confidence)]`` and ``{"severity": s}``."""
+        labels, severity = cause_labels(row, self.thresholds)
+        return labels, {"severity": severity}
+
+    def describe(self):
+        shipped = self.path == SHIPPED_HEAD
+        return {"path": "shipped" if shipped else self.path, "sha1": self.sha1, "threshold": self.threshold,
+                "thresholds": dict(zip(FAMILIES, self.thresholds)), "backbone": self.config["backbone"]}

@@ -1,0 +1,257 @@
+"""Training the cause head without human labels: corrupted copies of clean images,
+labelled by the corruption that made them (:func:`fit_cause_head`).
+
+Each clean image gives clean views (labelled "none") and corrupted copies: a family drawn
+uniformly, then one of its corruptions and a severity 1..5; a share of the copies get a
+second corruption from another family on top (noise in low light: both labels), so the
+head learns several causes at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..core.devices import resolve_device
+from ..core.images import ImageLoadError, InputSpec, prepare, read_image, to_float
+from ..corruptions import apply_corruption
+from .backbones import load_backbone
+from .cause import FAMILIES, FAMILY_OF, CauseHead, CauseMetric, cause_features, save_cause_head
+
+#: low light: (gain, gamma) for severities 1..5. No suite darkens an image, so the
+#: training set makes its own: the exposure falls and the shadows crush
+LOW_LIGHT_LEVELS = ((0.6, 1.1), (0.45, 1.25), (0.32, 1.4), (0.22, 1.6), (0.14, 1.8))
+
+
+def low_light(x: torch.Tensor, severity: int) -> torch.Tensor:
+    """``x`` (..., 3, H, W) in [0, 1] under-exposed at ``severity`` 1..5."""
+    gain, gamma = LOW_LIGHT_LEVELS[severity - 1]
+    return (x.clamp(0, 1) ** gamma) * gain
+
+
+def corrupt(x: torch.Tensor, name: str, severity: int, generator=None) -> torch.Tensor:
+    """A corruption of the suites (``corruptions.apply_corruption``) or ``low_light``."""
+    if name == "low_light":
+        return low_light(x, severity)
+    return apply_corruption(x, name, severity, generator=generator)
+
+
+def corruptions_by_family(corruptions: Optional[Sequence[str]] = None) -> dict:
+    """``{family: [corruption names]}`` of ``corruptions`` (default: every one with a family)."""
+    names = list(FAMILY_OF) if corruptions is None else list(corruptions)
+    unknown = [n for n in names if n not in FAMILY_OF]
+    if unknown:
+        raise ValueError(f"corruption(s) {unknown} belong to no cause family; known: {sorted(FAMILY_OF)}")
+    out = {}
+    for n in names:
+        out.setdefault(FAMILY_OF[n], []).append(n)
+    return out
+
+
+@dataclass
+class Recipe:
+    """One training example: an image index, and the corruptions applied in turn."""
+
+    image: int
+    steps: Tuple[Tuple[str, int], ...]  # (corruption, severity); empty for a clean view
+    flip: bool = False
+
+
+def draw_recipes(num_images: int, copies: int = 8, clean_views: int = 2, compound: float = 0.2,
+                 corruptions: Optional[Sequence[str]] = None, seed: int = 0) -> List[Recipe]:
+    """Per image: ``clean_views`` clean views (the second and later mirrored) and
+    ``copies`` corrupted ones, a ``compound`` share of them with a second family."""
+    fams = corruptions_by_family(corruptions)
+    keys = sorted(fams, key=FAMILIES.index)
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(num_images):
+        out += [Recipe(i, (), flip=v % 2 == 1) for v in range(clean_views)]
+        for _ in range(copies):
+            first = keys[rng.integers(len(keys))]
+            fam_list = [first]
+            if len(keys) > 1 and rng.random() < compound:
+                others = [k for k in keys if k != first]
+                fam_list.append(others[rng.integers(len(others))])
+            steps = tuple((fams[f][rng.integers(len(fams[f]))], int(rng.integers(1, 6))) for f in fam_list)
+            out.append(Recipe(i, steps, flip=bool(rng.integers(2))))
+    return out
+
+
+def targets(recipe: Recipe) -> Tuple[List[float], float]:
+    """The multi-label family target and the severity (the largest of the steps') of
+    ``recipe``; a corruption of no family (an evaluation's held-out one) sets no label."""
+    y = [0.0] * len(FAMILIES)
+    for name, _ in recipe.steps:
+        if name in FAMILY_OF:
+            y[FAMILIES.index(FAMILY_OF[name])] = 1.0
+    return y, float(max((s for _, s in recipe.steps), default=0))
+
+
+def render(clean: torch.Tensor, recipe: Recipe, generator: torch.Generator) -> torch.Tensor:
+    """The image of ``recipe`` from its ``clean`` (3, H, W) image."""
+    x = clean.flip(-1) if recipe.flip else clean
+    for name, severity in recipe.steps:
+        x = corrupt(x, name, severity, generator=generator)
+    return x
+
+
+def featurise(images: Sequence[torch.Tensor], backbone, device, batch_size: int = 16) -> torch.Tensor:
+    """:func:`~.cause.cause_features` of ``images`` (each (3, H, W), equal sizes), in batches."""
+    out = []
+    for k in range(0, len(images), batch_size):
+        x = torch.stack(list(images[k:k + batch_size])).to(device)
+        with torch.inference_mode():
+            out.append(cause_features(backbone, x).cpu())
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def build_examples(clean: Sequence[torch.Tensor], recipes: Sequence[Recipe], backbone, device,
+                   seed: int = 0, batch_size: int = 16, progress=None):
+    """Features (N, D), family targets (N, K) and severities (N,) of ``recipes`` over the
+    ``clean`` images."""
+    gen = torch.Generator().manual_seed(seed)
+    feats, ys, sevs, buffer = [], [], [], []
+    for n, r in enumerate(recipes):
+        buffer.append(render(clean[r.image], r, gen))
+        y, s = targets(r)
+        ys.append(y)
+        sevs.append(s)
+        if len(buffer) == batch_size or n == len(recipes) - 1:
+            feats.append(featurise(buffer, backbone, device, batch_size))
+            buffer = []
+            if progress is not None:
+                progress((n + 1) / len(recipes), f"featurised {n + 1} of {len(recipes)} examples")
+    return torch.cat(feats), torch.tensor(ys), torch.tensor(sevs)
+
+
+def train_cause_head(X: torch.Tensor, Y: torch.Tensor, severity: torch.Tensor, hidden: int = 64,
+                     epochs: int = 150, lr: float = 3e-3, weight_decay: float = 5e-2,
+                     severity_weight: float = 0.5, clean_weight: float = 3.0, mild_target: float = 0.5,
+                     seed: int = 0) -> CauseHead:
+    """Full-batch AdamW fit of a :class:`~.cause.CauseHead`: binary cross-entropy per
+    family plus ``severity_weight`` times the squared severity error (in fifths). Clean
+    examples weigh ``clean_weight``; severity-1 copies, often invisible, are soft
+    positives (``mild_target``). Both chosen on halves of the dev split."""
+    X, Y, severity = X.float(), Y.float().clone(), severity.float()
+    Y[severity == 1] *= mild_target
+    weight = torch.where(severity == 0, clean_weight, 1.0).unsqueeze(1)
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        head = CauseHead(X.shape[1], hidden)
+    finally:
+        torch.random.set_rng_state(state)
+    head.mean.copy_(X.mean(0))
+    head.std.copy_(X.std(0).clamp_min(1e-6))
+    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
+    for _ in range(epochs):
+        opt.zero_grad()
+        logits, sev = head(X)
+        bce = (F.binary_cross_entropy_with_logits(logits, Y, reduction="none") * weight).mean()
+        loss = bce + severity_weight * F.mse_loss(sev / 5, severity / 5)
+        loss.backward()
+        opt.step()
+    return head.eval()
+
+
+def calibrate_thresholds(X: torch.Tensor, Y: torch.Tensor, severity: torch.Tensor, groups: torch.Tensor,
+                         target_none: float = 0.93, folds: int = 2, **train_kw) -> List[float]:
+    """Per-family thresholds (at least 0.5) under which a share ``target_none`` of clean
+    images not seen in training are called "none": the head is refitted ``folds`` times,
+    each time without one fold of images (``groups``: each example's image), and the
+    out-of-fold clean views' probabilities set one common false-alarm rate per family."""
+    probs = []
+    for k in range(folds):
+        train, held = groups % folds != k, (groups % folds == k) & (severity == 0)
+        head = train_cause_head(X[train], Y[train], severity[train], **train_kw)
+        with torch.no_grad():
+            probs.append(torch.sigmoid(head(X[held].float())[0]))
+    clean = torch.cat(probs)
+    lo, hi = 0.0, 0.5
+    for _ in range(30):  # bisection on the per-family false-alarm rate
+        mid = (lo + hi) / 2
+        if _none_rate(clean, _quantile_thresholds(clean, mid)) >= target_none:
+            lo = mid
+        else:
+            hi = mid
+    return [round(float(t), 6) for t in _quantile_thresholds(clean, lo)]
+
+
+def _quantile_thresholds(probs, rate):
+    return torch.quantile(probs, 1 - rate, dim=0).clamp(0.5, 0.99999)
+
+
+def _none_rate(probs, thresholds):
+    return float((probs < thresholds).all(1).float().mean())
+
+
+def load_clean_images(images, spec: InputSpec) -> Tuple[List[torch.Tensor], int]:
+    """Prepared float images (3, crop, crop) of ``images``: file paths, (3, H, W) tensors
+    in [0, 1], or a FiftyOne collection (its ``filepath``); and how many were unreadable."""
+    if hasattr(images, "values") and not isinstance(images, (list, tuple)):
+        images = images.values("filepath")
+    out, skipped = [], 0
+    for item in images:
+        if torch.is_tensor(item):
+            if item.ndim != 3 or item.shape[0] != 3:
+                raise ValueError(f"image tensors must be (3, H, W), got {tuple(item.shape)}")
+            out.append(F.interpolate(item.float().unsqueeze(0), size=(spec.crop, spec.crop), mode="bilinear",
+                                     antialias=True, align_corners=False)[0].clamp(0, 1))
+            continue
+        try:
+            out.append(to_float(prepare(read_image(str(item)), spec).unsqueeze(0))[0])
+        except ImageLoadError:
+            skipped += 1
+    return out, skipped
+
+
+def fit_cause_head(clean_images, path: str, backbone: str = "efficientnet_lite0", copies: int = 8,
+                   clean_views: int = 2, compound: float = 0.2, corruptions: Optional[Sequence[str]] = None,
+                   hidden: int = 64, epochs: int = 150, weight_decay: float = 5e-2, device: str = "auto",
+                   batch_size: int = 16, seed: int = 0, progress=None) -> CauseMetric:
+    """Fits a cause head on corrupted copies of clean images (no labels needed) and saves
+    it to ``path`` (a ``.safetensors`` file).
+
+    Args:
+        clean_images: clean photographs: file paths, (3, H, W) tensors in [0, 1], or a
+            FiftyOne dataset or view
+        path: the file to write
+        backbone ("efficientnet_lite0"): the frozen proxy (a timm backbone)
+        copies (8), clean_views (2), compound (0.2): per image, corrupted copies, clean
+            views, and the share of copies with a second family
+        corruptions (None): corruption names (default: every one with a family, :data:`~.cause.FAMILY_OF`)
+        hidden, epochs, weight_decay: the head and its full-batch AdamW training
+        device ("auto"), batch_size (16): where and how the proxy runs
+        seed (0): seeds the draws, the corruptions and the head
+        progress (None): callable ``f(fraction, label)``
+
+    With 8 images or more, the per-family thresholds are calibrated on images left out
+    of two refits (:func:`calibrate_thresholds`); with fewer they are 0.5.
+
+    Returns:
+        the fitted :class:`~.cause.CauseMetric`
+    """
+    dev = resolve_device(device)
+    proxy = load_backbone(backbone)
+    proxy.model.to(dev).to(memory_format=torch.channels_last)
+    spec = InputSpec(resize=proxy.resize, crop=proxy.crop)
+    clean, skipped = load_clean_images(clean_images, spec)
+    if len(clean) < 4:
+        raise ValueError(f"the cause head needs at least 4 readable clean images, got {len(clean)}")
+    recipes = draw_recipes(len(clean), copies, clean_views, compound, corruptions, seed)
+    X, Y, sev = build_examples(clean, recipes, proxy, dev, seed, batch_size, progress)
+    kw = dict(hidden=hidden, epochs=epochs, weight_decay=weight_decay, seed=seed)
+    head = train_cause_head(X, Y, sev, **kw)
+    groups = torch.tensor([r.image for r in recipes])
+    thresholds = calibrate_thresholds(X, Y, sev, groups, **kw) if len(clean) >= 8 else [0.5] * len(FAMILIES)
+    config = {"backbone": backbone, "thresholds": thresholds, "corruptions": sorted({n for r in recipes for n, _ in r.steps}),
+              "copies": copies, "clean_views": clean_views, "compound": compound, "seed": seed,
+              "epochs": epochs, "weight_decay": weight_decay, "num_images": len(clean),
+              "num_skipped": skipped, "num_examples": int(X.shape[0])}
+    save_cause_head(path, head, config)
+    return CauseMetric(path)
