@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 import scipy.stats
+from sklearn.isotonic import IsotonicRegression
 
 import fiftyone as fo
 
@@ -61,6 +62,23 @@ def test_each_slice_matches_a_hand_count(tagged, by):
         assert float(r["within"].split()[0]) == pytest.approx(rho, abs=5e-4)
 
 
+def test_the_expected_accuracy_of_each_slice_is_the_isotonic_fit_of_the_whole_view(tagged):
+    ds, gts, q, correct, tags = tagged
+    fitted = IsotonicRegression(increasing=True, out_of_bounds="clip").fit(q, correct).predict(q)
+    rows = slice_table(ds, "q", "class", higher_is_better=True)
+    for r in rows:
+        sel = np.array([g == r["slice"] for g in gts])
+        est, lo, hi = (float(v) for v in r["expected"].replace("[", "").replace("]", "").replace(",", "").split())
+        assert est == pytest.approx(fitted[sel].mean(), abs=5e-4)
+        assert lo < est < hi
+    # a lower-is-better field: the same fit of the negated scores
+    down = slice_table(ds, "q", "class", higher_is_better=False)
+    fitted_down = IsotonicRegression(increasing=False, out_of_bounds="clip").fit(q, correct).predict(q)
+    for r in down:
+        sel = np.array([g == r["slice"] for g in gts])
+        assert float(r["expected"].split()[0]) == pytest.approx(fitted_down[sel].mean(), abs=5e-4)
+
+
 def test_a_lower_is_better_field_flips_only_the_correlation(tagged):
     ds, gts, q, correct, tags = tagged
     up = {r["slice"]: r for r in slice_table(ds, "q", "class", higher_is_better=True)}
@@ -88,3 +106,49 @@ def test_slices_follow_the_view_and_the_evaluation(tagged, make_dataset, imagene
         slice_labels(det, "class", det.values("id"))
     with pytest.raises(ValueError, match="unknown slice 'colour'"):
         slice_labels(ds, "colour", ids)
+
+
+@pytest.fixture
+def with_causes(make_dataset, imagenet_files, tmp_path):
+    """6 real photos and strongly blurred copies of them, a real ``cause`` run, and a
+    classification evaluation that errs on every blurred copy and on one clean photo."""
+    from PIL import Image, ImageFilter
+
+    blurred = []
+    for i, f in enumerate(imagenet_files[:6]):
+        path = tmp_path / f"blurred_{i}.png"
+        Image.open(f).convert("RGB").filter(ImageFilter.GaussianBlur(8)).save(path)
+        blurred.append(str(path))
+    files = list(imagenet_files[:6]) + blurred
+    ds = make_dataset(files)
+    import fiftyone_dnniqa as dq
+
+    dq.compute_quality(ds, "cause", num_workers=0)
+    wrong = [i >= 6 or i == 0 for i in range(12)]
+    ds.set_values("ground_truth", [fo.Classification(label="x") for _ in files])
+    ds.set_values("predictions", [fo.Classification(label="y" if w else "x") for w in wrong])
+    ds.evaluate_classifications("predictions", gt_field="ground_truth", eval_key="eval")
+    return ds, np.array(wrong)
+
+
+def test_errors_by_predicted_cause_match_a_hand_count(with_causes):
+    from fiftyone_dnniqa.analysis.breakdowns import cause_sentence, cause_summary, cause_view
+
+    ds, wrong = with_causes
+    first = np.array([c[0] if c else None for c in ds.values("iqa_cause.classifications.label")], dtype=object)
+    assert "cause" in available_slices(ds)
+    assert list(slice_labels(ds, "cause", ds.values("id"))) == list(first)
+    counts = {c: int(np.sum(wrong & (first == c))) for c in set(first) if c != "none"}
+    top = max(sorted(counts), key=counts.get)
+    assert top == "blur"  # the blurred copies are what the head sees
+    s = cause_summary(ds)
+    inside = first == top
+    assert s["cause"] == top and s["share_of_errors"] == pytest.approx(counts[top] / wrong.sum())
+    assert s["accuracy"] == pytest.approx(1 - wrong[inside].mean())
+    assert s["accuracy_elsewhere"] == pytest.approx(1 - wrong[~inside].mean())
+    assert cause_sentence(s).startswith(f"{100 * counts[top] / wrong.sum():.0f}% of the errors are on images "
+                                        f"predicted blur ({inside.sum()} images)")
+    labels = ds.values("iqa_cause.classifications.label")
+    assert len(cause_view(ds, "blur")) == sum("blur" in (ls or []) for ls in labels)
+    rows = slice_table(ds, "iqa_cause_severity", "cause", higher_is_better=False, min_n=1)
+    assert {r["slice"] for r in rows} == set(first)

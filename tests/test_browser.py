@@ -364,3 +364,23 @@ def test_walk_through_compute_rank_drill_down_and_back(sync_playwright, demo_dat
             page, content, stats["per_field"][plotted]["histogram"], 16, tmp_path, check=context_kept)
         _save(page, tmp_path, "walk_7_back.png")
         assert not [e for e in errors if e not in BENIGN_APP_ERRORS], errors
+
+
+def test_the_panel_in_object_mode(sync_playwright, demo_dataset, app_server, tmp_path):
+    """Issue 14: the panel switches to objects; its tables and the recall-by-quality bars
+    render for a real object run on a real detection evaluation."""
+    url, log_path = app_server
+    _add_detection_evaluation(demo_dataset, "det")
+    dq.compute_quality(demo_dataset, "entropy", patches_field="boxes", num_workers=0)
+    with _app_page(sync_playwright, tmp_path, log_path, "object_mode_failure.png") as (page, errors):
+        _open_panel(page, url, demo_dataset.name, PANEL_LABEL)
+        content = page.locator('[data-cy="panel-content-quality_vs_performance"]')
+        content.get_by_text("Objects", exact=True).first.click(timeout=60_000)
+        content.get_by_text("Does quality tell missed objects, beyond their size?").wait_for(timeout=60_000)
+        page.wait_for_function(
+            "document.querySelectorAll('[data-cy=\"panel-content-quality_vs_performance\"] .js-plotly-plot').length >= 1",
+            timeout=60_000)
+        assert content.get_by_text("box area", exact=True).count() >= 1
+        assert content.locator("svg text", has_text="Recall by quality bin of iqa_entropy").count() >= 1
+        _save(page, tmp_path, "quality_vs_performance_objects.png")
+        assert not [e for e in errors if e not in BENIGN_APP_ERRORS], errors

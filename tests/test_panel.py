@@ -17,6 +17,7 @@ from fiftyone.operators.executor import ExecutionContext, Executor
 import fiftyone_dnniqa as dq
 from fiftyone_dnniqa import analysis as A
 from fiftyone_dnniqa.app import panels as P
+from fiftyone_dnniqa.analysis import panel_stats as PS
 from fiftyone_dnniqa.analysis.targets import NoEvaluationError, get_target
 from fiftyone_dnniqa.app.plugin import PLUGIN_NAME, install_plugin
 
@@ -167,7 +168,7 @@ def test_statistics_match_the_analysis_functions(cls_ds):
     assert rows["noise"]["direction"] == "higher (assumed)"
     for f in ("iqa_entropy", "noise"):
         plots = stats["per_field"][f]
-        curve = A.binned_performance(q[f], t, bins=P.BINS, strategy="quantile")
+        curve = A.binned_performance(q[f], t, bins=PS.BINS, strategy="quantile")
         assert plots["curve"] == [b.to_dict() for b in curve]
         h = plots["histogram"]
         assert sum(h["correct"]) == int(t.sum()) and sum(h["wrong"]) == int((t == 0).sum())
@@ -252,7 +253,7 @@ def test_on_load_renders_table_and_plots(plugin, cls_ds):
     # plots are traces in panel data, under the plots' names
     assert app.data["ranking"][0]["field"] == "iqa_entropy"
     assert [t["name"] for t in app.data["histogram"]] == ["correct", "wrong"]
-    assert len(app.data["curve"]) == 3 and len(app.data["curve"][2]["ids"]) == P.BINS
+    assert len(app.data["curve"]) == 3 and len(app.data["curve"][2]["ids"]) == PS.BINS
     assert sum(len(t["ids"]) for t in app.data["scatter"]) == 40
     json.dumps(app.output, allow_nan=False)
     json.dumps(app.data, allow_nan=False)
@@ -538,7 +539,7 @@ def test_statistics_on_100k_samples_subsample_and_cache(plugin):
         q = np.asarray(ds.values("q_sharp"), float)
         assert stats["ranking"][0]["spearman"]["estimate"] == pytest.approx(
             scipy.stats.spearmanr(q, target).statistic, abs=1e-9)
-        assert stats["scatter"]["n_shown"] == P.MAX_POINTS and stats["scatter"]["n_total"] == 100_000
+        assert stats["scatter"]["n_shown"] == PS.MAX_POINTS and stats["scatter"]["n_total"] == 100_000
         title = P.plot_traces(stats)["scatter"]["layout"]["title"]["text"]
         assert "random 5,000 of 100,000 samples shown" in title
         # through the panel: first load computes, a re-render is served from the cache
@@ -606,9 +607,9 @@ def test_the_breakdown_table_follows_the_choice_and_the_view(plugin, cls_ds):
     app.call("on_load")
     assert app.state["slice_by"] == "class" and app.state["summary"]["slice_options"] == ["tags", "class"]
     labels = cls_ds.values("ground_truth.label")
-    assert sum(r["n"] for r in app.data["slices"]) == sum(  # classes with at least 2 samples
-        c for c in np.unique(labels, return_counts=True)[1] if c >= 2)
-    assert "slice_by" in app.properties() and "slices" in app.properties()
+    assert max(np.unique(labels, return_counts=True)[1]) == 1  # one photo per class: no class slice
+    assert app.data["slices"] == [] and "slice_by" in app.properties()
+    assert "no_slices" in app.properties() and "slices" not in app.properties()
     app.user_changes("slice_by", "tags", "on_change_slice")
     assert [r["slice"] for r in app.rendered()["slices"]] == ["(no tags)"] and app.data["slices"][0]["n"] == 40
     app.user_changes("slice_by", "none", "on_change_slice")

@@ -10,23 +10,38 @@ from __future__ import annotations
 from typing import List, Optional
 
 import numpy as np
+from fiftyone import ViewField as F
 
+from ..scoring.runs import list_quality_runs
 from .fields import field_direction
 from .grouping import group_table
+from .prior import PerformancePrior
+from .results import fmt_ci
 from .targets import get_target, pick_target, to_floats
 
-__all__ = ["NO_TAGS", "SLICES", "available_slices", "slice_labels", "slice_table"]
+__all__ = ["NO_TAGS", "SLICES", "available_slices", "cause_field", "cause_sentence", "cause_summary", "cause_view", "slice_labels", "slice_table"]
 
 #: what a view can be broken down by, and how the panel names it
-SLICES = {"tags": "sample tags", "class": "ground-truth class"}
+SLICES = {"tags": "sample tags", "class": "ground-truth class", "cause": "predicted cause"}
 #: the slice of samples without tags
 NO_TAGS = "(no tags)"
 
 
+def cause_field(samples) -> Optional[str]:
+    """The newest field holding predicted causes (a run of a structured metric such as
+    ``cause``), or None."""
+    ds = samples._root_dataset
+    for key in reversed(list_quality_runs(ds)):
+        if getattr(ds.get_run_info(key).config, "outputs", "float") == "classifications":
+            return key
+    return None
+
+
 def available_slices(view, eval_key: Optional[str] = None) -> List[str]:
     """The slices that make sense for ``view`` and its evaluation: tags always; the
-    ground-truth class for classification evaluations (a detection image has many)."""
-    out = ["tags"]
+    ground-truth class for classification evaluations (a detection image has many); the
+    predicted cause where a ``cause`` run exists."""
+    out = ["tags"] + (["cause"] if cause_field(view) else [])
     try:
         ti = pick_target(view, eval_key, None)
     except ValueError:
@@ -47,6 +62,12 @@ def slice_labels(view, by: str, ids, eval_key: Optional[str] = None) -> np.ndarr
     if by == "tags":
         sids, tags = view.values(["id", "tags"])
         labels = [", ".join(sorted(t)) if t else NO_TAGS for t in tags]
+    elif by == "cause":  # the most likely family (first label); "none" when none was found
+        field = cause_field(view)
+        if field is None:
+            raise ValueError("no predicted causes: run compute_quality(view, 'cause') first")
+        sids, causes = view.values(["id", f"{field}.classifications.label"])
+        labels = [c[0] if c else None for c in causes]
     elif by == "class":
         ti = pick_target(view, eval_key, None)
         if ti.type != "classification" or not ti.gt_field:
@@ -62,7 +83,8 @@ def slice_table(view, field: str, by: str, eval_key: Optional[str] = None, kind:
                 min_n: int = 2) -> List[dict]:
     """One row per slice of ``view`` (``by``: ``"tags"`` or ``"class"``) with at least
     ``min_n`` samples, worst target first: ``slice``, ``n``, ``target`` (mean with its
-    Wilson or t interval, as text), ``mean_quality`` and ``within`` (Spearman of
+    Wilson or t interval, as text), ``expected`` (for correctness: the accuracy the field
+    alone predicts, with its 90% interval), ``mean_quality`` and ``within`` (Spearman of
     ``field`` with the target inside the slice, with its bootstrap interval)."""
     ti = pick_target(view, eval_key, kind)
     kind = kind or ti.default_kind
@@ -73,9 +95,67 @@ def slice_table(view, field: str, by: str, eval_key: Optional[str] = None, kind:
     rows = group_table(quality, target, groups, higher_is_better=field_direction(view, field, higher_is_better),
                        n_boot=n_boot, confidence=confidence, min_n=min_n)
     rows.sort(key=lambda r: (r.mean_target, str(r.group)))
+    expected = _expected_by_slice(quality, target, groups, kind, higher_is_better=field_direction(
+        view, field, higher_is_better))
     out = []
     for r in rows:
         row = r.to_row()
         out.append({"slice": row["group"], "n": row["n"], "target": row["mean target"],
+                    "expected": expected.get(row["group"], ""),
                     "mean_quality": row["mean quality"], "within": row.get("spearman", "")})
     return out
+
+
+def _expected_by_slice(quality, target, groups, kind, higher_is_better) -> dict:
+    """Per slice, the accuracy the quality field alone predicts (a prior fitted on the whole
+    view), with its 90% interval, as text: a slice well below it is hard for reasons other
+    than image quality. Empty unless the target is correctness."""
+    ok = np.isfinite(quality) & np.isfinite(target)
+    if kind != "correct" or ok.sum() < 10 or len(np.unique(target[ok])) < 2:
+        return {}
+    prior = PerformancePrior.fit(quality, target, higher_is_better=higher_is_better, n_refits=0)
+    rows = prior.expected_accuracy(np.where(ok, quality, np.nan), groups, confidence=0.9)
+    return {r["slice"]: fmt_ci(r["estimate"], r["low"], r["high"]) for r in rows if r["slice"] != "all"}
+
+
+def cause_summary(view, eval_key: Optional[str] = None) -> Optional[dict]:
+    """Where the errors are, by predicted cause: for the cause holding the most errors
+    (other than "none"), its share of the errors and the accuracy on its images against
+    the accuracy elsewhere. None without causes, a correctness target or errors."""
+    if cause_field(view) is None:
+        return None
+    ti = pick_target(view, eval_key, None)
+    if "correct" not in ti.kinds:
+        return None
+    ids, correct = get_target(view, ti.eval_key, "correct")
+    causes = slice_labels(view, "cause", ids, ti.eval_key)
+    ok = np.isfinite(correct) & np.array([c is not None for c in causes])
+    errors = ok & (correct == 0)
+    if not errors.any():
+        return None
+    counts = {c: int(np.sum(errors & (causes == c))) for c in set(causes[ok]) if c != "none"}
+    if not counts or max(counts.values()) == 0:
+        return None
+    top = max(sorted(counts), key=counts.get)
+    inside = ok & (causes == top)
+    return {"cause": top, "share_of_errors": counts[top] / int(errors.sum()), "n": int(inside.sum()),
+            "accuracy": float(correct[inside].mean()),
+            "accuracy_elsewhere": float(correct[ok & ~inside].mean()) if (ok & ~inside).any() else float("nan")}
+
+
+def cause_sentence(summary: Optional[dict]) -> Optional[str]:
+    """:func:`cause_summary` in words, e.g. "41% of the errors are on images predicted
+    blur; accuracy there 0.320 against 0.810 elsewhere"."""
+    if not summary:
+        return None
+    return (f"{100 * summary['share_of_errors']:.0f}% of the errors are on images predicted {summary['cause']} "
+            f"({summary['n']} images); accuracy there {summary['accuracy']:.3f} against "
+            f"{summary['accuracy_elsewhere']:.3f} elsewhere")
+
+
+def cause_view(samples, family: str):
+    """The samples whose predicted causes include ``family`` (e.g. ``"blur"``)."""
+    field = cause_field(samples)
+    if field is None:
+        raise ValueError("no predicted causes: run compute_quality(view, 'cause') first")
+    return samples.match(F(f"{field}.classifications.label").contains(family))

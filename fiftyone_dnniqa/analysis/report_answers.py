@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from ..scoring.runs import list_quality_runs
-from .breakdowns import available_slices, slice_table
+from .breakdowns import available_slices, cause_sentence, cause_summary, slice_table
 from .correlation import rank_fields
 from .prior import heldout_error
 from .results import fmt_ci, fmt_short
@@ -94,6 +94,9 @@ def answers_section(samples, fields: Sequence[str], eval_key: Optional[str] = No
                      f"[{fmt_short(o['ci_low'])}, {fmt_short(o['ci_high'])}], measured {fmt_short(o['actual'])}."
                      "</li>")
     items += _hardest_slice(samples, best.name, ti, kind, hib[best.name])
+    why = cause_sentence(cause_summary(samples, ti.eval_key))
+    if why:
+        items.append(f"<li><strong>Why</strong>: {_esc(why)}.</li>")
     return parts + ["<ul>" + "".join(items) + "</ul>"]
 
 
@@ -106,7 +109,10 @@ def _hardest_slice(samples, field, ti, kind, higher_is_better) -> List[str]:
             worst = rows[0]
             return [f"<li><strong>Hardest {'class' if by == 'class' else 'tag set'}</strong>: "
                     f"<code>{_esc(worst['slice'])}</code>, {_esc(kind)} {_esc(worst['target'])} "
-                    f"over {worst['n']} samples.</li>"]
+                    f"over {worst['n']} samples"
+                    + (f"; its image quality alone predicts {_esc(worst['expected'])} (90% interval): "
+                       "below it, the slice is hard for reasons other than quality" if worst.get("expected")
+                       else "") + ".</li>"]
     return []
 
 

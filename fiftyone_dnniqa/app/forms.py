@@ -12,6 +12,8 @@ from ..metrics import metric_traits
 from ..metrics.catalog import metric_catalog, metric_info
 from ..metrics.weights import is_offline
 from ..scoring import default_field, field_problem, list_quality_run_statuses
+from ..scoring.patch_plan import check_patch_fields, object_run_key, patch_capable_fields, resolve_patches
+from ..scoring.patches import DEFAULT_MARGIN, DEFAULT_MIN_SIDE
 from ..scoring.plan import parse_metric_options
 
 __all__ = ["DELEGATE_ABOVE", "DEFAULT_METRIC", "STREAM_PARAM", "compute_quality_form", "delegation_available",
@@ -22,6 +24,8 @@ __all__ = ["DELEGATE_ABOVE", "DEFAULT_METRIC", "STREAM_PARAM", "compute_quality_
 DELEGATE_ABOVE = 1000
 #: the metric the form opens on: the DNN-aligned score
 DEFAULT_METRIC = "aligned"
+#: the "Score" choice of whole images (else: a field whose objects are scored)
+IMAGES = "(whole images)"
 #: a parameter asking the operator to yield its progress (count, time left), as for the App
 STREAM_PARAM = "progress_in_app"
 #: task-guided metrics that fall back on a label set of their own without a label field
@@ -94,9 +98,17 @@ def compute_quality_form(ctx, inputs, n_samples):
     _reference_and_labels(ctx, inputs, metric, options)
     overwrite = bool(ctx.params.get("overwrite", False))
     field = ctx.params.get("field") or default_field(metric)
-    field_error = field_problem(ctx.dataset, field, overwrite) or _other_metric_problem(ctx, field, metric, overwrite)
-    inputs.str("field", default=default_field(metric), label="Field",
-               description="Sample field for the scores (also the run key)",
+    patches_field = _patches_input(ctx, inputs)
+    if patches_field:
+        field_error = _object_field_problem(ctx, patches_field, field, overwrite)
+        description = (f"Attribute of each object of '{patches_field}' for its score; the per-sample mean "
+                       f"goes to '{object_run_key(patches_field, field)}' (the run key), the minimum to "
+                       f"'{object_run_key(patches_field, field)}_min'")
+    else:
+        field_error = (field_problem(ctx.dataset, field, overwrite, metric=metric)
+                       or _other_metric_problem(ctx, field, metric, overwrite))
+        description = "Sample field for the scores (also the run key)"
+    inputs.str("field", default=default_field(metric), label="Field", description=description,
                invalid=bool(field_error), error_message=in_app_words(field_error or ""))
     inputs.bool("overwrite", default=False, label="Overwrite",
                 description="Rescore samples that already have a score")
@@ -106,6 +118,40 @@ def compute_quality_form(ctx, inputs, n_samples):
                error_message=options_error or (problem if info.name == "tg_iqa" else "") or "")
     _run_inputs(inputs, n_samples)
     return True
+
+
+def _patches_input(ctx, inputs):
+    """Whole images, or the objects of a Detections/Polylines field (with the context
+    margin and the smallest side scored); the field chosen, or None."""
+    fields = patch_capable_fields(ctx.dataset)
+    if not fields:
+        return None
+    choices = types.DropdownView()
+    choices.add_choice(IMAGES, label="whole images")
+    for f in fields:
+        choices.add_choice(f, label=f"objects of {f}", description="each object's box, cropped after one decode")
+    inputs.enum("patches_field", choices.values(), default=IMAGES, view=choices, label="Score",
+                description="Whole images, or every object of a detection field")
+    chosen = ctx.params.get("patches_field")
+    if not chosen or chosen == IMAGES:
+        return None
+    inputs.float("patch_margin", default=DEFAULT_MARGIN, label="Context margin",
+                 description="Share of the box added on each side before cropping (0: the box only)")
+    inputs.int("min_patch_side", default=DEFAULT_MIN_SIDE, label="Smallest side (pixels)",
+               description="Smaller boxes are recorded with a reason instead of a score")
+    return chosen
+
+
+def _object_field_problem(ctx, patches_field, attribute, overwrite):
+    """Why an object run cannot write ``attribute`` on ``patches_field``'s objects, or None."""
+    if not isinstance(attribute, str) or not attribute.isidentifier() or attribute.startswith("_"):
+        return f"field name '{attribute}' must be a valid identifier not starting with '_'"
+    try:
+        target = resolve_patches(ctx.dataset, patches_field)
+        check_patch_fields(ctx.dataset, target, attribute, object_run_key(patches_field, attribute), overwrite)
+    except ValueError as e:
+        return str(e)
+    return None
 
 
 def _other_metric_problem(ctx, field, metric, overwrite):

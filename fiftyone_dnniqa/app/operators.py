@@ -9,10 +9,7 @@ import fiftyone as fo
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from ..analysis.difficulty import best_quality_field, hard_samples, save_hard_view, tag_hard_samples
-from ..analysis.fields import quality_fields
 from ..analysis.report import safe_join, write_report
-from ..analysis.targets import list_targets
 from ..corruptions import SUITES, build_sweep, list_corruptions, resolve_corruptions
 from ..metrics.training import fit_tg_iqa
 from ..scoring import (
@@ -25,11 +22,12 @@ from ..scoring import (
     load_quality_run,
     plan_quality,
 )
+from ..scoring.patches import DEFAULT_MARGIN, DEFAULT_MIN_SIDE
 from ..scoring.plan import parse_metric_options
-from .forms import DEFAULT_METRIC, DELEGATE_ABOVE, STREAM_PARAM, compute_quality_form
-from .model_evaluation import add_quality_scenario
+from .forms import DEFAULT_METRIC, DELEGATE_ABOVE, IMAGES, STREAM_PARAM, compute_quality_form
 from .progress import stream_progress
 from .sharding import queue_shards
+from .view_operators import AddQualityScenario, FindHardSamples
 
 class ComputeQuality(foo.Operator):
     @property
@@ -104,18 +102,26 @@ def _score(ctx, progress) -> dict:
     """Plans and runs the scoring the params ask for (or queues its shards)."""
     p = ctx.params
     shard = ShardSpec.from_params(p["shard"]) if p.get("shard") else None
+    objects = bool(p.get("patches_field")) and p.get("patches_field") != IMAGES
     plan = plan_quality(
         ctx.target_view(), p.get("metrics") or p.get("metric", DEFAULT_METRIC),
-        field=p.get("fields") or p.get("field") or None, device=p.get("device", "auto"),
+        field=(p.get("attributes") if objects else p.get("fields")) or p.get("field") or None,
+        device=p.get("device", "auto"),
         batch_size=p.get("batch_size") or None, num_workers=p.get("num_workers"),
         overwrite=bool(p.get("overwrite", False)), reference_field=p.get("reference_field"),
         label_field=p.get("label_field") or None, metric_options=_metric_options(p),
         decode=p.get("decode") or "auto", queued=shard is None and (p.get("shards") or 1) > 1,
         progress=progress, **({"write_every": int(p["write_every"])} if p.get("write_every") else {}),
+        **({"patches_field": p["patches_field"], "patch_margin": float(p.get("patch_margin", DEFAULT_MARGIN)),
+            "min_patch_side": int(p.get("min_patch_side", DEFAULT_MIN_SIDE))} if objects else {}),
     )
     if plan.device is None:
-        return _scoring_outcome(queue_shards(plan, int(p["shards"])))
-    return _scoring_outcome(execute_plan(plan, shard=shard))
+        outcome = _scoring_outcome(queue_shards(plan, int(p["shards"])))
+    else:
+        outcome = _scoring_outcome(execute_plan(plan, shard=shard))
+    if objects:  # scores and failure reasons are attributes of the objects
+        outcome.update(unit="objects", patches_field=p["patches_field"], attributes=", ".join(plan.attributes))
+    return outcome
 
 
 def _metric_options(params):
@@ -146,10 +152,14 @@ def _scoring_output(result: dict):
     if result.get("queued"):
         outputs.int("queued", label="Delegated operations queued (sharded runs)")
         return types.Property(outputs, view=types.View(label="Quality scoring queued"))
-    outputs.int("scored", label="Images scored")
+    objects = result.get("unit") == "objects"
+    outputs.int("scored", label="Objects scored" if objects else "Images scored")
     if result.get("failed"):
         errors = ", ".join(f"{f.strip()}_error" for f in str(result.get("field", "")).split(","))
-        outputs.int("failed", label=f"Images that could not be scored (reasons in {errors})")
+        attributes = ", ".join(f"{a.strip()}_error" for a in str(result.get("attributes", "")).split(","))
+        where = f"{attributes} of each object of {result.get('patches_field')}" if objects else errors
+        outputs.int("failed", label=f"{'Objects' if objects else 'Images'} that could not be scored "
+                                    f"(reasons in {where})")
     outputs.float("images_per_s", label="Images per second")
     return types.Property(outputs, view=types.View(label="Quality scores stored"))
 
@@ -381,107 +391,6 @@ class FitTGIQA(foo.Operator):
         outputs.float("mean_correct", label="Share of copies classified correctly")
         outputs.str("usage", label="Score with")
         return types.Property(outputs, view=types.View(label="TG-IQA head"))
-
-
-class FindHardSamples(foo.Operator):
-    @property
-    def config(self):
-        return foo.OperatorConfig(
-            name="find_hard_samples", label="Find hard samples", dynamic=True,
-            description="Find the samples a quality field predicts to be hardest: show, tag or save them",
-        )
-
-    def resolve_input(self, ctx):
-        inputs = types.Object()
-        ctx.target_view()  # offers the App's target choice (dataset, view, selection)
-        fields = quality_fields(ctx.dataset)
-        if not fields:
-            inputs.view("none", types.Warning(label="No quality fields yet: run 'Compute image quality' first"))
-            return types.Property(inputs)
-        inputs.enum("field", fields, default=best_quality_field(ctx.dataset, fields), required=True,
-                    label="Quality field", description="Default: the field that best predicts the "
-                    "dataset's evaluation, when it has one", view=types.DropdownView())
-        modes = types.RadioGroup(orientation="horizontal")
-        modes.add_choice("percent", label="Hardest %")
-        modes.add_choice("count", label="Hardest k")
-        modes.add_choice("threshold", label="Threshold")
-        inputs.enum("mode", modes.values(), default="percent", view=modes, label="Select by")
-        mode = ctx.params.get("mode") or "percent"
-        default = {"percent": 10.0, "count": 100.0}.get(mode)
-        inputs.float("value", default=default, required=True, label={
-            "percent": "Percent of scored samples", "count": "Number of samples",
-            "threshold": "Quality threshold (samples at or beyond it)"}[mode])
-        inputs.str("tag", required=False, label="Tag them (optional)")
-        inputs.str("view_name", required=False, label="Save as view (optional)")
-        return types.Property(inputs, view=types.View(label="Find hard samples"))
-
-    def execute(self, ctx):
-        p = ctx.params
-        mode, value = p.get("mode") or "percent", float(p["value"])
-        kw = {"percent": {"fraction": value / 100}, "count": {"k": int(value)},
-              "threshold": {"threshold": value}}[mode]
-        view = hard_samples(ctx.target_view(), p["field"], **kw)
-        out = {"count": view.count()}
-        if p.get("tag"):
-            tag_hard_samples(view, p["tag"])
-            out["tag"] = p["tag"]
-        if p.get("view_name"):
-            out["view_name"] = save_hard_view(view, p["view_name"], overwrite=True)
-        if ctx.delegated:
-            return out
-        if out.get("view_name"):  # the saved view by its name, so the App does not call it unsaved
-            ctx.ops.set_view(name=out["view_name"])
-        else:
-            ctx.ops.set_view(view)
-        return out
-
-    def resolve_output(self, ctx):
-        outputs = types.Object()
-        outputs.int("count", label="Hard samples")
-        outputs.str("tag", label="Tagged")
-        outputs.str("view_name", label="Saved view")
-        return types.Property(outputs, view=types.View(label="Hard samples"))
-
-
-class AddQualityScenario(foo.Operator):
-    @property
-    def config(self):
-        return foo.OperatorConfig(
-            name="add_quality_scenario", label="Add a quality scenario to Model Evaluation",
-            description="Quality bins as a scenario of FiftyOne's Model Evaluation panel: its metrics, "
-                        "confusion matrices and curves per bin, worst quality first",
-            dynamic=True, view_target=False)
-
-    def resolve_input(self, ctx):
-        inputs = types.Object()
-        evals, fields = [t.eval_key for t in list_targets(ctx.dataset)], quality_fields(ctx.dataset)
-        if not evals or not fields:
-            inputs.view("none", types.Warning(label="Needs an evaluation and a quality field"))
-            return types.Property(inputs)
-        inputs.enum("eval_key", evals, default=evals[0], required=True, label="Evaluation",
-                    view=types.DropdownView())
-        inputs.enum("field", fields, default=best_quality_field(ctx.dataset, fields), required=True,
-                    label="Quality field", description="Default: the field that best predicts the "
-                    "dataset's evaluation, when it has one", view=types.DropdownView())
-        inputs.int("bins", default=5, label="Quantile bins", description="Equal-count bins")
-        inputs.str("thresholds", required=False, label="Or thresholds",
-                   description="Comma-separated values of the field (instead of quantile bins)")
-        inputs.str("name", required=False, label="Scenario name (blank: automatic)")
-        return types.Property(inputs, view=types.View(label="Add a quality scenario"))
-
-    def execute(self, ctx):
-        p = ctx.params
-        cuts = [float(v) for v in str(p.get("thresholds") or "").split(",") if v.strip()]
-        s = add_quality_scenario(ctx.dataset, p["eval_key"], p["field"], bins=cuts or int(p.get("bins") or 5),
-                                 name=p.get("name") or None)
-        ctx.ops.notify(f"Scenario '{s.name}' added: open it in the Model Evaluation panel", variant="success")
-        return {"name": s.name, "id": s.id, "subsets": s.subset_names}
-
-    def resolve_output(self, ctx):
-        outputs = types.Object()
-        outputs.str("name", label="Scenario")
-        outputs.list("subsets", types.String(), label="Subsets, worst quality first")
-        return types.Property(outputs, view=types.View(label="Quality scenario"))
 
 
 OPERATORS = (ComputeQuality, GetQualityRun, DeleteQualityRun, WriteQualityReport,

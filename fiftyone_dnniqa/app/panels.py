@@ -8,21 +8,14 @@ callbacks set the App's view.
 
 from __future__ import annotations
 
-import hashlib
-import threading
-from collections import OrderedDict
-
 import fiftyone as fo
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 from bson import json_util
 
-from ..analysis.breakdowns import SLICES, available_slices, slice_table
+from ..analysis.breakdowns import SLICES, available_slices, cause_sentence, cause_summary, slice_table
 from ..analysis.fields import quality_fields
 from ..analysis.panel_stats import (
-    BINS,
-    HIST_BINS,
-    MAX_POINTS,
     N_BOOT,
     TARGET_LABELS,
     NoQualityFieldsError,
@@ -38,6 +31,8 @@ from ..analysis.panel_stats import (
 from ..analysis.results import fmt_short
 from ..analysis.targets import NoEvaluationError, get_target, list_targets
 from ..scoring import list_quality_run_statuses
+from .object_panel import object_choices, object_data, render_objects, show_bin
+from .panel_cache import CACHE, cache_key
 from .plots import plot_traces
 from .sharding import PLUGIN_NAME
 
@@ -47,60 +42,8 @@ __all__ = ["QualityPerformancePanel", "PANELS", "CACHE", "cache_key"]
 ADD_SCENARIO_URI = f"{PLUGIN_NAME}/add_quality_scenario"
 
 
-class _LRU:
-    """A small thread-safe LRU of statistics (the App runs callbacks in threads)."""
-
-    def __init__(self, size=16):
-        self.size = size
-        self._d: "OrderedDict[str, dict]" = OrderedDict()
-        self._lock = threading.Lock()
-        self.hits = self.misses = 0
-
-    def get(self, key):
-        with self._lock:
-            v = self._d.get(key)
-            if v is None:
-                self.misses += 1
-                return None
-            self._d.move_to_end(key)
-            self.hits += 1
-            return v
-
-    def put(self, key, value):
-        with self._lock:
-            self._d[key] = value
-            self._d.move_to_end(key)
-            while len(self._d) > self.size:
-                self._d.popitem(last=False)
-
-    def clear(self):
-        with self._lock:
-            self._d.clear()
-            self.hits = self.misses = 0
-
-
-#: statistics computed by the panel, keyed by :func:`cache_key`
-CACHE = _LRU()
-
-
-def cache_key(view, fields, eval_key, kind) -> str:
-    """A key for the statistics of ``view``: dataset, view stages, the latest sample
-    modification in the view and the dataset's (so edits and re-runs invalidate it),
-    sample count, fields, target and the panel's settings. The plotted field is not
-    part of it: the statistics hold every field's plots."""
-    ds = view._root_dataset
-    try:
-        n, stamp = view.aggregate([fo.Count(), fo.Max("last_modified_at")])
-    except Exception:  # pragma: no cover - datasets without last_modified_at
-        n, stamp = view.count(), None
-    stages = [{k: v for k, v in st.items() if k != "_uuid"} for st in view._serialize()]
-    parts = [ds._doc.id, stages, n, stamp, getattr(ds._doc, "last_modified_at", None),
-             list(fields or []), eval_key, kind, N_BOOT, BINS, HIST_BINS, MAX_POINTS]
-    raw = json_util.dumps(parts, sort_keys=True)
-    return hashlib.sha1(raw.encode()).hexdigest()
-
-
-_EMPTY_DATA = {"ranking": [], "curve": [], "histogram": [], "scatter": [], "runs": [], "slices": []}
+_EMPTY_DATA = {"ranking": [], "curve": [], "histogram": [], "scatter": [], "runs": [], "slices": [],
+               "object_table": [], "object_strata": [], "object_bars": []}
 #: the operator behind the panel's "Compute image quality" button
 COMPUTE_URI = f"{PLUGIN_NAME}/compute_quality"
 
@@ -214,6 +157,22 @@ class QualityPerformancePanel(foo.Panel):
     def on_change_field(self, ctx):
         self._refresh(ctx, field=ctx.params.get("value"))
 
+    def on_change_mode(self, ctx):
+        ctx.panel.state.set("mode", ctx.params.get("value") or "images")
+        self._refresh(ctx, force=True)
+
+    def on_change_object_run(self, ctx):
+        ctx.panel.state.set("object_run", ctx.params.get("value"))
+        self._refresh(ctx, force=True)
+
+    def on_click_object_bars(self, ctx):
+        view = show_bin(ctx.view if _context_view(ctx)[0] is None else _context_view(ctx)[0],
+                        ctx.panel.state.get("object_summary") or {}, _event_args(ctx))
+        if view is None:
+            ctx.ops.notify("Could not tell which bin was clicked", variant="warning")
+            return
+        self._drill_down(ctx, view, None, f"{len(view)} objects of the clicked quality bin")
+
     def on_change_slice(self, ctx):
         ctx.panel.state.set("slice_by", ctx.params.get("value") or "none")
         self._refresh(ctx, force=True)
@@ -249,6 +208,9 @@ class QualityPerformancePanel(foo.Panel):
 
     def _refresh(self, ctx, force=False, target=None, fields=None, field=None):
         state = ctx.panel.state
+        if state.get("mode") == "objects" and object_choices(ctx.dataset):
+            self._refresh_objects(ctx, target or state.get("target"))
+            return
         ch = self._choices(ctx)
         valid_targets = [v for v, _ in ch["targets"]]
         target = target or state.get("target")
@@ -310,6 +272,7 @@ class QualityPerformancePanel(foo.Panel):
                 "eval_key": stats["eval_key"], "kind": stats["kind"],
                 "target_label": stats["target_label"], "binary": stats["binary"],
                 "best": stats["field"], "slice_options": slice_options, "n_slices": len(slices),
+                "why": cause_sentence(cause_summary(view, stats["eval_key"])) if "cause" in slice_options else None,
                 "seconds": round(stats["timings"]["total_s"], 3),
                 "any_missing": any(r["missing"] for r in stats["table"]),
                 "layouts": {k: (f["layout"] if f else None) for k, f in figs.items()},
@@ -318,6 +281,23 @@ class QualityPerformancePanel(foo.Panel):
         })
         _show(ctx, update, {"ranking": stats["table"], "slices": slices,
                             **{k: (f["data"] if f else []) for k, f in figs.items()}})
+
+    def _refresh_objects(self, ctx, target):
+        """Object mode: the chosen object run against the chosen detection evaluation."""
+        state, ch = ctx.panel.state, object_choices(ctx.dataset)
+        run = state.get("object_run") if state.get("object_run") in ch["runs"] else ch["runs"][0]
+        eval_key = _parse_target(target)[0]
+        eval_key = eval_key if eval_key in ch["evals"] else ch["evals"][0]
+        view, drill = _context_view(ctx)
+        update = {"mode": "objects", "object_run": run, "shown_drill": drill, "summary": None,
+                  "drill_summary": {"n": len(ctx.view), "label": drill["label"]} if drill else None}
+        try:
+            data = object_data(ctx.view if view is None else view, run, eval_key)
+        except ValueError as e:
+            _show(ctx, {**update, "object_summary": None, "object_message": str(e)}, _EMPTY_DATA)
+            return
+        _show(ctx, {**update, "object_summary": data["summary"], "object_message": None},
+              {"object_table": data["table"], "object_strata": data["strata"], "object_bars": data["bars"]})
 
     def _show_bin(self, ctx, plot):
         args = _event_args(ctx)
@@ -379,6 +359,16 @@ class QualityPerformancePanel(foo.Panel):
                 runs.add_column(c, label=label)
             panel.list("runs", types.Object(), view=runs, label="Quality runs of this dataset")
 
+        objects = object_choices(ctx.dataset)
+        if objects:
+            modes = types.RadioGroup(orientation="horizontal")
+            modes.add_choice("images", label="Images")
+            modes.add_choice("objects", label="Objects")
+            panel.enum("mode", modes.values(), label="Relate quality to performance of", view=modes,
+                       default=state.get("mode") or "images", on_change=self.on_change_mode)
+            if state.get("mode") == "objects":
+                render_objects(panel, state, objects, self.on_change_object_run, self.on_click_object_bars)
+                return types.Property(panel)
         if ch["targets"]:
             dd = types.DropdownView()
             for value, label in ch["targets"]:
@@ -460,6 +450,8 @@ class QualityPerformancePanel(foo.Panel):
         """The breakdown chooser and its table (worst slice first)."""
         by = state.get("slice_by") or "none"
         choices = ["none"] + list(summary.get("slice_options") or [])
+        if summary.get("why"):
+            panel.md(f"**Why**: {summary['why']}.", name="why")
         dd = types.DropdownView()
         for c in choices:
             dd.add_choice(c, label="no breakdown" if c == "none" else f"by {SLICES[c]}")
@@ -469,8 +461,11 @@ class QualityPerformancePanel(foo.Panel):
             return
         table = types.TableView()
         tl = summary.get("target_label", "target")
-        for c, label in (("slice", SLICES[by].capitalize()), ("n", "n"), ("target", f"{tl} [CI]"),
-                         ("mean_quality", f"mean {state.get('field')}"), ("within", "Spearman within [CI]")):
+        columns = [("slice", SLICES[by].capitalize()), ("n", "n"), ("target", f"{tl} [CI]")]
+        if summary.get("kind") == "correct":
+            columns.append(("expected", "expected from quality [90% CI]"))
+        columns += [("mean_quality", f"mean {state.get('field')}"), ("within", "Spearman within [CI]")]
+        for c, label in columns:
             table.add_column(c, label=label)
         if not summary.get("n_slices"):
             panel.view("no_slices", types.Notice(label=f"No {SLICES[by]} holds at least 2 samples of this view"))

@@ -12,14 +12,15 @@ scores only what its range still misses.
 from __future__ import annotations
 
 import logging
+from types import SimpleNamespace
 
-import fiftyone as fo
 import fiftyone.operators as foo
 from bson import ObjectId
 from fiftyone.operators.delegated import DelegatedOperationService
 
 from ..scoring import (QualityPlan, QualityRunResults, ShardedRun, ShardStore, build_run_config, failure_reason,
                        shard_specs)
+from ..scoring.writer import declare_fields
 
 logger = logging.getLogger(__name__)
 
@@ -45,16 +46,16 @@ def queue_shards(plan: QualityPlan, count: int) -> ShardedRun:
     options = plan.options()
     registered = []
     try:
-        for f, m in zip(plan.fields, plan.metrics):
+        for j, (f, m) in enumerate(zip(plan.fields, plan.metrics)):
             config = build_run_config(m, f, plan.reference_field, plan.label_field, overwrite=plan.overwrite,
-                                      device=options["device"], batch_size=options["batch_size"],
-                                      num_workers=options["num_workers"], shards=len(specs))
+                                      patches=plan.patch_settings(j), device=options["device"],
+                                      batch_size=options["batch_size"], num_workers=options["num_workers"],
+                                      shards=len(specs))
             samples.register_run(f, config, overwrite=True, cleanup=False)
             results = QualityRunResults(samples, config, f, status="queued", num_samples=n)
             dataset.save_run_results(f, results, overwrite=True, cache=False)
             registered.append(results)
-            if not dataset.has_sample_field(f):
-                dataset.add_sample_field(f, fo.FloatField)
+            declare_fields(dataset, SimpleNamespace(metric=m, field=f))  # once, before the shards start
         op_ids = _queue_operations(plan, samples, specs, options)
         store = ShardStore()
         for f in plan.fields:

@@ -1,0 +1,138 @@
+"""Operators that act on views: the hardest samples (or objects), quality bins as a
+scenario of FiftyOne's Model Evaluation panel."""
+
+from __future__ import annotations
+
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+from ..analysis.difficulty import best_quality_field, hard_samples, save_hard_view, tag_hard_samples
+from ..analysis.fields import quality_fields
+from ..analysis.objects import object_quality_runs
+from ..analysis.targets import list_targets
+from .model_evaluation import add_quality_scenario
+
+__all__ = ["AddQualityScenario", "FindHardSamples"]
+
+
+class FindHardSamples(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="find_hard_samples", label="Find hard samples", dynamic=True,
+            description="Find the samples a quality field predicts to be hardest: show, tag or save them",
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        ctx.target_view()  # offers the App's target choice (dataset, view, selection)
+        fields = quality_fields(ctx.dataset)
+        if not fields:
+            inputs.view("none", types.Warning(label="No quality fields yet: run 'Compute image quality' first"))
+            return types.Property(inputs)
+        object_runs = {r["key"]: r for r in object_quality_runs(ctx.dataset)}
+        unit = _unit_input(inputs, ctx.params, object_runs)
+        if unit == "objects":
+            inputs.enum("field", list(object_runs), default=next(iter(object_runs)), required=True,
+                        label="Object quality run", view=types.DropdownView(),
+                        description="The k hardest objects open as patches")
+        else:
+            inputs.enum("field", fields, default=best_quality_field(ctx.dataset, fields), required=True,
+                        label="Quality field", description="Default: the field that best predicts the "
+                        "dataset's evaluation, when it has one", view=types.DropdownView())
+        modes = types.RadioGroup(orientation="horizontal")
+        modes.add_choice("percent", label="Hardest %")
+        modes.add_choice("count", label="Hardest k")
+        modes.add_choice("threshold", label="Threshold")
+        inputs.enum("mode", modes.values(), default="percent", view=modes, label="Select by")
+        mode = ctx.params.get("mode") or "percent"
+        default = {"percent": 10.0, "count": 100.0}.get(mode)
+        inputs.float("value", default=default, required=True, label={
+            "percent": "Percent of scored samples", "count": "Number of samples",
+            "threshold": "Quality threshold (samples at or beyond it)"}[mode])
+        inputs.str("tag", required=False, label="Tag them (optional)")
+        inputs.str("view_name", required=False, label="Save as view (optional)")
+        return types.Property(inputs, view=types.View(label="Find hard samples"))
+
+    def execute(self, ctx):
+        p = ctx.params
+        mode, value = p.get("mode") or "percent", float(p["value"])
+        kw = {"percent": {"fraction": value / 100}, "count": {"k": int(value)},
+              "threshold": {"threshold": value}}[mode]
+        if p.get("unit") == "objects":  # the hardest objects, as patches
+            run = {r["key"]: r for r in object_quality_runs(ctx.dataset)}[p["field"]]
+            view = hard_samples(ctx.target_view(), run["attribute"], patches_field=run["patches_field"], **kw)
+        else:
+            view = hard_samples(ctx.target_view(), p["field"], **kw)
+        out = {"count": view.count()}
+        if p.get("tag"):
+            tag_hard_samples(view, p["tag"])
+            out["tag"] = p["tag"]
+        if p.get("view_name"):
+            out["view_name"] = save_hard_view(view, p["view_name"], overwrite=True)
+        if ctx.delegated:
+            return out
+        if out.get("view_name"):  # the saved view by its name, so the App does not call it unsaved
+            ctx.ops.set_view(name=out["view_name"])
+        else:
+            ctx.ops.set_view(view)
+        return out
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        outputs.int("count", label="Hard samples")
+        outputs.str("tag", label="Tagged")
+        outputs.str("view_name", label="Saved view")
+        return types.Property(outputs, view=types.View(label="Hard samples"))
+
+
+def _unit_input(inputs, params, object_runs) -> str:
+    """Samples or objects, where the dataset has object quality runs; the choice made."""
+    if not object_runs:
+        return "samples"
+    units = types.RadioGroup(orientation="horizontal")
+    units.add_choice("samples", label="Samples")
+    units.add_choice("objects", label="Objects")
+    inputs.enum("unit", units.values(), default="samples", view=units, label="Find the hardest")
+    return params.get("unit") or "samples"
+
+
+class AddQualityScenario(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="add_quality_scenario", label="Add a quality scenario to Model Evaluation",
+            description="Quality bins as a scenario of FiftyOne's Model Evaluation panel: its metrics, "
+                        "confusion matrices and curves per bin, worst quality first",
+            dynamic=True, view_target=False)
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        evals, fields = [t.eval_key for t in list_targets(ctx.dataset)], quality_fields(ctx.dataset)
+        if not evals or not fields:
+            inputs.view("none", types.Warning(label="Needs an evaluation and a quality field"))
+            return types.Property(inputs)
+        inputs.enum("eval_key", evals, default=evals[0], required=True, label="Evaluation",
+                    view=types.DropdownView())
+        inputs.enum("field", fields, default=best_quality_field(ctx.dataset, fields), required=True,
+                    label="Quality field", description="Default: the field that best predicts the "
+                    "dataset's evaluation, when it has one", view=types.DropdownView())
+        inputs.int("bins", default=5, label="Quantile bins", description="Equal-count bins")
+        inputs.str("thresholds", required=False, label="Or thresholds",
+                   description="Comma-separated values of the field (instead of quantile bins)")
+        inputs.str("name", required=False, label="Scenario name (blank: automatic)")
+        return types.Property(inputs, view=types.View(label="Add a quality scenario"))
+
+    def execute(self, ctx):
+        p = ctx.params
+        cuts = [float(v) for v in str(p.get("thresholds") or "").split(",") if v.strip()]
+        s = add_quality_scenario(ctx.dataset, p["eval_key"], p["field"], bins=cuts or int(p.get("bins") or 5),
+                                 name=p.get("name") or None)
+        ctx.ops.notify(f"Scenario '{s.name}' added: open it in the Model Evaluation panel", variant="success")
+        return {"name": s.name, "id": s.id, "subsets": s.subset_names}
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        outputs.str("name", label="Scenario")
+        outputs.list("subsets", types.String(), label="Subsets, worst quality first")
+        return types.Property(outputs, view=types.View(label="Quality scenario"))
