@@ -284,7 +284,10 @@ def _ranking(content):
     table.wait_for(timeout=60_000)
     header = [c.strip() for c in table.locator("thead th").all_inner_texts()]
     rows = [[c.strip() for c in r.locator("td").all_inner_texts()] for r in table.locator("tbody tr").all()]
-    return {r[header.index("Quality field")]: int(r[header.index("n")]) for r in rows}
+    try:
+        return {r[header.index("Quality field")]: int(r[header.index("n")]) for r in rows}
+    except (IndexError, ValueError):  # read while the App re-renders the table: read again
+        return None
 
 
 def _wait_for(predicate, timeout=60):

@@ -195,6 +195,10 @@ def test_the_result_dialog_names_the_error_field_and_shows_only_its_rows():
     assert "queued" not in props and "<field>" not in props["failed"].view.label
     clean = _scoring_output({"field": "iqa_a", "scored": 4, "failed": 0, "images_per_s": 2.0}).type.properties
     assert set(clean) == {"field", "scored", "images_per_s"}
+    timed = _scoring_output({"field": "iqa_a", "scored": 4, "failed": 0, "images_per_s": 2.0,
+                             "startup_s": 3.5}).type.properties
+    assert timed["startup_s"].view.label == "Start-up: building the metric (seconds)"
+    assert timed["images_per_s"].view.label == "Images per second (after building the metric)"
     queued = _scoring_output({"field": "iqa_a", "status": "queued", "queued": 3}).type.properties
     assert set(queued) == {"field", "queued"}
 

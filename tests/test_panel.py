@@ -437,6 +437,33 @@ def test_no_evaluation_shows_a_message(plugin, make_dataset):
     assert props["message"]["view"]["name"] == "Warning"
     assert props["message"]["view"]["description"] == str(e.value)
     assert not {"curve", "histogram", "scatter", "ranking"} & set(props)
+    assert "evaluate" not in props  # nothing to evaluate: no label fields
+
+
+def test_no_evaluation_offers_to_evaluate_the_predictions(plugin, make_dataset):
+    """The empty state has an action: FiftyOne's own evaluation from a form, after which the
+    panel ranks the field against it."""
+    gt, pred = "abab", "abba"
+    ds = make_dataset([f"/nonexistent/v{i}.jpg" for i in range(4)], q=[0.4, 0.3, 0.2, 0.1],
+                      ground_truth=[fo.Classification(label=x) for x in gt],
+                      predictions=[fo.Classification(label=x, confidence=0.5) for x in pred])
+    ds.persistent = True
+    app = FakeApp(ds, state={"fields": ["q"]})
+    app.call("on_load")
+    button = app.properties()["evaluate"]["view"]
+    assert button["operator"] == f"{PLUGIN_NAME}/evaluate_predictions" and button["prompt"]
+    op = foo.get_operator(f"{PLUGIN_NAME}/evaluate_predictions")
+    ctx = ExecutionContext(request_params={"dataset_name": ds.name, "params": {}})
+    props = op.resolve_input(ctx).type.properties
+    assert props["pred_field"].default == "predictions" and props["eval_key"].default == "eval"
+    ctx = ExecutionContext(request_params={"dataset_name": ds.name, "params": {"pred_field": "predictions"}})
+    assert op.resolve_input(ctx).type.properties["gt_field"].default == "ground_truth"
+    res = foo.execute_operator(f"{PLUGIN_NAME}/evaluate_predictions", ctx={"view": ds.view(), "params": {
+        "pred_field": "predictions", "gt_field": "ground_truth", "eval_key": "eval"}})
+    assert res.error is None and ds.list_evaluations() == ["eval"]
+    assert ds.values("eval") == [g == p for g, p in zip(gt, pred)]  # FiftyOne's per-sample correctness
+    app.call("on_load")
+    assert app.state["message"] is None and [r["field"] for r in app.data["ranking"]] == ["q"]
 
 
 def test_no_quality_runs_says_what_to_run(plugin, make_dataset):

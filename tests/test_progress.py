@@ -89,7 +89,8 @@ def test_the_operator_streams_its_progress_then_the_result(installed_plugin, mak
     assert [uri for uri, _ in calls[-2:]] == ["reload_dataset", "show_output"]
     shown = calls[-1][1]
     assert shown["results"]["scored"] == 6 and shown["results"]["field"] == "q"
-    assert set(shown["outputs"]["type"]["properties"]) == {"field", "scored", "images_per_s"}
+    assert set(shown["outputs"]["type"]["properties"]) == {"field", "scored", "startup_s", "images_per_s"}
+    assert shown["results"]["startup_s"] > 0  # building the metric, shown apart from the rate
     # the scores landed
     ds.reload()
     stored = np.asarray(ds.values("q"), dtype=float)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import fiftyone as fo
 import fiftyone.operators as foo
@@ -27,7 +28,7 @@ from ..scoring.plan import parse_metric_options
 from .forms import DEFAULT_METRIC, DELEGATE_ABOVE, IMAGES, STREAM_PARAM, compute_quality_form
 from .progress import stream_progress
 from .sharding import queue_shards
-from .view_operators import AddQualityScenario, FindHardSamples
+from .view_operators import AddQualityScenario, EvaluatePredictions, FindHardSamples
 
 class ComputeQuality(foo.Operator):
     @property
@@ -101,6 +102,7 @@ def _streams_progress(ctx) -> bool:
 def _score(ctx, progress) -> dict:
     """Plans and runs the scoring the params ask for (or queues its shards)."""
     p = ctx.params
+    started = time.perf_counter()
     shard = ShardSpec.from_params(p["shard"]) if p.get("shard") else None
     objects = bool(p.get("patches_field")) and p.get("patches_field") != IMAGES
     plan = plan_quality(
@@ -115,10 +117,12 @@ def _score(ctx, progress) -> dict:
         **({"patches_field": p["patches_field"], "patch_margin": float(p.get("patch_margin", DEFAULT_MARGIN)),
             "min_patch_side": int(p.get("min_patch_side", DEFAULT_MIN_SIDE))} if objects else {}),
     )
+    startup_s = time.perf_counter() - started  # building the metrics (the run's rate excludes it)
     if plan.device is None:
         outcome = _scoring_outcome(queue_shards(plan, int(p["shards"])))
     else:
         outcome = _scoring_outcome(execute_plan(plan, shard=shard))
+        outcome["startup_s"] = round(startup_s, 2)
     if objects:  # scores and failure reasons are attributes of the objects
         outcome.update(unit="objects", patches_field=p["patches_field"], attributes=", ".join(plan.attributes))
     return outcome
@@ -160,7 +164,9 @@ def _scoring_output(result: dict):
         where = f"{attributes} of each object of {result.get('patches_field')}" if objects else errors
         outputs.int("failed", label=f"{'Objects' if objects else 'Images'} that could not be scored "
                                     f"(reasons in {where})")
-    outputs.float("images_per_s", label="Images per second")
+    if result.get("startup_s") is not None:
+        outputs.float("startup_s", label="Start-up: building the metric (seconds)")
+    outputs.float("images_per_s", label="Images per second (after building the metric)")
     return types.Property(outputs, view=types.View(label="Quality scores stored"))
 
 
@@ -394,4 +400,4 @@ class FitTGIQA(foo.Operator):
 
 
 OPERATORS = (ComputeQuality, GetQualityRun, DeleteQualityRun, WriteQualityReport,
-             BuildCorruptionSweep, FitTGIQA, FindHardSamples, AddQualityScenario)
+             BuildCorruptionSweep, FitTGIQA, FindHardSamples, AddQualityScenario, EvaluatePredictions)

@@ -34,6 +34,7 @@ from ..scoring import list_quality_run_statuses
 from .object_panel import object_choices, object_data, render_objects, show_bin
 from .panel_cache import CACHE, cache_key
 from .plots import plot_traces
+from .view_operators import evaluable_fields
 from .sharding import PLUGIN_NAME
 
 __all__ = ["QualityPerformancePanel", "PANELS", "CACHE", "cache_key"]
@@ -44,6 +45,8 @@ ADD_SCENARIO_URI = f"{PLUGIN_NAME}/add_quality_scenario"
 
 _EMPTY_DATA = {"ranking": [], "curve": [], "histogram": [], "scatter": [], "runs": [], "slices": [],
                "object_table": [], "object_strata": [], "object_bars": []}
+#: the operator behind the panel's "Evaluate predictions" button (no evaluation yet)
+EVALUATE_URI = f"{PLUGIN_NAME}/evaluate_predictions"
 #: the operator behind the panel's "Compute image quality" button
 COMPUTE_URI = f"{PLUGIN_NAME}/compute_quality"
 
@@ -384,9 +387,7 @@ class QualityPerformancePanel(foo.Panel):
                        default=state.get("fields") if state.get("fields") is not None else ch["quality"],
                        on_change=self.on_change_fields)
 
-        message = state.get("message")
-        if message:
-            panel.view("message", types.Warning(label="Nothing to show yet", description=message))
+        if self._render_message(ctx, panel, state, ch):
             return types.Property(panel)
 
         if not summary:
@@ -428,6 +429,18 @@ class QualityPerformancePanel(foo.Panel):
             panel.plot("scatter", layout=layouts["scatter"], config=config, height=380,
                        on_selected=self.on_select_scatter)
         return types.Property(panel)
+
+    def _render_message(self, ctx, panel, state, ch) -> bool:
+        """Why there is nothing to show, with the action that fixes it where there is one
+        (evaluate the predictions); True when a message was shown."""
+        message = state.get("message")
+        if not message:
+            return False
+        panel.view("message", types.Warning(label="Nothing to show yet", description=message))
+        if not ch["targets"] and any(len(v) > 1 for v in evaluable_fields(ctx.dataset).values()):
+            panel.btn("evaluate", label="Evaluate predictions", icon="fact_check", variant="outlined",
+                      on_click=EVALUATE_URI, prompt=True)
+        return True
 
     def _render_header(self, panel, state, summary):
         """What the numbers describe (the view, or during a drill-down the view it started

@@ -3,6 +3,7 @@ scenario of FiftyOne's Model Evaluation panel."""
 
 from __future__ import annotations
 
+import fiftyone as fo
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
@@ -12,7 +13,20 @@ from ..analysis.objects import object_quality_runs
 from ..analysis.targets import list_targets
 from .model_evaluation import add_quality_scenario
 
-__all__ = ["AddQualityScenario", "FindHardSamples"]
+__all__ = ["AddQualityScenario", "EvaluatePredictions", "FindHardSamples", "evaluable_fields"]
+
+#: label types an evaluation compares, and FiftyOne's method for each
+EVALUATIONS = {fo.Classification: "evaluate_classifications", fo.Detections: "evaluate_detections"}
+
+
+def evaluable_fields(dataset) -> dict:
+    """Label fields by type name (Classification, Detections): what could be evaluated."""
+    out = {}
+    for kind in EVALUATIONS:
+        fields = sorted(dataset.get_field_schema(embedded_doc_type=kind))
+        if fields:
+            out[kind.__name__] = fields
+    return out
 
 
 class FindHardSamples(foo.Operator):
@@ -136,3 +150,45 @@ class AddQualityScenario(foo.Operator):
         outputs.str("name", label="Scenario")
         outputs.list("subsets", types.String(), label="Subsets, worst quality first")
         return types.Property(outputs, view=types.View(label="Quality scenario"))
+
+
+class EvaluatePredictions(foo.Operator):
+    """FiftyOne's own ``evaluate_classifications`` / ``evaluate_detections`` from a form: the
+    panel's action when a dataset has predictions but no evaluation yet."""
+
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="evaluate_predictions", label="Evaluate predictions", dynamic=True,
+            description="Evaluate a prediction field against the ground truth (FiftyOne's evaluation), "
+                        "so quality can be related to performance")
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        fields = evaluable_fields(ctx.dataset)
+        pairs = [(kind, f) for kind, fs in fields.items() for f in fs]
+        if not pairs:
+            inputs.view("none", types.Warning(label="No Classification or Detections field to evaluate"))
+            return types.Property(inputs)
+        names = [f for _, f in pairs]
+        inputs.enum("pred_field", names, required=True, label="Predictions", view=types.DropdownView(),
+                    default=next((f for f in names if "pred" in f), names[0]))
+        kind = dict((f, k) for k, f in pairs).get(ctx.params.get("pred_field") or "")
+        same = [f for k, f in pairs if k == kind and f != ctx.params.get("pred_field")]
+        inputs.enum("gt_field", same, required=True, label="Ground truth", view=types.DropdownView(),
+                    default=next((f for f in same if "ground" in f or "gt" in f), same[0] if same else None),
+                    invalid=kind is not None and not same,
+                    error_message=f"no other {kind} field to compare with" if kind and not same else "")
+        inputs.str("eval_key", default="eval", required=True, label="Evaluation key",
+                   invalid=not str(ctx.params.get("eval_key") or "eval").isidentifier(),
+                   error_message="a valid identifier, e.g. eval")
+        return types.Property(inputs, view=types.View(label="Evaluate predictions"))
+
+    def execute(self, ctx):
+        p = ctx.params
+        field = ctx.dataset.get_field(p["pred_field"])
+        method = next(m for k, m in EVALUATIONS.items() if field.document_type is k)
+        getattr(ctx.target_view(), method)(p["pred_field"], gt_field=p["gt_field"], eval_key=p["eval_key"])
+        if not ctx.delegated:
+            ctx.ops.reload_dataset()
+        return {"eval_key": p["eval_key"]}
