@@ -21,6 +21,7 @@ from ..core.images import ImageLoadError, InputSpec, prepare, read_image, to_flo
 from ..corruptions import apply_corruption
 from .backbones import load_backbone
 from .cause import FAMILIES, FAMILY_OF, CauseHead, CauseMetric, cause_features, save_cause_head
+from .training import seeded_standardised_head
 
 #: low light: (gain, gamma) for severities 1..5. No suite darkens an image, so the
 #: training set makes its own: the exposure falls and the shadows crush
@@ -140,14 +141,7 @@ def train_cause_head(X: torch.Tensor, Y: torch.Tensor, severity: torch.Tensor, h
     X, Y, severity = X.float(), Y.float().clone(), severity.float()
     Y[severity == 1] *= mild_target
     weight = torch.where(severity == 0, clean_weight, 1.0).unsqueeze(1)
-    state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        head = CauseHead(X.shape[1], hidden)
-    finally:
-        torch.random.set_rng_state(state)
-    head.mean.copy_(X.mean(0))
-    head.std.copy_(X.std(0).clamp_min(1e-6))
+    head = seeded_standardised_head(lambda: CauseHead(X.shape[1], hidden), X, seed)
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
     for _ in range(epochs):
         opt.zero_grad()

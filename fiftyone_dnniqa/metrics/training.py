@@ -30,20 +30,27 @@ from .tg_iqa import (
 )
 
 
+def seeded_standardised_head(make_head, X: torch.Tensor, seed):
+    """A head built by ``make_head()`` under ``seed`` (the global generator is left as it
+    was), its input standardisation (``mean``, ``std`` buffers) set from the features ``X``."""
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        head = make_head()
+    finally:
+        torch.random.set_rng_state(state)
+    head.mean.copy_(X.mean(0))
+    head.std.copy_(X.std(0).clamp_min(1e-6))
+    return head
+
+
 def train_head(features: torch.Tensor, correct: torch.Tensor, hidden: int = 8, epochs: int = 300,
                weight_decay: float = 1e-2, lr: float = 3e-3, seed: int = 0) -> TGIQAHead:
     """Full-batch AdamW fit of a :class:`TGIQAHead` predicting ``correct``
     (0..1, soft targets allowed) from ``features``."""
     X = features.float()
     y = correct.float()
-    gen_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        head = TGIQAHead(X.shape[1], hidden)
-    finally:
-        torch.random.set_rng_state(gen_state)
-    head.mean.copy_(X.mean(0))
-    head.std.copy_(X.std(0).clamp_min(1e-6))
+    head = seeded_standardised_head(lambda: TGIQAHead(X.shape[1], hidden), X, seed)
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
     for _ in range(epochs):
         opt.zero_grad()
