@@ -54,13 +54,18 @@ def hard_samples(samples, field: str, k: Optional[int] = None, fraction: Optiona
     if threshold is not None:
         cond = F(field) <= threshold if hib else F(field) >= threshold
         return scored.match(cond).sort_by(field, reverse=not hib)
+    return scored.sort_by(field, reverse=not hib).limit(_how_many(k, fraction, scored))
+
+
+def _how_many(k, fraction, scored) -> int:
+    """``k``, or ``fraction`` of ``scored``'s count rounded up; both checked."""
     if fraction is not None:
         if not 0 < fraction <= 1:
             raise ValueError("fraction must be in (0, 1]")
         k = int(math.ceil(fraction * scored.count()))
     if k < 0:
         raise ValueError("k must be non-negative")
-    return scored.sort_by(field, reverse=not hib).limit(int(k))
+    return int(k)
 
 
 def _check_choice(k, fraction, threshold):
@@ -84,13 +89,7 @@ def hard_objects(samples, patches_field: str, attribute: str, k: Optional[int] =
     ordered = patches.sort_by(f"{patches_field}.{attribute}", reverse=not hib)
     if threshold is not None:
         return ordered
-    if fraction is not None:
-        if not 0 < fraction <= 1:
-            raise ValueError("fraction must be in (0, 1]")
-        k = int(math.ceil(fraction * patches.count()))
-    if k < 0:
-        raise ValueError("k must be non-negative")
-    return ordered.limit(int(k))
+    return ordered.limit(_how_many(k, fraction, patches))
 
 
 def tag_hard_samples(view, tag: str = "hard") -> int:
