@@ -48,6 +48,8 @@ MODULES = {
                                FAST_STATS),
     "analysis/panel_stats.py": (["tests/test_panel_stats.py"], []),
     "analysis/report.py": (["tests/test_report_render.py"], []),
+    "analysis/accuracy.py": (["tests/test_accuracy.py"], []),
+    "analysis/breakdowns.py": (["tests/test_breakdowns.py"], []),
     "scoring/scorers.py": (["tests/test_scoring_units.py"], []),
     "scoring/writer.py": (["tests/test_scoring_units.py"], []),
     "scoring/execute.py": (["tests/test_execute.py"], []),
@@ -58,7 +60,8 @@ MODULES = {
 #: Modules whose tests use FiftyOne's database: a mutant's test process must open its own
 #: connection (a client forked with the parent's connection hangs), so mutmut forks them
 #: from a fork server that has collected the tests but never connected.
-USES_DATABASE = ("analysis/panel_stats.py", "analysis/report.py", "scoring/")
+USES_DATABASE = ("analysis/panel_stats.py", "analysis/report.py", "analysis/accuracy.py",
+                 "analysis/breakdowns.py", "scoring/")
 
 
 def _config(module: str, tests, extra) -> str:

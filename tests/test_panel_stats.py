@@ -251,6 +251,22 @@ def test_bin_view_half_open_and_last_bin_closed(make_dataset):
 # ---------------------------------------------------------------------------
 
 
+def test_outcome_view_selects_correct_or_wrong_predictions(cls):
+    ds, truth = cls
+    ids, correct = truth["ids"], truth["correct"]  # NaN: the samples added after the evaluation
+    for outcome, value in (("correct", 1.0), ("wrong", 0.0)):
+        got = P.outcome_view(ds, "eval", "correct", outcome)
+        assert sorted(got.values("id")) == sorted(ids[correct == value]), outcome
+    assert len(P.outcome_view(ds, "eval", "correct", "wrong")) == int((correct == 0).sum()) > 0
+    # within a view: only that view's samples, whatever the dataset holds
+    part = ds.select(list(ids[:10]))
+    assert sorted(P.outcome_view(part, "eval", "correct", "correct").values("id")) == \
+        sorted(ids[:10][correct[:10] == 1.0])
+    for bad in ("Wrong", "", None, "missed"):
+        with pytest.raises(ValueError, match="outcome must be one of"):
+            P.outcome_view(ds, "eval", "correct", bad)
+
+
 def test_numeric_fields_leave_out_what_evaluations_wrote(det):
     ds, _ = det
     # "reg" (the regression evaluation's per-sample error) and "det_extra" / "cls_eval_score"
