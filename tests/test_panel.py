@@ -18,6 +18,7 @@ import fiftyone_dnniqa as dq
 from fiftyone_dnniqa import analysis as A
 from fiftyone_dnniqa.app import panels as P
 from fiftyone_dnniqa.analysis import panel_stats as PS
+from fiftyone_dnniqa.analysis.results import fmt_short
 from fiftyone_dnniqa.analysis.targets import NoEvaluationError, get_target
 from fiftyone_dnniqa.app.plugin import PLUGIN_NAME, install_plugin
 
@@ -641,3 +642,26 @@ def test_the_breakdown_table_follows_the_choice_and_the_view(plugin, cls_ds):
     assert [r["slice"] for r in app.rendered()["slices"]] == ["(no tags)"] and app.data["slices"][0]["n"] == 40
     app.user_changes("slice_by", "none", "on_change_slice")
     assert app.rendered()["slices"] == [] and "slices" not in app.properties()
+
+
+def test_the_header_says_what_accuracy_to_expect(plugin, cls_ds):
+    """Issue 13: the accuracy the shown field alone predicts for the view, from a prior
+    fitted on the evaluated samples outside it (sklearn's isotonic regression as oracle),
+    beside the accuracy measured there; the whole dataset is checked on a held-out half."""
+    from sklearn.isotonic import IsotonicRegression
+
+    P.CACHE.clear()
+    app = FakeApp(cls_ds, view=cls_ds.limit(10))
+    app.call("on_load")
+    field = app.state["field"]
+    hib = bool(cls_ds.get_run_info(field).config.higher_is_better)
+    q = np.asarray(cls_ds.values(field), float)
+    c = np.asarray(cls_ds.values("eval"), float)
+    est = IsotonicRegression(increasing=hib, out_of_bounds="clip").fit(q[10:], c[10:]).predict(q[:10]).mean()
+    text = app.state["summary"]["expected"]
+    assert text.startswith(f"Accuracy to expect from {field} alone: {fmt_short(est)} [")
+    assert "for the 10 scored samples of this view, from a prior fitted on the 30 evaluated samples outside it" in text
+    assert f"; measured {fmt_short(c[:10].mean())} [" in text and "expected" in app.properties()
+    app = FakeApp(cls_ds)
+    app.call("on_load")
+    assert "for a held-out half of this view (20 samples)" in app.state["summary"]["expected"]

@@ -256,6 +256,72 @@ def test_flush_without_failures_adds_no_error_field(three_samples):
     assert ds.values("q") == [None, None, 3.0]
 
 
+class Rows(QualityMetric):
+    """A structured metric: per image two family probabilities and a severity; the
+    labels are the families at 0.5 or above, most likely first, else "none"."""
+
+    name = "rows_test"
+    outputs = "classifications"
+    extra_fields = ("severity", "spread")
+    input_spec = InputSpec(resize=8, crop=8)
+
+    def score(self, images, references=None):
+        raise AssertionError("not scored here")
+
+    def labels(self, row):
+        probs = dict(zip(("blur", "noise"), row[:2]))
+        found = sorted(((k, p) for k, p in probs.items() if p >= 0.5), key=lambda t: -t[1])
+        return found or [("none", 1 - max(row[:2]))], {"severity": row[2], "spread": abs(row[0] - row[1])}
+
+
+def _labels(ds, field):
+    return [None if c is None else [(x.label, round(x.confidence, 6)) for x in c.classifications]
+            for c in ds.values(field)]
+
+
+def test_flush_writes_a_structured_metric_as_labels_and_extra_fields(three_samples):
+    ds, ids = three_samples
+    job = _job(Rows(), 3)
+    job.record(ids[0], [0.9, 0.6, 4.0], None)
+    job.record(ids[1], [0.1, 0.2, 0.5], None)
+    job.record(ids[2], None, "cannot read image")
+    writer.flush(ds, [job])
+    assert _labels(ds, "q") == [[("blur", 0.9), ("noise", 0.6)], [("none", 0.8)], None]
+    assert ds.values("q_severity") == [4.0, 0.5, None]
+    spread = ds.values("q_spread")
+    assert spread[:2] == pytest.approx([0.3, 0.1]) and spread[2] is None
+    assert ds.values("q_error") == [None, None, "cannot read image"]
+    assert isinstance(ds.get_field("q"), fo.EmbeddedDocumentField)
+    assert ds.get_field("q").document_type is fo.Classifications
+    assert all(isinstance(ds.get_field(f), fo.FloatField) for f in ("q_severity", "q_spread"))
+    assert job.fields_ready and job.scores == {}
+    job.record(ids[1], [0.3, 0.7, 2.0], None)  # rescored: only that sample changes
+    writer.flush(ds, [job])
+    assert _labels(ds, "q") == [[("blur", 0.9), ("noise", 0.6)], [("noise", 0.7)], None]
+    assert ds.values("q_severity") == [4.0, 2.0, None]
+
+
+def test_declare_fields_replaces_an_empty_float_field_and_refuses_float_scores(three_samples):
+    ds, ids = three_samples
+    ds.add_sample_field("q", fo.FloatField)  # declared before the metric was known, still empty
+    job = _job(Rows(), 3)
+    writer.declare_fields(ds, job)
+    assert ds.get_field("q").document_type is fo.Classifications and job.fields_ready
+    assert ds.has_field("q_severity") and ds.has_field("q_spread")
+    other = _job(Rows(), 3)
+    other.field = "r"
+    ds.set_values("r", [1.0, None, 2.0])  # a field holding float scores
+    with pytest.raises(ValueError, match="field 'r' holds float scores; rows_test writes labels"):
+        writer.declare_fields(ds, other)
+    assert ds.values("r") == [1.0, None, 2.0] and not other.fields_ready  # nothing lost
+    plain = _job(Mean(), 3)
+    plain.field = "m"
+    writer.declare_fields(ds, plain)
+    assert isinstance(ds.get_field("m"), fo.FloatField) and not ds.has_field("m_severity")
+    writer.declare_fields(ds, plain)  # already there: unchanged
+    assert isinstance(ds.get_field("m"), fo.FloatField)
+
+
 def test_progress_callback_at_most_once_a_second(monkeypatch):
     clock = iter([1.0, 1.9, 2.0, 2.4, 2.5])  # exactly one second apart counts
     monkeypatch.setattr(writer.time, "monotonic", lambda: next(clock))

@@ -1,7 +1,7 @@
 """The top of the HTML report: the answers first, then the hardest images as pictures.
 
 * :func:`answers_section`: which quality field predicts the model's errors (with its
-  interval), the accuracy to expect from that score alone (checked on a held-out half),
+  interval), the accuracy to expect from that score alone (:mod:`.expectation`),
   and the hardest slice (class or tag);
 * :func:`thumbnails_section`: the lowest-quality images as small embedded JPEGs with
   their score and labels, so the file stays self-contained and of bounded size.
@@ -22,7 +22,7 @@ from PIL import Image
 from ..scoring.runs import list_quality_runs
 from .breakdowns import available_slices, cause_sentence, cause_summary, slice_table
 from .correlation import rank_fields
-from .prior import heldout_error
+from .expectation import LEAD, expectation_sentence, expected_view_accuracy
 from .results import fmt_ci, fmt_short
 from .targets import NoEvaluationError, get_target, pick_target, to_floats
 
@@ -87,12 +87,10 @@ def answers_section(samples, fields: Sequence[str], eval_key: Optional[str] = No
              + (f", AUROC for errors {fmt_ci(best.auroc.estimate, best.auroc.ci_low, best.auroc.ci_high)}"
                 if best.auroc is not None else "")
              + (f"; of {len(ranks)} fields" if len(ranks) > 1 else "") + ".</li>"]
-    if kind == "correct" and np.isfinite(t).sum() >= 40:
-        o = heldout_error(values[best.name], t, higher_is_better=hib[best.name], n_boot=n_boot).overall
-        items.append(f"<li><strong>Accuracy to expect</strong> from <code>{_esc(best.name)}</code> alone, fitted on "
-                     f"one half and checked on the other: {fmt_short(o['predicted'])} "
-                     f"[{fmt_short(o['ci_low'])}, {fmt_short(o['ci_high'])}], measured {fmt_short(o['actual'])}."
-                     "</li>")
+    if kind == "correct":
+        expected = expectation_sentence(expected_view_accuracy(samples, best.name, ti.eval_key, hib[best.name]))
+        if expected:
+            items.append(f"<li><strong>{LEAD}</strong>{_esc(expected[len(LEAD):])}.</li>")
     items += _hardest_slice(samples, best.name, ti, kind, hib[best.name])
     why = cause_sentence(cause_summary(samples, ti.eval_key))
     if why:

@@ -14,6 +14,7 @@ import fiftyone.operators.types as types
 from bson import json_util
 
 from ..analysis.breakdowns import SLICES, available_slices, cause_sentence, cause_summary, slice_table
+from ..analysis.expectation import expectation_sentence, expected_view_accuracy
 from ..analysis.fields import quality_fields
 from ..analysis.panel_stats import (
     N_BOOT,
@@ -276,6 +277,9 @@ class QualityPerformancePanel(foo.Panel):
                 "target_label": stats["target_label"], "binary": stats["binary"],
                 "best": stats["field"], "slice_options": slice_options, "n_slices": len(slices),
                 "why": cause_sentence(cause_summary(view, stats["eval_key"])) if "cause" in slice_options else None,
+                "expected": expectation_sentence(expected_view_accuracy(
+                    view, field, stats["eval_key"], stats["higher_is_better"][field]))
+                if stats["kind"] == "correct" else None,
                 "seconds": round(stats["timings"]["total_s"], 3),
                 "any_missing": any(r["missing"] for r in stats["table"]),
                 "layouts": {k: (f["layout"] if f else None) for k, f in figs.items()},
@@ -455,6 +459,8 @@ class QualityPerformancePanel(foo.Panel):
             panel.md(f"**{summary['n_samples']:,}** samples in the view, **{summary['n_target']:,}** "
                      f"with a target ({summary['eval_key']}: {summary['target_label']}); "
                      f"intervals from {N_BOOT} bootstrap resamples.", name="header")
+        if summary and summary.get("expected"):
+            panel.md(f"**Expected**: {summary['expected']}.", name="expected")
         if state.get("base_view"):
             panel.btn("back", label="Back to the view before the drill-down", icon="undo",
                       variant="outlined", on_click=self.on_click_back)
