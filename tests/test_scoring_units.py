@@ -44,6 +44,32 @@ class Mean(QualityMetric):
         return values[:-1] if self.wrong_count and len(values) > 1 else values
 
 
+class Rows(QualityMetric):
+    """A structured metric: per image two family probabilities and a severity; the
+    labels are the families at 0.5 or above, most likely first, else "none"."""
+
+    name = "rows_test"
+    outputs = "classifications"
+    extra_fields = ("severity", "spread")
+    input_spec = InputSpec(resize=8, crop=8)
+
+    def __init__(self, rows_of=None):
+        super().__init__()
+        self.rows_of = rows_of  # planted wrong shapes: batch size -> shape
+
+    def score(self, images, references=None):
+        m = images.mean(dim=(1, 2, 3)).double()
+        rows = torch.stack([m, 1 - m, 5 * m], dim=1)
+        if self.rows_of is not None:
+            return torch.zeros(self.rows_of(len(images)), dtype=torch.float64)
+        return rows
+
+    def labels(self, row):
+        probs = dict(zip(("blur", "noise"), row[:2]))
+        found = sorted(((k, p) for k, p in probs.items() if p >= 0.5), key=lambda t: -t[1])
+        return found or [("none", 1 - max(row[:2]))], {"severity": row[2], "spread": abs(row[0] - row[1])}
+
+
 def _item(index, value, ref=None, label=None):
     item = {"index": index, "images": [torch.full((3, 8, 8), value, dtype=torch.uint8)]}
     if ref is not None:
@@ -163,6 +189,37 @@ def test_a_metric_returning_the_wrong_number_of_scores_fails_its_images():
     assert job.scores == {"s0": pytest.approx(10.0), "s1": pytest.approx(20.0)}
 
 
+def test_a_structured_metric_gets_one_row_of_floats_per_image():
+    job = _job(Rows(), 3)
+    _score(job, [_item(0, 51), _item(1, 102), _item(2, 255)])
+    for sid, v in (("s0", 0.2), ("s1", 0.4), ("s2", 1.0)):
+        assert job.scores[sid] == pytest.approx([v, 1 - v, 5 * v])
+        assert all(type(x) is float for x in job.scores[sid])
+    job.record("s3", (0.5, float("nan"), 1), None)  # a row with a non-finite value fails its image
+    assert job.scores["s3"] is None and job.errors["s3"] == "metric returned (0.5, nan, 1)"
+    job.record("s4", torch.tensor([0.25, 0.5, 2.0]).tolist(), None)
+    assert job.scores["s4"] == [0.25, 0.5, 2.0]
+
+
+@pytest.mark.parametrize("shape", [lambda n: (n,), lambda n: (n, 3, 1), lambda n: (n + 1, 3)])
+def test_a_structured_metric_returning_the_wrong_shape_fails_with_the_shape(shape):
+    chunk = [_item(0, 1), _item(1, 2)]
+    bad = shape(2)
+    with pytest.raises(RuntimeError, match=rf"^rows_test returned values of shape \({', '.join(map(str, bad))},?\) "
+                                           r"for 2 images \(expected one row per image\)$"):
+        scorers._run_metric(Rows(rows_of=shape), chunk, 0, torch.device("cpu"), False)
+    job = _job(Rows(rows_of=shape), 2)
+    _score(job, chunk)  # bisected down to single images, which fail the same way
+    assert job.scores == {"s0": None, "s1": None}
+    assert job.errors["s0"].startswith(f"metric error: RuntimeError: rows_test returned values of shape ")
+
+
+def test_worker_scorer_returns_a_structured_metric_row():
+    job = _job(Rows(), 1, in_worker=True)
+    out = scorers.WorkerScorer([job], np.ones((1, 1), bool), main_specs=set())(_item(0, 51))
+    assert out["scores"][0] == pytest.approx([0.2, 0.8, 1.0]) and isinstance(out["scores"][0], list)
+
+
 def test_run_metric_reports_a_count_mismatch():
     with pytest.raises(RuntimeError, match="^mean_test returned 1 scores for 2 images$"):
         scorers._run_metric(Mean(wrong_count=True), [_item(0, 1), _item(1, 2)], 0,
@@ -254,24 +311,6 @@ def test_flush_without_failures_adds_no_error_field(three_samples):
     assert not ds.has_field("r") and not jobs[0].has_error_field
     writer.flush(ds, jobs)  # nothing pending: nothing written
     assert ds.values("q") == [None, None, 3.0]
-
-
-class Rows(QualityMetric):
-    """A structured metric: per image two family probabilities and a severity; the
-    labels are the families at 0.5 or above, most likely first, else "none"."""
-
-    name = "rows_test"
-    outputs = "classifications"
-    extra_fields = ("severity", "spread")
-    input_spec = InputSpec(resize=8, crop=8)
-
-    def score(self, images, references=None):
-        raise AssertionError("not scored here")
-
-    def labels(self, row):
-        probs = dict(zip(("blur", "noise"), row[:2]))
-        found = sorted(((k, p) for k, p in probs.items() if p >= 0.5), key=lambda t: -t[1])
-        return found or [("none", 1 - max(row[:2]))], {"severity": row[2], "spread": abs(row[0] - row[1])}
 
 
 def _labels(ds, field):
