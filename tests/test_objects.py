@@ -9,7 +9,6 @@ and scipy computed here, never against the code under test.
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from scipy import stats
 from sklearn.metrics import roc_auc_score
@@ -20,7 +19,8 @@ from fiftyone_dnniqa.core.images import InputSpec
 from fiftyone_dnniqa.scoring import execute_plan, loading, patch_execute, plan_quality
 from fiftyone_dnniqa.scoring.runs import QualityRunResults, build_run_config
 from fiftyone_dnniqa.scoring.shards import ShardStore, shard_specs
-from fiftyone_dnniqa.scoring.patches import pixel_box, polyline_box
+from fiftyone_dnniqa.core.boxes import polyline_box
+from fiftyone_dnniqa.scoring.patches import pixel_box
 
 from test_execute import LabelProbe, Probe
 
@@ -274,6 +274,30 @@ def test_object_statistics_equal_an_independent_computation(make_dataset, tmp_pa
         assert row["auroc"]["estimate"] == pytest.approx(roc_auc_score(c[m], q[m]))
     assert st["given_size"]["estimate"] == pytest.approx(_within_strata_auroc(q, c, codes))
     assert st["labels"]["rate"] == ("recall" if side == "gt" else "precision")
+
+
+def test_polyline_objects_are_measured_through_their_boxes(make_dataset):
+    """Issue 14: a Polylines evaluation's objects get the area of the box around their
+    points (as they are scored), in pixels from the image's size; by hand."""
+    def tri(x, y, w, h, q):
+        return fo.Polyline(label="thing", points=[[[x, y], [x + w, y], [x + w, y + h]]], closed=True,
+                           filled=True, q=q)
+
+    ds = make_dataset(["/nonexistent/p0.png", "/nonexistent/p1.png"])
+    shapes = [[(0.1, 0.2, 0.4, 0.4, 0.9), (0.6, 0.6, 0.2, 0.1, 0.2)], [(0.3, 0.1, 0.5, 0.3, 0.7)]]
+    for sample, objs in zip(ds, shapes):
+        sample["metadata"] = fo.ImageMetadata(width=200, height=100)
+        sample["gt"] = fo.Polylines(polylines=[tri(*o) for o in objs])
+        sample["pred"] = fo.Polylines(polylines=[tri(*o) for o in objs[:1]])  # the first is found
+        sample.save()
+    ds.evaluate_detections("pred", gt_field="gt", eval_key="eval")
+    out = dq.object_outcomes(ds, "eval", side="gt", quality="q")
+    assert out.area_unit == "pixels"
+    assert out.area == pytest.approx([0.4 * 0.4 * 20000, 0.2 * 0.1 * 20000, 0.5 * 0.3 * 20000])
+    assert list(out.outcome) == ["tp", "fn", "tp"] and out.quality == pytest.approx([0.9, 0.2, 0.7])
+    ds.set_values("metadata", [None, None])  # sizes unknown: a fraction of the image
+    out = dq.object_outcomes(ds, "eval", side="pred")
+    assert out.area_unit == "fraction of the image" and out.area == pytest.approx([0.16, 0.15])
 
 
 def test_hard_objects_tag_and_save(boxes_dataset):

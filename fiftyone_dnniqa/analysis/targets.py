@@ -38,8 +38,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Dict, List, Optional, Tuple
 
+import fiftyone as fo
 import numpy as np
 from fiftyone import ViewField as F
+
+from ..core.boxes import polyline_box
 
 __all__ = [
     "NoEvaluationError", "TargetInfo", "ObjectOutcomes", "list_targets", "get_target",
@@ -314,9 +317,12 @@ def object_outcomes(samples, eval_key: Optional[str] = None, side: str = "gt",
     if quality:
         paths.append(f"{list_path}.{quality}")
     flat = samples.values(paths, unwind=True)
-    # boxes are lists themselves: unwinding would flatten their coordinates too
+    # boxes are lists themselves: unwinding would flatten their coordinates too. A
+    # polyline is measured through its box, as it is scored
+    polylines = _is_polylines(samples, label_field)
     ids, counts, widths, heights, boxes = samples.values(
-        ["id", F(list_path).length(), "metadata.width", "metadata.height", f"{list_path}.bounding_box"])
+        ["id", F(list_path).length(), "metadata.width", "metadata.height",
+         f"{list_path}.{'points' if polylines else 'bounding_box'}"])
     counts = np.nan_to_num(to_floats(counts)).astype(np.int64)  # None (no label) -> 0
     obj_ids = np.asarray(flat[0], dtype=object)
     sample_ids = np.repeat(np.asarray(ids, dtype=object), counts)
@@ -328,11 +334,16 @@ def object_outcomes(samples, eval_key: Optional[str] = None, side: str = "gt",
     correct[(outcome == "fp") | (outcome == "fn")] = 0.0
     conf = to_floats(flat[2])
     q = to_floats(flat[3]) if quality else None
-    boxes = [b for v in boxes for b in (v or [])]
+    boxes = [polyline_box(b) if polylines else b for v in boxes for b in (v or [])]
     area, unit = _box_areas(boxes, np.repeat(to_floats(widths), counts), np.repeat(to_floats(heights), counts))
     return ObjectOutcomes(eval_key=key, side=side, label_field=label_field,
                           sample_ids=sample_ids, object_ids=obj_ids, outcome=outcome,
                           correct=correct, confidence=conf, quality=q, area=area, area_unit=unit)
+
+
+def _is_polylines(samples, label_field) -> bool:
+    field = samples.get_field(label_field)
+    return getattr(field, "document_type", None) is fo.Polylines
 
 
 def _box_areas(boxes, widths, heights):

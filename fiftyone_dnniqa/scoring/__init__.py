@@ -20,7 +20,7 @@ _API = {
     **dict.fromkeys(["check_field_can_hold_scores", "describe_field", "field_problem"], ".field_checks"),
     **dict.fromkeys(["ShardedRun", "ShardSpec", "ShardStore", "shard_specs"], ".shards"),
     **dict.fromkeys(["patch_capable_fields", "object_run_key", "min_field_for"], ".patch_plan"),
-    **dict.fromkeys(["pixel_box", "box_problem", "polyline_box"], ".patches"),
+    **dict.fromkeys(["pixel_box", "box_problem"], ".patches"), "polyline_box": "..core.boxes",
 }
 
 __all__ = [

@@ -17,9 +17,10 @@ from typing import List, Optional
 import numpy as np
 import torch
 
+from ..core.boxes import polyline_box
 from .loading import SampleImages, collate_items, decode_jpegs
 from .patch_writer import ObjectValues
-from .patches import NATIVE, PatchCropper, box_problem, polyline_box
+from .patches import NATIVE, PatchCropper, box_problem
 from .plan import QualityPlan
 from .scorers import Job, WorkerScorer, score_batch
 from .writer import Progress

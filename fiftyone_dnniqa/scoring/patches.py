@@ -14,7 +14,7 @@ batched decoding in the main process).
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -29,15 +29,6 @@ DEFAULT_MARGIN = 0.2
 DEFAULT_MIN_SIDE = 8
 
 Box = Optional[Sequence[float]]
-
-
-def polyline_box(points) -> Optional[List[float]]:
-    """The ``[x, y, w, h]`` box around a polyline's shapes (lists of ``[x, y]``), or None."""
-    xs = [p[0] for shape in (points or []) for p in shape if p is not None and len(p) >= 2]
-    ys = [p[1] for shape in (points or []) for p in shape if p is not None and len(p) >= 2]
-    if not xs:
-        return None
-    return [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
 
 
 def box_problem(box: Box) -> Optional[str]:
