@@ -1002,3 +1002,28 @@ def test_thumbnails_keep_the_report_small_and_survive_unreadable_files(many, tmp
     assert thumbnail_base64(str(tmp_path / "missing.jpg")) is None
     (tmp_path / "junk.jpg").write_bytes(b"not an image")
     assert thumbnail_base64(str(tmp_path / "junk.jpg")) is None
+
+
+def test_the_chosen_evaluation_drives_the_answers_and_the_captions(make_dataset, tmp_path):
+    """``eval_key`` reaches the answers and the thumbnails' labels: with two evaluations
+    of different label fields, each one's fields and name, not the newest one's."""
+    grays = _grays(str(tmp_path))
+    n = 10
+    ds = make_dataset([grays[k % 5] for k in range(n)],
+                      gt=[fo.Classification(label=f"g{k}") for k in range(n)],
+                      pred=[fo.Classification(label=f"g{k}" if k % 3 else "x") for k in range(n)],
+                      gt2=[fo.Classification(label=f"h{k}") for k in range(n)],
+                      pred2=[fo.Classification(label=f"h{k}" if k % 2 else "y") for k in range(n)])
+    dq.compute_quality(ds, MeanLevel(), field="level", num_workers=0, device="cpu", progress=False)
+    ds.evaluate_classifications("pred", gt_field="gt", eval_key="first")
+    ds.evaluate_classifications("pred2", gt_field="gt2", eval_key="second")
+    assert report._label_fields(ds, "first") == ["gt", "pred"]
+    assert report._label_fields(ds, "second") == ["gt2", "pred2"]
+    for key, (gt, pred) in (("first", ("gt", "pred")), ("second", ("gt2", "pred2"))):
+        bl = blocks(render_report(ds, eval_key=key))
+        i = bl.index(("h2", "Answers"))
+        assert bl[i + 1][1].startswith(f"Best predictor of correct (evaluation {key}): level"), key
+        caption = next(b[1] for b in bl if b[0] == "figcaption")
+        j = ds.values("filepath").index(next(b[1]["alt"] for b in bl if b[0] == "img" and "alt" in b[1]
+                                             and b[1]["alt"].endswith(".png")))
+        assert f"{gt}: {ds.values(gt + '.label')[j]}{pred}: {ds.values(pred + '.label')[j]}" in caption, key
