@@ -313,6 +313,20 @@ def test_flush_without_failures_adds_no_error_field(three_samples):
     assert ds.values("q") == [None, None, 3.0]
 
 
+class LabelsOnly(QualityMetric):
+    """A structured metric with labels and no extra values."""
+
+    name = "labels_only_test"
+    outputs = "classifications"
+    input_spec = InputSpec(resize=8, crop=8)
+
+    def score(self, images, references=None):
+        raise AssertionError("not scored here")
+
+    def labels(self, row):
+        return [("blur", row[0])], {}
+
+
 def _labels(ds, field):
     return [None if c is None else [(x.label, round(x.confidence, 6)) for x in c.classifications]
             for c in ds.values(field)]
@@ -350,7 +364,8 @@ def test_declare_fields_replaces_an_empty_float_field_and_refuses_float_scores(t
     other = _job(Rows(), 3)
     other.field = "r"
     ds.set_values("r", [1.0, None, 2.0])  # a field holding float scores
-    with pytest.raises(ValueError, match="field 'r' holds float scores; rows_test writes labels"):
+    with pytest.raises(ValueError, match=r"^field 'r' holds float scores; rows_test writes labels "
+                                         r"\(Classifications\): choose another field$"):
         writer.declare_fields(ds, other)
     assert ds.values("r") == [1.0, None, 2.0] and not other.fields_ready  # nothing lost
     plain = _job(Mean(), 3)
@@ -359,6 +374,20 @@ def test_declare_fields_replaces_an_empty_float_field_and_refuses_float_scores(t
     assert isinstance(ds.get_field("m"), fo.FloatField) and not ds.has_field("m_severity")
     writer.declare_fields(ds, plain)  # already there: unchanged
     assert isinstance(ds.get_field("m"), fo.FloatField)
+
+
+def test_a_structured_run_resumes_into_its_labels_and_skips_failed_rows(three_samples):
+    ds, ids = three_samples
+    job = _job(LabelsOnly(), 3)
+    job.record(ids[0], [0.9], None)
+    writer.flush(ds, [job])
+    again = _job(LabelsOnly(), 3)  # a resumed run: the label field exists and holds labels
+    writer.declare_fields(ds, again)
+    again.record(ids[1], None, "cannot read image")  # a failed row first: the rest still written
+    again.record(ids[2], [0.7], None)
+    writer.flush(ds, [again])
+    assert _labels(ds, "q") == [[("blur", 0.9)], None, [("blur", 0.7)]]
+    assert [f for f in ds.get_field_schema() if f.startswith("q_")] == ["q_error"]  # no extra fields
 
 
 def test_progress_callback_at_most_once_a_second(monkeypatch):
