@@ -190,13 +190,14 @@ def test_a_metric_returning_the_wrong_number_of_scores_fails_its_images():
 
 
 def test_a_structured_metric_gets_one_row_of_floats_per_image():
-    job = _job(Rows(), 3)
-    _score(job, [_item(0, 51), _item(1, 102), _item(2, 255)])
-    for sid, v in (("s0", 0.2), ("s1", 0.4), ("s2", 1.0)):
+    job = _job(Rows(), 4)  # four images of three values each: rows, not columns, are images
+    _score(job, [_item(0, 51), _item(1, 102), _item(2, 255), _item(3, 0)])
+    assert job.errors == {}
+    for sid, v in (("s0", 0.2), ("s1", 0.4), ("s2", 1.0), ("s3", 0.0)):
         assert job.scores[sid] == pytest.approx([v, 1 - v, 5 * v])
         assert all(type(x) is float for x in job.scores[sid])
-    job.record("s3", (0.5, float("nan"), 1), None)  # a row with a non-finite value fails its image
-    assert job.scores["s3"] is None and job.errors["s3"] == "metric returned (0.5, nan, 1)"
+    job.record("s5", (0.5, float("nan"), 1), None)  # a row with a non-finite value fails its image
+    assert job.scores["s5"] is None and job.errors["s5"] == "metric returned (0.5, nan, 1)"
     job.record("s4", torch.tensor([0.25, 0.5, 2.0]).tolist(), None)
     assert job.scores["s4"] == [0.25, 0.5, 2.0]
 

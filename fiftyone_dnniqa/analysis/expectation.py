@@ -78,9 +78,10 @@ def expected_view_accuracy(view, field: str, eval_key: Optional[str] = None,
     can fit a prior (too few, or all right or all wrong)."""
     ti = pick_target(view, eval_key, "correct")
     hib = field_direction(view, field, higher_is_better)
-    d_ids, d_q, d_c = _values(view._root_dataset, field, ti.eval_key)
-    v_ids, v_q, v_c = _values(view, field, ti.eval_key)
-    outside = ~np.isin(d_ids, v_ids) & np.isfinite(d_q) & np.isfinite(d_c)
+    d_ids, d_q, d_c = _values(view._root_dataset, field, ti.eval_key)  # one read of the dataset
+    inside = np.isin(d_ids, np.asarray(view.values("id")))
+    v_q, v_c = d_q[inside], d_c[inside]
+    outside = ~inside & np.isfinite(d_q) & np.isfinite(d_c)
     scored = np.isfinite(v_q)
     if outside.sum() >= MIN_REFERENCE and len(np.unique(d_c[outside])) == 2 and scored.any():
         prior = PerformancePrior.fit(d_q[outside], d_c[outside], higher_is_better=hib, n_refits=0)

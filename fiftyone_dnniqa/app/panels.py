@@ -109,6 +109,18 @@ def _slice_choice(value, options) -> str:
     return "class" if "class" in options else "none"
 
 
+def _expected(view, stats, field):
+    """The header's expected-accuracy sentence for ``field``, kept with the cached
+    statistics of the view (it reads the whole dataset)."""
+    if stats["kind"] != "correct":
+        return None
+    memo = stats.setdefault("expected", {})
+    if field not in memo:
+        memo[field] = expectation_sentence(expected_view_accuracy(
+            view, field, stats["eval_key"], stats["higher_is_better"][field]))
+    return memo[field]
+
+
 def _event_args(ctx) -> dict:
     """Plotly event arguments: the App sends them at the top level of the params."""
     args = dict(ctx.params.get("event_args") or {})
@@ -277,9 +289,7 @@ class QualityPerformancePanel(foo.Panel):
                 "target_label": stats["target_label"], "binary": stats["binary"],
                 "best": stats["field"], "slice_options": slice_options, "n_slices": len(slices),
                 "why": cause_sentence(cause_summary(view, stats["eval_key"])) if "cause" in slice_options else None,
-                "expected": expectation_sentence(expected_view_accuracy(
-                    view, field, stats["eval_key"], stats["higher_is_better"][field]))
-                if stats["kind"] == "correct" else None,
+                "expected": _expected(view, stats, field),
                 "seconds": round(stats["timings"]["total_s"], 3),
                 "any_missing": any(r["missing"] for r in stats["table"]),
                 "layouts": {k: (f["layout"] if f else None) for k, f in figs.items()},
