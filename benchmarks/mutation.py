@@ -33,6 +33,8 @@ ROOT = os.path.dirname(HERE)
 MUTMUT = os.path.join(os.path.dirname(sys.executable), "mutmut")
 RESULTS = os.path.join(HERE, "results", "mutation.json")
 EQUIVALENTS = os.path.join(HERE, "mutation_equivalents.toml")
+sys.path.insert(0, HERE)
+from sample_data import IMAGENET_SAMPLE  # noqa: E402
 
 STATS = ["tests/test_analysis.py"]
 #: The scale test (a million samples, 12 s) is left out of mutation runs: every mutant
@@ -71,7 +73,7 @@ def _config(module: str, tests, extra) -> str:
         f'source_paths = ["fiftyone_dnniqa/{module}"]',
         "pytest_add_cli_args_test_selection = [" + ", ".join(f'"{t}"' for t in tests) + "]",
         "pytest_add_cli_args = [" + ", ".join(f'"{a}"' for a in extra) + "]",
-        'also_copy = ["tests/", "tools/", "fiftyone_dnniqa/"]', "",
+        'also_copy = ["tests/", "tools/", "benchmarks/", "fiftyone_dnniqa/"]', "",
     ])
 
 
@@ -137,7 +139,7 @@ def mutate(module: str, tests, extra, timeout: int, keep: bool) -> dict:
     """Runs mutmut on ``module`` in a copy of the repository; returns its counts and survivors."""
     work = tempfile.mkdtemp(prefix="dnniqa-mutmut-")
     try:
-        for name in ("fiftyone_dnniqa", "tests", "tools"):
+        for name in ("fiftyone_dnniqa", "tests", "tools", "benchmarks"):
             shutil.copytree(os.path.join(ROOT, name), os.path.join(work, name),
                             ignore=shutil.ignore_patterns("__pycache__"))
         with open(os.path.join(ROOT, "pyproject.toml")) as f:
@@ -147,8 +149,9 @@ def mutate(module: str, tests, extra, timeout: int, keep: bool) -> dict:
         # one OpenMP thread: a mutant's process is forked, and a child forked after its
         # parent used torch's thread pool hangs at its first parallel operation (a false
         # "timed out"); mutants already run two at a time
+        # the copy is elsewhere: the real photos are where the repository finds them
         env = dict(os.environ, HF_HUB_OFFLINE="1", TORCH_HOME=os.path.join(ROOT, ".torch-home"),
-                   OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+                   OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", DNNIQA_IMAGENET_SAMPLE=IMAGENET_SAMPLE)
         t = time.perf_counter()
         run = subprocess.run([MUTMUT, "run"], cwd=work, env=env, capture_output=True, text=True,
                              timeout=timeout)
