@@ -135,23 +135,29 @@ def equivalence(module: str, survivor: dict, equivalents) -> str | None:
     return None
 
 
+def _prepare(work: str, module: str, tests, extra) -> dict:
+    """Copies the repository into ``work`` with mutmut's configuration for ``module``;
+    returns the environment mutants run in."""
+    for name in ("fiftyone_dnniqa", "tests", "tools", "benchmarks"):
+        shutil.copytree(os.path.join(ROOT, name), os.path.join(work, name),
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    with open(os.path.join(ROOT, "pyproject.toml")) as f:
+        config = f.read()
+    with open(os.path.join(work, "pyproject.toml"), "w") as f:
+        f.write(config + _config(module, tests, extra))
+    # one OpenMP thread: a mutant's process is forked, and a child forked after its parent
+    # used torch's thread pool hangs at its first parallel operation (a false "timed out");
+    # mutants already run two at a time. The copy is elsewhere: the real photos are where
+    # the repository finds them
+    return dict(os.environ, HF_HUB_OFFLINE="1", TORCH_HOME=os.path.join(ROOT, ".torch-home"),
+                OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", DNNIQA_IMAGENET_SAMPLE=IMAGENET_SAMPLE)
+
+
 def mutate(module: str, tests, extra, timeout: int, keep: bool) -> dict:
     """Runs mutmut on ``module`` in a copy of the repository; returns its counts and survivors."""
     work = tempfile.mkdtemp(prefix="dnniqa-mutmut-")
     try:
-        for name in ("fiftyone_dnniqa", "tests", "tools", "benchmarks"):
-            shutil.copytree(os.path.join(ROOT, name), os.path.join(work, name),
-                            ignore=shutil.ignore_patterns("__pycache__"))
-        with open(os.path.join(ROOT, "pyproject.toml")) as f:
-            config = f.read()
-        with open(os.path.join(work, "pyproject.toml"), "w") as f:
-            f.write(config + _config(module, tests, extra))
-        # one OpenMP thread: a mutant's process is forked, and a child forked after its
-        # parent used torch's thread pool hangs at its first parallel operation (a false
-        # "timed out"); mutants already run two at a time
-        # the copy is elsewhere: the real photos are where the repository finds them
-        env = dict(os.environ, HF_HUB_OFFLINE="1", TORCH_HOME=os.path.join(ROOT, ".torch-home"),
-                   OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", DNNIQA_IMAGENET_SAMPLE=IMAGENET_SAMPLE)
+        env = _prepare(work, module, tests, extra)
         t = time.perf_counter()
         run = subprocess.run([MUTMUT, "run"], cwd=work, env=env, capture_output=True, text=True,
                              timeout=timeout)
@@ -204,6 +210,38 @@ def collect(work: str, module: str, tests, extra) -> dict:
             "partial": f"{len(checked)} of {len(status)} mutants checked"}
 
 
+def recheck(module: str, tests, extra, row: dict, timeout: int) -> dict:
+    """``row`` after a rerun of just its survivors (by name, on unchanged code: a test
+    added for them counts without rerunning the whole module): those now killed or timed
+    out move to those counts, the rest stay listed, and the row's note says so."""
+    from mutmut.stats import status_by_exit_code  # a development tool, only needed here
+
+    names = [sv["name"] for sv in row.get("survivors") or [] if sv.get("name")]
+    if not names:
+        return row
+    work = tempfile.mkdtemp(prefix="dnniqa-mutmut-")
+    try:
+        env = _prepare(work, module, tests, extra)
+        subprocess.run([MUTMUT, "run", *names], cwd=work, env=env, capture_output=True, text=True,
+                       timeout=timeout)
+        with open(os.path.join(work, "mutants", "fiftyone_dnniqa", module + ".meta")) as f:
+            codes = json.load(f)["exit_code_by_key"]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    status = {n: status_by_exit_code[codes[n]] for n in names if codes.get(n) is not None}
+    out = dict(row, survivors=[sv for sv in row["survivors"]
+                               if status.get(sv.get("name")) not in ("killed", "timeout")])
+    for kind in ("killed", "timeout"):
+        moved = sum(st == kind for st in status.values())
+        out[kind] += moved
+        out["survived"] -= moved
+    gone = len(row["survivors"]) - len(out["survivors"])
+    note = (f"its {len(names)} survivors rerun on {time.strftime('%Y-%m-%d')} after tests were added "
+            f"for them: {gone} killed")
+    out["note"] = "; ".join(filter(None, [row.get("note"), note]))
+    return out
+
+
 def _natural(name: str):
     head, _, num = name.rpartition("_")
     return (head, int(num) if num.isdigit() else 0)
@@ -240,6 +278,10 @@ def render(rows: dict, equivalents) -> str:
                    f"{r['killed']} | {r['timeout']} | {r['survived']} | {s['equivalent']} | "
                    f"{r['no_tests']} | {s['pct']:.0f} | {seconds} | {r['date']} |")
     out.append("")
+    notes = [f"- {module}: {rows[module]['note']}" for module in sorted(rows) if rows[module].get("note")]
+    if notes:
+        out += ["Rows merged from a targeted rerun (`mutmut run <function's mutants>` in the same kind of "
+                "copy, after tests were added for them):", "", *notes, ""]
     for module in sorted(rows):
         survivors = rows[module].get("survivors") or []
         if not survivors:
@@ -270,13 +312,19 @@ def main(argv=None) -> int:
     ap.add_argument("--render", action="store_true", help="only re-render the table from the JSON")
     ap.add_argument("--collect", metavar="DIR",
                     help="record --module's row from the kept mutmut copy DIR (a run cut short)")
+    ap.add_argument("--recheck", action="store_true",
+                    help="rerun only --module's listed survivors (unchanged code, new tests) and update its row")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "mutation.md"))
     args = ap.parse_args(argv)
     equivalents = load_equivalents()
     for module in [] if args.render else (args.module or list(MODULES)):
         tests, extra = MODULES[module]
-        row = (collect(args.collect, module, tests, extra) if args.collect
-               else mutate(module, tests, extra, args.timeout, args.keep))
+        if args.recheck:
+            row = recheck(module, tests, extra, _load_rows()[module], args.timeout)
+        elif args.collect:
+            row = collect(args.collect, module, tests, extra)
+        else:
+            row = mutate(module, tests, extra, args.timeout, args.keep)
         rows = _load_rows()  # read again: another run may have added its modules meanwhile
         rows[module] = row
         with open(RESULTS, "w") as f:

@@ -251,6 +251,18 @@ def test_bin_view_half_open_and_last_bin_closed(make_dataset):
 # ---------------------------------------------------------------------------
 
 
+def test_outcome_view_reads_the_evaluation_and_kind_it_is_given(det):
+    """Of two classification evaluations, the named one (not the newest), by hand from
+    how ``det`` was built; a detection evaluation has no "correct" kind and is refused."""
+    ds, _ = det
+    ids = np.asarray(ds.values("id"))
+    i = np.arange(len(ids))
+    assert sorted(P.outcome_view(ds, "cls_eval", "correct", "wrong").values("id")) == sorted(ids[i % 3 == 0])
+    assert sorted(P.outcome_view(ds, "cls_eval2", "correct", "wrong").values("id")) == sorted(ids[i % 2 == 0])
+    with pytest.raises(ValueError):
+        P.outcome_view(ds, "det", "correct", "wrong")
+
+
 def test_outcome_view_selects_correct_or_wrong_predictions(cls):
     ds, truth = cls
     ids, correct = truth["ids"], truth["correct"]  # NaN: the samples added after the evaluation
