@@ -54,7 +54,8 @@ MODULES = {
     "analysis/breakdowns.py": (["tests/test_breakdowns.py"], []),
     "scoring/scorers.py": (["tests/test_scoring_units.py"], []),
     "scoring/writer.py": (["tests/test_scoring_units.py"], []),
-    "scoring/execute.py": (["tests/test_execute.py"], []),
+    # the object engine's path and failed runs go through execute_plan too
+    "scoring/execute.py": (["tests/test_execute.py", "tests/test_objects.py", "tests/test_failed_runs.py"], []),
     "metrics/aligned.py": (["tests/test_aligned_units.py"], []),
 }
 
@@ -229,7 +230,7 @@ def recheck(module: str, tests, extra, row: dict, timeout: int) -> dict:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     status = {n: status_by_exit_code[codes[n]] for n in names if codes.get(n) is not None}
-    out = dict(row, survivors=[sv for sv in row["survivors"]
+    out = dict(row, tests=tests, extra=extra, survivors=[sv for sv in row["survivors"]
                                if status.get(sv.get("name")) not in ("killed", "timeout")])
     for kind in ("killed", "timeout"):
         moved = sum(st == kind for st in status.values())

@@ -519,6 +519,19 @@ def test_finish_run_of_a_shard_updates_the_shard_store(monkeypatch):
     assert r.num_failed == 1001 and len(r.failures) == 1001 and r.num_with_scores == 7
 
 
+def test_finish_run_of_a_field_never_created_counts_no_scores():
+    """A run that failed before its field existed: FiftyOne's count raises ValueError,
+    and the record says 0 samples hold scores (not 1, not missing), and is saved."""
+    class NoField(_Saved):
+        def count(self, field):
+            raise ValueError(f"field '{field}' does not exist")
+
+    ds, job = NoField(), _job()
+    execute._finish_run(ds, job, "failed", "RuntimeError: boom", 1.0)
+    assert job.results.num_with_scores == 0 and type(job.results.num_with_scores) is int
+    assert [key for key, _, _ in ds.saved] == ["q"]
+
+
 def test_finish_run_logs_a_failing_save(caplog):
     class Broken(_Saved):
         def count(self, field):

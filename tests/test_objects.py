@@ -7,6 +7,8 @@ statistics run on real ``evaluate_detections`` results and are checked against s
 and scipy computed here, never against the code under test.
 """
 
+import logging
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -16,7 +18,7 @@ from sklearn.metrics import roc_auc_score
 import fiftyone as fo
 import fiftyone_dnniqa as dq
 from fiftyone_dnniqa.core.images import InputSpec
-from fiftyone_dnniqa.scoring import execute_plan, loading, patch_execute, plan_quality
+from fiftyone_dnniqa.scoring import execute, execute_plan, loading, patch_execute, patch_writer, plan_quality
 from fiftyone_dnniqa.scoring.runs import QualityRunResults, build_run_config
 from fiftyone_dnniqa.scoring.shards import ShardStore, shard_specs
 from fiftyone_dnniqa.core.boxes import polyline_box
@@ -115,6 +117,37 @@ def test_every_valid_object_scored_from_one_decode_with_aggregates(tmp_path, mak
         assert means[i] == pytest.approx(np.mean(scores[i][:len(rects)]), abs=1e-9)
         assert means[i] == pytest.approx(sum(vals) / len(vals), abs=tol)
         assert mins[i] == pytest.approx(min(v for v in scores[i] if v is not None), abs=1e-9)
+
+
+def _stop_at_second_call(probe):
+    if len(probe.batches) == 2:
+        raise KeyboardInterrupt
+
+
+def test_an_interrupted_object_run_keeps_what_it_scored(boxes_dataset, monkeypatch, caplog):
+    """Interrupted at the second batch (one object each): the first object's score is
+    saved through the object writer, the run ends ``interrupted``; when that last save
+    fails too, it is logged with the run's field and the run still ends."""
+    plan = _plan(boxes_dataset, Probe(spec=InputSpec(), hook=_stop_at_second_call), field="q",
+                 patches_field="gt", batch_size=1)
+    with pytest.raises(KeyboardInterrupt):
+        execute_plan(plan)
+    scores = [v for row in boxes_dataset.values("gt.detections.q") for v in (row or []) if v is not None]
+    assert scores == pytest.approx([200.0], abs=1e-4)  # the first object of the first image
+    assert boxes_dataset.get_run_info("gt_q").config.patches_field == "gt"
+    assert dq.load_quality_run(boxes_dataset, "gt_q").status == "interrupted"
+
+    def broken(self, dataset, jobs):
+        raise RuntimeError("database gone")
+
+    monkeypatch.setattr(patch_writer.ObjectValues, "flush", broken)
+    plan = _plan(boxes_dataset, Probe(spec=InputSpec(), hook=_stop_at_second_call), field="q",
+                 patches_field="gt", batch_size=1, overwrite=True)
+    with caplog.at_level(logging.ERROR, logger=execute.__name__), pytest.raises(KeyboardInterrupt):
+        execute_plan(plan)
+    assert [r.getMessage() for r in caplog.records if r.name == execute.__name__] == [
+        "could not save the last scores of 'gt_q'"]
+    assert dq.load_quality_run(boxes_dataset, "gt_q").status == "interrupted"
 
 
 def test_margin_adds_context_by_hand(boxes_dataset):
