@@ -150,6 +150,17 @@ def test_an_interrupted_object_run_keeps_what_it_scored(boxes_dataset, monkeypat
     assert dq.load_quality_run(boxes_dataset, "gt_q").status == "interrupted"
 
 
+def test_an_object_run_records_its_patch_settings(boxes_dataset):
+    """The run record keeps the margin and smallest side an object run cropped with (a
+    resume or a shard must crop the same way); an image run records neither."""
+    execute_plan(_plan(boxes_dataset, Probe(), field="q", patches_field="gt", patch_margin=0.1, min_patch_side=4))
+    cfg = boxes_dataset.get_run_info("gt_q").config
+    assert (cfg.patches_field, cfg.patch_margin, cfg.min_patch_side) == ("gt", 0.1, 4)
+    execute_plan(_plan(boxes_dataset, Probe(), field="whole"))
+    cfg = boxes_dataset.get_run_info("whole").config
+    assert getattr(cfg, "patch_margin", None) is None and getattr(cfg, "min_patch_side", None) is None
+
+
 def test_margin_adds_context_by_hand(boxes_dataset):
     ds = boxes_dataset
     execute_plan(_plan(ds, Probe(spec=InputSpec()), field="q", patches_field="gt",
