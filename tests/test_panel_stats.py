@@ -183,15 +183,15 @@ def test_finite_list_turns_non_finite_into_none():
 
 def test_align_reorders_and_fills_missing_with_nan():
     vals = np.array([1.0, 2.0, 3.0])
-    got = P._align(["a", "b", "c"], ["c", "x", "a"], vals)
+    got = P.align_values(["a", "b", "c"], ["c", "x", "a"], vals)
     np.testing.assert_array_equal(got, [3.0, np.nan, 1.0])
     assert got.dtype == float
-    np.testing.assert_array_equal(P._align(["a", "b"], ["b", "a"], np.array([1.0, 2.0])), [2.0, 1.0])
-    np.testing.assert_array_equal(P._align(["a", "b", "c"], ["a", "b"], vals), [1.0, 2.0])
-    np.testing.assert_array_equal(P._align(["a", "b"], ["a", "b", "z"], np.array([1.0, 2.0])),
+    np.testing.assert_array_equal(P.align_values(["a", "b"], ["b", "a"], np.array([1.0, 2.0])), [2.0, 1.0])
+    np.testing.assert_array_equal(P.align_values(["a", "b", "c"], ["a", "b"], vals), [1.0, 2.0])
+    np.testing.assert_array_equal(P.align_values(["a", "b"], ["a", "b", "z"], np.array([1.0, 2.0])),
                                   [1.0, 2.0, np.nan])
-    assert P._align(["a", "b", "c"], ["a", "b", "c"], vals) is vals  # same order: no copy
-    assert P._align([], [], np.zeros(0)).shape == (0,)
+    assert P.align_values(["a", "b", "c"], ["a", "b", "c"], vals) is vals  # same order: no copy
+    assert P.align_values([], [], np.zeros(0)).shape == (0,)
 
 
 def test_target_labels():

@@ -17,6 +17,7 @@ import numpy as np
 
 from .fields import field_direction
 from .grouping import wilson_interval
+from .panel_stats import align_values
 from .prior import PerformancePrior, heldout_error
 from .results import fmt_short
 from .targets import get_target, pick_target, to_floats
@@ -57,9 +58,7 @@ def _values(samples, field, eval_key):
     """``(ids, quality, correct)`` of every sample of ``samples`` (NaN where missing)."""
     ids, correct = get_target(samples, eval_key, "correct")
     sids, q = samples.values(["id", field])
-    pos = {s: i for i, s in enumerate(sids)}
-    quality = to_floats(q)
-    return np.asarray(ids), np.array([quality[pos[i]] for i in ids], dtype=float), correct
+    return np.asarray(ids), align_values(sids, ids, to_floats(q)), correct
 
 
 def _measured(correct, confidence):

@@ -82,7 +82,7 @@ def _finite_list(a) -> list:
     return [float(v) if math.isfinite(v) else None for v in np.asarray(a, float).tolist()]
 
 
-def _align(ids_from, ids_to, values):
+def align_values(ids_from, ids_to, values):
     """``values`` (ordered like ``ids_from``) reordered like ``ids_to`` (NaN if absent)."""
     ids_from = np.asarray(ids_from)
     ids_to = np.asarray(ids_to)
@@ -192,7 +192,7 @@ def panel_statistics(view, fields: Optional[Sequence[str]] = None, eval_key: Opt
     if classification and kind != "confidence":
         paths.append(f"{ti.pred_field}.confidence")
     read = view.values(paths)
-    vectors = [_align(read[0], ids, to_floats(v)) for v in read[1:]]
+    vectors = [align_values(read[0], ids, to_floats(v)) for v in read[1:]]
     qualities = dict(zip(fields, vectors))
     conf = correct = None
     if classification:
@@ -201,7 +201,7 @@ def panel_statistics(view, fields: Optional[Sequence[str]] = None, eval_key: Opt
             correct = target
         else:
             c_ids, c_vals = get_target(view, ti.eval_key, "correct")
-            correct = _align(c_ids, ids, c_vals)
+            correct = align_values(c_ids, ids, c_vals)
     t_read = time.perf_counter()
 
     finite_t = target[np.isfinite(target)]
