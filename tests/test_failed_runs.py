@@ -7,6 +7,7 @@ on the run record as ``load_quality_run`` reads it back from the database.
 """
 
 import logging
+import re
 
 import pytest
 from mongoengine.errors import ValidationError
@@ -23,6 +24,7 @@ from fiftyone_dnniqa.scoring import (QualityRunResults, build_run_config, execut
                                      field_problem, list_quality_run_statuses, plan_quality)
 
 from test_engine import _gray_files
+from test_scoring_units import Rows
 
 NOT_OURS = ("field '{}' already exists and was not written by compute_quality; "
             "pass overwrite=True to replace its values or choose another field")
@@ -131,6 +133,33 @@ def test_a_field_that_changed_type_after_planning_is_refused_before_any_record(t
     with pytest.raises(ValueError, match="field 'q' is a Classification label field"):
         execute_plan(plan)
     assert plan.metrics[0].batches == []
+    assert _snapshot(ds) == before
+
+
+def test_a_field_a_user_filled_after_planning_is_kept_unless_the_plan_overwrites(tmp_path, make_dataset):
+    """A queued run checks its field again when it starts: values a user wrote into it
+    since are kept (and nothing scored) without overwrite, replaced with it."""
+    ds = _dataset(make_dataset, tmp_path)
+    plan = plan_quality(ds, Mean(), field="q", device="cpu", num_workers=0)
+    ds.set_values("q", [-1.0, -2.0, -3.0, -4.0])  # the user's own floats, after planning
+    before = _snapshot(ds)
+    with pytest.raises(ValueError, match="^" + re.escape(NOT_OURS.format("q"))):
+        execute_plan(plan)
+    assert plan.metrics[0].batches == [] and _snapshot(ds) == before
+    plan = plan_quality(ds, Mean(), field="q", device="cpu", num_workers=0, overwrite=True)
+    execute_plan(plan)
+    assert ds.values("q") == pytest.approx([10, 20, 30, 40], abs=1e-3)
+
+
+def test_a_float_field_filled_after_planning_refuses_a_queued_label_run(tmp_path, make_dataset):
+    """A structured metric writes labels: floats that appeared in its field after planning
+    refuse it even with overwrite=True (which never turns scores into labels)."""
+    ds = _dataset(make_dataset, tmp_path)
+    plan = plan_quality(ds, Rows(), field="why", device="cpu", num_workers=0, overwrite=True)
+    ds.set_values("why", [0.5] * len(ds))
+    before = _snapshot(ds)
+    with pytest.raises(ValueError, match="^field 'why' holds float scores; rows_test writes labels"):
+        execute_plan(plan)
     assert _snapshot(ds) == before
 
 

@@ -24,7 +24,7 @@ from fiftyone_dnniqa.scoring.shards import ShardStore, shard_specs
 from fiftyone_dnniqa.core.boxes import polyline_box
 from fiftyone_dnniqa.scoring.patches import pixel_box
 
-from test_execute import LabelProbe, Probe
+from test_execute import LabelProbe, OtherProbe, Probe
 
 W, H = 100, 80
 BG = 40
@@ -96,14 +96,15 @@ def test_patch_geometry_by_hand():
 def test_every_valid_object_scored_from_one_decode_with_aggregates(tmp_path, make_dataset, monkeypatch,
                                                                    decode, fmt, tol):
     ds = _boxes(tmp_path, make_dataset, fmt)
-    reads = []
+    reads = []  # (path, who decoded it)
     real_read, real_decode = loading.read_image, patch_execute.decode_jpegs
-    monkeypatch.setattr(loading, "read_image", lambda p, m=None: reads.append(p) or real_read(p, m))
-    monkeypatch.setattr(patch_execute, "decode_jpegs",
-                        lambda items, *a: reads.extend(it["path"] for it in items if "jpeg" in it) or real_decode(items, *a))
+    monkeypatch.setattr(loading, "read_image", lambda p, m=None: reads.append((p, "workers")) or real_read(p, m))
+    monkeypatch.setattr(patch_execute, "decode_jpegs", lambda items, *a: reads.extend(
+        (it["path"], "device") for it in items if "jpeg" in it) or real_decode(items, *a))
     res = execute_plan(_plan(ds, Probe(), field="q", patches_field="gt", decode=decode))
     assert res.status == "completed" and res.key == "gt_q"
-    assert sorted(reads) == sorted(ds.values("filepath"))  # one decode per image, never one per object
+    # one decode per image, never one per object, on the side the plan asked for
+    assert sorted(reads) == sorted((p, decode) for p in ds.values("filepath"))
     scores, errors = ds.values("gt.detections.q"), ds.values("gt.detections.q_error")
     for i, rects in enumerate(RECTS):
         assert scores[i][:len(rects)] == pytest.approx([r[4] for r in rects], abs=tol)
@@ -148,6 +149,44 @@ def test_an_interrupted_object_run_keeps_what_it_scored(boxes_dataset, monkeypat
     assert [r.getMessage() for r in caplog.records if r.name == execute.__name__] == [
         "could not save the last scores of 'gt_q'"]
     assert dq.load_quality_run(boxes_dataset, "gt_q").status == "interrupted"
+
+
+def _fail_first_call(probe):
+    if len(probe.batches) == 1:
+        raise RuntimeError("planted failure")
+
+
+def test_two_metrics_on_objects_each_keep_their_run_and_clear_stale_errors(boxes_dataset):
+    """Two metrics in one object run: each gets its attribute, aggregates and completed
+    run record; an object whose earlier score failed loses that reason when rescored,
+    in the second metric's attribute too (the first metric never had errors)."""
+    ds = boxes_dataset
+    view = ds.exclude(ds.values("id")[1])  # the images without degenerate boxes
+    execute_plan(_plan(view, OtherProbe(spec=InputSpec(), hook=_fail_first_call), field="b",
+                       patches_field="gt", batch_size=1))
+    assert [e for row in view.values("gt.detections.b_error") for e in row] == [
+        "metric error: RuntimeError: planted failure", None, None]
+    execute_plan(_plan(view, [Probe(), OtherProbe()], field=["a", "b"], patches_field="gt", overwrite=True))
+    for attr in ("a", "b"):
+        run = dq.load_quality_run(ds, f"gt_{attr}")
+        assert (run.status, run.num_scored, run.num_failed) == ("completed", 3, 0)
+        scores = [v for row in view.values(f"gt.detections.{attr}") for v in row]
+        assert scores == pytest.approx([r[4] for i in (0, 2) for r in RECTS[i]], abs=1e-3)
+        assert view.values(f"gt_{attr}") == pytest.approx([160.0, 60.0], abs=1e-3)
+    assert [e for row in view.values("gt.detections.b_error") for e in row] == [None] * 3
+
+
+def test_skip_failures_false_stops_an_object_run_at_its_first_failed_object(boxes_dataset):
+    """A degenerate box is a failure too: without ``skip_failures`` the run stops before
+    scoring, says which object and why, and ends ``failed``."""
+    ds = boxes_dataset
+    first_bad = ds.values("gt.detections.id")[1][len(RECTS[1])]
+    probe = Probe()
+    with pytest.raises(RuntimeError, match=rf"^could not score object {first_bad} \(gt_q\): zero-area box"):
+        execute_plan(_plan(ds, probe, field="q", patches_field="gt", skip_failures=False))
+    assert probe.batches == []
+    run = dq.load_quality_run(ds, "gt_q")
+    assert run.status == "failed" and "zero-area box" in run.error
 
 
 def test_an_object_run_records_its_patch_settings(boxes_dataset):

@@ -98,7 +98,7 @@ def execute_plan(plan: QualityPlan, shard: Optional[ShardSpec] = None):
             job.has_error_field = plan.dataset.has_sample_field(job.error_field)
         if writer is not None:
             loader = patch_loader(plan, work, jobs, specs, batch_size, num_workers, raw_jpeg)
-            score_patches(plan, jobs, work, specs, loader, raw_jpeg, batch_size, writer, _raise_first_failure)
+            score_patches(plan, jobs, work, specs, loader, raw_jpeg, batch_size, writer, _raise_first_object_failure)
         else:
             loader = _loader(plan, work, jobs, specs, batch_size, num_workers, raw_jpeg)
             _score_rows(plan, jobs, work, specs, loader, raw_jpeg, batch_size)
@@ -244,11 +244,15 @@ class _Outcome:
         return False
 
 
-def _raise_first_failure(jobs):
+def _raise_first_failure(jobs, what="sample"):
     for job in jobs:
         if job.failures:
             sid, reason = next(iter(job.failures.items()))
-            raise RuntimeError(f"could not score sample {sid} ({job.field}): {reason}")
+            raise RuntimeError(f"could not score {what} {sid} ({job.field}): {reason}")
+
+
+def _raise_first_object_failure(jobs):
+    _raise_first_failure(jobs, "object")
 
 
 def _finish_run(dataset, job, status, error, elapsed, shard=None):
