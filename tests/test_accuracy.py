@@ -4,9 +4,12 @@ quantiles by hand, intervals that reach their coverage on simulated shifts with 
 truth, the prior that carries the estimator, and the benchmark's leave-families-out
 protocol (no held-out family leaks into a fit)."""
 
+import json
 import math
 import os
+import re
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -366,3 +369,219 @@ def test_benchmark_reads_the_arrays_alignment_saves(tmp_path):
     assert list(test["group"]) == ["clean/0", "clean/0", "fog/2", "fog/2"]
     assert list(dev["family"]) == ["clean", "clean", "weather", "weather"]
     assert "proxy_feats" not in dev and meta == {"meta:scoring_s": 1.0}
+
+
+# ---------------------------------------------------------------------------
+# Edges: bad input, small sources, the calibration's bookkeeping, the saved format
+# ---------------------------------------------------------------------------
+
+_DOC = ACC.AccuracyModel("doc", {"source_accuracy": 0.7, "source_mean": 0.5})
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda bad: ACC.atc_threshold(bad, [1.0, 0.0]), "quality"),
+    (lambda bad: ACC.atc_threshold([0.1, 0.2], bad), "correct"),
+    (lambda bad: ACC.atc_estimate(0.5, bad), "quality"),
+    (lambda bad: ACC.conformal_quantile(bad, 0.9), "scores"),
+    (lambda bad: _DOC.predict(bad), "quality"),
+    (lambda bad: _DOC.interval(bad), "quality"),
+    (lambda bad: ACC.fit_accuracy_model(bad, [1.0, 0.0]), "quality"),
+    (lambda bad: ACC.fit_accuracy_model([0.1, 0.2], bad), "correct"),
+    (lambda bad: ACC.estimate_slices(_DOC, bad), "quality"),
+])
+def test_non_numeric_input_is_refused_with_its_name(call, name):
+    with pytest.raises(TypeError, match=f"^{name} must be numeric"):
+        call(["good", "bad"])
+
+
+def test_wrong_sizes_and_names_are_refused_with_what_is_wrong():
+    same = "^quality and correct must be non-empty and of equal length$"
+    with pytest.raises(ValueError, match=same):
+        ACC.atc_threshold([], [])
+    with pytest.raises(ValueError, match=same):
+        ACC.atc_threshold([0.1, 0.2], [1.0])
+    with pytest.raises(ValueError, match="^length mismatch: quality has 3 values, correct has 2$"):
+        ACC.fit_accuracy_model([0.1, 0.2, 0.3], [1.0, 0.0])
+    with pytest.raises(ValueError, match="^need at least 2 samples with quality and target, got 1$"):
+        ACC.fit_accuracy_model([0.1, np.nan, 0.3], [1.0, 1.0, np.nan])
+    with pytest.raises(ValueError, match="^" + re.escape(f"estimator must be one of {ACC.ESTIMATORS} or 'auto'")):
+        ACC.fit_accuracy_model([0.1, 0.2], [1.0, 0.0], estimator=None)
+    with pytest.raises(ValueError, match="^" + re.escape(f"unknown estimator 'bogus'; choose from {ACC.ESTIMATORS}")):
+        ACC.AccuracyModel("bogus", {}).predict([0.5])
+
+
+def test_empty_groups_give_nan_without_a_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert math.isnan(ACC.atc_estimate(0.5, []))
+        assert math.isnan(_DOC.predict([])) and math.isnan(_DOC.predict([np.nan, np.nan]))
+        assert all(math.isnan(v) for v in _DOC.interval([np.nan]))
+
+
+def test_two_samples_are_enough_to_fit():
+    model = ACC.fit_accuracy_model([0.2, 0.8], [0.0, 1.0], estimator="isotonic")
+    assert model.n_train == 2
+    assert model.predict([0.5]) == pytest.approx(0.5, abs=1e-12)  # halfway along the two knots
+
+
+def test_conformal_quantile_at_the_smallest_rank():
+    assert ACC.conformal_quantile([3.0, 1.0, 2.0], 0.2) == 1.0  # ceil(4 * 0.2) = 1st smallest
+
+
+def test_the_default_confidence_is_ninety_percent():
+    calib = {"measured": [0.5, 0.7, 0.9, 0.4, 0.6], "predicted": [0.6, 0.6, 0.8, 0.45, 0.5], "n": [20] * 5}
+    model = ACC.AccuracyModel("doc", {"source_accuracy": 0.6, "source_mean": 0.0}, True, calib)
+    q = np.linspace(-0.2, 0.2, 30)
+    assert model.interval(q) == model.interval(q, 0.9) != model.interval(q, 0.8)
+    assert ACC.estimate_slices(model, q) == ACC.estimate_slices(model, q, confidence=0.9)
+
+
+def test_intervals_stay_within_zero_and_one():
+    half = norm.ppf(0.95) * math.sqrt(0.875 * 0.125 / 3)  # p pulled to 3.5 / 4 over 3 images
+    perfect = ACC.AccuracyModel("doc", {"source_accuracy": 1.0, "source_mean": 0.0})
+    assert perfect.interval(np.zeros(3), 0.9) == pytest.approx((1.0, 1.0 - half, 1.0), abs=1e-12)
+    hopeless = ACC.AccuracyModel("doc", {"source_accuracy": 0.0, "source_mean": 0.0})
+    assert hopeless.interval(np.zeros(3), 0.9) == pytest.approx((0.0, 0.0, half), abs=1e-12)
+
+
+def test_doc_fit_draws_its_line_from_three_groups_of_two_and_is_doc_with_fewer():
+    q = np.array([0.1, 0.3, 0.4, 0.6, 0.8, 1.0])
+    c = np.array([0.0, 1.0, 1.0, 0.0, 1.0, 1.0])
+    g = np.array([0, 0, 1, 1, 2, 2])  # groups of exactly two samples count
+    target = np.array([0.5, 0.7])
+    m, a = np.array([0.2, 0.5, 0.9]), np.array([0.5, 0.5, 1.0])  # per group, by hand
+    (slope, intercept), *_ = np.linalg.lstsq(np.stack([m, np.ones(3)], 1), a, rcond=None)
+    fit = ACC.fit_accuracy_model(q, c, groups=g, estimator="doc_fit")
+    assert fit.predict(target) == pytest.approx(intercept + slope * 0.6, abs=1e-12)
+    two = ACC.fit_accuracy_model(q[:4], c[:4], groups=g[:4], estimator="doc_fit")
+    # two groups draw no line: DoC, source accuracy 0.5 plus the change in mean quality
+    assert two.predict([0.3, 0.5]) == pytest.approx(0.5 + 0.4 - 0.35, abs=1e-12)
+
+
+def _groups_of(k, size=10, seed=0):
+    rng = np.random.default_rng(seed)
+    q = rng.random(k * size)
+    return q, (rng.random(k * size) < q).astype(float), np.repeat(np.arange(k), size)
+
+
+def test_the_quantile_estimator_needs_seven_groups():
+    need = len(ACC.QUANTILE_LEVELS) + 2
+    assert need == 7
+    q, c, g = _groups_of(7)
+    assert ACC.fit_accuracy_model(q, c, groups=g, estimator="quantile").estimator == "quantile"
+    with pytest.raises(ValueError, match="^the quantile estimator needs at least 7 source groups of 2[+] "
+                                         "samples, got 6$"):
+        ACC.fit_accuracy_model(q[:60], c[:60], groups=g[:60], estimator="quantile")
+
+
+def test_groups_of_one_quality_distribution_get_their_mean_accuracy():
+    """Every group sees the same scores (no feature varies): the regression has nothing
+    to learn and must answer the groups' mean accuracy, whatever the new images."""
+    q = np.tile(np.linspace(0, 1, 10), 8)
+    c = np.concatenate([np.arange(10) < k for k in range(1, 9)]).astype(float)
+    acc = np.arange(1, 9) / 10  # by group
+    model = ACC.fit_accuracy_model(q, c, groups=np.repeat(np.arange(8), 10), estimator="quantile")
+    assert model.predict(np.array([0.05, 0.2, 0.9])) == pytest.approx(acc.mean(), abs=1e-12)
+
+
+def test_auto_with_groups_is_the_default_estimator():
+    q, c, g = _groups_of(8)
+    assert ACC.fit_accuracy_model(q, c, groups=g).estimator == ACC.DEFAULT_ESTIMATOR
+
+
+def test_samples_without_quality_target_or_group_are_left_out():
+    q, c, g = _groups_of(8)
+    q, c, g = q.copy(), c.copy(), g.astype(object)
+    q[3], c[17], g[42] = np.nan, np.nan, None
+    keep = np.ones(len(q), bool)
+    keep[[3, 17, 42]] = False
+    model = ACC.fit_accuracy_model(q, c, groups=g, estimator="doc")
+    clean = ACC.fit_accuracy_model(q[keep], c[keep], groups=g[keep].astype(int), estimator="doc")
+    assert model.n_train == 77
+    assert model.params == clean.params and model.calibration == clean.calibration
+
+
+def _pseudo_group_sizes(n):
+    q = np.linspace(0, 1, n)
+    return sorted(ACC.fit_accuracy_model(q, (q > 0.5).astype(float), estimator="isotonic").calibration["n"])
+
+
+def test_without_groups_twenty_random_pseudo_groups_calibrate():
+    """At most 20 pseudo-groups of at least two samples, drawn the same way every time;
+    three samples make one group, which nothing is left to calibrate against."""
+    assert _pseudo_group_sizes(100) == [5] * 20
+    assert _pseudo_group_sizes(11) == [2, 2, 2, 2, 3]
+    assert _pseudo_group_sizes(3) == []
+    q, c = _source(n=200)
+    assert ACC.fit_accuracy_model(q, c).calibration == ACC.fit_accuracy_model(q, c).calibration
+
+
+def _doc_by_hand(q_fit, c_fit, q_new):
+    return float(np.clip(c_fit.mean() + q_new.mean() - q_fit.mean(), 0, 1))
+
+
+def _assert_calibration(got, measured, predicted, n):
+    assert set(got) == {"measured", "predicted", "n"} and got["n"] == n
+    assert got["measured"] == pytest.approx(measured, abs=1e-12)
+    assert got["predicted"] == pytest.approx(predicted, abs=1e-12)
+
+
+def test_calibration_leaves_each_family_out_and_skips_what_it_cannot_refit():
+    """Each family is left out once and its groups predicted by a fit on the rest; a
+    family whose removal leaves fewer than two samples is skipped (and the ones after
+    it are still calibrated)."""
+    q = np.array([0.2, 0.4, 0.5, 0.7, 0.9, 0.3, 0.6])
+    c = np.array([0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 0.0])
+    fam = np.array(["a"] * 5 + ["b"] * 2)
+    # leaving "a" out keeps two samples (enough), leaving "b" out keeps five
+    model = ACC.fit_accuracy_model(q, c, groups=fam, estimator="doc")
+    _assert_calibration(model.calibration, [c[:5].mean(), c[5:].mean()],
+                        [_doc_by_hand(q[5:], c[5:], q[:5]), _doc_by_hand(q[:5], c[:5], q[5:])], [5, 2])
+    # leaving "a" out keeps one sample: skipped, "b" still calibrated
+    model = ACC.fit_accuracy_model(q[:6], c[:6], groups=fam[:6], estimator="doc")
+    _assert_calibration(model.calibration, [1.0], [_doc_by_hand(q[:5], c[:5], q[5:6])], [1])
+    # groups inside families: a group is predicted by a fit without its whole family
+    groups = np.array(["a1", "a1", "a2", "a2", "a2", "b1", "b1"])
+    model = ACC.fit_accuracy_model(q, c, groups=groups, families=fam, estimator="doc")
+    sel = [slice(0, 2), slice(2, 5), slice(5, 7)]
+    fit_on = [slice(5, 7), slice(5, 7), slice(0, 5)]
+    _assert_calibration(model.calibration, [c[s].mean() for s in sel],
+                        [_doc_by_hand(q[f], c[f], q[s]) for s, f in zip(sel, fit_on)], [2, 3, 2])
+
+
+def test_a_family_without_enough_groups_left_is_skipped_not_the_rest():
+    """The quantile estimator needs seven groups: leaving out the family that holds four
+    of ten leaves six, so that family gets no residuals; the six one-group families do."""
+    q, c, g = _groups_of(10, seed=4)
+    fam = np.where(g < 4, 0, g)  # family 0: groups 0-3; families 4..9: one group each
+    model = ACC.fit_accuracy_model(q, c, groups=g, families=fam, estimator="quantile")
+    assert model.calibration["n"] == [10] * 6
+    assert model.calibration["measured"] == pytest.approx([c[g == k].mean() for k in range(4, 10)])
+
+
+def test_slices_numbers_in_numeric_order_and_missing_entries_skipped():
+    model = ACC.AccuracyModel("doc", {"source_accuracy": 0.5, "source_mean": 0.5})
+    q = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+    slices = [np.int64(10), np.int64(9), np.nan, 2.5, [None, np.int64(9)], "b"]
+    rows = ACC.estimate_slices(model, q, slices)
+    assert [r["slice"] for r in rows] == ["all", 2.5, 9, 10, "b"]
+    assert [type(r["slice"]) for r in rows[2:4]] == [int, int]  # numpy scalars become Python's
+    assert [r["n"] for r in rows] == [6, 1, 2, 1, 1]
+    assert rows[2]["estimate"] == pytest.approx(0.5 + 0.35 - 0.5, abs=1e-12)  # samples 1 and 4
+    json.dumps(rows)
+
+
+def test_the_saved_format_by_hand():
+    calib = {"measured": [0.6], "predicted": [0.65], "n": [20]}
+    model = ACC.AccuracyModel("doc", {"source_accuracy": 0.7, "source_mean": 0.5}, False, calib, 123)
+    saved = {"format": "fiftyone-dnniqa/accuracy-model", "version": 1, "estimator": "doc",
+             "params": {"source_accuracy": 0.7, "source_mean": 0.5}, "higher_is_better": False,
+             "calibration": calib, "n_train": 123}
+    assert model.to_dict() == saved
+    assert ACC.AccuracyModel.from_dict(json.loads(json.dumps(saved))) == model
+    minimal = ACC.AccuracyModel.from_dict({"format": saved["format"], "estimator": "atc", "params": {"threshold": 0.3}})
+    assert (minimal.higher_is_better, minimal.calibration, minimal.n_train) == (True, {}, 0)
+    with pytest.raises(ValueError, match=r"^not an accuracy model \(format 'something-else'\)$"):
+        ACC.AccuracyModel.from_dict(dict(saved, format="something-else"))
+    with pytest.raises(ValueError, match="^unknown estimator 'future' in a saved accuracy model"):
+        ACC.AccuracyModel.from_dict(dict(saved, estimator="future"))

@@ -105,8 +105,11 @@ def _ridge(X, a):
     """Ridge regression on standardised columns (intercept unpenalised): coefficients
     expressed on the raw features, as ``[intercept, w...]``."""
     mu, sd = X.mean(0), X.std(0)
-    sd = np.where(sd > 0, sd, 1.0)
-    Z = (X - mu) / sd
+    # a feature equal in every group (a quantile clipped at the scale's end) has a spread
+    # of rounding error only: it carries nothing, and dividing by it would blow it up
+    constant = sd <= 1e-10 * np.maximum(1.0, np.abs(mu))
+    sd = np.where(constant, 1.0, sd)
+    Z = np.where(constant, 0.0, (X - mu) / sd)
     am = a.mean()
     w = np.linalg.solve(Z.T @ Z + _RIDGE * len(a) * np.eye(Z.shape[1]), Z.T @ (a - am))
     w_raw = w / sd
@@ -246,6 +249,9 @@ class AccuracyModel:
     def from_dict(cls, d: dict) -> "AccuracyModel":
         if d.get("format") != _FORMAT:
             raise ValueError(f"not an accuracy model (format {d.get('format')!r})")
+        if d.get("estimator") not in ESTIMATORS:  # e.g. saved by a newer version
+            raise ValueError(f"unknown estimator {d.get('estimator')!r} in a saved accuracy model; "
+                             f"this version reads {ESTIMATORS}")
         return cls(d["estimator"], d["params"], bool(d.get("higher_is_better", True)),
                    d.get("calibration") or {}, int(d.get("n_train", 0)))
 
@@ -339,13 +345,21 @@ def _slice_members(slices, n) -> Dict[Any, np.ndarray]:
     return {k: np.asarray(v, dtype=np.int64) for k, v in members.items()}
 
 
+def _label_order(label):
+    """Numbers first, in numeric order (9 before 10), then other labels as text."""
+    if isinstance(label, (int, float)) and not isinstance(label, bool):
+        return 0, label, ""
+    return 1, 0, str(label)
+
+
 def estimate_slices(model: AccuracyModel, quality, slices: Optional[Sequence] = None,
                     confidence: float = 0.9, overall_label: str = "all") -> List[Dict[str, Any]]:
     """Expected accuracy, with its conformal interval, of all images and of each slice.
 
     ``slices``: one label per sample (a class, a predicted cause) or a list of labels
     (tags). Rows: ``slice, n, n_missing, estimate, low, high`` (``n`` counts samples
-    with a quality score), the overall row first, then slices by label.
+    with a quality score), the overall row first, then slices by label (numbers in
+    numeric order, then the others alphabetically).
     """
     q = as_float(quality, "quality")
     finite = np.isfinite(q)
@@ -359,6 +373,6 @@ def estimate_slices(model: AccuracyModel, quality, slices: Optional[Sequence] = 
     rows = [row(overall_label, np.arange(len(q)))]
     if slices is not None:
         members = _slice_members(slices, len(q))
-        for label in sorted(members, key=str):
+        for label in sorted(members, key=_label_order):
             rows.append(row(label, members[label]))
     return rows
