@@ -15,7 +15,8 @@ The run installs the carried wheels that are missing (``pip install --no-index -
 cycles the carried photos into ``--n`` files (20,000 on a GPU), and checks and measures
 (device_checks.py): scores on CUDA against CPU (bf16 autocast on and off), nvJPEG against
 PIL, the same score whatever the batch, its order, the workers and the decode path,
-out-of-memory back-off, and throughput against its bounds. FiftyOne and its database do not
+out-of-memory back-off, throughput against its bounds, and the objects of 1,000 images (7
+each) against the images themselves (issue 14's 1.5x). FiftyOne and its database do not
 travel (device_checks.FIFTYONE_NOTE), so the engine's pipeline runs against an in-memory sink
 (device_pipeline.py). ``--cpu`` runs the same code with small sizes: the checks that need
 CUDA are reported as "skipped: no CUDA" (their CPU side still runs, against the CPU).

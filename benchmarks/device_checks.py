@@ -36,9 +36,11 @@ FIFTYONE_NOTE = ("in-memory sink: compute_quality not run, as the wheels of Fift
                  "scores to a dict")
 #: sizes on a GPU, and for the CPU smoke run
 SIZES = {"gpu": dict(n=20000, agree=512, inv=256, corrupt=8, fit=40, copies=3, oom=4096,
-                     batches=(64, 128, 256), inv_batches=(1, 7, 64, 256), workers=4),
+                     batches=(64, 128, 256), inv_batches=(1, 7, 64, 256), workers=4, objects=1000),
          "cpu": dict(n=4, agree=2, inv=4, corrupt=1, fit=20, copies=1, oom=0,
-                     batches=(2, 4), inv_batches=(1, 3), workers=0)}
+                     batches=(2, 4), inv_batches=(1, 3), workers=0, objects=3)}
+#: issue 14's target: the objects of images (about 7 each) at most 1.5x the images' time
+OBJECTS_PER_IMAGE, OBJECTS_RATIO_MAX = 7, 1.5
 #: same image, same score: fp32 (CPU), CUDA fp32 (TF32 convolutions), CUDA bf16 autocast;
 #: the decode path changes pixels by rounding, so it has its own (tests/test_device_decode.py's)
 TOLERANCE = {"cpu": 1e-4, "cuda_fp32": 1e-3, "cuda_amp": 2e-2, "decode": 2e-2}
@@ -83,7 +85,7 @@ def run(args, installed, photos):
                 sizes=size, tolerance=TOLERANCE, sections={})
     ctx = Ctx(dev, cuda, size, files, labels, args.work, args.out, meta)
     for section in (setup, agreement, corruption_suite, decode_paths, invariance, out_of_memory,
-                    throughput, targets):
+                    throughput, objects, targets):
         t = time.perf_counter()
         try:
             section(ctx)
@@ -424,6 +426,48 @@ def throughput(ctx):
     sub = files[:max(16, n // 20)]
     _measure(ctx, "piqe", metric, sub, ctx.size["batches"][0], "device", w,
              P.decoded_pool(sub[:256], metric.input_spec, ctx.dev))
+
+
+def object_boxes(n_images: int, per_image: int = OBJECTS_PER_IMAGE, seed: int = 0):
+    """``per_image`` relative ``[x, y, w, h]`` boxes per image, inside it, sides from 5% to
+    45% of the image's (the small objects of detection sets and large ones)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n_images):
+        wh = rng.uniform(0.05, 0.45, (per_image, 2))
+        xy = rng.uniform(0, 1, (per_image, 2)) * (1 - wh)
+        out.append(np.hstack([xy, wh]).tolist())
+    return out
+
+
+def objects(ctx):
+    """Issue 14's speed: the same metric over ``n`` images, then over their objects (7 per
+    image), in one process one after the other, per decode path."""
+    n = min(ctx.size["objects"], len(ctx.files))
+    files, boxes = ctx.files[:n], object_boxes(n)
+    metric = create_metric("aligned").to(ctx.dev)
+    batch, workers = ctx.size["batches"][0], ctx.size["workers"]
+    for decode in ("device", "workers"):
+        if ctx.cuda:  # warm-up of both paths' shapes
+            P.score_files(metric, files[:batch], ctx.dev, batch_size=batch, num_workers=workers, decode=decode)
+            P.score_objects(metric, files[:batch], boxes[:batch], ctx.dev, batch_size=batch,
+                            num_workers=workers, decode=decode)
+        t = time.perf_counter()
+        images = P.score_files(metric, files, ctx.dev, batch_size=batch, num_workers=workers, decode=decode)[0]
+        t_images = time.perf_counter() - t
+        t = time.perf_counter()
+        scores = P.score_objects(metric, files, boxes, ctx.dev, batch_size=batch, num_workers=workers,
+                                 decode=decode)
+        t_objects = time.perf_counter() - t
+        ratio = t_objects / t_images
+        label = "nvJPEG" if decode == "device" and ctx.cuda else decode
+        ctx.add("objects", f"aligned, decode {label}: {n} images, then their {len(scores)} objects",
+                f"{t_images:.1f} s, {t_objects:.1f} s: ratio {ratio:.2f} ({np.isfinite(images).sum()} images "
+                f"and {np.isfinite(scores).sum()} objects scored)", f"≤ {OBJECTS_RATIO_MAX}",
+                ratio <= OBJECTS_RATIO_MAX, cuda_only=True)
+    del metric
+    if ctx.cuda:
+        torch.cuda.empty_cache()
 
 
 def targets(ctx):

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 
-from fiftyone_dnniqa.scoring import loading, scorers
+from fiftyone_dnniqa.scoring import loading, patches, scorers
 
 
 def make_loader(data, batch_size: int, num_workers: int, device: torch.device):
@@ -64,6 +64,42 @@ def score_files(metric, files: Sequence[str], device: torch.device, batch_size: 
         job.scores, job.errors = {}, {}
     scores = np.array([np.nan if sink.get(i) is None else sink[i] for i in ids], dtype=float)
     return scores, {int(k): v for k, v in job.failures.items()}
+
+
+def score_objects(metric, files: Sequence[str], boxes: Sequence[Sequence], device: torch.device,
+                  batch_size: int = 64, num_workers: int = 0, decode: str = "device", amp: bool = True,
+                  margin: float = patches.DEFAULT_MARGIN):
+    """Scores the objects of ``files`` the way an object run does; returns one score per
+    box (NaN where one failed), in the order of ``boxes`` (``boxes[i]``: file ``i``'s
+    ``[x, y, w, h]`` boxes, relative).
+
+    Each image is decoded once at its own size (``patches.NATIVE``), then cut into its
+    objects' patches by :class:`~fiftyone_dnniqa.scoring.patches.PatchCropper`: in the
+    loader workers (``decode="workers"``) or, after ``decode_jpegs`` on ``device``, in the
+    main process, as ``patch_execute.score_patches`` does; ``score_batch`` scores all the
+    objects of a loader batch, in chunks of at most ``batch_size``.
+    """
+    metric.to(device)
+    raw_jpeg = decode == "device"
+    rows, k = [], 0
+    for bs in boxes:
+        rows.append([(k + j, list(b), None) for j, b in enumerate(bs)])
+        k += len(bs)
+    cropper = patches.PatchCropper(rows, [metric.input_spec], margin)
+    data = loading.SampleImages(files, [patches.NATIVE], raw_jpeg=raw_jpeg,
+                                postprocess=None if raw_jpeg else cropper)
+    ids = [str(i) for i in range(k)]
+    todo = np.ones((k, 1), dtype=bool)
+    job = scorers.Job(metric=metric, field="score", spec_index=0, in_worker=False, todo=todo[:, 0])
+    state, sink = {"max_batch": batch_size}, {}
+    for batch in make_loader(data, batch_size, num_workers, device):
+        if raw_jpeg:
+            loading.decode_jpegs(batch, [patches.NATIVE], device)
+        objects = [o for item in batch for o in (item if "objects" in item else cropper(item))["objects"]]
+        scorers.score_batch(job, 0, objects, ids, todo, device, amp, state)
+        sink.update(job.scores)
+        job.scores, job.errors = {}, {}
+    return np.array([np.nan if sink.get(i) is None else sink[i] for i in ids], dtype=float)
 
 
 def decode_only(files, spec, device, batch_size, num_workers, decode="device") -> int:

@@ -19,6 +19,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 import fiftyone_dnniqa as dq
 
@@ -78,7 +79,8 @@ def _rows(report, section):
 def test_smoke_run_writes_every_section(smoke):
     report, md = smoke
     sections = {r["section"] for r in report["rows"]}
-    assert sections == {"setup", "agreement", "corruptions", "decode", "invariance", "out of memory", "targets"}
+    assert sections == {"setup", "agreement", "corruptions", "decode", "invariance", "out of memory", "objects",
+                        "targets"}
     assert not [r for r in report["rows"] if r["status"] in ("FAIL", "error")], report["rows"]
     assert "section crashed" not in md and "| section | check | value | target | status |" in md
     meta = report["meta"]
@@ -98,6 +100,15 @@ def test_smoke_run_skips_only_what_needs_cuda(smoke):
     for r in agreement:  # the CPU side of every metric really ran
         n = report["meta"]["sizes"]["agree"]
         assert r["value"] == f"CPU side only: {n} of {n} scores finite", r
+
+
+def test_smoke_run_times_images_against_their_objects(smoke):
+    report, _ = smoke
+    rows = _rows(report, "objects")
+    assert [r["check"] for r in rows] == [f"aligned, decode {d}: 3 images, then their 21 objects"
+                                          for d in ("device", "workers")]
+    for r in rows:  # the CPU ran both sides in full; the ratio's target is the GPU's
+        assert r["value"].endswith("(3 images and 21 objects scored)") and r["status"] == "skipped: no CUDA", r
 
 
 def test_smoke_run_checks_invariance_and_decoding_for_real(smoke):
@@ -165,6 +176,30 @@ def test_other_images_and_order_do_not_change_a_score(photos, baseline, make_dat
 def test_loader_workers_do_not_change_a_score(photos, baseline, make_dataset):
     got = _scores(make_dataset, photos[0], batch_size=4, num_workers=2, decode="workers")
     _same(got, baseline, BATCHING)
+
+
+@pytest.mark.parametrize("decode, tol", [("workers", BATCHING), ("device", DECODE)])
+def test_the_device_checks_object_pipeline_scores_as_an_object_run(photos, make_dataset, decode, tol):
+    """What the GPU machine times for objects (no FiftyOne there) gives the scores
+    ``compute_quality`` writes on the objects of a real dataset."""
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    import device_checks
+    import device_pipeline
+    import fiftyone as fo
+
+    files = list(photos[0][:3])
+    boxes = device_checks.object_boxes(len(files))
+    ds = make_dataset(files)
+    ds.set_values("gt", [fo.Detections(detections=[fo.Detection(label="x", bounding_box=b) for b in bs])
+                         for bs in boxes])
+    dq.compute_quality(ds, "aligned", patches_field="gt", device="cpu", batch_size=2, num_workers=0,
+                       decode="workers", progress=False)
+    by_file = dict(zip(ds.values("filepath"), ds.values("gt.detections.iqa_aligned")))
+    engine = [v for f in files for v in by_file[f]]
+    got = device_pipeline.score_objects(dq.create_metric("aligned"), files, boxes, torch.device("cpu"),
+                                        batch_size=2, decode=decode)
+    assert len(engine) == len(got) == 21
+    assert np.max(np.abs(np.asarray(engine, float) - got)) <= tol
 
 
 def test_decode_path_changes_a_score_by_rounding_only(photos, baseline, make_dataset):
