@@ -70,7 +70,7 @@ def test_the_expected_accuracy_of_each_slice_is_the_isotonic_fit_of_the_whole_vi
         sel = np.array([g == r["slice"] for g in gts])
         est, lo, hi = (float(v) for v in r["expected"].replace("[", "").replace("]", "").replace(",", "").split())
         assert est == pytest.approx(fitted[sel].mean(), abs=5e-4)
-        assert lo < est < hi
+        assert 0 < lo < est < hi < 1  # a 90% interval of 12 samples: neither bound clipped
     # a lower-is-better field: the same fit of the negated scores
     down = slice_table(ds, "q", "class", higher_is_better=False)
     fitted_down = IsotonicRegression(increasing=False, out_of_bounds="clip").fit(q, correct).predict(q)
@@ -152,3 +152,157 @@ def test_errors_by_predicted_cause_match_a_hand_count(with_causes):
     assert len(cause_view(ds, "blur")) == sum("blur" in (ls or []) for ls in labels)
     rows = slice_table(ds, "iqa_cause_severity", "cause", higher_is_better=False, min_n=1)
     assert {r["slice"] for r in rows} == set(first)
+
+
+# ---------------------------------------------------------------------------
+# Which evaluation, which target, which options: each reaches every column
+# ---------------------------------------------------------------------------
+
+
+def _second_evaluations(ds, n, rng):
+    """A second classification evaluation (other classes, other errors, confidences) and
+    a detection evaluation, the newest, which has neither classes nor correctness."""
+    gts2 = [["u", "v"][i % 2] for i in range(n)]
+    correct2 = rng.random(n) < 0.5
+    conf2 = rng.random(n)
+    ds.set_values("ground_truth2", [fo.Classification(label=g) for g in gts2])
+    ds.set_values("predictions2", [fo.Classification(label=g if c else "w", confidence=float(p))
+                                   for g, c, p in zip(gts2, correct2, conf2)])
+    ds.evaluate_classifications("predictions2", gt_field="ground_truth2", eval_key="eval2")
+    box = fo.Detections(detections=[fo.Detection(label="cat", bounding_box=[0.1, 0.1, 0.5, 0.5])])
+    ds.set_values("gt_boxes", [box] * n)
+    ds.set_values("pred_boxes", [box] * n)
+    ds.evaluate_detections("pred_boxes", gt_field="gt_boxes", eval_key="det")
+    return gts2, correct2.astype(float), conf2
+
+
+def test_the_evaluation_and_target_asked_for_drive_every_column(tagged):
+    ds, gts, q, correct, tags = tagged
+    gts2, correct2, conf2 = _second_evaluations(ds, len(ds), np.random.default_rng(5))
+    ids = ds.values("id")
+    assert available_slices(ds, "eval2") == ["tags", "class"]
+    assert available_slices(ds) == ["tags"]  # the newest evaluation is the detection
+    assert list(slice_labels(ds, "class", ids, "eval2")) == gts2
+    rows = slice_table(ds, "q", "class", eval_key="eval2", higher_is_better=True)
+    assert sorted(r["slice"] for r in rows) == ["u", "v"]
+    for r in rows:
+        sel = np.array([g == r["slice"] for g in gts2])
+        assert r["n"] == sel.sum() and r["target"].startswith(f"{correct2[sel].mean():.3f} [")
+    # a continuous target, found by its kind: the newest classification that gives it
+    rows = slice_table(ds, "q", "tags", kind="confidence", higher_is_better=True)
+    keys = np.array([", ".join(sorted(t)) if t else NO_TAGS for t in tags])
+    for r in rows:
+        assert r["target"].startswith(f"{conf2[keys == r['slice']].mean():.3f} [")
+        assert r["expected"] == ""  # an expected accuracy only for correctness
+
+
+def test_options_reach_the_table(tagged):
+    ds, gts, q, correct, tags = tagged
+    for r in slice_table(ds, "q", "class", higher_is_better=True, confidence=0.5, n_boot=0):
+        sel = np.array([g == r["slice"] for g in gts])
+        lo, hi = _wilson(int(correct[sel].sum()), int(sel.sum()), z=scipy.stats.norm.ppf(0.75))
+        assert r["target"] == f"{correct[sel].mean():.3f} [{lo:.3f}, {hi:.3f}]"
+        rho = scipy.stats.spearmanr(q[sel], correct[sel])[0]
+        assert r["within"] == f"{rho:.3f}"  # no resamples: no interval
+    ids = ds.values("id")
+    ds.select([ids[3], ids[7]]).tag_samples("pair")  # two samples without other tags
+    rows = {r["slice"]: r["n"] for r in slice_table(ds, "q", "tags", higher_is_better=True)}
+    assert rows["pair"] == 2  # a slice of two is shown by default, a slice of one is not
+    ds.select(ids[11]).tag_samples("solo")
+    assert "solo" not in {r["slice"] for r in slice_table(ds, "q", "tags", higher_is_better=True)}
+    assert "solo" in {r["slice"] for r in slice_table(ds, "q", "tags", higher_is_better=True, min_n=1)}
+
+
+def test_the_direction_recorded_by_a_quality_run_is_used(tagged):
+    ds, gts, q, correct, tags = tagged
+    import fiftyone_dnniqa as dq
+    from fiftyone_dnniqa.core.images import InputSpec
+    from fiftyone_dnniqa.metrics.base import QualityMetric
+
+    class Darkness(QualityMetric):
+        name = "darkness_probe"
+        higher_is_better = False
+        input_spec = InputSpec(resize=8, crop=8)
+
+        def score(self, images, references=None, labels=None):
+            return 1 - images.mean(dim=(1, 2, 3)).double()
+
+    dq.compute_quality(ds, Darkness(), field="dark", device="cpu", num_workers=0, progress=False)
+    ds.set_values("dark", (-q).tolist())  # the run's field, with values whose sign is known
+    read = slice_table(ds, "dark", "class")
+    assert read == slice_table(ds, "dark", "class", higher_is_better=False)
+    assert read != slice_table(ds, "dark", "class", higher_is_better=True)
+
+
+def test_an_expected_accuracy_needs_ten_scored_samples_of_both_outcomes(tagged):
+    from fiftyone import ViewField as F
+
+    ds, gts, q, correct, tags = tagged
+    assert 0 < correct[:10].sum() < 10
+    assert all(r["expected"] for r in slice_table(ds.limit(10), "q", "class", higher_is_better=True))
+    assert not any(r["expected"] for r in slice_table(ds.limit(9), "q", "class", higher_is_better=True))
+    everything_right = ds.match(F("eval") == True)  # noqa: E712 (a FiftyOne expression)
+    assert len(everything_right) >= 10
+    assert not any(r["expected"] for r in slice_table(everything_right, "q", "class", higher_is_better=True))
+    first = ds.limit(10).first()
+    first["q"] = None  # 9 scored samples are left
+    first.save()
+    assert not any(r["expected"] for r in slice_table(ds.limit(10), "q", "class", higher_is_better=True))
+
+
+def test_a_slice_called_all_gets_its_expected_accuracy(tagged):
+    ds, gts, q, correct, tags = tagged
+    ds.select(ds.values("id")[3::4]).tag_samples("all")  # the samples without other tags
+    rows = {r["slice"]: r for r in slice_table(ds, "q", "tags", higher_is_better=True)}
+    assert rows["all"]["n"] == 9 and rows["all"]["expected"]
+
+
+def test_errors_name_what_is_missing(tagged):
+    from fiftyone_dnniqa.analysis.breakdowns import cause_view
+
+    ds = tagged[0]
+    missing = r"^no predicted causes: run compute_quality\(view, 'cause'\) first$"
+    with pytest.raises(ValueError, match=missing):
+        slice_labels(ds, "cause", ds.values("id"))
+    with pytest.raises(ValueError, match=missing):
+        cause_view(ds, "blur")
+    with pytest.raises(ValueError, match=r"^unknown slice 'colour'; choose from tags, class, cause$"):
+        slice_labels(ds, "colour", ds.values("id"))
+
+
+def _evaluate(ds, wrong, eval_key):
+    ds.set_values(f"pred_{eval_key}", [fo.Classification(label="y" if w else "x") for w in wrong])
+    ds.evaluate_classifications(f"pred_{eval_key}", gt_field="ground_truth", eval_key=eval_key)
+
+
+def test_cause_summary_counts_the_evaluation_asked_for_without_none(with_causes):
+    """Against hand counts, with a second cause planted on one photo and one photo left
+    without causes (as a failed sample is): the cause with the most errors other than
+    "none", errors counted among samples with causes, for the evaluation asked for."""
+    from fiftyone_dnniqa.analysis.breakdowns import cause_summary
+
+    ds, _ = with_causes
+    samples = list(ds.iter_samples(autosave=True))
+    samples[1]["iqa_cause"] = fo.Classifications(classifications=[fo.Classification(label="noise", confidence=0.9)])
+    samples[2]["iqa_cause"] = None
+    for s in samples:
+        s.save()
+    first = np.array([c[0] if c else None for c in ds.values("iqa_cause.classifications.label")], dtype=object)
+    blur, none = first == "blur", first == "none"
+    assert blur.sum() >= 2 and none.sum() >= 2 and first[1] == "noise" and first[2] is None
+    # a: every blurred photo wrong, and the "noise" one, the one without causes and one "none"
+    a = blur.copy()
+    a[[1, 2, int(np.flatnonzero(none)[0])]] = True
+    _evaluate(ds, a, "a")
+    _evaluate(ds, none, "b")  # b: only "none" photos wrong
+    c = none.copy()
+    c[int(np.flatnonzero(blur)[0])] = True  # c: every "none" photo and one blurred one
+    _evaluate(ds, c, "c")
+    with_cause = np.array([f is not None for f in first])
+    s = cause_summary(ds, "a")
+    errors = int(a[with_cause].sum())  # the error without causes is not counted
+    elsewhere = with_cause & ~blur
+    assert s == pytest.approx({"cause": "blur", "share_of_errors": blur.sum() / errors, "n": int(blur.sum()),
+                               "accuracy": 0.0, "accuracy_elsewhere": 1 - a[elsewhere].mean()})
+    assert cause_summary(ds, "b") is None  # every error is on images where nothing was found
+    assert cause_summary(ds, "c")["cause"] == "blur" and cause_summary(ds)["cause"] == "blur"

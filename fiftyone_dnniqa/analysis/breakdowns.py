@@ -115,7 +115,8 @@ def _expected_by_slice(quality, target, groups, kind, higher_is_better) -> dict:
         return {}
     prior = PerformancePrior.fit(quality, target, higher_is_better=higher_is_better, n_refits=0)
     rows = prior.expected_accuracy(np.where(ok, quality, np.nan), groups, confidence=0.9)
-    return {r["slice"]: fmt_ci(r["estimate"], r["low"], r["high"]) for r in rows if r["slice"] != "all"}
+    # the first row is the whole view's (a slice may be called "all" too)
+    return {r["slice"]: fmt_ci(r["estimate"], r["low"], r["high"]) for r in rows[1:]}
 
 
 def cause_summary(view, eval_key: Optional[str] = None) -> Optional[dict]:
