@@ -429,10 +429,14 @@ def test_conformal_quantile_at_the_smallest_rank():
 
 
 def test_the_default_confidence_is_ninety_percent():
-    calib = {"measured": [0.5, 0.7, 0.9, 0.4, 0.6], "predicted": [0.6, 0.6, 0.8, 0.45, 0.5], "n": [20] * 5}
+    rng = np.random.default_rng(2)  # 19 residuals: a 90% quantile exists (the 18th)
+    predicted = rng.uniform(0.3, 0.8, 19)
+    calib = {"measured": (predicted + rng.normal(0, 0.08, 19)).tolist(), "predicted": predicted.tolist(),
+             "n": [20] * 19}
     model = ACC.AccuracyModel("doc", {"source_accuracy": 0.6, "source_mean": 0.0}, True, calib)
     q = np.linspace(-0.2, 0.2, 30)
     assert model.interval(q) == model.interval(q, 0.9) != model.interval(q, 0.8)
+    assert 0 < model.interval(q)[1] and model.interval(q)[2] < 1
     assert ACC.estimate_slices(model, q) == ACC.estimate_slices(model, q, confidence=0.9)
 
 
@@ -482,6 +486,18 @@ def test_groups_of_one_quality_distribution_get_their_mean_accuracy():
     acc = np.arange(1, 9) / 10  # by group
     model = ACC.fit_accuracy_model(q, c, groups=np.repeat(np.arange(8), 10), estimator="quantile")
     assert model.predict(np.array([0.05, 0.2, 0.9])) == pytest.approx(acc.mean(), abs=1e-12)
+
+
+def test_a_feature_equal_in_every_group_is_ignored_at_any_scale():
+    """Scores in the hundreds of thousands (a Laplacian variance can reach them): the
+    rounding error of a constant feature grows with the scale, and must still read as
+    constant."""
+    base = np.tile(np.linspace(0, 1, 10), 8)
+    c = np.concatenate([np.arange(10) < k for k in range(1, 9)]).astype(float)
+    g = np.repeat(np.arange(8), 10)
+    for scale in (1.0, 3e5):
+        model = ACC.fit_accuracy_model(1e6 + scale * base, c, groups=g, estimator="quantile")
+        assert model.predict(1e6 + scale * np.array([0.05, 0.2, 0.9])) == pytest.approx(0.45, abs=1e-9)
 
 
 def test_auto_with_groups_is_the_default_estimator():

@@ -106,10 +106,10 @@ def _ridge(X, a):
     expressed on the raw features, as ``[intercept, w...]``."""
     mu, sd = X.mean(0), X.std(0)
     # a feature equal in every group (a quantile clipped at the scale's end) has a spread
-    # of rounding error only: it carries nothing, and dividing by it would blow it up
-    constant = sd <= 1e-10 * np.maximum(1.0, np.abs(mu))
-    sd = np.where(constant, 1.0, sd)
-    Z = np.where(constant, 0.0, (X - mu) / sd)
+    # of rounding error only: it carries nothing, and dividing by that would blow it up
+    # (left undivided, its coefficient is as small as the error and the intercept absorbs it)
+    sd = np.where(sd > 1e-10 * np.maximum(1.0, np.abs(mu)), sd, 1.0)
+    Z = (X - mu) / sd
     am = a.mean()
     w = np.linalg.solve(Z.T @ Z + _RIDGE * len(a) * np.eye(Z.shape[1]), Z.T @ (a - am))
     w_raw = w / sd
@@ -347,9 +347,8 @@ def _slice_members(slices, n) -> Dict[Any, np.ndarray]:
 
 def _label_order(label):
     """Numbers first, in numeric order (9 before 10), then other labels as text."""
-    if isinstance(label, (int, float)) and not isinstance(label, bool):
-        return 0, label, ""
-    return 1, 0, str(label)
+    numeric = isinstance(label, (int, float)) and not isinstance(label, bool)
+    return not numeric, label if numeric else str(label)
 
 
 def estimate_slices(model: AccuracyModel, quality, slices: Optional[Sequence] = None,
