@@ -585,6 +585,8 @@ def test_slices_numbers_in_numeric_order_and_missing_entries_skipped():
     assert [r["n"] for r in rows] == [6, 1, 2, 1, 1]
     assert rows[2]["estimate"] == pytest.approx(0.5 + 0.35 - 0.5, abs=1e-12)  # samples 1 and 4
     json.dumps(rows)
+    # anything else sorts as text after the numbers, a flag too
+    assert [r["slice"] for r in ACC.estimate_slices(model, q[:3], [True, "b", 2])] == ["all", 2, True, "b"]
 
 
 def test_the_saved_format_by_hand():
