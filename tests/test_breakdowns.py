@@ -2,6 +2,7 @@
 checked against hand counts, a Wilson interval written out and scipy's Spearman."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -183,6 +184,10 @@ def test_the_evaluation_and_target_asked_for_drive_every_column(tagged):
     assert available_slices(ds, "eval2") == ["tags", "class"]
     assert available_slices(ds) == ["tags"]  # the newest evaluation is the detection
     assert list(slice_labels(ds, "class", ids, "eval2")) == gts2
+    older = {r["slice"]: r["target"] for r in slice_table(ds, "q", "class", eval_key="eval", higher_is_better=True)}
+    for key in set(gts):  # the first evaluation, though two newer ones exist
+        sel = np.array([g == key for g in gts])
+        assert older[key].startswith(f"{correct[sel].mean():.3f} [")
     rows = slice_table(ds, "q", "class", eval_key="eval2", higher_is_better=True)
     assert sorted(r["slice"] for r in rows) == ["u", "v"]
     for r in rows:
@@ -306,3 +311,8 @@ def test_cause_summary_counts_the_evaluation_asked_for_without_none(with_causes)
                                "accuracy": 0.0, "accuracy_elsewhere": 1 - a[elsewhere].mean()})
     assert cause_summary(ds, "b") is None  # every error is on images where nothing was found
     assert cause_summary(ds, "c")["cause"] == "blur" and cause_summary(ds)["cause"] == "blur"
+    with warnings.catch_warnings():  # nothing elsewhere: NaN, without averaging an empty set
+        warnings.simplefilter("error", RuntimeWarning)
+        only_blur = cause_summary(ds.select([i for i, b in zip(ds.values("id"), blur) if b]), "a")
+    assert (only_blur["cause"], only_blur["n"], only_blur["accuracy"]) == ("blur", blur.sum(), 0.0)
+    assert math.isnan(only_blur["accuracy_elsewhere"])
