@@ -50,20 +50,29 @@ def score_files(metric, files: Sequence[str], device: torch.device, batch_size: 
     metric.to(device)
     spec, raw_jpeg = metric.input_spec, decode == "device"
     data = loading.SampleImages(files, [spec], reference_paths=refs, labels=labels, raw_jpeg=raw_jpeg)
-    ids = [str(i) for i in range(len(files))]
-    todo = np.ones((len(files), 1), dtype=bool)
-    job = scorers.Job(metric=metric, field="score", spec_index=0, in_worker=False, todo=todo[:, 0])
+    loader = make_loader(data, batch_size, num_workers, device)
     state = state if state is not None else {}
     state.setdefault("max_batch", batch_size)
+    scores, job = _score_into_memory(metric, len(files), loader, device, amp, state, spec if raw_jpeg else None)
+    return scores, {int(k): v for k, v in job.failures.items()}
+
+
+def _score_into_memory(metric, n: int, loader, device, amp, state, decode_spec=None, to_items=None):
+    """Runs ``metric`` as the engine's one job over ``loader`` (items ``0..n-1``), first
+    decoding each batch on ``device`` when ``decode_spec`` is given and turning it into
+    the items to score with ``to_items``; the writer's flush becomes a dict. Returns the
+    scores in item order (NaN where one failed) and the job."""
+    ids = [str(i) for i in range(n)]
+    todo = np.ones((n, 1), dtype=bool)
+    job = scorers.Job(metric=metric, field="score", spec_index=0, in_worker=False, todo=todo[:, 0])
     sink = {}
-    for batch in make_loader(data, batch_size, num_workers, device):
-        if raw_jpeg:
-            loading.decode_jpegs(batch, [spec], device)
-        scorers.score_batch(job, 0, batch, ids, todo, device, amp, state)
+    for batch in loader:
+        if decode_spec is not None:
+            loading.decode_jpegs(batch, [decode_spec], device)
+        scorers.score_batch(job, 0, batch if to_items is None else to_items(batch), ids, todo, device, amp, state)
         sink.update(job.scores)  # the writer's flush, into memory
         job.scores, job.errors = {}, {}
-    scores = np.array([np.nan if sink.get(i) is None else sink[i] for i in ids], dtype=float)
-    return scores, {int(k): v for k, v in job.failures.items()}
+    return np.array([np.nan if sink.get(i) is None else sink[i] for i in ids], dtype=float), job
 
 
 def score_objects(metric, files: Sequence[str], boxes: Sequence[Sequence], device: torch.device,
@@ -88,18 +97,10 @@ def score_objects(metric, files: Sequence[str], boxes: Sequence[Sequence], devic
     cropper = patches.PatchCropper(rows, [metric.input_spec], margin)
     data = loading.SampleImages(files, [patches.NATIVE], raw_jpeg=raw_jpeg,
                                 postprocess=None if raw_jpeg else cropper)
-    ids = [str(i) for i in range(k)]
-    todo = np.ones((k, 1), dtype=bool)
-    job = scorers.Job(metric=metric, field="score", spec_index=0, in_worker=False, todo=todo[:, 0])
-    state, sink = {"max_batch": batch_size}, {}
-    for batch in make_loader(data, batch_size, num_workers, device):
-        if raw_jpeg:
-            loading.decode_jpegs(batch, [patches.NATIVE], device)
-        objects = [o for item in batch for o in (item if "objects" in item else cropper(item))["objects"]]
-        scorers.score_batch(job, 0, objects, ids, todo, device, amp, state)
-        sink.update(job.scores)
-        job.scores, job.errors = {}, {}
-    return np.array([np.nan if sink.get(i) is None else sink[i] for i in ids], dtype=float)
+    loader = make_loader(data, batch_size, num_workers, device)
+    return _score_into_memory(metric, k, loader, device, amp, {"max_batch": batch_size},
+                              patches.NATIVE if raw_jpeg else None,
+                              lambda batch: patches.batch_objects(batch, cropper))[0]
 
 
 def decode_only(files, spec, device, batch_size, num_workers, decode="device") -> int:

@@ -20,7 +20,7 @@ import torch
 from ..core.boxes import polyline_box
 from .loading import SampleImages, collate_items, decode_jpegs
 from .patch_writer import ObjectValues
-from .patches import NATIVE, PatchCropper, box_problem
+from .patches import NATIVE, PatchCropper, batch_objects, box_problem
 from .plan import QualityPlan
 from .scorers import Job, WorkerScorer, score_batch
 from .writer import Progress
@@ -149,7 +149,7 @@ def score_patches(plan, jobs: List[Job], work: PatchWork, specs, loader, raw_jpe
         for batch in loader:
             if raw_jpeg:
                 decode_jpegs(batch, [NATIVE], plan.device, plan.max_pixels)
-            objects = [o for item in batch for o in (item if "objects" in item else cropper(item))["objects"]]
+            objects = batch_objects(batch, cropper)
             for j, job in enumerate(jobs):
                 score_batch(job, j, objects, work.ids, work.todo, plan.device, plan.amp, state)
             pending += len(batch)

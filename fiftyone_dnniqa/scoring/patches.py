@@ -119,6 +119,12 @@ class PatchCropper:
         return {"index": item["index"], "objects": out}
 
 
+def batch_objects(batch, cropper: PatchCropper) -> list:
+    """The object items of a loader batch: cut in the workers already, or by ``cropper``
+    now (images decoded on the device, or unreadable ones)."""
+    return [o for item in batch for o in (item if "objects" in item else cropper(item))["objects"]]
+
+
 def _resize_like(ref: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
     x = F.interpolate(ref.unsqueeze(0).float(), size=tuple(image.shape[1:]), mode="bilinear",
                       antialias=True, align_corners=False)
