@@ -120,16 +120,19 @@ def test_every_valid_object_scored_from_one_decode_with_aggregates(tmp_path, mak
         assert mins[i] == pytest.approx(min(v for v in scores[i] if v is not None), abs=1e-9)
 
 
-def _stop_at_second_call(probe):
-    if len(probe.batches) == 2:
-        raise KeyboardInterrupt
+def _raise_at_batch(n, exc):
+    """A probe hook that raises ``exc`` when the probe is given its ``n``-th batch."""
+    def hook(probe):
+        if len(probe.batches) == n:
+            raise exc
+    return hook
 
 
 def test_an_interrupted_object_run_keeps_what_it_scored(boxes_dataset, monkeypatch, caplog):
     """Interrupted at the second batch (one object each): the first object's score is
     saved through the object writer, the run ends ``interrupted``; when that last save
     fails too, it is logged with the run's field and the run still ends."""
-    plan = _plan(boxes_dataset, Probe(spec=InputSpec(), hook=_stop_at_second_call), field="q",
+    plan = _plan(boxes_dataset, Probe(spec=InputSpec(), hook=_raise_at_batch(2, KeyboardInterrupt)), field="q",
                  patches_field="gt", batch_size=1)
     with pytest.raises(KeyboardInterrupt):
         execute_plan(plan)
@@ -142,7 +145,7 @@ def test_an_interrupted_object_run_keeps_what_it_scored(boxes_dataset, monkeypat
         raise RuntimeError("database gone")
 
     monkeypatch.setattr(patch_writer.ObjectValues, "flush", broken)
-    plan = _plan(boxes_dataset, Probe(spec=InputSpec(), hook=_stop_at_second_call), field="q",
+    plan = _plan(boxes_dataset, Probe(spec=InputSpec(), hook=_raise_at_batch(2, KeyboardInterrupt)), field="q",
                  patches_field="gt", batch_size=1, overwrite=True)
     with caplog.at_level(logging.ERROR, logger=execute.__name__), pytest.raises(KeyboardInterrupt):
         execute_plan(plan)
@@ -151,19 +154,14 @@ def test_an_interrupted_object_run_keeps_what_it_scored(boxes_dataset, monkeypat
     assert dq.load_quality_run(boxes_dataset, "gt_q").status == "interrupted"
 
 
-def _fail_first_call(probe):
-    if len(probe.batches) == 1:
-        raise RuntimeError("planted failure")
-
-
 def test_two_metrics_on_objects_each_keep_their_run_and_clear_stale_errors(boxes_dataset):
     """Two metrics in one object run: each gets its attribute, aggregates and completed
     run record; an object whose earlier score failed loses that reason when rescored,
     in the second metric's attribute too (the first metric never had errors)."""
     ds = boxes_dataset
     view = ds.exclude(ds.values("id")[1])  # the images without degenerate boxes
-    execute_plan(_plan(view, OtherProbe(spec=InputSpec(), hook=_fail_first_call), field="b",
-                       patches_field="gt", batch_size=1))
+    failing = OtherProbe(spec=InputSpec(), hook=_raise_at_batch(1, RuntimeError("planted failure")))
+    execute_plan(_plan(view, failing, field="b", patches_field="gt", batch_size=1))
     assert [e for row in view.values("gt.detections.b_error") for e in row] == [
         "metric error: RuntimeError: planted failure", None, None]
     execute_plan(_plan(view, [Probe(), OtherProbe()], field=["a", "b"], patches_field="gt", overwrite=True))
