@@ -42,7 +42,7 @@ from train_cause_head import SETTINGS, dev_examples, split_files  # noqa: E402
 
 from fiftyone_dnniqa.core.images import InputSpec  # noqa: E402
 from fiftyone_dnniqa.corruptions import SUITES  # noqa: E402
-from fiftyone_dnniqa.metrics.cause import FAMILIES, FAMILY_OF, NONE, SHIPPED_HEAD, cause_labels, load_cause_head  # noqa: E402
+from fiftyone_dnniqa.metrics.cause import FAMILIES, FAMILY_OF, FORMAT_VERSION, NONE, SHIPPED_HEAD, cause_labels, load_cause_head  # noqa: E402
 from fiftyone_dnniqa.metrics.cause_training import (  # noqa: E402
     Recipe, build_examples, load_clean_images, train_cause_head,
 )
@@ -77,7 +77,7 @@ def test_recipes(n, stride=5):
 
 def test_examples(cache, n, png_dir=None):
     """Features of the test set (cached), and its images as PNG files for cleanvision."""
-    key = f"{cache}/test-{n}.pt"
+    key = f"{cache}/test-v{FORMAT_VERSION}-{n}.pt"  # the features change with the format
     if os.path.isfile(key):
         return torch.load(key, weights_only=False)
     proxy = load_backbone(SETTINGS["backbone"])

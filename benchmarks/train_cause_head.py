@@ -27,7 +27,7 @@ from sample_data import IMAGES  # noqa: E402
 
 from fiftyone_dnniqa.core.images import InputSpec  # noqa: E402
 from fiftyone_dnniqa.metrics.backbones import load_backbone  # noqa: E402
-from fiftyone_dnniqa.metrics.cause import FAMILIES, SHIPPED_HEAD, save_cause_head  # noqa: E402
+from fiftyone_dnniqa.metrics.cause import FAMILIES, FORMAT_VERSION, SHIPPED_HEAD, save_cause_head  # noqa: E402
 from fiftyone_dnniqa.metrics.cause_training import (  # noqa: E402
     build_examples, calibrate_thresholds, draw_recipes, load_clean_images, train_cause_head,
 )
@@ -47,7 +47,7 @@ def split_files(split: str):
 def dev_examples(cache: str, limit=None, corruptions=None, log=print):
     """Recipes, features, family targets and severities of the dev split (cached)."""
     s = SETTINGS
-    key = f"{cache}/dev-{limit or 'all'}-{s['copies']}-{s['clean_views']}-{s['compound']}-{s['seed']}.pt"
+    key = f"{cache}/dev-v{FORMAT_VERSION}-{limit or 'all'}-{s['copies']}-{s['clean_views']}-{s['compound']}-{s['seed']}.pt"
     if os.path.isfile(key):
         return torch.load(key, weights_only=False)
     proxy = load_backbone(s["backbone"])

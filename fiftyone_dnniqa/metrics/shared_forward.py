@@ -1,20 +1,38 @@
 """One proxy forward pass for every metric that reads the same batch.
 
-``aligned`` needs the proxy's logits, ``cause`` its pooled features and logits. When a
-call scores both, the engine hands each metric an equal batch in turn; the first metric
-runs the proxy and the second reuses its outputs. The memo keeps one batch per backbone
-name and is reused only for an input exactly equal to it (same shape, dtype, device,
-mixed-precision state and values), so a miss only costs a forward pass, never a wrong
-answer.
+``aligned`` needs the proxy's logits, ``cause`` the statistics of its early feature
+maps. When a call scores both, the engine hands each metric an equal batch in turn; the
+first metric runs the proxy and the second reuses its outputs. The memo keeps one batch
+per backbone name and is reused only for an input exactly equal to it (same shape,
+dtype, device, mixed-precision state and values), so a miss only costs a forward pass,
+never a wrong answer.
 """
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
+#: how many of the proxy's feature levels (timm's ``feature_info``, finest first) give
+#: per-channel statistics: for EfficientNet-Lite, strides 2, 4, 8 and 16
+NUM_LEVELS = 4
+
 _MEMO: Dict[str, tuple] = {}
+
+
+@dataclass(frozen=True)
+class ProxyOutputs:
+    """What one pass of the proxy gives its metrics (all (B, ...), float)."""
+
+    #: pooled features before the classifier; ``None`` without timm's ``forward_head``
+    pooled: Optional[torch.Tensor]
+    logits: torch.Tensor
+    #: per channel of each of the first :data:`NUM_LEVELS` feature levels, its spatial
+    #: mean then its standard deviation, level after level; ``None`` where the model
+    #: names no feature levels
+    levels: Optional[torch.Tensor]
 
 
 def _key(model, x: torch.Tensor) -> tuple:
@@ -23,23 +41,57 @@ def _key(model, x: torch.Tensor) -> tuple:
     return (tuple(x.shape), x.dtype, str(x.device), amp, torch.is_inference_mode_enabled(), weights)
 
 
-def proxy_forward(backbone, x: torch.Tensor) -> Tuple[Optional[torch.Tensor], torch.Tensor]:
-    """``(pooled features, logits)`` of ``backbone`` on ``x`` (B, 3, crop, crop), RGB in
-    [0, 1]. Pooled features are ``None`` for a backbone without timm's
-    ``forward_head`` (its logits come from a plain call). The logits equal
+def level_modules(model) -> List[str]:
+    """The names of the modules whose outputs are the model's first :data:`NUM_LEVELS`
+    feature levels (timm's ``feature_info``), or ``[]`` when it names fewer."""
+    info = getattr(model, "feature_info", None)
+    try:
+        names = [entry["module"] for entry in info][:NUM_LEVELS]
+    except (TypeError, KeyError):
+        return []
+    return names if len(names) == NUM_LEVELS else []
+
+
+def _channel_statistics(stats: list):
+    def hook(module, inputs, output):
+        o = output.float()
+        stats.append(torch.cat([o.mean((2, 3)), o.std((2, 3))], dim=1))
+    return hook
+
+
+def _run(model, inp: torch.Tensor) -> ProxyOutputs:
+    stats: list = []
+    hooks = [model.get_submodule(n).register_forward_hook(_channel_statistics(stats))
+             for n in level_modules(model)]
+    try:
+        pooled = model.forward_head(model.forward_features(inp), pre_logits=True)
+    finally:
+        for h in hooks:
+            h.remove()
+    return ProxyOutputs(pooled, model.get_classifier()(pooled), torch.cat(stats, dim=1) if hooks else None)
+
+
+def proxy_outputs(backbone, x: torch.Tensor) -> ProxyOutputs:
+    """:class:`ProxyOutputs` of ``backbone`` on ``x`` (B, 3, crop, crop), RGB in [0, 1],
+    from one forward pass (shared through the memo). The logits equal
     ``backbone.model(normalised x)`` exactly."""
     model = backbone.model
     inp = backbone.normalize(x).contiguous(memory_format=torch.channels_last)
     if not (hasattr(model, "forward_head") and hasattr(model, "get_classifier")):
-        return None, model(inp)
+        return ProxyOutputs(None, model(inp), None)
     key = _key(model, x)
     hit = _MEMO.get(backbone.name)
     if hit is not None and hit[0] == key and torch.equal(hit[1], x):
-        return hit[2], hit[3]
-    pooled = model.forward_head(model.forward_features(inp), pre_logits=True)
-    logits = model.get_classifier()(pooled)
-    _MEMO[backbone.name] = (key, x.clone(), pooled, logits)  # a copy: callers may reuse x
-    return pooled, logits
+        return hit[2]
+    out = _run(model, inp)
+    _MEMO[backbone.name] = (key, x.clone(), out)  # a copy: callers may reuse x
+    return out
+
+
+def proxy_forward(backbone, x: torch.Tensor) -> Tuple[Optional[torch.Tensor], torch.Tensor]:
+    """``(pooled features, logits)`` of :func:`proxy_outputs`."""
+    out = proxy_outputs(backbone, x)
+    return out.pooled, out.logits
 
 
 def clear_memo() -> None:
