@@ -74,3 +74,28 @@ def installed_plugin():
     from fiftyone_dnniqa.app.plugin import install_plugin
 
     return install_plugin(overwrite=True)
+
+
+@pytest.fixture
+def with_causes(make_dataset, imagenet_files, tmp_path):
+    """6 real photos and strongly blurred copies of them, a real ``cause`` run, and a
+    classification evaluation that errs on every blurred copy and on one clean photo."""
+    import numpy as np
+    from PIL import Image, ImageFilter
+
+    import fiftyone as fo
+    import fiftyone_dnniqa as dq
+
+    blurred = []
+    for i, f in enumerate(imagenet_files[:6]):
+        path = tmp_path / f"blurred_{i}.png"
+        Image.open(f).convert("RGB").filter(ImageFilter.GaussianBlur(8)).save(path)
+        blurred.append(str(path))
+    files = list(imagenet_files[:6]) + blurred
+    ds = make_dataset(files)
+    dq.compute_quality(ds, "cause", num_workers=0)
+    wrong = [i >= 6 or i == 0 for i in range(12)]
+    ds.set_values("ground_truth", [fo.Classification(label="x") for _ in files])
+    ds.set_values("predictions", [fo.Classification(label="y" if w else "x") for w in wrong])
+    ds.evaluate_classifications("predictions", gt_field="ground_truth", eval_key="eval")
+    return ds, np.array(wrong)

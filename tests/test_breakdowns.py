@@ -109,29 +109,6 @@ def test_slices_follow_the_view_and_the_evaluation(tagged, make_dataset, imagene
         slice_labels(ds, "colour", ids)
 
 
-@pytest.fixture
-def with_causes(make_dataset, imagenet_files, tmp_path):
-    """6 real photos and strongly blurred copies of them, a real ``cause`` run, and a
-    classification evaluation that errs on every blurred copy and on one clean photo."""
-    from PIL import Image, ImageFilter
-
-    blurred = []
-    for i, f in enumerate(imagenet_files[:6]):
-        path = tmp_path / f"blurred_{i}.png"
-        Image.open(f).convert("RGB").filter(ImageFilter.GaussianBlur(8)).save(path)
-        blurred.append(str(path))
-    files = list(imagenet_files[:6]) + blurred
-    ds = make_dataset(files)
-    import fiftyone_dnniqa as dq
-
-    dq.compute_quality(ds, "cause", num_workers=0)
-    wrong = [i >= 6 or i == 0 for i in range(12)]
-    ds.set_values("ground_truth", [fo.Classification(label="x") for _ in files])
-    ds.set_values("predictions", [fo.Classification(label="y" if w else "x") for w in wrong])
-    ds.evaluate_classifications("predictions", gt_field="ground_truth", eval_key="eval")
-    return ds, np.array(wrong)
-
-
 def test_errors_by_predicted_cause_match_a_hand_count(with_causes):
     from fiftyone_dnniqa.analysis.breakdowns import cause_sentence, cause_summary, cause_view
 
@@ -153,6 +130,20 @@ def test_errors_by_predicted_cause_match_a_hand_count(with_causes):
     assert len(cause_view(ds, "blur")) == sum("blur" in (ls or []) for ls in labels)
     rows = slice_table(ds, "iqa_cause_severity", "cause", higher_is_better=False, min_n=1)
     assert {r["slice"] for r in rows} == set(first)
+
+
+def test_predicted_causes_are_every_family_found_most_frequent_first(with_causes):
+    from collections import Counter
+
+    from fiftyone_dnniqa.analysis.breakdowns import NO_CAUSE, predicted_causes
+    from fiftyone_dnniqa.metrics.cause import NONE
+
+    ds, _ = with_causes
+    counts = Counter(lab for ls in ds.values("iqa_cause.classifications.label") for lab in (ls or []))
+    by_hand = sorted((c for c in counts if c != "none"), key=lambda c: (-counts[c], c))
+    assert predicted_causes(ds) == by_hand and by_hand[0] == "blur"
+    assert NO_CAUSE == NONE
+    assert predicted_causes(ds.limit(0)) == []
 
 
 # ---------------------------------------------------------------------------
@@ -263,7 +254,7 @@ def test_a_slice_called_all_gets_its_expected_accuracy(tagged):
 
 
 def test_errors_name_what_is_missing(tagged):
-    from fiftyone_dnniqa.analysis.breakdowns import cause_view
+    from fiftyone_dnniqa.analysis.breakdowns import cause_view, predicted_causes
 
     ds = tagged[0]
     missing = r"^no predicted causes: run compute_quality\(view, 'cause'\) first$"
@@ -271,6 +262,7 @@ def test_errors_name_what_is_missing(tagged):
         slice_labels(ds, "cause", ds.values("id"))
     with pytest.raises(ValueError, match=missing):
         cause_view(ds, "blur")
+    assert predicted_causes(ds) == []
     with pytest.raises(ValueError, match=r"^unknown slice 'colour'; choose from tags, class, cause$"):
         slice_labels(ds, "colour", ds.values("id"))
 

@@ -232,6 +232,26 @@ def test_find_hard_samples_defaults_to_the_best_predictor_and_opens_the_saved_vi
     assert len(shown) == 1 and "view" in shown[0] and "name" not in shown[0]
 
 
+def test_find_hard_samples_keeps_the_images_of_a_predicted_cause(installed_plugin, with_causes):
+    ds, _ = with_causes
+    ds.persistent = True
+    dq.compute_quality(ds, "entropy", num_workers=0)
+    ids, entropy = ds.values("id"), ds.values("iqa_entropy")
+    labels = ds.values("iqa_cause.classifications.label")
+    op = foo.get_operator(f"{PLUGIN_NAME}/find_hard_samples")
+    ctx = ExecutionContext(request_params={"dataset_name": ds.name, "params": {}})
+    offered = op.resolve_input(ctx).type.properties["cause"].type.values
+    assert offered[0] == "blur" and set(offered) == {lab for ls in labels for lab in ls or []} - {"none"}
+    res = foo.execute_operator(f"{PLUGIN_NAME}/find_hard_samples", ctx={
+        "view": ds.view(), "params": {"field": "iqa_entropy", "mode": "count", "value": 3, "cause": "blur",
+                                      "tag": "hard-blur"}})
+    blurred = [i for i, ls in zip(ids, labels) if "blur" in (ls or [])]
+    hardest = sorted(blurred, key=dict(zip(ids, entropy)).get)[:3]  # entropy: lower is harder
+    overall = sorted(ids, key=dict(zip(ids, entropy)).get)[:3]
+    assert set(hardest) != set(overall), "the test needs the filter to change the answer"
+    assert res.result["count"] == 3 and set(ds.match_tags("hard-blur").values("id")) == set(hardest)
+
+
 def test_run_dropdowns_say_which_runs_failed(dataset, monkeypatch):
     from fiftyone_dnniqa.app import operators as O
 

@@ -15,16 +15,21 @@ from fiftyone import ViewField as F
 from ..scoring.runs import list_quality_runs
 from .fields import field_direction
 from .grouping import group_table
+from .panel_stats import align_values
 from .prior import PerformancePrior
 from .results import fmt_ci
 from .targets import get_target, pick_target, to_floats
 
-__all__ = ["NO_TAGS", "SLICES", "available_slices", "cause_field", "cause_sentence", "cause_summary", "cause_view", "slice_labels", "slice_table"]
+__all__ = ["NO_CAUSE", "NO_TAGS", "SLICES", "available_slices", "cause_field", "cause_sentence", "cause_summary", "cause_view",
+           "predicted_causes", "slice_labels", "slice_table"]
 
 #: what a view can be broken down by, and how the panel names it
 SLICES = {"tags": "sample tags", "class": "ground-truth class", "cause": "predicted cause"}
 #: the slice of samples without tags
 NO_TAGS = "(no tags)"
+#: the cause label of an image in which no family was found (``metrics.cause.NONE``,
+#: spelled here so that the analysis does not import torch)
+NO_CAUSE = "none"
 
 
 def cause_field(samples) -> Optional[str]:
@@ -90,7 +95,7 @@ def slice_table(view, field: str, by: str, eval_key: Optional[str] = None, kind:
     kind = kind or ti.default_kind
     ids, target = get_target(view, ti.eval_key, kind)
     sids, q = view.values(["id", field])
-    quality = to_floats(_align(sids, ids, q))
+    quality = align_values(sids, ids, to_floats(q))
     groups = slice_labels(view, by, ids, ti.eval_key)
     rows = group_table(quality, target, groups, higher_is_better=field_direction(view, field, higher_is_better),
                        n_boot=n_boot, confidence=confidence, min_n=min_n)
@@ -134,7 +139,7 @@ def cause_summary(view, eval_key: Optional[str] = None) -> Optional[dict]:
     errors = ok & (correct == 0)
     if not errors.any():
         return None
-    counts = {c: int(np.sum(errors & (causes == c))) for c in set(causes[ok]) if c != "none"}
+    counts = {c: int(np.sum(errors & (causes == c))) for c in set(causes[ok]) if c != NO_CAUSE}
     if not counts or max(counts.values()) == 0:
         return None
     top = max(sorted(counts), key=counts.get)
@@ -152,6 +157,16 @@ def cause_sentence(summary: Optional[dict]) -> Optional[str]:
     return (f"{100 * summary['share_of_errors']:.0f}% of the errors are on images predicted {summary['cause']} "
             f"({summary['n']} images); accuracy there {summary['accuracy']:.3f} against "
             f"{summary['accuracy_elsewhere']:.3f} elsewhere")
+
+
+def predicted_causes(samples) -> List[str]:
+    """The families the newest cause run found in ``samples`` (any of an image's labels,
+    ``"none"`` left out), most frequent first; ``[]`` without a cause run."""
+    field = cause_field(samples)
+    if field is None:
+        return []
+    counts = samples.count_values(f"{field}.classifications.label")
+    return sorted((c for c in counts if c not in (None, NO_CAUSE)), key=lambda c: (-counts[c], c))
 
 
 def cause_view(samples, family: str):

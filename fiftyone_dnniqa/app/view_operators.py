@@ -7,6 +7,7 @@ import fiftyone as fo
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
+from ..analysis.breakdowns import cause_view, predicted_causes
 from ..analysis.difficulty import best_quality_field, hard_samples, save_hard_view, tag_hard_samples
 from ..analysis.fields import quality_fields
 from ..analysis.objects import object_quality_runs
@@ -54,6 +55,11 @@ class FindHardSamples(foo.Operator):
             inputs.enum("field", fields, default=best_quality_field(ctx.dataset, fields), required=True,
                         label="Quality field", description="Default: the field that best predicts the "
                         "dataset's evaluation, when it has one", view=types.DropdownView())
+            causes = predicted_causes(ctx.dataset)
+            if causes:
+                inputs.enum("cause", causes, required=False, label="Only images predicted (optional)",
+                            description="Keep the images whose predicted causes include this family "
+                            "(the newest cause run)", view=types.DropdownView())
         modes = types.RadioGroup(orientation="horizontal")
         modes.add_choice("percent", label="Hardest %")
         modes.add_choice("count", label="Hardest k")
@@ -77,7 +83,8 @@ class FindHardSamples(foo.Operator):
             run = {r["key"]: r for r in object_quality_runs(ctx.dataset)}[p["field"]]
             view = hard_samples(ctx.target_view(), run["attribute"], patches_field=run["patches_field"], **kw)
         else:
-            view = hard_samples(ctx.target_view(), p["field"], **kw)
+            target = cause_view(ctx.target_view(), p["cause"]) if p.get("cause") else ctx.target_view()
+            view = hard_samples(target, p["field"], **kw)
         out = {"count": view.count()}
         if p.get("tag"):
             tag_hard_samples(view, p["tag"])
