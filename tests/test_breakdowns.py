@@ -139,6 +139,9 @@ def test_predicted_causes_are_every_family_found_most_frequent_first(with_causes
     from fiftyone_dnniqa.metrics.cause import NONE
 
     ds, _ = with_causes
+    unscored = ds.first()
+    unscored["iqa_cause"] = None  # counted by FiftyOne under None: never a cause
+    unscored.save()
     counts = Counter(lab for ls in ds.values("iqa_cause.classifications.label") for lab in (ls or []))
     by_hand = sorted((c for c in counts if c != "none"), key=lambda c: (-counts[c], c))
     assert predicted_causes(ds) == by_hand and by_hand[0] == "blur"
