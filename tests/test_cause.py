@@ -151,12 +151,24 @@ def test_a_head_of_the_old_format_or_a_backbone_without_levels_is_refused(tmp_pa
 
     plain = Backbone("plain", Plain().eval(), crop=32, resize=36, mean=(0.5,) * 3, std=(0.5,) * 3, num_classes=3)
     assert level_modules(plain.model) == [] and level_modules(cause.backbone.model) == [
-        "blocks.0", "blocks.1", "blocks.2", "blocks.4"]
+        ("blocks.0", 16), ("blocks.1", 24), ("blocks.2", 40), ("blocks.4", 112)]
     x = torch.rand(2, 3, 32, 32)
     out = proxy_outputs(plain, x)
     assert out.levels is None and out.pooled.shape == (2, 4) and out.logits.shape == (2, 3)
     with pytest.raises(ValueError, match="needs a timm backbone with feature levels"):
         cause_features(plain, x)
+    # a ViT names levels, but they are tokens, not maps: aligned still runs on it, cause refuses
+    import timm
+
+    torch.manual_seed(0)
+    vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=5, depth=4).eval()
+    tokens = Backbone("timm:vit", vit, crop=224, resize=256, mean=(0.5,) * 3, std=(0.5,) * 3, num_classes=5)
+    x = torch.rand(2, 3, 224, 224)
+    with torch.inference_mode():
+        out = proxy_outputs(tokens, x)
+        assert out.levels is None and torch.allclose(out.logits, vit((x - 0.5) / 0.5), atol=1e-5)
+        with pytest.raises(ValueError, match="needs a timm backbone with feature levels"):
+            cause_features(tokens, x)
 
 
 def test_safetensors_round_trip(tmp_path, cause, photos):

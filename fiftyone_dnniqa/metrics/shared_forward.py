@@ -31,7 +31,7 @@ class ProxyOutputs:
     logits: torch.Tensor
     #: per channel of each of the first :data:`NUM_LEVELS` feature levels, its spatial
     #: mean then its standard deviation, level after level; ``None`` where the model
-    #: names no feature levels
+    #: names no feature levels or they are not (B, C, H, W) maps (a ViT's tokens)
     levels: Optional[torch.Tensor]
 
 
@@ -41,19 +41,22 @@ def _key(model, x: torch.Tensor) -> tuple:
     return (tuple(x.shape), x.dtype, str(x.device), amp, torch.is_inference_mode_enabled(), weights)
 
 
-def level_modules(model) -> List[str]:
-    """The names of the modules whose outputs are the model's first :data:`NUM_LEVELS`
-    feature levels (timm's ``feature_info``), or ``[]`` when it names fewer."""
+def level_modules(model) -> List[Tuple[str, int]]:
+    """``(module name, channels)`` of the model's first :data:`NUM_LEVELS` feature levels
+    (timm's ``feature_info``), or ``[]`` when it names fewer."""
     info = getattr(model, "feature_info", None)
     try:
-        names = [entry["module"] for entry in info][:NUM_LEVELS]
+        levels = [(entry["module"], int(entry["num_chs"])) for entry in info][:NUM_LEVELS]
     except (TypeError, KeyError):
         return []
-    return names if len(names) == NUM_LEVELS else []
+    return levels if len(levels) == NUM_LEVELS else []
 
 
-def _channel_statistics(stats: list):
+def _channel_statistics(stats: list, channels: int):
     def hook(module, inputs, output):
+        if output.ndim != 4 or output.shape[1] != channels:  # tokens (ViT) or channels last (Swin)
+            stats.append(None)
+            return
         o = output.float()
         stats.append(torch.cat([o.mean((2, 3)), o.std((2, 3))], dim=1))
     return hook
@@ -61,14 +64,15 @@ def _channel_statistics(stats: list):
 
 def _run(model, inp: torch.Tensor) -> ProxyOutputs:
     stats: list = []
-    hooks = [model.get_submodule(n).register_forward_hook(_channel_statistics(stats))
-             for n in level_modules(model)]
+    hooks = [model.get_submodule(name).register_forward_hook(_channel_statistics(stats, channels))
+             for name, channels in level_modules(model)]
     try:
         pooled = model.forward_head(model.forward_features(inp), pre_logits=True)
     finally:
         for h in hooks:
             h.remove()
-    return ProxyOutputs(pooled, model.get_classifier()(pooled), torch.cat(stats, dim=1) if hooks else None)
+    levels = torch.cat(stats, dim=1) if hooks and all(t is not None for t in stats) else None
+    return ProxyOutputs(pooled, model.get_classifier()(pooled), levels)
 
 
 def proxy_outputs(backbone, x: torch.Tensor) -> ProxyOutputs:
