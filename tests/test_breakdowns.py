@@ -147,6 +147,10 @@ def test_predicted_causes_are_every_family_found_most_frequent_first(with_causes
     assert predicted_causes(ds) == by_hand and by_hand[0] == "blur"
     assert NO_CAUSE == NONE
     assert predicted_causes(ds.limit(0)) == []
+    # frequency, not the alphabet, orders them: "noise" on 7 images, "blur" on 4
+    ds.set_values("iqa_cause", [fo.Classifications(classifications=[fo.Classification(label=lab)])
+                                for lab in ["noise"] * 7 + ["blur"] * 4 + ["contrast_haze"]])
+    assert predicted_causes(ds) == ["noise", "blur", "contrast_haze"]
 
 
 # ---------------------------------------------------------------------------
