@@ -42,7 +42,9 @@ from train_cause_head import SETTINGS, dev_examples, split_files  # noqa: E402
 
 from fiftyone_dnniqa.core.images import InputSpec  # noqa: E402
 from fiftyone_dnniqa.corruptions import SUITES  # noqa: E402
-from fiftyone_dnniqa.metrics.cause import FAMILIES, FAMILY_OF, FORMAT_VERSION, NONE, SHIPPED_HEAD, cause_labels, load_cause_head  # noqa: E402
+from fiftyone_dnniqa.metrics.cause import (  # noqa: E402
+    FAMILIES, FAMILY_OF, FORMAT_VERSION, NONE, SHIPPED_HEAD, cause_labels, load_cause_head,
+)
 from fiftyone_dnniqa.metrics.cause_training import (  # noqa: E402
     Recipe, build_examples, load_clean_images, train_cause_head,
 )

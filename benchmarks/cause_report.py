@@ -82,11 +82,8 @@ def _time_parts(batches, backbone, reps=5):
     """ms per image, best of ``reps`` rounds (interleaved): the proxy's plain pass, the
     pass with the feature-level statistics every metric now gets, and the cheap image
     statistics ``cause`` adds."""
-    model = backbone.model
-
     def plain(x):
-        inp = backbone.normalize(x).contiguous(memory_format=torch.channels_last)
-        return model.get_classifier()(model.forward_head(model.forward_features(inp), pre_logits=True))
+        return backbone.model(backbone.normalize(x).contiguous(memory_format=torch.channels_last))
 
     def with_levels(x):
         clear_memo()
@@ -137,8 +134,8 @@ def cost_of_cause(files, log=print):
                    "c2_severity": round(sample["c2_severity"], 2)}
     finally:
         ds.delete()
-    return {"images": len(files), "threads": torch.get_num_threads(), "metric_ms_per_image": calls, "parts_ms_per_image": parts,
-            "compute_quality_ms_per_image": engine, "example_stored": example}
+    return {"images": len(files), "threads": torch.get_num_threads(), "metric_ms_per_image": calls,
+            "parts_ms_per_image": parts, "compute_quality_ms_per_image": engine, "example_stored": example}
 
 
 def _pct(v):

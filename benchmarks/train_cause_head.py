@@ -47,7 +47,8 @@ def split_files(split: str):
 def dev_examples(cache: str, limit=None, corruptions=None, log=print):
     """Recipes, features, family targets and severities of the dev split (cached)."""
     s = SETTINGS
-    key = f"{cache}/dev-v{FORMAT_VERSION}-{limit or 'all'}-{s['copies']}-{s['clean_views']}-{s['compound']}-{s['seed']}.pt"
+    key = (f"{cache}/dev-v{FORMAT_VERSION}-{limit or 'all'}-{s['copies']}-{s['clean_views']}-{s['compound']}"
+           f"-{s['seed']}.pt")
     if os.path.isfile(key):
         return torch.load(key, weights_only=False)
     proxy = load_backbone(s["backbone"])

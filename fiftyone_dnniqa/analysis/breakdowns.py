@@ -20,8 +20,8 @@ from .prior import PerformancePrior
 from .results import fmt_ci
 from .targets import get_target, pick_target, to_floats
 
-__all__ = ["NO_CAUSE", "NO_TAGS", "SLICES", "available_slices", "cause_field", "cause_sentence", "cause_summary", "cause_view",
-           "predicted_causes", "slice_labels", "slice_table"]
+__all__ = ["NO_CAUSE", "NO_TAGS", "SLICES", "available_slices", "cause_field", "cause_sentence", "cause_summary",
+           "cause_view", "predicted_causes", "slice_labels", "slice_table"]
 
 #: what a view can be broken down by, and how the panel names it
 SLICES = {"tags": "sample tags", "class": "ground-truth class", "cause": "predicted cause"}
