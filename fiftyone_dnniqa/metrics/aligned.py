@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from .backbones import load_backbone, match_classes
 from .base import InputSpec, QualityMetric
 from .registry import register_metric
-from .shared_forward import proxy_forward
+from .shared_forward import proxy_outputs
 
 STATISTICS = ("max_prob", "margin", "neg_entropy", "energy")
 TTA_MODES = (None, "flip", "multiscale")
@@ -147,7 +147,7 @@ class AlignedMetric(QualityMetric):
                 return b.model(b.normalize(x).contiguous(memory_format=torch.channels_last))
 
             x = resized_square(images, b.crop)
-            z = proxy_forward(b, x)[1]  # shared with ``cause`` when it scores the same batch
+            z = proxy_outputs(b, x).logits  # shared with ``cause`` when it scores the same batch
             if self.tta == "flip":
                 z = (z + run(x.flip(-1))) / 2
             elif self.tta == "multiscale":

@@ -26,8 +26,6 @@ _MEMO: Dict[str, tuple] = {}
 class ProxyOutputs:
     """What one pass of the proxy gives its metrics (all (B, ...), float)."""
 
-    #: pooled features before the classifier; ``None`` without timm's ``forward_head``
-    pooled: Optional[torch.Tensor]
     logits: torch.Tensor
     #: per channel of each of the first :data:`NUM_LEVELS` feature levels, its spatial
     #: mean then its standard deviation, level after level; ``None`` where the model
@@ -72,7 +70,7 @@ def _run(model, inp: torch.Tensor) -> ProxyOutputs:
         for h in hooks:
             h.remove()
     levels = torch.cat(stats, dim=1) if hooks and all(t is not None for t in stats) else None
-    return ProxyOutputs(pooled, model.get_classifier()(pooled), levels)
+    return ProxyOutputs(model.get_classifier()(pooled), levels)
 
 
 def proxy_outputs(backbone, x: torch.Tensor) -> ProxyOutputs:
@@ -82,7 +80,7 @@ def proxy_outputs(backbone, x: torch.Tensor) -> ProxyOutputs:
     model = backbone.model
     inp = backbone.normalize(x).contiguous(memory_format=torch.channels_last)
     if not (hasattr(model, "forward_head") and hasattr(model, "get_classifier")):
-        return ProxyOutputs(None, model(inp), None)
+        return ProxyOutputs(model(inp), None)
     key = _key(model, x)
     hit = _MEMO.get(backbone.name)
     if hit is not None and hit[0] == key and torch.equal(hit[1], x):
@@ -90,12 +88,6 @@ def proxy_outputs(backbone, x: torch.Tensor) -> ProxyOutputs:
     out = _run(model, inp)
     _MEMO[backbone.name] = (key, x.clone(), out)  # a copy: callers may reuse x
     return out
-
-
-def proxy_forward(backbone, x: torch.Tensor) -> Tuple[Optional[torch.Tensor], torch.Tensor]:
-    """``(pooled features, logits)`` of :func:`proxy_outputs`."""
-    out = proxy_outputs(backbone, x)
-    return out.pooled, out.logits
 
 
 def clear_memo() -> None:
