@@ -22,17 +22,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-
 from fiftyone_dnniqa.scoring import loading, patches, scorers
-
-
-def make_loader(data, batch_size: int, num_workers: int, device: torch.device):
-    """A DataLoader with the settings ``execute._loader`` gives the engine's."""
-    num_workers = min(num_workers, -(-len(data) // batch_size))
-    return torch.utils.data.DataLoader(
-        data, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-        collate_fn=loading.collate_items, pin_memory=device.type == "cuda",
-        persistent_workers=False, prefetch_factor=4 if num_workers else None)
 
 
 def score_files(metric, files: Sequence[str], device: torch.device, batch_size: int = 64,
@@ -50,7 +40,7 @@ def score_files(metric, files: Sequence[str], device: torch.device, batch_size: 
     metric.to(device)
     spec, raw_jpeg = metric.input_spec, decode == "device"
     data = loading.SampleImages(files, [spec], reference_paths=refs, labels=labels, raw_jpeg=raw_jpeg)
-    loader = make_loader(data, batch_size, num_workers, device)
+    loader = loading.batch_loader(data, batch_size, num_workers, device)
     state = state if state is not None else {}
     state.setdefault("max_batch", batch_size)
     scores, job = _score_into_memory(metric, len(files), loader, device, amp, state, spec if raw_jpeg else None)
@@ -97,7 +87,7 @@ def score_objects(metric, files: Sequence[str], boxes: Sequence[Sequence], devic
     cropper = patches.PatchCropper(rows, [metric.input_spec], margin)
     data = loading.SampleImages(files, [patches.NATIVE], raw_jpeg=raw_jpeg,
                                 postprocess=None if raw_jpeg else cropper)
-    loader = make_loader(data, batch_size, num_workers, device)
+    loader = loading.batch_loader(data, batch_size, num_workers, device)
     return _score_into_memory(metric, k, loader, device, amp, {"max_batch": batch_size},
                               patches.NATIVE if raw_jpeg else None,
                               lambda batch: patches.batch_objects(batch, cropper))[0]
@@ -109,7 +99,7 @@ def decode_only(files, spec, device, batch_size, num_workers, decode="device") -
     raw_jpeg = decode == "device"
     data = loading.SampleImages(files, [spec], raw_jpeg=raw_jpeg)
     done = 0
-    for batch in make_loader(data, batch_size, num_workers, device):
+    for batch in loading.batch_loader(data, batch_size, num_workers, device):
         if raw_jpeg:
             loading.decode_jpegs(batch, [spec], device)
         done += sum("images" in it for it in batch)

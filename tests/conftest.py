@@ -99,3 +99,22 @@ def with_causes(make_dataset, imagenet_files, tmp_path):
     ds.set_values("predictions", [fo.Classification(label="y" if w else "x") for w in wrong])
     ds.evaluate_classifications("predictions", gt_field="ground_truth", eval_key="eval")
     return ds, np.array(wrong)
+
+
+@pytest.fixture
+def worker_exit_codes(monkeypatch):
+    """The exit codes of the DataLoader workers of every loader shut down during the test."""
+    from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter
+
+    codes = []
+    real = _MultiProcessingDataLoaderIter._shutdown_workers
+
+    def shutdown_and_record(self):
+        first = not self._shutdown
+        real(self)
+        for w in self._workers if first else ():
+            w.join(timeout=10)
+            codes.append(w.exitcode)
+
+    monkeypatch.setattr(_MultiProcessingDataLoaderIter, "_shutdown_workers", shutdown_and_record)
+    return codes

@@ -6,6 +6,7 @@ write-back chunks) are observed through monkeypatched module attributes of ``exe
 the DataLoader it builds, the decoder and scorer it calls, its clock and its ``os``.
 """
 
+import concurrent.futures
 import datetime
 import logging
 import os
@@ -700,6 +701,16 @@ def test_per_image_metrics_score_in_worker_processes(tmp_path, make_dataset):
     pids = set(ds.values("a")) | set(ds.values("b"))
     assert os.getpid() not in pids and len(pids) <= 2 and None not in pids
 
+
+
+def test_workers_forked_from_a_thread_pool_exit_cleanly(tmp_path, make_dataset, worker_exit_codes):
+    """FiftyOne runs operators in a thread pool; workers forked there must exit with 0, or
+    torch's SIGCHLD handler fails the run in the main thread (CPython gh-88110)."""
+    ds = make_dataset(_gray(tmp_path, [10, 20, 30, 40]))
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        res = pool.submit(_run, ds, Probe(), num_workers=2, batch_size=2).result()
+    assert res.num_scored == 4 and ds.values("q") == pytest.approx([10, 20, 30, 40])
+    assert worker_exit_codes == [0, 0]
 
 # ---------------------------------------------------------------------------
 # shards and locks

@@ -7,6 +7,7 @@ statistics run on real ``evaluate_detections`` results and are checked against s
 and scipy computed here, never against the code under test.
 """
 
+import concurrent.futures
 import logging
 
 import numpy as np
@@ -280,6 +281,17 @@ def test_per_image_metric_scores_objects_in_the_workers(boxes_dataset):
     scores = ds.values("gt.detections.w")
     assert [s[:len(r)] for s, r in zip(scores, RECTS)] == [pytest.approx([x[4] for x in r], abs=1e-3)
                                                           for r in RECTS]
+
+
+def test_object_workers_forked_from_a_thread_pool_exit_cleanly(boxes_dataset, worker_exit_codes):
+    ds = boxes_dataset
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(execute_plan, _plan(ds, Probe(), field="t", patches_field="gt", num_workers=2,
+                                        batch_size=1)).result()
+    scores = ds.values("gt.detections.t")
+    assert [s[:len(r)] for s, r in zip(scores, RECTS)] == [pytest.approx([x[4] for x in r], abs=1e-3)
+                                                          for r in RECTS]
+    assert worker_exit_codes == [0, 0]
 
 
 # ---------------------------------------------------------------------------

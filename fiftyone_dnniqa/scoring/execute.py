@@ -19,10 +19,9 @@ from dataclasses import dataclass
 from typing import List, Optional
 
 import numpy as np
-import torch
 
 from .field_checks import check_field_can_hold_scores
-from .loading import SampleImages, collate_items, decode_jpegs
+from .loading import SampleImages, batch_loader, decode_jpegs
 from .locks import FieldLock
 from .patch_execute import object_values, patch_loader, read_patch_work, score_patches
 from .plan import QualityPlan
@@ -165,14 +164,7 @@ def _loader(plan, work, jobs, specs, batch_size, num_workers, raw_jpeg):
         labels=[work.labels[i] for i in rows] if work.labels is not None else None,
         raw_jpeg=raw_jpeg,
     )
-    # No more workers than batches: a worker started for nothing is shut down at once, and one
-    # that exits while the loader stops makes torch's SIGCHLD handler fail the call
-    num_workers = min(num_workers, -(-len(rows) // batch_size))
-    return torch.utils.data.DataLoader(
-        data, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-        collate_fn=collate_items, pin_memory=plan.device.type == "cuda",  # page-locked: asynchronous copies
-        persistent_workers=False, prefetch_factor=4 if num_workers else None,
-    )
+    return batch_loader(data, batch_size, num_workers, plan.device)
 
 
 def _score_rows(plan, jobs: List[Job], work: _Work, specs, loader, raw_jpeg, batch_size):

@@ -8,6 +8,7 @@ device. Unreadable files become an ``error`` item, never an exception.
 
 from __future__ import annotations
 
+import concurrent.futures.thread
 import warnings
 from typing import Callable, List, Optional, Sequence
 
@@ -147,3 +148,30 @@ class SampleImages(torch.utils.data.Dataset):
 
 def collate_items(items: List[dict]) -> List[dict]:
     return items
+
+
+def batch_loader(data, batch_size: int, num_workers: int, device: torch.device) -> torch.utils.data.DataLoader:
+    """The DataLoader every scoring run reads ``data`` through, in order.
+
+    No more workers than batches: a worker started for nothing is shut down at once, and
+    one that exits while the loader stops makes torch's SIGCHLD handler fail the call.
+    """
+    num_workers = min(num_workers, -(-len(data) // batch_size))
+    return torch.utils.data.DataLoader(
+        data, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+        collate_fn=collate_items, pin_memory=device.type == "cuda",  # page-locked: asynchronous copies
+        persistent_workers=False, prefetch_factor=4 if num_workers else None,
+        worker_init_fn=forget_parent_thread_pools if num_workers else None,
+    )
+
+
+def forget_parent_thread_pools(worker_id: int = 0) -> None:
+    """Lets a worker forked from a thread-pool thread exit with status 0.
+
+    FiftyOne runs an operator's ``execute`` in a thread pool. A process forked there
+    inherits the pool's registry of threads, and on Python before 3.13.1 joins them at exit,
+    its own thread included: "cannot join current thread", exit status 1, which torch
+    reports as a crashed worker (CPython gh-88110). The threads are gone after the fork;
+    this empties their registry, as CPython's fix does.
+    """
+    concurrent.futures.thread._threads_queues.clear()

@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from typing import List, Optional
 
 import numpy as np
-import torch
 
 from ..core.boxes import polyline_box
-from .loading import SampleImages, collate_items, decode_jpegs
+from .loading import SampleImages, batch_loader, decode_jpegs
 from .patch_writer import ObjectValues
 from .patches import NATIVE, PatchCropper, batch_objects, box_problem
 from .plan import QualityPlan
@@ -123,12 +122,7 @@ def patch_loader(plan, work: PatchWork, jobs, specs, batch_size, num_workers, ra
         reference_paths=[work.ref_paths[i] for i in work.rows] if work.ref_paths is not None else None,
         max_pixels=plan.max_pixels, postprocess=cropper, raw_jpeg=raw_jpeg,
     )
-    num_workers = min(num_workers, -(-len(work.rows) // batch_size))
-    return torch.utils.data.DataLoader(
-        data, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-        collate_fn=collate_items, pin_memory=plan.device.type == "cuda",
-        persistent_workers=False, prefetch_factor=4 if num_workers else None,
-    )
+    return batch_loader(data, batch_size, num_workers, plan.device)
 
 
 def score_patches(plan, jobs: List[Job], work: PatchWork, specs, loader, raw_jpeg, batch_size,
