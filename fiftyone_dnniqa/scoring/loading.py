@@ -169,9 +169,9 @@ def forget_parent_thread_pools(worker_id: int = 0) -> None:
     """Lets a worker forked from a thread-pool thread exit with status 0.
 
     FiftyOne runs an operator's ``execute`` in a thread pool. A process forked there
-    inherits the pool's registry of threads, and on Python before 3.13.1 joins them at exit,
-    its own thread included: "cannot join current thread", exit status 1, which torch
-    reports as a crashed worker (CPython gh-88110). The threads are gone after the fork;
-    this empties their registry, as CPython's fix does.
+    inherits the pool's registry of threads and joins them at exit, its own thread
+    included: "cannot join current thread", exit status 1, which torch reports as a crashed
+    worker. The threads are gone after the fork; this empties their registry, as CPython's
+    fix for gh-88110 does (in releases after 2024-11; never in 3.11).
     """
     concurrent.futures.thread._threads_queues.clear()
