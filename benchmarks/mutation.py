@@ -57,6 +57,9 @@ MODULES = {
     # the object engine's path and failed runs go through execute_plan too
     "scoring/execute.py": (["tests/test_execute.py", "tests/test_objects.py", "tests/test_failed_runs.py"], []),
     "metrics/aligned.py": (["tests/test_aligned_units.py"], []),
+    # the loader: its dataset and DataLoader reach the tests through the engine's runs
+    "scoring/loading.py": (["tests/test_loading.py", "tests/test_device_decode.py", "tests/test_execute.py",
+                            "tests/test_objects.py"], []),
 }
 
 
