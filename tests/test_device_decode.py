@@ -87,8 +87,89 @@ def test_one_bad_file_does_not_fail_the_batch(imagenet_files, tmp_path):
 
 
 def test_raw_jpeg_cannot_be_postprocessed():
-    with pytest.raises(ValueError, match="postprocess"):
+    with pytest.raises(ValueError, match="^raw_jpeg items are decoded later: they cannot be postprocessed"):
         loading.SampleImages([], [InputSpec()], raw_jpeg=True, postprocess=lambda it: it)
+
+
+def test_jpeg_bytes_takes_an_image_of_exactly_max_pixels(imagenet_files):
+    w, h = Image.open(imagenet_files[0]).size
+    assert loading.jpeg_bytes(imagenet_files[0], max_pixels=w * h) is not None
+    assert loading.jpeg_bytes(imagenet_files[0], max_pixels=w * h - 1) is None
+
+
+@pytest.fixture
+def decode_calls(monkeypatch):
+    """What reached torchvision's ``decode_jpeg`` (a list: one batched call) and
+    ``read_image`` (paths) while decoding."""
+    import torchvision.io
+
+    calls = {"decode_jpeg": [], "read_image": []}
+    real_decode, real_read = torchvision.io.decode_jpeg, loading.read_image
+
+    def decode(data, **kw):
+        calls["decode_jpeg"].append(len(data) if isinstance(data, list) else "one")
+        return real_decode(data, **kw)
+
+    def read(path, *a, **kw):
+        calls["read_image"].append(path)
+        return real_read(path, *a, **kw)
+
+    monkeypatch.setattr(torchvision.io, "decode_jpeg", decode)
+    monkeypatch.setattr(loading, "read_image", read)
+    return calls
+
+
+def test_plain_jpegs_are_decoded_in_one_batched_call(imagenet_files, decode_calls):
+    spec = InputSpec(resize=64, crop=64)
+    items = [loading.SampleImages(imagenet_files[:4], [spec], raw_jpeg=True)[i] for i in range(4)]
+    loading.decode_jpegs(items, [spec], torch.device("cpu"))
+    assert decode_calls == {"decode_jpeg": [4], "read_image": []}
+    assert all(it["images"][0].shape == (3, 64, 64) for it in items)
+
+
+def test_a_bad_file_first_leaves_the_others_to_the_fast_decoder(imagenet_files, tmp_path, decode_calls):
+    """Each file alone once the batched call fails; only the bad one goes to read_image,
+    and a grayscale JPEG still comes out as RGB with PIL's pixels."""
+    trunc, gray = tmp_path / "trunc.jpg", _odd_files(tmp_path)["gray"]
+    good = io.BytesIO()
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (256, 256, 3), dtype=np.uint8)).save(good, "JPEG")
+    trunc.write_bytes(good.getvalue()[: len(good.getvalue()) // 2])
+    files = [str(trunc)] + imagenet_files[:2] + [gray]
+    spec = InputSpec(resize=48, crop=48)
+    items = [loading.SampleImages(files, [spec], raw_jpeg=True)[i] for i in range(len(files))]
+    loading.decode_jpegs(items, [spec], torch.device("cpu"))
+    assert decode_calls == {"decode_jpeg": [4, "one", "one", "one", "one"], "read_image": [str(trunc)]}
+    assert "truncated" in items[0]["error"] and "images" not in items[0]
+    for f, it in zip(files[1:], items[1:]):
+        expected = loading.prepare(loading.read_image(f), spec)
+        assert it["images"][0].shape == (3, 48, 48)
+        assert (it["images"][0].int() - expected.int()).abs().float().mean() < 0.5, f
+
+
+def test_a_file_the_fast_decoder_fails_gets_read_images_reason_under_max_pixels(tmp_path):
+    good = io.BytesIO()
+    Image.fromarray(np.random.default_rng(2).integers(0, 256, (256, 256, 3), dtype=np.uint8)).save(good, "JPEG")
+    trunc = tmp_path / "trunc.jpg"
+    trunc.write_bytes(good.getvalue()[: len(good.getvalue()) // 2])
+    spec = InputSpec(resize=32, crop=32)
+    items = [loading.SampleImages([str(trunc)], [spec], raw_jpeg=True, max_pixels=None)[0]]
+    loading.decode_jpegs(items, [spec], torch.device("cpu"), max_pixels=1000)
+    with pytest.raises(loading.ImageLoadError) as expected:
+        loading.read_image(str(trunc), 1000)
+    assert items[0]["error"] == str(expected.value) and "too large" in items[0]["error"]
+
+
+def test_sample_images_decode_in_the_worker_unless_asked_and_keep_max_pixels(imagenet_files, tmp_path):
+    spec = InputSpec(resize=32, crop=32)
+    plain = loading.SampleImages(imagenet_files[:1], [spec])[0]
+    assert "jpeg" not in plain and plain["images"][0].shape == (3, 32, 32)
+    refused = loading.SampleImages(imagenet_files[:1], [spec], raw_jpeg=True, max_pixels=100)[0]
+    assert "jpeg" not in refused and "images" not in refused and "too large" in refused["error"]
+    small = tmp_path / "small.jpg"
+    Image.fromarray(np.full((40, 40, 3), 128, np.uint8)).save(small)
+    got = loading.SampleImages([str(small)], [spec], reference_paths=imagenet_files[:1], max_pixels=1600)[0]
+    assert got["images"][0].shape == (3, 32, 32) and "references" not in got
+    assert "too large" in got["ref_error"] and imagenet_files[0] in got["ref_error"]
 
 
 def test_device_decode_scores_and_failures_match_worker_decode(imagenet_files, make_dataset, tmp_path):

@@ -161,7 +161,7 @@ def batch_loader(data, batch_size: int, num_workers: int, device: torch.device) 
         data, batch_size=batch_size, shuffle=False, num_workers=num_workers,
         collate_fn=collate_items, pin_memory=device.type == "cuda",  # page-locked: asynchronous copies
         persistent_workers=False, prefetch_factor=4 if num_workers else None,
-        worker_init_fn=forget_parent_thread_pools if num_workers else None,
+        worker_init_fn=forget_parent_thread_pools,  # unused without workers
     )
 
 
