@@ -220,3 +220,19 @@ def test_nvjpeg_decode_on_cuda(imagenet_files, make_dataset):
     b = dq.compute_quality(ds, "aligned", field="d", device="cuda", decode="auto", progress=False)
     assert a.num_scored == b.num_scored == 32
     assert np.allclose(ds.values("w"), ds.values("d"), atol=0.05)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (nvJPEG)")
+def test_decoded_images_stay_on_the_device(imagenet_files, tmp_path):
+    """Batched, file by file after a bad file, and through read_image: every image on CUDA."""
+    trunc = tmp_path / "trunc.jpg"
+    good = io.BytesIO()
+    Image.fromarray(np.random.default_rng(3).integers(0, 256, (256, 256, 3), dtype=np.uint8)).save(good, "JPEG")
+    trunc.write_bytes(good.getvalue()[: len(good.getvalue()) // 2])
+    spec, cuda = InputSpec(resize=32, crop=32), torch.device("cuda")
+    for files in (imagenet_files[:3], imagenet_files[:3] + [str(trunc)]):
+        items = [loading.SampleImages(files, [spec], raw_jpeg=True)[i] for i in range(len(files))]
+        loading.decode_jpegs(items, [spec], cuda)
+        assert all(it["images"][0].device.type == "cuda" for it in items[:3])
+    # the truncated file: nvJPEG refuses it, read_image decodes what it can or gives a reason
+    assert "error" in items[3] or items[3]["images"][0].device.type == "cuda"
