@@ -396,8 +396,8 @@ def render(dev, test, meta, tasks, args, default, dev_scores, results, elapsed):
     md = ["# Accuracy of an unlabelled batch: estimators and intervals on held-out corruption families", "",
           f"`python benchmarks/accuracy.py --arrays {' '.join(os.path.basename(p) for p in args.arrays)}` on "
           f"{platform.node() or 'this machine'} ({os.cpu_count()} CPU cores): evaluation {elapsed:.0f} s"
-          + (f"; scoring the arrays (`--extract`, one process per split, side by side, 1 thread each, on a "
-             f"host shared with other jobs) took " + " and ".join(
+          + ("; scoring the arrays (`--extract`, one process per split, side by side, 1 thread each, on a "
+             "host shared with other jobs) took " + " and ".join(
                  f"{v / 60:.0f} min ({k.split(':')[1].split('_')[0]})" for k, v in meta.items()
                  if k.endswith("extract_s")) + "." if extract_s else "."), "",
           f"- Images: {n_img['dev']} dev + {n_img['test']} test ImageNet photos (imagenet-sample); corruptions "

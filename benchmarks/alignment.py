@@ -468,7 +468,7 @@ def main(argv=None):
         dev, test = load_arrays(args.from_arrays)
         tasks = [SimpleNamespace(name=t) for t in task_names]
         baselines = [SimpleNamespace(name=n, **metric_traits(n)) for n in names if n in test]
-        notes.append(f"tables recomputed with --from-arrays from the arrays a full run saved")
+        notes.append("tables recomputed with --from-arrays from the arrays a full run saved")
     else:
         proxy = load_backbone(args.proxy)
         tasks = [load_backbone(t) for t in task_names]

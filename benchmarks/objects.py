@@ -285,7 +285,7 @@ def report(args, stats, speeds, counts, took, elapsed):
     for r in speeds:
         lines.append(f"| `{r['metric']}` | {r['images']} | {r['objects']} | {r['images_s']:.1f} | "
                      f"{r['objects_s']:.1f} | {r['ratio']:.2f} |")
-    lines += ["", f"Scoring the objects for the statistics took (s): "
+    lines += ["", "Scoring the objects for the statistics took (s): "
               + ", ".join(f"{m} {t:.1f}" for m, t in took.items()) + ".", ""] + what_is_real(args)
     return "\n".join(lines) + "\n"
 

@@ -148,7 +148,7 @@ def main(argv=None):
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         rows.append(("bad-input corpus x {piqe, aligned}", *corpus_scenario(tmp, good, ["piqe", "aligned"])))
-    rows.append((f"fuzzed image bytes through the loader", *fuzz_scenario(args.fuzz)))
+    rows.append(("fuzzed image bytes through the loader", *fuzz_scenario(args.fuzz)))
     rows.append(("SIGKILL mid-run, then resume", *kill_scenario(good, args.kills)))
     lines = ["# Reliability", "", f"{os.cpu_count()} cores; {len(good)} real ImageNet photos beside the bad files.", "",
              "| scenario | cases tried | cases survived | samples lost |", "|---|---:|---:|---:|"]

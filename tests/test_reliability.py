@@ -74,7 +74,7 @@ def test_video_samples_in_a_mixed_view_are_recorded(imagenet_files, make_dataset
 
 def test_fuzzed_image_bytes_never_crash_the_loader(tmp_path):
     """Property: any bytes give an RGB uint8 tensor or an ImageLoadError."""
-    hypothesis = pytest.importorskip("hypothesis")
+    pytest.importorskip("hypothesis")
     from hypothesis import HealthCheck, given, settings, strategies as st
     import io
     from PIL import Image

@@ -212,7 +212,7 @@ def test_a_structured_metric_returning_the_wrong_shape_fails_with_the_shape(shap
     job = _job(Rows(rows_of=shape), 2)
     _score(job, chunk)  # bisected down to single images, which fail the same way
     assert job.scores == {"s0": None, "s1": None}
-    assert job.errors["s0"].startswith(f"metric error: RuntimeError: rows_test returned values of shape ")
+    assert job.errors["s0"].startswith("metric error: RuntimeError: rows_test returned values of shape ")
 
 
 def test_worker_scorer_returns_a_structured_metric_row():
