@@ -4,8 +4,9 @@
 The GPU machine has torch, torchvision and timm but no FiftyOne and no MongoDB (and they do
 not fit in the files that travel there), so ``compute_quality`` cannot run there. What runs
 instead is the engine's own pipeline, the pieces ``scoring/execute.py`` composes, minus the
-database: :class:`~fiftyone_dnniqa.scoring.loading.SampleImages` in the engine's own DataLoader,
-:func:`~fiftyone_dnniqa.scoring.loading.batch_loader` (batches of loader items, pinned memory on CUDA, prefetch 4),
+database: :class:`~fiftyone_dnniqa.scoring.loading.SampleImages` in the engine's own
+DataLoader, :func:`~fiftyone_dnniqa.scoring.loading.batch_loader` (batches of loader items,
+pinned memory on CUDA, prefetch 4),
 :func:`~fiftyone_dnniqa.scoring.loading.decode_jpegs` (nvJPEG on CUDA), and
 :class:`~fiftyone_dnniqa.scoring.scorers.Job` with
 :func:`~fiftyone_dnniqa.scoring.scorers.score_batch` (grouping, autocast, out-of-memory

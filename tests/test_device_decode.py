@@ -43,6 +43,16 @@ def _odd_files(tmp_path):
     return out
 
 
+def _truncated_jpeg(tmp_path, seed=1) -> str:
+    """A JPEG cut in half: its header parses, its scan does not decode."""
+    good = io.BytesIO()
+    noise = np.random.default_rng(seed).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(good, format="JPEG")  # large scan: cutting it keeps the header
+    trunc = tmp_path / "trunc.jpg"
+    trunc.write_bytes(good.getvalue()[: len(good.getvalue()) // 2])
+    return str(trunc)
+
+
 def test_jpeg_bytes_only_for_plain_jpegs(tmp_path, imagenet_files):
     odd = _odd_files(tmp_path)
     data = loading.jpeg_bytes(imagenet_files[0])
@@ -72,12 +82,7 @@ def test_batched_decode_gives_the_same_pixels_as_pil(imagenet_files, tmp_path):
 
 
 def test_one_bad_file_does_not_fail_the_batch(imagenet_files, tmp_path):
-    good = io.BytesIO()
-    noise = np.random.default_rng(1).integers(0, 256, (256, 256, 3), dtype=np.uint8)
-    Image.fromarray(noise).save(good, format="JPEG")  # large scan: cutting it keeps the header
-    trunc = tmp_path / "trunc.jpg"
-    trunc.write_bytes(good.getvalue()[: len(good.getvalue()) // 2])
-    files = imagenet_files[:3] + [str(trunc)]
+    files = imagenet_files[:3] + [_truncated_jpeg(tmp_path)]
     spec = InputSpec(resize=64, crop=64)
     items = [loading.SampleImages(files, [spec], raw_jpeg=True)[i] for i in range(len(files))]
     assert all("jpeg" in it for it in items)  # the header of the truncated file parses
@@ -130,15 +135,12 @@ def test_plain_jpegs_are_decoded_in_one_batched_call(imagenet_files, decode_call
 def test_a_bad_file_first_leaves_the_others_to_the_fast_decoder(imagenet_files, tmp_path, decode_calls):
     """Each file alone once the batched call fails; only the bad one goes to read_image,
     and a grayscale JPEG still comes out as RGB with PIL's pixels."""
-    trunc, gray = tmp_path / "trunc.jpg", _odd_files(tmp_path)["gray"]
-    good = io.BytesIO()
-    Image.fromarray(np.random.default_rng(1).integers(0, 256, (256, 256, 3), dtype=np.uint8)).save(good, "JPEG")
-    trunc.write_bytes(good.getvalue()[: len(good.getvalue()) // 2])
-    files = [str(trunc)] + imagenet_files[:2] + [gray]
+    trunc, gray = _truncated_jpeg(tmp_path), _odd_files(tmp_path)["gray"]
+    files = [trunc] + imagenet_files[:2] + [gray]
     spec = InputSpec(resize=48, crop=48)
     items = [loading.SampleImages(files, [spec], raw_jpeg=True)[i] for i in range(len(files))]
     loading.decode_jpegs(items, [spec], torch.device("cpu"))
-    assert decode_calls == {"decode_jpeg": [4, "one", "one", "one", "one"], "read_image": [str(trunc)]}
+    assert decode_calls == {"decode_jpeg": [4, "one", "one", "one", "one"], "read_image": [trunc]}
     assert "truncated" in items[0]["error"] and "images" not in items[0]
     for f, it in zip(files[1:], items[1:]):
         expected = loading.prepare(loading.read_image(f), spec)
@@ -147,15 +149,12 @@ def test_a_bad_file_first_leaves_the_others_to_the_fast_decoder(imagenet_files, 
 
 
 def test_a_file_the_fast_decoder_fails_gets_read_images_reason_under_max_pixels(tmp_path):
-    good = io.BytesIO()
-    Image.fromarray(np.random.default_rng(2).integers(0, 256, (256, 256, 3), dtype=np.uint8)).save(good, "JPEG")
-    trunc = tmp_path / "trunc.jpg"
-    trunc.write_bytes(good.getvalue()[: len(good.getvalue()) // 2])
+    trunc = _truncated_jpeg(tmp_path)
     spec = InputSpec(resize=32, crop=32)
-    items = [loading.SampleImages([str(trunc)], [spec], raw_jpeg=True, max_pixels=None)[0]]
+    items = [loading.SampleImages([trunc], [spec], raw_jpeg=True, max_pixels=None)[0]]
     loading.decode_jpegs(items, [spec], torch.device("cpu"), max_pixels=1000)
     with pytest.raises(loading.ImageLoadError) as expected:
-        loading.read_image(str(trunc), 1000)
+        loading.read_image(trunc, 1000)
     assert items[0]["error"] == str(expected.value) and "too large" in items[0]["error"]
 
 
@@ -225,12 +224,8 @@ def test_nvjpeg_decode_on_cuda(imagenet_files, make_dataset):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (nvJPEG)")
 def test_decoded_images_stay_on_the_device(imagenet_files, tmp_path):
     """Batched, file by file after a bad file, and through read_image: every image on CUDA."""
-    trunc = tmp_path / "trunc.jpg"
-    good = io.BytesIO()
-    Image.fromarray(np.random.default_rng(3).integers(0, 256, (256, 256, 3), dtype=np.uint8)).save(good, "JPEG")
-    trunc.write_bytes(good.getvalue()[: len(good.getvalue()) // 2])
     spec, cuda = InputSpec(resize=32, crop=32), torch.device("cuda")
-    for files in (imagenet_files[:3], imagenet_files[:3] + [str(trunc)]):
+    for files in (imagenet_files[:3], imagenet_files[:3] + [_truncated_jpeg(tmp_path)]):
         items = [loading.SampleImages(files, [spec], raw_jpeg=True)[i] for i in range(len(files))]
         loading.decode_jpegs(items, [spec], cuda)
         assert all(it["images"][0].device.type == "cuda" for it in items[:3])

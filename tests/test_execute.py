@@ -702,7 +702,6 @@ def test_per_image_metrics_score_in_worker_processes(tmp_path, make_dataset):
     assert os.getpid() not in pids and len(pids) <= 2 and None not in pids
 
 
-
 def test_workers_forked_from_a_thread_pool_exit_cleanly(tmp_path, make_dataset, worker_exit_codes):
     """FiftyOne runs operators in a thread pool; workers forked there must exit with 0, or
     torch's SIGCHLD handler fails the run in the main thread (CPython gh-88110)."""
@@ -711,6 +710,7 @@ def test_workers_forked_from_a_thread_pool_exit_cleanly(tmp_path, make_dataset, 
         res = pool.submit(_run, ds, Probe(), num_workers=2, batch_size=2).result()
     assert res.num_scored == 4 and ds.values("q") == pytest.approx([10, 20, 30, 40])
     assert worker_exit_codes == [0, 0]
+
 
 # ---------------------------------------------------------------------------
 # shards and locks

@@ -275,12 +275,17 @@ def test_polylines_full_reference_and_object_labels(tmp_path, make_dataset):
         plan_quality(ds, Probe(), patches_field="lines", patch_margin=-0.1, device="cpu")
 
 
+def _assert_rects_scored_by_hand(ds, attribute):
+    """Each painted rectangle's object scored its grey value (the valid objects come first)."""
+    scores = ds.values(f"gt.detections.{attribute}")
+    assert [s[:len(r)] for s, r in zip(scores, RECTS)] == [pytest.approx([x[4] for x in r], abs=1e-3)
+                                                          for r in RECTS]
+
+
 def test_per_image_metric_scores_objects_in_the_workers(boxes_dataset):
     ds = boxes_dataset
     execute_plan(_plan(ds, Probe(per_image=True), field="w", patches_field="gt", num_workers=1))
-    scores = ds.values("gt.detections.w")
-    assert [s[:len(r)] for s, r in zip(scores, RECTS)] == [pytest.approx([x[4] for x in r], abs=1e-3)
-                                                          for r in RECTS]
+    _assert_rects_scored_by_hand(ds, "w")
 
 
 def test_object_workers_forked_from_a_thread_pool_exit_cleanly(boxes_dataset, worker_exit_codes):
@@ -288,9 +293,7 @@ def test_object_workers_forked_from_a_thread_pool_exit_cleanly(boxes_dataset, wo
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         pool.submit(execute_plan, _plan(ds, Probe(), field="t", patches_field="gt", num_workers=2,
                                         batch_size=1)).result()
-    scores = ds.values("gt.detections.t")
-    assert [s[:len(r)] for s, r in zip(scores, RECTS)] == [pytest.approx([x[4] for x in r], abs=1e-3)
-                                                          for r in RECTS]
+    _assert_rects_scored_by_hand(ds, "t")
     assert worker_exit_codes == [0, 0]
 
 
