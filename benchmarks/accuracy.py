@@ -371,9 +371,9 @@ def verdict(r, default, args):
     ens, own = summ[f"proxy ensemble, leave-one-out: {default}"], summ[
         "reference: ATC on the task model's own confidence"]
     out = []
-    for which, est in (("chosen on dev", default), ("the library's default", ACC.DEFAULT_ESTIMATOR)):
-        if which != "chosen on dev" and est == default:
-            continue
+    estimators = {default: "chosen on dev"}
+    estimators.setdefault(ACC.DEFAULT_ESTIMATOR, "the library's default")
+    for est, which in estimators.items():
         ours = summ[f"{est} (aligned)"]
         met = ours["mae"] <= 0.04 and ours["coverage"] >= args.confidence
         out.append(f"Targets (per-group MAE <= 0.04, coverage >= {args.confidence:.2f}) with `{est}` ({which}): "

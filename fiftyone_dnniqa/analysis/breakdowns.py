@@ -86,7 +86,7 @@ def slice_labels(view, by: str, ids, eval_key: Optional[str] = None) -> np.ndarr
 def slice_table(view, field: str, by: str, eval_key: Optional[str] = None, kind: Optional[str] = None,
                 higher_is_better: Optional[bool] = None, n_boot: int = 200, confidence: float = 0.95,
                 min_n: int = 2) -> List[dict]:
-    """One row per slice of ``view`` (``by``: ``"tags"`` or ``"class"``) with at least
+    """One row per slice of ``view`` (``by``: a key of :data:`SLICES`) with at least
     ``min_n`` samples, worst target first: ``slice``, ``n``, ``target`` (mean with its
     Wilson or t interval, as text), ``expected`` (for correctness: the accuracy the field
     alone predicts, with its 90% interval), ``mean_quality`` and ``within`` (Spearman of
