@@ -350,6 +350,46 @@ def test_leave_families_out_never_fits_on_the_family_it_estimates(monkeypatch):
     assert s["coverage"] == np.mean([x["covered"] for x in rows])
 
 
+@pytest.mark.parametrize("fit_on, expected", [
+    ("all", lambda fam, fams: set(fams) | {"clean"}),
+    ("own", lambda fam, fams: {fam, "clean"}),
+])
+def test_the_error_sources_fit_with_and_on_the_estimated_family(monkeypatch, fit_on, expected):
+    bench = _benchmark()
+    dev, test = _arrays(bench, seed=1), _arrays(bench, seed=2)
+    seen = []
+    real = ACC.fit_accuracy_model
+
+    def spy(q, c, groups=None, families=None, **kw):
+        seen.append(set(families.tolist()))
+        return real(q, c, groups=groups, families=families, **kw)
+
+    monkeypatch.setattr(bench.ACC, "fit_accuracy_model", spy)
+    rows = bench.lofo(dev, test, "m", ("x", "aligned", "doc_fit", "conformal"), 0.9, 50, fit_on=fit_on)
+    assert seen == [expected(fam, bench.FAMILIES) for fam in bench.FAMILIES]
+    assert len(rows) == 3 * len(bench.FAMILIES)
+    with pytest.raises(ValueError, match="^fit_on must be one of"):
+        bench.fit_mask(dev["family"], "noise", "bogus")
+
+
+def test_the_limit_line_names_the_fits_that_reach_the_target():
+    bench = _benchmark()
+
+    def fits(others, all_, own):
+        return {"others": {"mae": others}, "all": {"mae": all_}, "own": {"mae": own}}
+
+    (line,) = bench.limit_lines({"doc_fit (aligned)": fits(0.053, 0.046, 0.035)}, "doc_fit")
+    assert line.endswith("0.04 is reached only when the shift itself is labelled.")
+    assert "0.053 without the family, 0.046 with every family, 0.035 on the family alone" in line
+    (line,) = bench.limit_lines({"doc_fit (aligned)": fits(0.05, 0.041, 0.0401)}, "doc_fit")
+    assert line.endswith("0.04 is out of reach of one map from this proxy's confidence, however it is fitted.")
+    lines = bench.limit_lines({"doc_fit (aligned)": fits(0.04, 0.03, 0.02), "atc (aligned)": fits(0.1, 0.1, 0.1)},
+                              "atc")
+    assert lines[0].startswith("`atc`") and lines[1].startswith("`doc_fit`")
+    assert lines[1].endswith("when nothing is known of the shift or the shift is among the fitted families or "
+                             "the shift itself is labelled.")
+
+
 def test_benchmark_reads_the_arrays_alignment_saves(tmp_path):
     """``alignment.py --save-arrays`` keeps the proxy's logits, not ``aligned`` itself:
     the benchmark recomputes it as their max softmax probability."""
