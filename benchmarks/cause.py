@@ -171,6 +171,29 @@ def headline(test, probs, sev, stored):
     return res
 
 
+def nearest_families(test):
+    """The oracle for a family held out whole: the other families, nearest first, by the
+    distance between their mean effects on the head's features (each corrupted example's
+    features minus its clean image's, standardised by the clean images' spread; averaged
+    per family). ``{family: {"euclidean": [...], "cosine": [...]}}``."""
+    X, names, recipes = test["X"].double().numpy(), test["names"], test["recipes"]
+    clean = {recipes[k].image: k for k, n in enumerate(names) if n == "clean"}
+    ref = X[list(clean.values())]
+    Z = (X - ref.mean(0)) / (ref.std(0) + 1e-6)
+    shifts = {}
+    for k, n in enumerate(names):
+        if n in FAMILY_OF:
+            shifts.setdefault(FAMILY_OF[n], []).append(Z[k] - Z[clean[recipes[k].image]])
+    centre = {f: np.mean(v, axis=0) for f, v in shifts.items()}
+
+    def cosine(a, b):
+        return 1 - float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+    return {f: {name: sorted((g for g in centre if g != f), key=lambda g: dist(centre[f], centre[g]))
+                for name, dist in (("euclidean", lambda a, b: float(np.linalg.norm(a - b))), ("cosine", cosine))}
+            for f in centre}
+
+
 def held_out(dev, test, thresholds):
     """Leave one corruption out (is its own family named?), then one family out (what is
     named instead?): the head refitted on the dev examples without them."""
@@ -198,6 +221,8 @@ def held_out(dev, test, thresholds):
             share = Counter(pick(k) for k, n in enumerate(names) if n in members)
             fams[f][kind] = {lab: round(v / sum(share.values()), 3) for lab, v in share.most_common()}
         log(f"  held out family {f}: {fams[f]}")
+    for f, order in nearest_families(test).items():
+        fams[f]["nearest"] = order
     return {"corruptions": corr, "families": fams}
 
 

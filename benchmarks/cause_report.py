@@ -189,10 +189,34 @@ def _held_out_lines(ho):
         lines.append(f"| {c} | {FAMILY_OF[c]} | {_pct(a['argmax'])} | {_pct(a['stored'])} | {v['argmax_confusion']} |")
     mean = {k: float(np.mean([v["accuracy"][k] for v in ho["corruptions"].values()])) for k in ("argmax", "stored")}
     lines += ["", f"Mean over held-out corruptions: arg-max {_pct(mean['argmax'])}, stored {_pct(mean['stored'])}.", "",
-              "One whole family left out: what is named instead (shares of its images)", "",
-              "| held-out family | arg-max family | stored label |", "|---|---|---|"]
-    lines += [f"| {f} | {v['argmax']} | {v['stored']} |" for f, v in ho["families"].items()]
+              "One whole family left out: what is named instead (shares of its images), and the "
+              "nearest families by their mean effect on the head's features (each example's features "
+              "minus its clean image's, standardised; Euclidean and cosine distance between the "
+              "families' mean shifts, nearest first)", "",
+              "| held-out family | arg-max family | stored label | nearest, Euclidean | nearest, cosine |",
+              "|---|---|---|---|---|"]
+    hits = {"euclidean": 0, "cosine": 0}
+    for f, v in ho["families"].items():
+        near = v.get("nearest", {})
+        named = max(v["argmax"], key=v["argmax"].get)
+        cells = []
+        for kind in hits:
+            order = near.get(kind, [])
+            hits[kind] += bool(order) and order[0] == named
+            cells.append(_nearest_cell(order, named))
+        lines.append(f"| {f} | {v['argmax']} | {v['stored']} | " + " | ".join(cells) + " |")
+    if any("nearest" in v for v in ho["families"].values()):
+        n = len(ho["families"])
+        lines += ["", f"The family named most often (arg-max) is the nearest one for {hits['euclidean']} of {n} "
+                      f"families held out whole by Euclidean distance, {hits['cosine']} of {n} by cosine distance."]
     return lines + [""]
+
+
+def _nearest_cell(order, named):
+    """The three nearest families, "(named)" after the one the head named most often."""
+    if not order:
+        return "-"
+    return ", ".join(f + (" (named)" if f == named else "") for f in order[:3])
 
 
 def _cleanvision_lines(cv):

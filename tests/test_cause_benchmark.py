@@ -1,0 +1,68 @@
+"""The cause benchmark's oracle for families held out whole: the nearest families by their
+mean effect on the features, against a hand computation."""
+
+import os
+import sys
+
+import torch
+
+from fiftyone_dnniqa.metrics.cause_training import Recipe
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+
+import cause as bench  # noqa: E402
+import cause_report  # noqa: E402
+
+#: clean features whose every column has mean 0 and standard deviation 1: standardising
+#: leaves them as they are, so the shifts below are the standardised ones
+CLEAN = [[1, 1, 1], [-1, -1, -1], [1, -1, 1], [-1, 1, -1]]
+#: each family's shift from the clean features, the same on every image
+SHIFT = {"gaussian_noise": [1, 0, 0], "defocus_blur": [0.9, 0.3, 0], "jpeg_compression": [0, 0.5, 2],
+         "brightness": [3, 0, 0]}
+
+
+def _examples():
+    names, rows, recipes = [], [], []
+    for i, x in enumerate(CLEAN):
+        names.append("clean")
+        rows.append(x)
+        recipes.append(Recipe(image=i, steps=()))
+        for c, s in SHIFT.items():
+            names.append(c)
+            rows.append([a + b for a, b in zip(x, s)])
+            recipes.append(Recipe(image=i, steps=((c, 3),)))
+    return {"names": names, "X": torch.tensor(rows, dtype=torch.float32), "recipes": recipes}
+
+
+def test_nearest_families_by_the_mean_shift_of_the_features():
+    near = bench.nearest_families(_examples())
+    assert set(near) == {"noise", "blur", "compression", "exposure"}
+    # by hand: noise-blur 0.32, noise-exposure 2, noise-compression 2.29 (Euclidean);
+    # cosine distance 0 to exposure (the same direction), 0.05 to blur, 1 to compression
+    assert near["noise"] == {"euclidean": ["blur", "exposure", "compression"],
+                             "cosine": ["exposure", "blur", "compression"]}
+    # compression: 2.20 to blur, 2.29 to noise, 3.64 to exposure; cosine 0.92 to blur, 1 to both others
+    assert near["compression"]["euclidean"] == ["blur", "noise", "exposure"]
+    assert near["compression"]["cosine"][0] == "blur"
+    assert near["blur"]["euclidean"] == ["noise", "exposure", "compression"]
+
+
+def test_the_report_counts_the_families_whose_nearest_one_is_named():
+    ho = {"corruptions": {"snow": {"accuracy": {"argmax": 0.9, "stored": 0.8}, "argmax_confusion": {}}},
+          "families": {"noise": {"argmax": {"blur": 0.6, "exposure": 0.4}, "stored": {"blur": 0.5},
+                                 "nearest": {"euclidean": ["blur", "exposure", "compression"],
+                                             "cosine": ["exposure", "blur", "compression"]}},
+                       "blur": {"argmax": {"compression": 0.7, "noise": 0.3}, "stored": {"none": 1.0},
+                                "nearest": {"euclidean": ["compression", "noise"],
+                                            "cosine": ["compression", "noise"]}}}}
+    lines = cause_report._held_out_lines(ho)
+    row = next(line for line in lines if line.startswith("| noise |"))
+    assert row.endswith("| blur (named), exposure, compression | exposure, blur (named), compression |")
+    assert ("The family named most often (arg-max) is the nearest one for 2 of 2 families held out whole by "
+            "Euclidean distance, 1 of 2 by cosine distance.") in lines
+    for v in ho["families"].values():  # a report written before the oracle existed
+        del v["nearest"]
+    lines = cause_report._held_out_lines(ho)
+    assert not any(line.startswith("The family named most often") for line in lines)
+    assert next(line for line in lines if line.startswith("| blur |")).endswith("| - | - |")
