@@ -379,15 +379,16 @@ def test_the_limit_line_names_the_fits_that_reach_the_target():
         return {"others": {"mae": others}, "all": {"mae": all_}, "own": {"mae": own}}
 
     (line,) = bench.limit_lines({"doc_fit (aligned)": fits(0.053, 0.046, 0.035)}, "doc_fit")
-    assert line.endswith("0.04 is reached only when the shift itself is labelled.")
+    assert line.endswith("0.04 is reached only when the shift is itself labelled.")
     assert "0.053 without the family, 0.046 with every family, 0.035 on the family alone" in line
     (line,) = bench.limit_lines({"doc_fit (aligned)": fits(0.05, 0.041, 0.0401)}, "doc_fit")
     assert line.endswith("0.04 is out of reach of one map from this proxy's confidence, however it is fitted.")
     lines = bench.limit_lines({"doc_fit (aligned)": fits(0.04, 0.03, 0.02), "atc (aligned)": fits(0.1, 0.1, 0.1)},
                               "atc")
     assert lines[0].startswith("`atc`") and lines[1].startswith("`doc_fit`")
-    assert lines[1].endswith("when nothing is known of the shift or the shift is among the fitted families or "
-                             "the shift itself is labelled.")
+    assert lines[1].endswith("0.04 is reached on shifts never fitted.")
+    (line,) = bench.limit_lines({"doc_fit (aligned)": fits(0.05, 0.04, 0.03)}, "doc_fit")
+    assert line.endswith("0.04 is reached only when the shift is among the fitted families or itself labelled.")
 
 
 def test_benchmark_reads_the_arrays_alignment_saves(tmp_path):
