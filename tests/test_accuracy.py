@@ -324,9 +324,8 @@ def _arrays(bench, n=20, seed=0):
     return d
 
 
-def test_leave_families_out_never_fits_on_the_family_it_estimates(monkeypatch):
-    bench = _benchmark()
-    dev, test = _arrays(bench, seed=1), _arrays(bench, seed=2)
+def _record_fitted_families(monkeypatch, bench):
+    """The families of every fit the benchmark makes, in order (the fits run as before)."""
     seen = []
     real = ACC.fit_accuracy_model
 
@@ -335,6 +334,13 @@ def test_leave_families_out_never_fits_on_the_family_it_estimates(monkeypatch):
         return real(q, c, groups=groups, families=families, **kw)
 
     monkeypatch.setattr(bench.ACC, "fit_accuracy_model", spy)
+    return seen
+
+
+def test_leave_families_out_never_fits_on_the_family_it_estimates(monkeypatch):
+    bench = _benchmark()
+    dev, test = _arrays(bench, seed=1), _arrays(bench, seed=2)
+    seen = _record_fitted_families(monkeypatch, bench)
     rows = bench.lofo(dev, test, "m", ("x", "aligned", "isotonic", "conformal"), 0.9, 50)
     assert len(seen) == len(bench.FAMILIES)
     for fam, fitted_on in zip(bench.FAMILIES, seen):
@@ -357,14 +363,7 @@ def test_leave_families_out_never_fits_on_the_family_it_estimates(monkeypatch):
 def test_the_error_sources_fit_with_and_on_the_estimated_family(monkeypatch, fit_on, expected):
     bench = _benchmark()
     dev, test = _arrays(bench, seed=1), _arrays(bench, seed=2)
-    seen = []
-    real = ACC.fit_accuracy_model
-
-    def spy(q, c, groups=None, families=None, **kw):
-        seen.append(set(families.tolist()))
-        return real(q, c, groups=groups, families=families, **kw)
-
-    monkeypatch.setattr(bench.ACC, "fit_accuracy_model", spy)
+    seen = _record_fitted_families(monkeypatch, bench)
     rows = bench.lofo(dev, test, "m", ("x", "aligned", "doc_fit", "conformal"), 0.9, 50, fit_on=fit_on)
     assert seen == [expected(fam, bench.FAMILIES) for fam in bench.FAMILIES]
     assert len(rows) == 3 * len(bench.FAMILIES)
