@@ -354,7 +354,7 @@ def evaluate_all(dev, test, tasks, args):
                         summarize(oracle, args.n_boot, args.seed), "-"))
         results[task] = {"methods": methods, "groups": group_rows, "random_split": random_split(test, task, 300),
                          "accuracy": float(test["correct:" + task].mean()),
-                         "sources": error_sources(dev, test, task, default, args)}
+                         "sources": error_sources(dev, test, task, default, args, group_rows)}
     return default, dev_scores, results
 
 
@@ -366,14 +366,16 @@ def decomposed_methods(default):
     return [m for m in method_list(default) if m[0] in wanted]
 
 
-def error_sources(dev, test, task, default, args):
+def error_sources(dev, test, task, default, args, others):
     """Where the error comes from: each method's test-split MAE when fitted on the other
-    families (the target), on every family (no shift left) and on the estimated family
-    alone (the shift labelled). ``{label: {fit_on: summary}}``."""
+    families (the target: ``others``, the rows already estimated that way), on every
+    family (no shift left) and on the estimated family alone (the shift labelled).
+    ``{label: {fit_on: summary}}``."""
     out = {}
     for m in decomposed_methods(default):
-        fits = {f: summarize(lofo(dev, test, task, m, args.confidence, args.n_boot, args.seed, fit_on=f),
-                             args.n_boot, args.seed) for f in FITS}
+        rows = {f: others[m[0]] if f == "others" else lofo(dev, test, task, m, args.confidence, args.n_boot,
+                                                           args.seed, fit_on=f) for f in FITS}
+        fits = {f: summarize(r, args.n_boot, args.seed) for f, r in rows.items()}
         if all(v is not None for v in fits.values()):
             out[m[0]] = fits
     return out
