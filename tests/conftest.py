@@ -34,8 +34,9 @@ def _start_database(folder, remove, timeout=60.0):
     this user, whatever FIFTYONE_DATABASE_DIR says: a developer's own database, or another
     test run's, where it can hang."""
     spec = importlib.util.find_spec("fiftyone")
-    mongod = os.path.join(list(spec.submodule_search_locations)[0], "db", "bin", "mongod") if spec else ""
-    if not os.access(mongod, os.X_OK):
+    found = [os.path.join(d, "db", "bin", "mongod") for d in (spec.submodule_search_locations if spec else ())]
+    mongod = next((m for m in found if os.access(m, os.X_OK)), None)
+    if mongod is None:
         return None
     os.makedirs(os.path.join(folder, "log"))
     with socket.socket() as s:
