@@ -171,11 +171,23 @@ def headline(test, probs, sev, stored):
     return res
 
 
+def _euclidean(a, b):
+    return float(np.linalg.norm(a - b))
+
+
+def _cosine(a, b):
+    return 1 - float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+#: how ``nearest_families`` measures the distance between two families' mean shifts
+DISTANCES = {"euclidean": _euclidean, "cosine": _cosine}
+
+
 def nearest_families(test):
     """The oracle for a family held out whole: the other families, nearest first, by the
     distance between their mean effects on the head's features (each corrupted example's
     features minus its clean image's, standardised by the clean images' spread; averaged
-    per family). ``{family: {"euclidean": [...], "cosine": [...]}}``."""
+    per family). ``{family: {distance name: [...]}}``, one order per ``DISTANCES``."""
     X, names, recipes = test["X"].double().numpy(), test["names"], test["recipes"]
     clean = {recipes[k].image: k for k, n in enumerate(names) if n == "clean"}
     ref = X[list(clean.values())]
@@ -185,13 +197,11 @@ def nearest_families(test):
         if n in FAMILY_OF:
             shifts.setdefault(FAMILY_OF[n], []).append(Z[k] - Z[clean[recipes[k].image]])
     centre = {f: np.mean(v, axis=0) for f, v in shifts.items()}
-
-    def cosine(a, b):
-        return 1 - float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
-
-    return {f: {name: sorted((g for g in centre if g != f), key=lambda g: dist(centre[f], centre[g]))
-                for name, dist in (("euclidean", lambda a, b: float(np.linalg.norm(a - b))), ("cosine", cosine))}
-            for f in centre}
+    out = {}
+    for f in centre:
+        others = [g for g in centre if g != f]
+        out[f] = {name: sorted(others, key=lambda g: dist(centre[f], centre[g])) for name, dist in DISTANCES.items()}
+    return out
 
 
 def held_out(dev, test, thresholds):
