@@ -17,37 +17,61 @@ def _corr(method="spearman", est=0.5, lo=0.25, hi=0.75, note=""):
 
 
 @pytest.mark.parametrize("value, expected", [
-    (None, ""), (NAN, "nan"), (float("inf"), "nan"), (np.float32("-inf"), "nan"),
-    (0.0, "0.000"), (12.34567, "12.346"), (-0.5, "-0.500"),
-    (123456.0, "1.23e+05"), (99999.0, "99999.000"), (100000.0, "1e+05"), (-2e5, "-2e+05"),
-    (0.0004, "0.0004"), (0.0008, "0.0008"), (0.001, "0.001"), (np.float64(0.25), "0.250"),
-    (7, "7"), (np.int64(3), "3"), ("a", "a"), (True, "True"),
+    (None, ""), (NAN, "n/a"), (float("inf"), "n/a"), (np.float32("-inf"), "n/a"),
+    (0.0, "0.000"), (12.34567, "12.346"), (-0.5, "-0.500"), (1.0, "1.000"),
+    (123456.0, "123456.000"), (99999.0, "99999.000"), (-2e5, "-200000.000"),
+    (0.0004, "0.000"), (-0.0004, "0.000"), (0.0006, "0.001"), (np.float64(0.25), "0.250"),
+    (7, "7"), (np.int64(3), "3"), ("a", "a"), (True, "True"), (np.bool_(False), "False"),
 ])
 def test_fmt(value, expected):
+    """Three decimals, no scientific notation, no bare nan, no signed zero."""
     assert R.fmt(value) == expected
 
 
-def test_fmt_digits_and_short():
+def test_fmt_digits_reason_and_short():
     assert R.fmt(1.23456, digits=1) == "1.2"
-    assert R.fmt(0.04, digits=1) == "0.04"  # below 10**-1: significant digits
-    assert R.fmt(0.1, digits=1) == "0.1"
-    assert [R.fmt_short(v) for v in (None, NAN, np.float32("inf"), 0.123456, 123456.0, 3)] == \
-        ["n/a", "n/a", "n/a", "0.1235", "1.235e+05", "3"]
+    assert R.fmt(0.04, digits=1) == "0.0"
+    assert R.fmt(NAN, reason="one class") == "n/a (one class)"
+    assert R.fmt(None, reason="not scored") == "n/a (not scored)"
+    assert [R.fmt_short(v) for v in (None, NAN, np.float32("inf"), 0.123456, 123456.0, 3, 1.0)] == \
+        ["n/a", "n/a", "n/a", "0.123", "123456.000", "3", "1.000"]
+    assert R.fmt_short(None, reason="no labels") == "n/a (no labels)"
+    assert [R.fmt_na(), R.fmt_na(""), R.fmt_na(" x "), R.fmt_na("constant quality")] == \
+        ["n/a", "n/a", "n/a (x)", "n/a (constant quality)"]
 
 
 @pytest.mark.parametrize("est, lo, hi, expected", [
-    (None, 0.1, 0.2, "nan"), (NAN, 0.1, 0.2, "nan"), (float("inf"), 0.1, 0.2, "nan"),
+    (None, 0.1, 0.2, "n/a"), (NAN, 0.1, 0.2, "n/a"), (float("inf"), 0.1, 0.2, "n/a"),
     (0.5, None, 0.7, "0.500"), (0.5, 0.3, None, "0.500"), (0.5, NAN, 0.7, "0.500"),
     (0.5, 0.3, float("inf"), "0.500"), (0.5, 0.3, 0.7, "0.500 [0.300, 0.700]"),
-    (np.float32(0.5), np.float64(0.25), 1, "0.500 [0.250, 1]"),
+    (np.float32(0.5), np.float64(0.25), 1, "0.500 [0.250, 1.000]"),
+    (1, 0.425, 1, "1.000 [0.425, 1.000]"), (0.738, 0.62324, 0.88719, "0.738 [0.623, 0.887]"),
 ])
 def test_fmt_ci(est, lo, hi, expected):
     assert R.fmt_ci(est, lo, hi) == expected
 
 
-def test_fmt_ci_digits():
+def test_fmt_ci_digits_and_reason():
     assert R.fmt_ci(0.5, 0.25, 0.75, digits=1) == "0.5 [0.2, 0.8]"
     assert R.fmt_ci(0.5, None, 0.75, digits=1) == "0.5"
+    assert R.fmt_ci(NAN, NAN, NAN, reason="one class") == "n/a (one class)"
+    assert R.fmt_ci(0.5, NAN, NAN, reason="one class") == "0.500"
+
+
+@pytest.mark.parametrize("value, expected", [
+    (12345.6, "12,346"), (123456789.0, "123,456,789"), (10.0, "10"), (10.4, "10"),
+    (np.int64(2048), "2,048"), (3, "3"), (3.0, "3"), (0, "0"), (9.99, "9.99"), (2.5, "2.5"),
+    (0.0123456, "0.0123"), (2e-5, "0.00002"), (-1500.0, "-1,500"),
+    (None, "n/a"), (NAN, "n/a"), (np.float32("inf"), "n/a"),
+])
+def test_fmt_size(value, expected):
+    """Sizes and counts are plain numbers: never scientific notation, never nan."""
+    assert R.fmt_size(value) == expected
+    assert "e" not in R.fmt_size(value).replace("n/a", "")
+
+
+def test_fmt_size_reason():
+    assert R.fmt_size(NAN, reason="no boxes") == "n/a (no boxes)"
 
 
 def test_num_and_jsonable():
@@ -64,7 +88,8 @@ def test_correlation_row_dict_and_interval():
     assert c.ci == (0.25, 0.75)
     assert c.to_row() == {"method": "spearman", "estimate": "0.500 [0.250, 0.750]", "p": "0.010",
                           "n": 10, "missing": 2}
-    assert _corr(est=NAN, note="constant quality").to_row()["note"] == "constant quality"
+    row = _corr(est=NAN, note="constant quality").to_row()
+    assert (row["note"], row["estimate"]) == ("constant quality", "n/a (constant quality)")
     d = _corr(est=NAN, lo=NAN, hi=NAN).to_dict()
     assert (d["estimate"], d["ci_low"], d["method"], d["n_missing"], d["confidence"], d["level"]) == \
         (None, None, "spearman", 2, 0.95, "sample")
@@ -78,6 +103,8 @@ def test_auroc_row():
     assert "note" not in a.to_row()
     a.note = "one class"
     assert a.to_row()["note"] == "one class"
+    a.estimate = NAN
+    assert a.to_row()["auroc"] == "n/a (one class)"
     assert a.ci == (0.7, 0.9) and a.to_dict()["n_pos"] == 15
 
 
@@ -101,7 +128,7 @@ def test_group_row(group, in_dict, in_row):
     assert d == {"group": in_dict, "n": 3, "mean_quality": 0.5, "mean_target": None, "ci_low": None,
                  "ci_high": None, "interval": "t", "correlation": None}
     assert type(d["group"]) is type(in_dict)
-    assert g.to_row() == {"group": in_row, "n": 3, "mean quality": "0.500", "mean target": "nan"}
+    assert g.to_row() == {"group": in_row, "n": 3, "mean quality": "0.500", "mean target": "n/a"}
 
 
 def test_group_row_with_correlation():
@@ -125,6 +152,9 @@ def test_field_rank():
     rank.auroc = R.AUROC(estimate=0.9, ci_low=0.8, ci_high=1.0, n=10, n_missing=2, n_pos=6, n_neg=4)
     assert list(rank.to_row()) == ["field", "spearman", "kendall", "pearson", "auroc", "n", "missing"]
     assert rank.to_row()["auroc"] == "0.900 [0.800, 1.000]"
+    rank.kendall = _corr("kendall", NAN, note="too few pairs")
+    rank.auroc.estimate, rank.auroc.note = NAN, "one class"
+    assert (rank.to_row()["kendall"], rank.to_row()["auroc"]) == ("n/a (too few pairs)", "n/a (one class)")
     assert rank.to_dict()["auroc"]["n_neg"] == 4
     assert json.dumps(rank.to_dict(), allow_nan=False)
     rank.higher_is_better = True
@@ -136,7 +166,7 @@ def test_distribution_row_and_quantiles():
                        p75=3.0, p95=3.5, max=4.0, counts=[1, 4], edges=[0.0, 2.0, 4.0])
     assert d.quantiles == {"min": 0.0, "p5": 0.5, "p25": 1.0, "median": 2.0, "p75": 3.0,
                            "p95": 3.5, "max": 4.0}
-    assert d.to_row() == {"n": 5, "n_missing": 1, "mean": "2.000", "std": "nan", "min": "0.000",
+    assert d.to_row() == {"n": 5, "n_missing": 1, "mean": "2.000", "std": "n/a", "min": "0.000",
                           "p5": "0.500", "p25": "1.000", "median": "2.000", "p75": "3.000",
                           "p95": "3.500", "max": "4.000"}
     assert d.to_dict()["std"] is None and d.to_dict()["counts"] == [1, 4]

@@ -4,6 +4,11 @@ distributions) and the number formatting they share.
 Every result has ``to_dict()`` (JSON-friendly: numpy scalars become Python numbers,
 NaN/inf become None) and ``to_row()`` (strings for :func:`.tables.format_table`, with
 estimates shown as ``est [lo, hi]``).
+
+The formatting functions here are the package's one number format: three decimals for
+statistics and intervals (:func:`fmt`, :func:`fmt_ci`, :func:`fmt_short`), plain numbers
+for sizes and counts (:func:`fmt_size`), and "n/a" or "n/a (reason)" for a number that
+cannot be given (:func:`fmt_na`), never "nan" or scientific notation.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import numpy as np
 
 __all__ = [
     "METHODS", "Correlation", "AUROC", "BinRow", "GroupRow", "FieldRank", "Distribution",
-    "fmt", "fmt_ci", "fmt_short", "jsonable", "num",
+    "fmt", "fmt_ci", "fmt_na", "fmt_short", "fmt_size", "jsonable", "num",
 ]
 
 #: Correlation methods, in reporting order (also the correlation fields of FieldRank).
@@ -48,35 +53,70 @@ def jsonable(obj):
     return num(obj)
 
 
-def fmt(v, digits=3):
-    """A number for a table: ``digits`` decimals, or significant digits when very large or
-    small; "nan" for NaN/inf, "" for None."""
+def _missing(v) -> bool:
+    """None, NaN or +-inf: a number that cannot be shown."""
     if v is None:
-        return ""
+        return True
+    try:
+        return not math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def fmt_na(reason: Optional[str] = None) -> str:
+    """The one way a missing number reads: "n/a", or "n/a (reason)"."""
+    reason = str(reason).strip() if reason is not None else ""
+    return f"n/a ({reason})" if reason else "n/a"
+
+
+def fmt(v, digits=3, reason: Optional[str] = None):
+    """A statistic: ``digits`` decimals (three by default), never scientific notation.
+
+    NaN/inf read "n/a" (or "n/a (reason)"); None reads "" (an empty cell) unless a
+    ``reason`` is given. Integers, strings and booleans are shown as they are.
+    """
+    if v is None:
+        return fmt_na(reason) if reason else ""
+    if isinstance(v, (bool, np.bool_)):
+        return str(bool(v))
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
     if isinstance(v, (float, np.floating)):
-        v = float(v)
-        if not math.isfinite(v):
-            return "nan"
-        if v != 0 and (abs(v) >= 1e5 or abs(v) < 10 ** -digits):
-            return f"{v:.{digits}g}"
-        return f"{v:.{digits}f}"
+        if _missing(v):
+            return fmt_na(reason)
+        text = f"{float(v):.{digits}f}"
+        # -0.0004 rounds to "-0.000": a zero has no sign
+        return text[1:] if text.startswith("-") and not text.strip("-0.") else text
     return str(v)
 
 
-def fmt_short(v) -> str:
-    """A number in 4 significant digits, for captions and reports; "n/a" when missing."""
-    if v is None or (isinstance(v, (float, np.floating)) and not math.isfinite(v)):
-        return "n/a"
-    return f"{v:.4g}"
+def fmt_short(v, reason: Optional[str] = None) -> str:
+    """A statistic in a sentence or caption: :func:`fmt`, "n/a" (with ``reason``) when
+    missing, None included. Kept under its old name: it is now the same format."""
+    return fmt_na(reason) if _missing(v) else fmt(v)
 
 
-def fmt_ci(est, lo, hi, digits=3):
-    """``est [lo, hi]``, just ``est`` without a finite interval, "nan" without an estimate."""
-    if est is None or not math.isfinite(float(est)):
-        return "nan"
-    if lo is None or hi is None or not (math.isfinite(float(lo)) and math.isfinite(float(hi))):
-        return fmt(est, digits)
-    return f"{fmt(est, digits)} [{fmt(lo, digits)}, {fmt(hi, digits)}]"
+def fmt_ci(est, lo, hi, digits=3, reason: Optional[str] = None):
+    """``est [lo, hi]`` in :func:`fmt`'s format; just ``est`` without a finite interval;
+    "n/a" (or "n/a (reason)") without an estimate."""
+    if _missing(est):
+        return fmt_na(reason)
+    if _missing(lo) or _missing(hi):
+        return fmt(float(est), digits)
+    return f"{fmt(float(est), digits)} [{fmt(float(lo), digits)}, {fmt(float(hi), digits)}]"
+
+
+def fmt_size(v, reason: Optional[str] = None) -> str:
+    """A size or a count (a box area, a number of samples): a plain number, never
+    scientific notation. Whole numbers, and anything from 10 up, round to an integer with
+    thousands separators ("12,346"); smaller fractions keep three significant digits
+    ("2.5", "0.0123"); "n/a" (or "n/a (reason)") when missing."""
+    if _missing(v):
+        return fmt_na(reason)
+    v = float(v)
+    if abs(v) >= 10 or v == int(v):
+        return f"{int(round(v)):,}"
+    return np.format_float_positional(v, precision=3, unique=False, fractional=False, trim="-")
 
 
 class _Interval:
@@ -116,7 +156,7 @@ class Correlation(_Interval):
     def to_row(self) -> dict:
         row = {
             "method": self.method,
-            "estimate": fmt_ci(self.estimate, self.ci_low, self.ci_high),
+            "estimate": fmt_ci(self.estimate, self.ci_low, self.ci_high, reason=self.note),
             "p": fmt(self.p_value),
             "n": self.n,
             "missing": self.n_missing,
@@ -146,7 +186,7 @@ class AUROC(_Interval):
 
     def to_row(self) -> dict:
         row = {
-            "auroc": fmt_ci(self.estimate, self.ci_low, self.ci_high),
+            "auroc": fmt_ci(self.estimate, self.ci_low, self.ci_high, reason=self.note),
             "n": self.n,
             "correct": self.n_pos,
             "errors": self.n_neg,
@@ -214,7 +254,7 @@ class GroupRow:
         }
         if self.correlation is not None:
             c = self.correlation
-            row[c.method] = fmt_ci(c.estimate, c.ci_low, c.ci_high)
+            row[c.method] = fmt_ci(c.estimate, c.ci_low, c.ci_high, reason=c.note)
         return row
 
 
@@ -254,9 +294,10 @@ class FieldRank:
         row = {"field": self.name}
         for m in METHODS:
             c = getattr(self, m)
-            row[m] = fmt_ci(c.estimate, c.ci_low, c.ci_high)
+            row[m] = fmt_ci(c.estimate, c.ci_low, c.ci_high, reason=c.note)
         if self.auroc is not None:
-            row["auroc"] = fmt_ci(self.auroc.estimate, self.auroc.ci_low, self.auroc.ci_high)
+            a = self.auroc
+            row["auroc"] = fmt_ci(a.estimate, a.ci_low, a.ci_high, reason=a.note)
         row["n"] = self.n
         row["missing"] = self.n_missing
         return row

@@ -34,7 +34,7 @@ from .correlation import auroc, correlate
 from .fields import field_direction
 from .grouping import wilson_interval
 from .resampling import clean_pairs, is_binary, orient
-from .results import AUROC, Correlation, jsonable
+from .results import AUROC, Correlation, fmt, jsonable
 from .targets import get_target, pick_target, to_floats
 
 __all__ = ["QualityScenario", "QualityAlignment", "quality_scenario", "quantile_edges",
@@ -79,7 +79,8 @@ class QualityScenario:
 
 
 def _fmt(x: float) -> str:
-    return f"{x:.4g}"
+    """A bin threshold in the package's one number format (three decimals)."""
+    return fmt(x)
 
 
 def quantile_edges(values, bins: int) -> np.ndarray:
