@@ -63,6 +63,7 @@ SPECS = {
     "efficientnet_lite0": (0, 224, 256, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
     "tiny_a": (1, 64, 73, (0.40, 0.50, 0.60), (0.20, 0.25, 0.30)),
     "tiny_b": (2, 48, 55, (0.30, 0.45, 0.55), (0.35, 0.20, 0.25)),
+    "tiny_c": (3, 64, 73, (0.45, 0.45, 0.45), (0.25, 0.25, 0.25)),  # tiny_a's recipe, other weights
 }
 
 
@@ -129,6 +130,15 @@ def oracle_statistic(z, statistic, temperature=1.0):
     if statistic == "neg_entropy":
         return 1 + scipy.special.xlogy(p, p).sum(1) / math.log(p.shape[1])
     raise AssertionError(statistic)
+
+
+def own_view(name, x):
+    """What an ensemble of several recipes shows proxy ``name`` of the square ``x``: ``x``
+    resized to the proxy's resize side, then its central crop (by hand)."""
+    _, crop, resize, _, _ = SPECS[name]
+    v = F.interpolate(x, size=(resize, resize), mode="bilinear", antialias=True, align_corners=False)
+    margin = (resize - crop) // 2
+    return v[:, :, margin:margin + crop, margin:margin + crop]
 
 
 def multiscale_probs(name, x):
@@ -310,16 +320,17 @@ def test_option_validation_messages():
         AlignedMetric("tiny_a", tta="multiscale", statistic="energy")
     AlignedMetric("tiny_a", tta="flip", statistic="energy")
     AlignedMetric("tiny_a", tta="multiscale", statistic="neg_entropy")
-    with raises(ValueError, "give at least one backbone"):
+    with raises(ValueError, "give at least one proxy"):
         AlignedMetric([])
     with pytest.raises(ValueError, match="Unknown backbone 'nope'"):
         AlignedMetric("nope")
 
 
-def test_input_spec_follows_the_largest_backbone():
-    for names in (["tiny_a", "tiny_b"], ["tiny_b", "tiny_a"]):
-        assert AlignedMetric(names).input_spec == InputSpec(resize=73, crop=64)
+def test_input_spec_is_the_proxys_recipe_or_the_largest_square():
+    for names in (["tiny_a", "tiny_b"], ["tiny_b", "tiny_a"]):  # two recipes: the central square
+        assert AlignedMetric(names).input_spec == InputSpec(resize=73, crop=73)
     assert AlignedMetric("tiny_b").input_spec == InputSpec(resize=55, crop=48)
+    assert AlignedMetric(["tiny_a", "tiny_c"]).input_spec == InputSpec(resize=73, crop=64)
 
 
 def test_models_run_channels_last():
@@ -380,13 +391,19 @@ def test_score_of_images_already_at_the_input_size():
                                oracle_statistic(oracle_logits("tiny_a", x), "max_prob"), rtol=1e-5, atol=1e-6)
 
 
-def test_models_see_normalised_views_at_their_input_size():
-    m = AlignedMetric(["tiny_a", "tiny_b"], tta="flip")
-    x = images(2, 70, width=90)
+@pytest.mark.parametrize("names", [["tiny_a", "tiny_b"], ["tiny_a", "tiny_c"]])
+def test_models_see_normalised_views_of_their_own_recipe(names):
+    """Two recipes: each proxy resizes the square to its own resize side and crops its own
+    centre; one recipe (tiny_a and tiny_c): each resizes the image to its input side."""
+    m = AlignedMetric(names, tta="flip")
+    x = images(2, 73) if names[1] == "tiny_b" else images(2, 70, width=90)
     m.score(x)
     for b in m.backbones:
         seed, crop, _, mean, std = SPECS[b.name]
-        view = F.interpolate(x, size=(crop, crop), mode="bilinear", antialias=True, align_corners=False)
+        if names[1] == "tiny_b":
+            view = own_view(b.name, x)
+        else:
+            view = F.interpolate(x, size=(crop, crop), mode="bilinear", antialias=True, align_corners=False)
         view = (view - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
         assert [c["shape"] for c in b.model.calls] == [(2, 3, crop, crop)] * 2
         torch.testing.assert_close(b.model.calls[0]["x"], view, rtol=1e-5, atol=1e-5)
@@ -413,11 +430,18 @@ def test_multiscale_averages_probabilities_of_three_views(statistic):
 
 
 def test_ensemble_averages_the_backbones_statistics():
-    x = images(3, 64)
+    x = images(3, 73)
     got = AlignedMetric(["tiny_a", "tiny_b"], statistic="neg_entropy").score(x)
-    want = (oracle_statistic(oracle_logits("tiny_a", x), "neg_entropy")
-            + oracle_statistic(oracle_logits("tiny_b", x), "neg_entropy")) / 2
+    want = (oracle_statistic(oracle_logits("tiny_a", own_view("tiny_a", x), resize=False), "neg_entropy")
+            + oracle_statistic(oracle_logits("tiny_b", own_view("tiny_b", x), resize=False), "neg_entropy")) / 2
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-6)
+
+
+def test_ensemble_multiscale_reduces_what_each_proxy_sees():
+    x = images(2, 73)
+    m = AlignedMetric(["tiny_a", "tiny_b"], tta="multiscale")
+    want = [multiscale_probs(name, own_view(name, x)).max(1) for name in ("tiny_a", "tiny_b")]
+    np.testing.assert_allclose(m.score(x).numpy(), np.mean(want, 0), rtol=1e-5, atol=1e-6)
 
 
 def test_batch_invariance_and_determinism():
@@ -606,12 +630,13 @@ def test_fr_scores_match_the_hand_computed_divergences(divergence):
 
 
 def test_fr_ensemble_with_flip():
-    x, ref = images(2, 64, seed=3), images(2, 64, seed=4)
+    x, ref = images(2, 73, seed=3), images(2, 73, seed=4)
     m = AlignedFRMetric(backbone=["tiny_a", "tiny_b"], tta="flip")
     want = []
     for name in ("tiny_a", "tiny_b"):
-        zx = (oracle_logits(name, x) + oracle_logits(name, x.flip(-1))) / 2
-        zr = (oracle_logits(name, ref) + oracle_logits(name, ref.flip(-1))) / 2
+        vx, vr = own_view(name, x), own_view(name, ref)
+        zx = (oracle_logits(name, vx, resize=False) + oracle_logits(name, vx.flip(-1), resize=False)) / 2
+        zr = (oracle_logits(name, vr, resize=False) + oracle_logits(name, vr.flip(-1), resize=False)) / 2
         p, q = scipy.special.softmax(zx, 1), scipy.special.softmax(zr, 1)
         want.append(1 - scipy.spatial.distance.jensenshannon(p, q, axis=1) ** 2 / math.log(2))
     np.testing.assert_allclose(m.score(x, ref).numpy(), np.mean(want, 0), rtol=1e-5, atol=1e-6)

