@@ -1,4 +1,4 @@
-"""The corruption suites (Dodge & Karam 2016, ImageNet-C) on real photos.
+"""The corruption suites (Dodge & Karam 2016, ImageNet-C, the camera suite) on real photos.
 
 Every corruption runs at every severity on real ImageNet photos (resized to
 224), keeps shape, dtype and range, is reproducible with a seeded generator
@@ -210,13 +210,14 @@ def mad(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_suites_and_names():
-    assert set(SUITES) == {"dodge_karam", "imagenet_c", "imagenet_c_extra"}
+    assert set(SUITES) == {"dodge_karam", "imagenet_c", "imagenet_c_extra", "camera"}
+    assert SUITES["camera"] == ("low_light",)  # its physics: tests/test_low_light.py
     assert SUITES["dodge_karam"] == ("dk_gaussian_blur", "dk_gaussian_noise", "dk_jpeg", "dk_jpeg2000", "dk_contrast")
     assert len(SUITES["imagenet_c"]) == 15 and len(SUITES["imagenet_c_extra"]) == 4
     assert set(SUITES["imagenet_c_extra"]) == {"speckle_noise", "gaussian_blur", "spatter", "saturate"}
     assert list_corruptions("imagenet_c") == list(SUITES["imagenet_c"])
-    assert len(ALL) == len(set(ALL)) == 24
-    with pytest.raises(ValueError, match="dodge_karam, imagenet_c, imagenet_c_extra"):
+    assert len(ALL) == len(set(ALL)) == 25
+    with pytest.raises(ValueError, match="dodge_karam, imagenet_c, imagenet_c_extra, camera"):
         list_corruptions("imagenet-p")
 
 
@@ -352,7 +353,7 @@ def test_seeded_generator_is_deterministic(photos, name):
     b = apply_corruption(x, name, 4, torch.Generator().manual_seed(7))
     assert torch.equal(a, b)
     if name in ("dk_gaussian_noise", "gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise",
-                "glass_blur", "motion_blur", "snow", "frost", "fog", "elastic_transform", "spatter"):
+                "glass_blur", "motion_blur", "snow", "frost", "fog", "elastic_transform", "spatter", "low_light"):
         c = apply_corruption(x, name, 4, torch.Generator().manual_seed(8))
         assert not torch.equal(a, c)
 

@@ -1,7 +1,7 @@
 """Image corruptions on tensors (CPU or GPU), and sweeps built from them.
 
 Images are float tensors ``(B, 3, H, W)`` or ``(3, H, W)``, RGB in ``[0, 1]``.
-Two published suites, each with severities 1..5:
+Two published suites and a camera model, each with severities 1..5:
 
 * **Dodge & Karam (2016)** (:mod:`.dodge_karam`): Gaussian blur, Gaussian
   noise, JPEG, JPEG 2000 and contrast reduction, the paper's ranges spread
@@ -10,6 +10,8 @@ Two published suites, each with severities 1..5:
   common corruptions plus 4 held-out extras, with the constants of the
   authors' released code as carried by ``imagecorruptions``
   (:data:`IMAGENET_C_LEVELS`), re-implemented on tensors.
+* **camera** (:mod:`.camera`): ``low_light``, an under-exposed capture with the shot
+  and read noise of the gain that partly makes up for it (:data:`CAMERA_LEVELS`).
 
 :func:`apply_corruption` (:mod:`.table`) applies any of them by name and
 severity; all randomness goes through the optional ``generator``, so a
@@ -19,6 +21,7 @@ draws whatever device the images are on. :func:`build_sweep`
 """
 
 from ..core.lazy import lazy_exports
+from .camera import CAMERA_LEVELS
 from .dodge_karam import CORRUPTIONS, DK_LEVELS, contrast, corrupt, gaussian_blur, gaussian_noise, jpeg, jpeg2000
 from .imagenet_c import IMAGENET_C_LEVELS
 from .table import SUITES, apply_corruption, corruption_level, list_corruptions
@@ -30,6 +33,7 @@ _SWEEP = ("DEFAULT_CROP", "DEFAULT_RESIZE", "build_sweep", "resolve_corruptions"
 __all__ = [
     "gaussian_blur", "gaussian_noise", "contrast", "jpeg", "jpeg2000", "corrupt", "CORRUPTIONS",
     "apply_corruption", "corruption_level", "list_corruptions", "SUITES", "DK_LEVELS", "IMAGENET_C_LEVELS",
+    "CAMERA_LEVELS",
     "build_sweep", "save_png", "resolve_corruptions", "DEFAULT_RESIZE", "DEFAULT_CROP",
 ]
 

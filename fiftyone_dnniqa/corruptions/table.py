@@ -1,8 +1,9 @@
-"""The registry of both suites: names, severities and :func:`apply_corruption`.
+"""The registry of every suite: names, severities and :func:`apply_corruption`.
 
-Every corruption is known by name (``dk_*`` for Dodge & Karam, the
-ImageNet-C names as published) and applied at a severity 1..5, which picks
-its published parameters; severity 0 is the clean image.
+Every corruption is known by name (``dk_*`` for Dodge & Karam, the ImageNet-C
+names as published, the camera suite's ``low_light``) and applied at a
+severity 1..5, which picks its parameters (the published ones for the two
+published suites); severity 0 is the clean image.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
+from .camera import CAMERA, CAMERA_LEVELS
 from .dodge_karam import DK_LEVELS, DODGE_KARAM
 from .filters import Tensor
 from .imagenet_c import IMAGENET_C, IMAGENET_C_LEVELS
@@ -23,11 +25,15 @@ SUITES: Dict[str, Tuple[str, ...]] = {
                    "motion_blur", "zoom_blur", "snow", "frost", "fog", "brightness", "contrast",
                    "elastic_transform", "pixelate", "jpeg_compression"),
     "imagenet_c_extra": ("speckle_noise", "gaussian_blur", "spatter", "saturate"),
+    # a suite of its own: a physical model of the capture, not a published benchmark, so
+    # the published suites (and results quoted against them) keep their exact members
+    "camera": tuple(CAMERA_LEVELS),
 }
 
 #: name -> (function(x, level, generator), levels for severities 1..5)
 _REGISTRY: Dict[str, Tuple[Callable, Tuple]] = {n: (DODGE_KARAM[n], DK_LEVELS[n]) for n in DK_LEVELS}
 _REGISTRY.update({n: (IMAGENET_C[n], IMAGENET_C_LEVELS[n]) for n in IMAGENET_C_LEVELS})
+_REGISTRY.update({n: (CAMERA[n], CAMERA_LEVELS[n]) for n in CAMERA_LEVELS})
 
 
 def list_corruptions(suite: Optional[str] = None) -> List[str]:
@@ -55,7 +61,7 @@ def _check_severity(severity, lowest: int) -> int:
 
 
 def corruption_level(name: str, severity: int):
-    """The published parameter(s) of ``name`` at ``severity`` 1..5."""
+    """The parameter(s) of ``name`` at ``severity`` 1..5 (published, or the camera suite's)."""
     _check_name(name)
     return _REGISTRY[name][1][_check_severity(severity, 1) - 1]
 

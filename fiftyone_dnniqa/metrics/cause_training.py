@@ -23,22 +23,10 @@ from .backbones import load_backbone
 from .cause import FAMILIES, FAMILY_OF, CauseHead, CauseMetric, cause_features, save_cause_head
 from .training import seeded_standardised_head
 
-#: low light: (gain, gamma) for severities 1..5. No suite darkens an image, so the
-#: training set makes its own: the exposure falls and the shadows crush
-LOW_LIGHT_LEVELS = ((0.6, 1.1), (0.45, 1.25), (0.32, 1.4), (0.22, 1.6), (0.14, 1.8))
-
-
-def low_light(x: torch.Tensor, severity: int) -> torch.Tensor:
-    """``x`` (..., 3, H, W) in [0, 1] under-exposed at ``severity`` 1..5."""
-    gain, gamma = LOW_LIGHT_LEVELS[severity - 1]
-    return (x.clamp(0, 1) ** gamma) * gain
-
-
-def corrupt(x: torch.Tensor, name: str, severity: int, generator=None) -> torch.Tensor:
-    """A corruption of the suites (``corruptions.apply_corruption``) or ``low_light``."""
-    if name == "low_light":
-        return low_light(x, severity)
-    return apply_corruption(x, name, severity, generator=generator)
+def low_light(x: torch.Tensor, severity: int, generator=None) -> torch.Tensor:
+    """``x`` (..., 3, H, W) in [0, 1] under-exposed at ``severity`` 1..5, with the sensor
+    noise of the gain: the camera suite's ``low_light`` (:mod:`...corruptions.camera`)."""
+    return apply_corruption(x, "low_light", severity, generator=generator)
 
 
 def corruptions_by_family(corruptions: Optional[Sequence[str]] = None) -> dict:
@@ -97,7 +85,7 @@ def render(clean: torch.Tensor, recipe: Recipe, generator: torch.Generator) -> t
     """The image of ``recipe`` from its ``clean`` (3, H, W) image."""
     x = clean.flip(-1) if recipe.flip else clean
     for name, severity in recipe.steps:
-        x = corrupt(x, name, severity, generator=generator)
+        x = apply_corruption(x, name, severity, generator=generator)
     return x
 
 
