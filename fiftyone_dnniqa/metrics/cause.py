@@ -39,9 +39,10 @@ FAMILIES = ("blur", "noise", "compression", "exposure", "contrast_haze", "weathe
             "low_resolution")
 #: the label stored when no family reaches the threshold
 NONE = "none"
-#: corruption name -> family. ``low_light`` is the training set's own darkening
-#: (:mod:`.cause_training`); ``elastic_transform`` (a geometric warp) and ``saturate`` (a
-#: colour change) fit no family and are left out of training, for the held-out checks
+#: corruption name -> family. ``low_light`` is the camera suite's under-exposure with the
+#: sensor noise of its gain (:mod:`..corruptions.camera`); ``elastic_transform`` (a
+#: geometric warp) and ``saturate`` (a colour change) fit no family and are left out of
+#: training, for the held-out checks
 FAMILY_OF: Dict[str, str] = {
     **{n: "blur" for n in ("dk_gaussian_blur", "defocus_blur", "glass_blur", "motion_blur",
                             "zoom_blur", "gaussian_blur")},
