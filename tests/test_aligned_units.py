@@ -133,12 +133,21 @@ def oracle_statistic(z, statistic, temperature=1.0):
 
 
 def own_view(name, x):
-    """What an ensemble of several recipes shows proxy ``name`` of the square ``x``: ``x``
-    resized to the proxy's resize side, then its central crop (by hand)."""
+    """What an ensemble of several recipes shows proxy ``name`` of the native images ``x``
+    (in 1/255 steps), by hand: the shorter side resized to the proxy's resize side
+    (bilinear, antialiased), rounded to 8 bits, then its central crop."""
     _, crop, resize, _, _ = SPECS[name]
-    v = F.interpolate(x, size=(resize, resize), mode="bilinear", antialias=True, align_corners=False)
-    margin = (resize - crop) // 2
-    return v[:, :, margin:margin + crop, margin:margin + crop]
+    h, w = x.shape[-2:]
+    size = (round(h * resize / min(h, w)), round(w * resize / min(h, w)))
+    v = F.interpolate(x * 255, size=size, mode="bilinear", antialias=True, align_corners=False)
+    v = v.round().clamp(0, 255) / 255
+    top, left = (size[0] - crop) // 2, (size[1] - crop) // 2
+    return v[:, :, top:top + crop, left:left + crop]
+
+
+def bytes_images(n=3, size=64, seed=0, width=None):
+    """``images`` in 1/255 steps, as decoded photos arrive."""
+    return (images(n, size, seed, width) * 255).round() / 255
 
 
 def multiscale_probs(name, x):
@@ -327,8 +336,8 @@ def test_option_validation_messages():
 
 
 def test_input_spec_is_the_proxys_recipe_or_the_largest_square():
-    for names in (["tiny_a", "tiny_b"], ["tiny_b", "tiny_a"]):  # two recipes: the central square
-        assert AlignedMetric(names).input_spec == InputSpec(resize=73, crop=73)
+    for names in (["tiny_a", "tiny_b"], ["tiny_b", "tiny_a"]):  # two recipes: native, capped at 4 x 73
+        assert AlignedMetric(names).input_spec == InputSpec(max_side=292)
     assert AlignedMetric("tiny_b").input_spec == InputSpec(resize=55, crop=48)
     assert AlignedMetric(["tiny_a", "tiny_c"]).input_spec == InputSpec(resize=73, crop=64)
 
@@ -393,10 +402,10 @@ def test_score_of_images_already_at_the_input_size():
 
 @pytest.mark.parametrize("names", [["tiny_a", "tiny_b"], ["tiny_a", "tiny_c"]])
 def test_models_see_normalised_views_of_their_own_recipe(names):
-    """Two recipes: each proxy resizes the square to its own resize side and crops its own
-    centre; one recipe (tiny_a and tiny_c): each resizes the image to its input side."""
+    """Two recipes: each proxy prepares the native image by its own recipe; one recipe
+    (tiny_a and tiny_c): the image arrives prepared, each resizes it to its input side."""
     m = AlignedMetric(names, tta="flip")
-    x = images(2, 73) if names[1] == "tiny_b" else images(2, 70, width=90)
+    x = bytes_images(2, 70, width=90)
     m.score(x)
     for b in m.backbones:
         seed, crop, _, mean, std = SPECS[b.name]
@@ -430,15 +439,29 @@ def test_multiscale_averages_probabilities_of_three_views(statistic):
 
 
 def test_ensemble_averages_the_backbones_statistics():
-    x = images(3, 73)
+    x = bytes_images(3, 80, width=100)
     got = AlignedMetric(["tiny_a", "tiny_b"], statistic="neg_entropy").score(x)
     want = (oracle_statistic(oracle_logits("tiny_a", own_view("tiny_a", x), resize=False), "neg_entropy")
             + oracle_statistic(oracle_logits("tiny_b", own_view("tiny_b", x), resize=False), "neg_entropy")) / 2
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-6)
 
 
+def test_a_proxy_in_an_ensemble_sees_what_it_sees_alone():
+    """Through the engine's own preparation: the ensemble of two recipes scores the mean
+    of what each proxy scores alone, each alone prepared by its own input spec."""
+    from fiftyone_dnniqa.core.images import prepare, to_float
+
+    g = torch.Generator().manual_seed(5)
+    photos = [torch.randint(0, 256, (3, 90, 96), generator=g, dtype=torch.uint8) for _ in range(3)]
+    ens = AlignedMetric(["tiny_a", "tiny_b"], statistic="margin")
+    alone = [AlignedMetric(n, statistic="margin") for n in ("tiny_a", "tiny_b")]
+    got = ens.score(to_float(torch.stack([prepare(p, ens.input_spec) for p in photos])))
+    want = [m.score(to_float(torch.stack([prepare(p, m.input_spec) for p in photos]))).numpy() for m in alone]
+    np.testing.assert_allclose(got.numpy(), np.mean(want, 0), rtol=1e-5, atol=1e-6)
+
+
 def test_ensemble_multiscale_reduces_what_each_proxy_sees():
-    x = images(2, 73)
+    x = bytes_images(2, 90, width=70)
     m = AlignedMetric(["tiny_a", "tiny_b"], tta="multiscale")
     want = [multiscale_probs(name, own_view(name, x)).max(1) for name in ("tiny_a", "tiny_b")]
     np.testing.assert_allclose(m.score(x).numpy(), np.mean(want, 0), rtol=1e-5, atol=1e-6)
@@ -630,7 +653,7 @@ def test_fr_scores_match_the_hand_computed_divergences(divergence):
 
 
 def test_fr_ensemble_with_flip():
-    x, ref = images(2, 73, seed=3), images(2, 73, seed=4)
+    x, ref = bytes_images(2, 75, seed=3, width=81), bytes_images(2, 75, seed=4, width=81)
     m = AlignedFRMetric(backbone=["tiny_a", "tiny_b"], tta="flip")
     want = []
     for name in ("tiny_a", "tiny_b"):

@@ -23,6 +23,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 
+from ..core.images import prepare, to_float
 from .backbones import load_backbone, match_classes
 from .base import InputSpec, QualityMetric
 from .registry import register_metric
@@ -38,6 +39,9 @@ WeightsArg = Union[str, "os.PathLike[str]", Sequence[Optional[str]], None]
 TTA_MODES = (None, "flip", "multiscale")
 #: ``tta="multiscale"``'s reduced view: this fraction of the backbone's input side
 MULTISCALE_FRACTION = 0.8
+#: an ensemble of several recipes reads images at native resolution, the longer side
+#: capped at this many times the largest resize (larger photos are downscaled first)
+NATIVE_MAX_SIDE_FACTOR = 4
 
 
 def reduced_size(crop: int, fraction: float = MULTISCALE_FRACTION) -> int:
@@ -53,12 +57,13 @@ def resized_square(images: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
 
 
-def center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
-    """The central ``size`` x ``size`` square of ``images`` (B, 3, H, W), offsets as
-    :func:`~fiftyone_dnniqa.core.images.prepare` takes them."""
-    h, w = images.shape[-2:]
-    top, left = (h - size) // 2, (w - size) // 2
-    return images[..., top:top + size, left:left + size]
+def prepared(images: torch.Tensor, resize: int, crop: int) -> torch.Tensor:
+    """``images`` (B, 3, H, W) in [0, 1] prepared as the engine prepares one proxy's input
+    (:func:`~fiftyone_dnniqa.core.images.prepare`: shorter side to ``resize``, bilinear
+    and antialiased, 8-bit, central ``crop``), one resampling from what arrived."""
+    spec = InputSpec(resize=resize, crop=crop)
+    as_bytes = images.float().mul(255).round_().clamp_(0, 255).to(torch.uint8)
+    return to_float(torch.stack([prepare(im, spec) for im in as_bytes])).to(images.dtype)
 
 
 def proxy_arguments(proxy: ProxyArg, weights: WeightsArg, backbone: ProxyArg = None
@@ -126,9 +131,10 @@ class AlignedMetric(QualityMetric):
             :func:`~fiftyone_dnniqa.metrics.backbones.list_backbones`), or a list of
             them, whose statistics are averaged (an ensemble). Each proxy sees the
             image with its own preprocessing: alone, the images arrive resized and
-            cropped as it was trained; in an ensemble of different recipes, the
-            central square arrives at the largest resize and each proxy resizes it
-            to its own side and crops its own centre
+            cropped as it was trained; in an ensemble of several recipes, the images
+            arrive at native resolution (the longer side capped at
+            :data:`NATIVE_MAX_SIDE_FACTOR` times the largest resize) and each proxy
+            resizes and crops them its own way, so that it sees what it sees alone
         weights (None): the user's weights file for ``proxy`` (a state dict saved
             with ``torch.save``, a checkpoint holding one, or TorchScript), or a list
             aligned with a list of proxies, ``None`` where a proxy keeps its standard
@@ -175,13 +181,12 @@ class AlignedMetric(QualityMetric):
                           for n, f in zip(names, files)]
         for b in self.backbones:  # faster convolutions on CPU and with GPU autocast
             b.model.to(memory_format=torch.channels_last)
-        # one recipe: images arrive as it prepares them; several: the central square at the
-        # largest resize, from which each proxy takes its own (proxy_view)
+        # one recipe: images arrive as it prepares them; several: at native resolution,
+        # from which each proxy prepares its own view with a single resampling (proxy_view)
         self._one_recipe = len({(b.resize, b.crop) for b in self.backbones}) == 1
-        side = max(b.resize for b in self.backbones)
         first = self.backbones[0]
-        self.input_spec = (InputSpec(resize=first.resize, crop=first.crop) if self._one_recipe
-                           else InputSpec(resize=side, crop=side))
+        self.input_spec = (InputSpec(resize=first.resize, crop=first.crop) if self._one_recipe else
+                           InputSpec(max_side=NATIVE_MAX_SIDE_FACTOR * max(b.resize for b in self.backbones)))
         if tta == "multiscale":
             for b in self.backbones:
                 self._check_reduced_input(b)
@@ -204,11 +209,11 @@ class AlignedMetric(QualityMetric):
 
     def proxy_view(self, images: torch.Tensor, b) -> torch.Tensor:
         """What proxy ``b`` sees of ``images`` (B, 3, H, W) prepared by :attr:`input_spec`:
-        resized to its input side (one recipe), or the square resized to ``b.resize``
-        and cropped to ``b.crop`` (an ensemble of several recipes)."""
+        resized to its input side (one recipe), or prepared by its own recipe from the
+        native image (an ensemble of several recipes; :func:`prepared`)."""
         if self._one_recipe:
             return resized_square(images, b.crop)
-        return center_crop(resized_square(images, b.resize), b.crop)
+        return prepared(images, b.resize, b.crop)
 
     def logits(self, images: torch.Tensor):
         """Each backbone's logits for ``images`` (B, 3, H, W) in [0, 1], its

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import math
 import os
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
@@ -132,7 +133,7 @@ def _timm_backbone(name: str, model) -> Backbone:
     cfg = model.pretrained_cfg
     crop = cfg.get("input_size", (3, 224, 224))[-1]
     ratio = cfg.get("crop_pct", 0.875) or 0.875
-    return Backbone(name, model.eval(), crop=crop, resize=round(crop / ratio),
+    return Backbone(name, model.eval(), crop=crop, resize=math.floor(crop / ratio),  # as timm's transforms
                     mean=tuple(cfg.get("mean", (0.485, 0.456, 0.406))),
                     std=tuple(cfg.get("std", (0.229, 0.224, 0.225))), num_classes=model.num_classes)
 
