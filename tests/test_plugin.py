@@ -1,7 +1,9 @@
 """The plugin as FiftyOne sees it: manifest, registration, operators executed
 through FiftyOne's own machinery (immediate and delegated)."""
 
+import asyncio
 import http.server
+import json
 import os
 import subprocess
 import sys
@@ -18,6 +20,9 @@ from fiftyone.plugins.context import build_plugin_contexts
 
 import fiftyone_dnniqa as dq
 from fiftyone_dnniqa.app.plugin import ENTRY_POINT, PLUGIN_NAME, install_plugin, manifest
+from fiftyone_dnniqa.metrics import registry as R
+from fiftyone_dnniqa.metrics.base import QualityMetric
+from fiftyone_dnniqa.scoring import execute as execute_module
 
 from conftest import ROOT
 
@@ -193,3 +198,88 @@ def test_forms_resolve(plugin, imagenet_files, make_dataset):
     for name in ("compute_quality", "get_quality_run"):
         out = foo.get_operator(f"{PLUGIN_NAME}/{name}").resolve_output(None)
         assert out.type.properties
+
+
+class _Broken(QualityMetric):
+    """A metric whose weights cannot be read: building it fails after the form was valid."""
+
+    name = "broken"
+
+    def __init__(self, path: str = "/weights/broken.pth"):
+        super().__init__()
+        raise RuntimeError(f"cannot read the weights file {path}: truncated")
+
+
+def _streamed(ds, params):
+    """The lines the App receives for an immediate run (FiftyOne's own server generator)."""
+    from fiftyone.operators import executor as foe
+    from fiftyone.operators.server import create_response_generator
+
+    result = asyncio.run(foe.execute_or_delegate_operator(
+        URI, {"dataset_name": ds.name, "params": dict(params, progress_in_app=True)}, exhaust=False))
+    assert result.error is None and result.is_generator, result.error
+    return [json.loads(line) for line in create_response_generator(result.result)]
+
+
+def test_an_error_while_building_the_metric_ends_the_app_run_with_its_message(
+        plugin, imagenet_files, make_dataset, monkeypatch):
+    """Issue 28 item 1: the error used to die inside the streamed response; the App stayed at
+    "Starting: building the metric" for minutes. The App's client reads a line's `error`."""
+    monkeypatch.setitem(R._REGISTRY, "broken", _Broken)
+    ds = make_dataset(imagenet_files[:2])
+    ds.persistent = True
+    lines = _streamed(ds, {"metric": "broken", "field": "q"})
+    assert lines[0]["body"]["params"]["label"].startswith("Starting")  # the App showed the start
+    assert lines[-1]["error"] == "cannot read the weights file /weights/broken.pth: truncated"
+    assert not any("show_output" in json.dumps(line) for line in lines)  # no "completed" dialog
+    assert dq.list_quality_runs(ds) == [] and not ds.has_sample_field("q")
+    # a run that fails once its record exists is recorded failed, and the App told so too
+    monkeypatch.setattr(execute_module, "batch_loader", _raise_disk_error)
+    lines = _streamed(ds, {"metric": "entropy", "field": "q2"})
+    assert lines[-1]["error"] == "the disk holding the images went away"
+    assert dq.load_quality_run(ds, "q2").status == "failed"
+
+
+def _raise_disk_error(*args, **kwargs):
+    raise OSError("the disk holding the images went away")
+
+
+def test_a_bad_option_or_label_field_is_refused_before_the_run_starts(plugin, imagenet_files, make_dataset):
+    ds = make_dataset(imagenet_files[:2], reference_filepath=imagenet_files[:2],
+                      ground_truth=[fo.Classification(label="goldfish")] * 2)
+    ds.persistent = True
+    from fiftyone.operators.executor import ExecutionError
+
+    for params, reason in (
+            ({"metric": "aligned", "metric_options": '{"tta": "banana"}'}, "Path: metric_options. Reason: 'aligned' "
+             "option 'tta' must be one of null, \"flip\", \"multiscale\", not \"banana\""),
+            ({"metric": "aligned", "metric_options": '{"tempreature": 2}'}, "Path: metric_options. Reason: 'aligned' "
+             "has no option 'tempreature' (did you mean 'temperature'?)"),
+            ({"metric": "aligned_task", "label_field": "reference_filepath"}, "Path: label_field.")):
+        with pytest.raises(ExecutionError) as e:  # FiftyOne's validation refuses it: nothing runs
+            asyncio.run(_execute(ds, params))
+        assert e.value.args[0].startswith("Validation error") and reason in e.value.args[0], e.value.args[0]
+    assert dq.list_quality_runs(ds) == []
+
+
+async def _execute(ds, params):
+    from fiftyone.operators import executor as foe
+
+    return await foe.execute_or_delegate_operator(URI, {"dataset_name": ds.name, "params": params})
+
+
+def test_the_operator_scores_several_metrics_with_a_chosen_proxy(plugin, imagenet_files, make_dataset):
+    ds = make_dataset(imagenet_files[:3])
+    ds.persistent = True
+    op = foo.get_operator(URI)
+    result = op(ds, metric=["aligned", "entropy"], proxy="efficientnet_lite0", device="cpu",
+                metric_options={"aligned": {"statistic": "margin"}})
+    assert result.error is None, result.error
+    cfg = dq.get_quality_run_info(ds, "iqa_aligned").config.metric_options
+    assert cfg["statistic"] == "margin"
+    assert cfg.get("proxy", cfg.get("backbone")) == "efficientnet_lite0"
+    direct = make_dataset(imagenet_files[:3])  # the oracle: the API with the same options
+    dq.compute_quality(direct, ["aligned", "entropy"], device="cpu", num_workers=0,
+                       metric_options={"aligned": {"statistic": "margin"}})
+    for f in ("iqa_aligned", "iqa_entropy"):
+        assert ds.values(f) == pytest.approx(direct.values(f), abs=1e-6)

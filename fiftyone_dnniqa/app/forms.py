@@ -10,6 +10,8 @@ import torch
 
 from ..metrics import metric_traits
 from ..metrics.catalog import metric_catalog, metric_info
+from ..metrics.options import (PROXY_OPTIONS, accepted_options, metric_options_with_proxy, option_problem,
+                               options_per_metric, takes_option)
 from ..metrics.weights import is_offline
 from ..scoring import default_field, field_problem, list_quality_run_statuses
 from ..scoring.patch_plan import check_patch_fields, object_run_key, patch_capable_fields, resolve_patches
@@ -17,7 +19,7 @@ from ..scoring.patches import DEFAULT_MARGIN, DEFAULT_MIN_SIDE
 from ..scoring.plan import parse_metric_options
 
 __all__ = ["DELEGATE_ABOVE", "DEFAULT_METRIC", "STREAM_PARAM", "compute_quality_form", "delegation_available",
-           "devices", "in_app_words"]
+           "devices", "in_app_words", "label_fields", "metric_names"]
 
 #: views larger than this are delegated by default (immediate operations are
 #: stopped after 600 s)
@@ -48,17 +50,30 @@ def in_app_words(message: str) -> str:
             .replace("pass overwrite=True", "tick Overwrite"))
 
 
-def _metric_input(inputs, problem=None):
+def metric_names(params) -> list:
+    """The metrics the params name: the form's list ``metrics`` (empty when the user cleared
+    it), else ``metric`` (one name, from Python), else the default."""
+    value = params.get("metrics")
+    if not value:
+        value = params.get("metric") or ([] if "metrics" in params else DEFAULT_METRIC)
+    if isinstance(value, str):
+        value = [value]
+    return [str(v).strip() for v in value if v is not None and str(v).strip()]
+
+
+def _metrics_input(inputs, params, problem=None):
     catalog = metric_catalog()
     choices = types.AutocompleteView()
     for m in catalog:
         choices.add_choice(m.name, label=m.name, description=f"{m.group}: {m.description}",
                            caption=f"{m.better}; {m.status}" + ("; recommended" if m.recommended else ""))
     names = [m.name for m in catalog]
-    default = DEFAULT_METRIC if DEFAULT_METRIC in names else (names[0] if names else None)
-    inputs.enum("metric", names, default=default, required=True, label="Metric",
-                description="DNN-aligned metrics first (they predict networks' errors), then "
-                            "conventional no-reference and full-reference ones", view=choices,
+    default = [DEFAULT_METRIC] if DEFAULT_METRIC in names else names[:1]
+    inputs.list("metrics", types.String(), default=default, label="Metrics",
+                required=not params.get("metric"),  # Python calls name one metric
+                description="One or several (each image is decoded once for all): DNN-aligned metrics "
+                            "first (they predict networks' errors), then conventional no-reference "
+                            "and full-reference ones", view=choices,
                 invalid=bool(problem), error_message=problem or "")
 
 
@@ -82,42 +97,116 @@ def _options(params):
         return None, str(e)
 
 
-def compute_quality_form(ctx, inputs, n_samples):
-    """Fills ``inputs`` with the form for the current params; returns False when the metric
-    is unknown (only its error is shown)."""
-    metric = ctx.params.get("metric") or DEFAULT_METRIC
+def _per_metric_options(names, params):
+    """Each metric's options (the form's, the proxy and its weights added) and the first
+    message saying why they cannot build a metric, or None."""
+    options, error = _options(params)
+    if error:
+        return [{} for _ in names], error
     try:
-        info = metric_info(metric)
+        merged = metric_options_with_proxy(names, options, params.get("proxy"), params.get("weights"))
+        per = options_per_metric(names, merged)
     except ValueError as e:
-        _metric_input(inputs)
-        inputs.view("metric_error", types.Error(label="Unknown metric", description=str(e)))
+        return [{} for _ in names], str(e)
+    problems = [option_problem(n, o) for n, o in zip(names, per)]
+    return per, next((p for p in problems if p), None)
+
+
+def compute_quality_form(ctx, inputs, n_samples):
+    """Fills ``inputs`` with the form for the current params; returns False when nothing can
+    run (no metric, an unknown one, or an empty view: only its error is shown)."""
+    names = metric_names(ctx.params)
+    infos, unknown = [], []
+    for name in names:
+        try:
+            infos.append(metric_info(name))
+        except ValueError as e:
+            unknown.append(str(e))
+    if n_samples == 0:
+        _metrics_input(inputs, ctx.params)
+        inputs.view("empty_view", types.Error(label="This view has no samples: nothing to score",
+                                              description="Clear or change the view's filters first"),
+                    invalid=True, error_message="this view has no samples: nothing to score")
         return False
-    options, options_error = _options(ctx.params)
-    problem = _metric_problem(info, options)
-    _metric_input(inputs, problem if info.name != "tg_iqa" else None)
-    _reference_and_labels(ctx, inputs, metric, options)
-    overwrite = bool(ctx.params.get("overwrite", False))
-    field = ctx.params.get("field") or default_field(metric)
-    patches_field = _patches_input(ctx, inputs)
-    if patches_field:
-        field_error = _object_field_problem(ctx, patches_field, field, overwrite)
-        description = (f"Attribute of each object of '{patches_field}' for its score; the per-sample mean "
-                       f"goes to '{object_run_key(patches_field, field)}' (the run key), the minimum to "
-                       f"'{object_run_key(patches_field, field)}_min'")
-    else:
-        field_error = (field_problem(ctx.dataset, field, overwrite, metric=metric)
-                       or _other_metric_problem(ctx, field, metric, overwrite))
-        description = "Sample field for the scores (also the run key)"
-    inputs.str("field", default=default_field(metric), label="Field", description=description,
-               invalid=bool(field_error), error_message=in_app_words(field_error or ""))
-    inputs.bool("overwrite", default=False, label="Overwrite",
-                description="Rescore samples that already have a score")
-    inputs.str("metric_options", required=bool(problem and info.name == "tg_iqa"), label="Metric options",
-               description='Options of the metric as a JSON object, e.g. {"tta": "flip"} (blank: defaults)',
-               invalid=bool(options_error or (problem and info.name == "tg_iqa")),
-               error_message=options_error or (problem if info.name == "tg_iqa" else "") or "")
+    if unknown or not names:
+        problem = " ".join(unknown) or "choose at least one metric"
+        _metrics_input(inputs, ctx.params, problem)
+        inputs.view("metric_error", types.Error(label="Unknown metric" if unknown else "No metric",
+                                                description=problem))
+        return False
+    per, options_error = _per_metric_options(names, ctx.params)
+    problems = [_metric_problem(i, o) for i, o in zip(infos, per)]
+    head_problem = next((p for i, p in zip(infos, problems) if p and i.name == "tg_iqa"), None)
+    _metrics_input(inputs, ctx.params, next((p for i, p in zip(infos, problems) if p and i.name != "tg_iqa"), None))
+    patches_field = _chosen_patches(ctx)
+    _reference_and_labels(ctx, inputs, names, per, patches_field)
+    _field_inputs(ctx, inputs, names, _patches_input(ctx, inputs))
+    inputs.str("metric_options", required=bool(head_problem), label="Metric options",
+               description='Options of the metric as a JSON object, e.g. {"tta": "flip"} (blank: defaults); '
+                           'for several metrics, one object each: {"aligned": {"tta": "flip"}}',
+               invalid=bool(options_error or head_problem),
+               error_message=options_error or head_problem or "")
+    _proxy_inputs(inputs, names)
     _run_inputs(inputs, n_samples)
     return True
+
+
+def _field_inputs(ctx, inputs, names, patches_field):
+    """The score field of one metric (its object attribute in an object run), or the fields
+    of several, each checked; and Overwrite."""
+    overwrite = bool(ctx.params.get("overwrite", False))
+    if len(names) > 1:
+        fields = [default_field(n) for n in names]
+        problems = [_field_problem(ctx, patches_field, f, n, overwrite) for f, n in zip(fields, names)]
+        problem = "; ".join(p for p in problems if p)
+        where = f"attributes of each object of '{patches_field}'" if patches_field else "fields"
+        inputs.view("fields", types.Notice(label=f"Scores go to the {where} {', '.join(fields)}"),
+                    invalid=bool(problem), error_message=in_app_words(problem))
+        if problem:
+            inputs.view("fields_error", types.Error(label="A field cannot take the scores",
+                                                    description=in_app_words(problem)))
+    else:
+        metric = names[0]
+        field = ctx.params.get("field") or default_field(metric)
+        field_error = _field_problem(ctx, patches_field, field, metric, overwrite)
+        if patches_field:
+            key = object_run_key(patches_field, field)
+            description = (f"Attribute of each object of '{patches_field}' for its score; the per-sample mean "
+                           f"goes to '{key}' (the run key), the minimum to '{key}_min'")
+        else:
+            description = "Sample field for the scores (also the run key)"
+        inputs.str("field", default=default_field(metric), label="Field", description=description,
+                   invalid=bool(field_error), error_message=in_app_words(field_error or ""))
+    inputs.bool("overwrite", default=False, label="Overwrite",
+                description="Rescore samples that already have a score")
+
+
+def _field_problem(ctx, patches_field, field, metric, overwrite):
+    if patches_field:
+        return _object_field_problem(ctx, patches_field, field, overwrite)
+    return field_problem(ctx.dataset, field, overwrite, metric=metric) or _other_metric_problem(
+        ctx, field, metric, overwrite)
+
+
+def _proxy_inputs(inputs, names):
+    """The proxy network(s) and their weights, for metrics that take a proxy."""
+    takers = [n for n in names if metric_traits(n)["source"] == "dnniqa"  # pyiqa's networks are their own
+              and set(PROXY_OPTIONS) & set(accepted_options(n) or ())]
+    if not takers:
+        return
+    inputs.str("proxy", required=False, label="Proxy network(s)",
+               description=f"The classifier(s) {', '.join(takers)} read(s), e.g. efficientnet_lite0, "
+                           "torchvision:mobilenet_v2, timm:<name>; several, comma-separated, are an "
+                           "ensemble (their statistics averaged). Blank: the default")
+    if any(takes_option(n, "weights") for n in takers):
+        inputs.str("weights", required=False, label="Proxy weights",
+                   description="A weights file for your own classifier (one per proxy, comma-separated). "
+                               "Blank: the standard weights in the cache")
+
+
+def _chosen_patches(ctx):
+    chosen = ctx.params.get("patches_field")
+    return None if not chosen or chosen == IMAGES else chosen
 
 
 def _patches_input(ctx, inputs):
@@ -163,36 +252,52 @@ def _other_metric_problem(ctx, field, metric, overwrite):
             f"or tick Overwrite to replace them with '{metric}' scores")
 
 
-def _reference_and_labels(ctx, inputs, metric, options):
-    traits = metric_traits(metric)
-    if traits["needs_reference"]:
+def _reference_and_labels(ctx, inputs, names, per_options, patches_field):
+    traits = {n: metric_traits(n) for n in names}
+    refs = [n for n in names if traits[n]["needs_reference"]]
+    if refs:
         str_fields = [f for f in ctx.dataset.get_field_schema(ftype=fo.StringField)
                       if f != "filepath" and not f.endswith("_error")]
         inputs.enum("reference_field", str_fields, required=True, label="Reference field",
-                    description=f"'{metric}' is full-reference: the field holding each clean image's filepath",
+                    description=f"{', '.join(refs)}: full-reference: the field holding each clean image's filepath",
                     view=types.DropdownView(), invalid=not str_fields,
                     error_message="" if str_fields else
                     "this dataset has no string field of reference filepaths; add one, or pick a no-reference metric")
-    if traits["needs_labels"]:
-        _label_input(ctx, inputs, metric, options)
+    needy = [(n, o) for n, o in zip(names, per_options) if traits[n]["needs_labels"]]
+    if needy:
+        _label_input(ctx, inputs, needy, patches_field)
 
 
-def _label_input(ctx, inputs, metric, options):
-    """The label field of a task-guided metric: required unless the metric has a label set
-    of its own or the options give its classes."""
-    label_fields = list(ctx.dataset.get_field_schema(
-        ftype=fo.EmbeddedDocumentField, embedded_doc_type=fo.Classification))
-    label_fields += [f for f in ctx.dataset.get_field_schema(ftype=fo.StringField)
-                     if f not in ("filepath",) and not f.endswith("_error")]
-    fallback = DEFAULT_LABEL_SETS.get(metric) or ("the classes in Metric options" if (options or {}).get("classes")
-                                                  else None)
+def label_fields(dataset) -> list:
+    """The fields whose labels a task-guided metric can take as the task's classes:
+    Classification fields (one label per image)."""
+    return list(dataset.get_field_schema(ftype=fo.EmbeddedDocumentField, embedded_doc_type=fo.Classification))
+
+
+def _label_input(ctx, inputs, needy, patches_field):
+    """The label field of task-guided metrics: required unless each has a label set of its
+    own, the options give its classes, or the objects scored carry their own labels."""
+    fields = label_fields(ctx.dataset)
+    metrics = ", ".join(n for n, _ in needy)
+    fallbacks = [DEFAULT_LABEL_SETS.get(n) or ("the classes in Metric options" if (o or {}).get("classes")
+                                               else None) for n, o in needy]
+    if patches_field:
+        fallbacks = [f"each object's own label in '{patches_field}'"] * len(needy)
+    fallback = "; ".join(sorted(set(fallbacks))) if all(fallbacks) else None
     problem = None
-    if not label_fields and not fallback:
-        problem = (f"'{metric}' needs the task's classes and this dataset has no Classification or string "
-                   'field: put {"classes": ["cat", "dog", ...]} in Metric options, or pick another metric')
-    inputs.enum("label_field", label_fields, required=fallback is None, label="Label field",
-                description=f"'{metric}' is task-guided: the field whose classes are the task's label set"
-                            + (f" (blank: {fallback})" if fallback else ""),
+    if not fields and not fallback:
+        detections = patch_capable_fields(ctx.dataset)
+        if detections:
+            problem = (f"{metrics} need(s) the task's classes and this dataset's labels are objects "
+                       f"({', '.join(detections)}): put {{\"classes\": [\"car\", \"person\", ...]}} in Metric "
+                       "options, or choose Score: objects of a detection field (each object is rated "
+                       "against its own label)")
+        else:
+            problem = (f"{metrics} need(s) the task's classes and this dataset has no Classification field: "
+                       'put {"classes": ["cat", "dog", ...]} in Metric options, or pick another metric')
+    inputs.enum("label_field", fields, required=fallback is None, label="Label field",
+                description=f"{metrics}: task-guided: the Classification field whose classes are the task's "
+                            "label set" + (f" (blank: {fallback})" if fallback else ""),
                 view=types.DropdownView(), invalid=bool(problem), error_message=problem or "")
 
 

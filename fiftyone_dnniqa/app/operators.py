@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 
 import fiftyone as fo
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
+from fiftyone.operators.message import GeneratedMessage, MessageType
 
 from ..analysis.report import safe_join, write_report
 from ..corruptions import SUITES, build_sweep, list_corruptions, resolve_corruptions
+from ..metrics.options import metric_options_with_proxy
 from ..metrics.training import fit_tg_iqa
 from ..scoring import (
     ShardedRun,
@@ -25,10 +28,13 @@ from ..scoring import (
 )
 from ..scoring.patches import DEFAULT_MARGIN, DEFAULT_MIN_SIDE
 from ..scoring.plan import parse_metric_options
-from .forms import DEFAULT_METRIC, DELEGATE_ABOVE, IMAGES, STREAM_PARAM, compute_quality_form
+from .forms import DELEGATE_ABOVE, DEFAULT_METRIC, IMAGES, STREAM_PARAM, compute_quality_form, metric_names
 from .progress import stream_progress
 from .sharding import queue_shards
 from .view_operators import AddQualityScenario, EvaluatePredictions, FindHardSamples
+
+logger = logging.getLogger(__name__)
+
 
 class ComputeQuality(foo.Operator):
     @property
@@ -60,27 +66,37 @@ class ComputeQuality(foo.Operator):
         return outcome
 
     def _stream(self, ctx):
-        outcome = yield from stream_progress(
-            lambda feed: _score(ctx, feed),
-            lambda fraction, label: ctx.ops.set_progress(label=label, progress=fraction))
+        try:
+            outcome = yield from stream_progress(
+                lambda feed: _score(ctx, feed),
+                lambda fraction, label: ctx.ops.set_progress(label=label, progress=fraction))
+        except Exception as e:  # an exception inside a streamed response never reaches the App
+            logger.exception("compute_quality failed")
+            yield ctx.ops.reload_dataset()  # a run record marked failed, if one was written
+            yield FailureMessage(failure_text(e))
+            return
         yield ctx.ops.reload_dataset()
         yield ctx.ops.show_output(_scoring_output(outcome).to_json(), outcome)
 
     def __call__(self, sample_collection, metric=DEFAULT_METRIC, field=None, reference_field=None,
                  device="auto", batch_size=None, overwrite=False, label_field=None,
-                 metric_options=None, decode="auto", delegate=False):
+                 metric_options=None, decode="auto", delegate=False, proxy=None, weights=None):
         """Runs the operator from Python::
 
             op = foo.get_operator("@dnniqa/fiftyone-dnniqa/compute_quality")
             op(dataset.take(100), metric="piqe", delegate=True)
+            op(dataset, metric=["aligned", "cause"])  # several metrics, one decode
 
         With ``delegate=True`` the run is queued for a ``fiftyone delegated
         launch`` worker; otherwise it runs now.
         """
-        params = dict(metric=metric, field=field, reference_field=reference_field, device=device,
+        several = isinstance(metric, (list, tuple))
+        params = dict(metric=metric[0] if several else metric, metrics=list(metric) if several else None,
+                      field=None if several else field, fields=list(field) if several and field else None,
+                      reference_field=reference_field, device=device,
                       batch_size=batch_size, overwrite=overwrite, label_field=label_field,
                       metric_options=json.dumps(metric_options) if isinstance(metric_options, dict)
-                      else metric_options, decode=decode)
+                      else metric_options, decode=decode, proxy=proxy, weights=weights)
         return foo.execute_operator(
             self.uri, ctx=dict(view=sample_collection.view(), params=params),
             request_delegation=delegate,
@@ -105,13 +121,17 @@ def _score(ctx, progress) -> dict:
     started = time.perf_counter()
     shard = ShardSpec.from_params(p["shard"]) if p.get("shard") else None
     objects = bool(p.get("patches_field")) and p.get("patches_field") != IMAGES
+    names = metric_names(p)
+    several = len(names) > 1
+    fields = p.get("attributes") if objects else p.get("fields")
     plan = plan_quality(
-        ctx.target_view(), p.get("metrics") or p.get("metric", DEFAULT_METRIC),
-        field=(p.get("attributes") if objects else p.get("fields")) or p.get("field") or None,
+        ctx.target_view(), names if several else names[0],
+        field=fields or (None if several else p.get("field")) or None,
         device=p.get("device", "auto"),
         batch_size=p.get("batch_size") or None, num_workers=p.get("num_workers"),
         overwrite=bool(p.get("overwrite", False)), reference_field=p.get("reference_field"),
-        label_field=p.get("label_field") or None, metric_options=_metric_options(p),
+        label_field=p.get("label_field") or None,
+        metric_options=metric_options_with_proxy(names, _metric_options(p), p.get("proxy"), p.get("weights")),
         decode=p.get("decode") or "auto", queued=shard is None and (p.get("shards") or 1) > 1,
         progress=progress, **({"write_every": int(p["write_every"])} if p.get("write_every") else {}),
         **({"patches_field": p["patches_field"], "patch_margin": float(p.get("patch_margin", DEFAULT_MARGIN)),
@@ -126,6 +146,23 @@ def _score(ctx, progress) -> dict:
     if objects:  # scores and failure reasons are attributes of the objects
         outcome.update(unit="objects", patches_field=p["patches_field"], attributes=", ".join(plan.attributes))
     return outcome
+
+
+class FailureMessage(GeneratedMessage):
+    """A streamed line the App reads as the operation's failure: its generator client takes a
+    line's top-level ``error`` as the run's error, ends the run and shows the message."""
+
+    def __init__(self, message: str):
+        super().__init__(type=MessageType.ERROR)
+        self.message = message
+
+    def to_json(self):
+        return {"type": str(self.type), "cls": None, "body": None, "error": self.message}
+
+
+def failure_text(error: BaseException) -> str:
+    """What the App shows for a failed run: the error's message, its type when it has none."""
+    return str(error).strip() or type(error).__name__
 
 
 def _metric_options(params):

@@ -35,6 +35,9 @@ OFFLINE_PYIQA_METRICS = (
     "gmsd", "vsi", "mad", "nlpd", "piqe", "entropy",
 )
 
+#: the most close names an unknown metric's error suggests
+MAX_SUGGESTIONS = 3
+
 _REGISTRY: Dict[str, Callable[..., QualityMetric]] = {}
 _entry_points_loaded = False
 
@@ -114,11 +117,22 @@ def metric_traits(name: str) -> dict:
             "higher_is_better": not cfg.get("lower_better", False)}
 
 
+def metric_factory(name: str) -> Callable[..., QualityMetric]:
+    """What builds metric ``name``: its registered class or factory, or
+    :class:`~.iqa.PyiqaMetric` for a pyiqa name (raises the unknown-name error)."""
+    registry = _registry()
+    if name in registry:
+        return registry[name]
+    if name in pyiqa_metric_names():
+        return PyiqaMetric
+    raise _unknown_metric(name)
+
+
 def create_metric(name, device=None, **options) -> QualityMetric:
     """Builds the metric ``name`` (a :class:`QualityMetric` passes through).
 
     Raises:
-        ValueError: for an unknown name, listing the valid ones
+        ValueError: for an unknown name, with a few close names
         PyiqaUnavailableError: (also a ValueError) for a pyiqa metric without pyiqa,
             naming the extra to install
         MissingWeightsError: when the metric's weights are not on disk
@@ -146,9 +160,14 @@ def _unknown_metric(name) -> ValueError:
     if pyiqa_missing and name in OFFLINE_PYIQA_METRICS:
         return PyiqaUnavailableError(f"Metric '{name}' is a pyiqa metric, and {pyiqa_missing}")
     valid = list_metrics()
-    close = difflib.get_close_matches(str(name), valid, n=3)
-    hint = f" Did you mean {', '.join(close)}?" if close else ""
-    msg = f"Unknown metric '{name}'.{hint} Valid metrics: {', '.join(valid)}"
+    parts = [p for p in str(name).replace(",", " ").split() if p]
+    if len(parts) > 1 and all(p in valid for p in parts):
+        return ValueError(f"'{name}' names {len(parts)} metrics: give them as a list, one metric each "
+                          f"({parts!r})")
+    close = difflib.get_close_matches(str(name), valid, n=MAX_SUGGESTIONS, cutoff=0.5)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    msg = (f"Unknown metric '{name}'.{hint} `fiftyone-dnniqa list-metrics` lists all {len(valid)} "
+           "metrics, with what each needs")
     if pyiqa_missing:
         msg += f". pyiqa's metrics are unavailable: {pyiqa_missing}"
     return ValueError(msg)

@@ -20,6 +20,7 @@ import fiftyone as fo
 from ..core.devices import resolve_device
 from ..core.images import DEFAULT_MAX_PIXELS
 from ..metrics import QualityMetric, create_metric
+from ..metrics.options import check_metric_options, options_per_metric
 from .field_checks import check_field_can_hold_scores
 from .patch_plan import (PatchTarget, check_patch_fields, object_label_classes, object_run_key,
                          resolve_patches)
@@ -119,17 +120,18 @@ def plan_quality(
         raise ValueError("pass at least one metric")
     if decode not in DECODE_MODES:
         raise ValueError(f"decode must be 'auto', 'workers' or 'device', not {decode!r}")
-    if metric_options and (many or not isinstance(metric, str)):
-        raise ValueError("metric_options applies to a single metric given by name")
     if queued and not all(isinstance(m, str) for m in names):
         raise ValueError("shards=N queues operations by metric name: pass registry names")
+    per_metric = [check_metric_options(m, o) if isinstance(m, str) else o  # names and options first
+                  for m, o in zip(names, options_per_metric(names, metric_options))]
+    dataset = check_collection(samples)
+    check_not_empty(samples)
     dev = None if queued else resolve_device(device)
-    metrics = [create_metric(m, **(metric_options or {})) for m in names]
+    metrics = [create_metric(m, **o) for m, o in zip(names, per_metric)]
     if dev is not None:
         for m in metrics:
             m.to(dev)
     fields = resolve_fields(metrics, field, many)
-    dataset = check_collection(samples)
     patches, attributes = None, None
     if patches_field is not None or getattr(samples, "_is_patches", False):
         patches = _plan_patches(samples, dataset, metrics, fields, patches_field, patch_margin, min_patch_side,
@@ -232,6 +234,14 @@ def check_collection(samples):
     if media not in ("image", "mixed"):
         raise ValueError(f"quality metrics score images; this collection's media type is '{media}'")
     return samples._root_dataset
+
+
+def check_not_empty(samples) -> None:
+    """Refuses a view without samples: scoring it would leave an empty "completed" run."""
+    if len(samples) == 0:
+        what = "patches" if getattr(samples, "_is_patches", False) else "samples"
+        raise ValueError(f"this view has no {what}: nothing to score (check its filters or stages); "
+                         "no run was recorded")
 
 
 def check_reference_field(dataset, metrics, reference_field) -> None:
