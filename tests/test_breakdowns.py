@@ -112,11 +112,16 @@ def test_slices_follow_the_view_and_the_evaluation(tagged, make_dataset, imagene
 def test_errors_by_predicted_cause_match_a_hand_count(with_causes):
     from fiftyone_dnniqa.analysis.breakdowns import cause_sentence, cause_summary, cause_view
 
+    from fiftyone_dnniqa.analysis.breakdowns import NO_CAUSE
+
     ds, wrong = with_causes
-    first = np.array([c[0] if c else None for c in ds.values("iqa_cause.classifications.label")], dtype=object)
+    # by hand: no Classifications (unscored) -> None; no label (nothing found) -> NO_CAUSE
+    first = np.array([None if c is None else (c[0] if c else NO_CAUSE)
+                      for c in ds.values("iqa_cause.classifications.label")], dtype=object)
+    assert NO_CAUSE in first  # the clean photos store no label
     assert "cause" in available_slices(ds)
     assert list(slice_labels(ds, "cause", ds.values("id"))) == list(first)
-    counts = {c: int(np.sum(wrong & (first == c))) for c in set(first) if c != "none"}
+    counts = {c: int(np.sum(wrong & (first == c))) for c in set(first) if c != NO_CAUSE}
     top = max(sorted(counts), key=counts.get)
     assert top == "blur"  # the blurred copies are what the head sees
     s = cause_summary(ds)
@@ -145,12 +150,42 @@ def test_predicted_causes_are_every_family_found_most_frequent_first(with_causes
     counts = Counter(lab for ls in ds.values("iqa_cause.classifications.label") for lab in (ls or []))
     by_hand = sorted((c for c in counts if c != "none"), key=lambda c: (-counts[c], c))
     assert predicted_causes(ds) == by_hand and by_hand[0] == "blur"
-    assert NO_CAUSE == NONE
+    assert NONE not in counts and NO_CAUSE not in counts  # clean images store no label
     assert predicted_causes(ds.limit(0)) == []
     # frequency, not the alphabet, orders them: "noise" on 7 images, "blur" on 4
     ds.set_values("iqa_cause", [fo.Classifications(classifications=[fo.Classification(label=lab)])
                                 for lab in ["noise"] * 7 + ["blur"] * 4 + ["contrast_haze"]])
     assert predicted_causes(ds) == ["noise", "blur", "contrast_haze"]
+
+
+def test_old_runs_that_stored_none_read_like_new_ones(with_causes):
+    """Runs before issue 28 stored a label "none" where no family was found; now such an
+    image stores no label. Both are the slice NO_CAUSE, never a predicted cause, and
+    cause_view(NO_CAUSE) finds both (and never an unscored image)."""
+    from fiftyone_dnniqa.analysis.breakdowns import (
+        NO_CAUSE, OLD_NO_CAUSE, cause_summary, cause_view, predicted_causes,
+    )
+
+    def labels(*names):
+        return fo.Classifications(classifications=[fo.Classification(label=n) for n in names])
+
+    ds, wrong = with_causes
+    stored = ([labels(OLD_NO_CAUSE)] * 3 + [labels()] * 3 + [labels("blur")] * 4 + [labels("noise", "blur")]
+              + [None])
+    ds.set_values("iqa_cause", stored)
+    ids = ds.values("id")
+    assert list(slice_labels(ds, "cause", ids)) == [NO_CAUSE] * 6 + ["blur"] * 4 + ["noise", None]
+    assert predicted_causes(ds) == ["blur", "noise"]
+    assert cause_view(ds, NO_CAUSE).values("id") == ids[:6]
+    assert cause_view(ds, OLD_NO_CAUSE).values("id") == ids[:6]
+    assert cause_view(ds, "blur").values("id") == ids[6:11]
+    # errors (the fixture): images 0 and 6..11; among the scored ones, blur holds 4 of 6
+    assert list(wrong) == [True] + [False] * 5 + [True] * 6
+    s = cause_summary(ds)
+    assert (s["cause"], s["n"], s["share_of_errors"]) == ("blur", 4, pytest.approx(4 / 6))
+    assert s["accuracy"] == 0 and s["accuracy_elsewhere"] == pytest.approx(5 / 7)
+    rows = slice_table(ds, "iqa_cause_severity", "cause", higher_is_better=False, min_n=1)
+    assert {r["slice"]: r["n"] for r in rows} == {NO_CAUSE: 6, "blur": 4, "noise": 1}
 
 
 # ---------------------------------------------------------------------------
@@ -282,8 +317,8 @@ def _evaluate(ds, wrong, eval_key):
 def test_cause_summary_counts_the_evaluation_asked_for_without_none(with_causes):
     """Against hand counts, with a second cause planted on one photo and one photo left
     without causes (as a failed sample is): the cause with the most errors other than
-    "none", errors counted among samples with causes, for the evaluation asked for."""
-    from fiftyone_dnniqa.analysis.breakdowns import cause_summary
+    "no cause found", errors counted among samples with causes, for the evaluation asked for."""
+    from fiftyone_dnniqa.analysis.breakdowns import NO_CAUSE, cause_summary
 
     ds, _ = with_causes
     samples = list(ds.iter_samples(autosave=True))
@@ -291,8 +326,9 @@ def test_cause_summary_counts_the_evaluation_asked_for_without_none(with_causes)
     samples[2]["iqa_cause"] = None
     for s in samples:
         s.save()
-    first = np.array([c[0] if c else None for c in ds.values("iqa_cause.classifications.label")], dtype=object)
-    blur, none = first == "blur", first == "none"
+    first = np.array([None if c is None else (c[0] if c else NO_CAUSE)
+                      for c in ds.values("iqa_cause.classifications.label")], dtype=object)
+    blur, none = first == "blur", first == NO_CAUSE
     assert blur.sum() >= 2 and none.sum() >= 2 and first[1] == "noise" and first[2] is None
     # a: every blurred photo wrong, and the "noise" one, the one without causes and one "none"
     a = blur.copy()

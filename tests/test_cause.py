@@ -38,7 +38,8 @@ def cause():
 
 
 def first_labels(metric, x):
-    return [metric.labels(row)[0][0][0] for row in metric.score(x).tolist()]
+    """Each image's stored most likely cause; NONE for an image that stores no label."""
+    return [(metric.labels(row)[0] or [(NONE, None)])[0][0] for row in metric.score(x).tolist()]
 
 
 def corrupted(x, name, severity):
@@ -77,6 +78,18 @@ def test_rows_become_labels_most_likely_first_or_none():
     labels, sev = cause_labels([0.1, 0.2, 0.05, 0, 0, 0, 0, 0.4])
     assert labels == [(NONE, pytest.approx(0.8))] and sev == 0.4
     assert cause_labels(row, threshold=0.8)[0] == [("compression", 0.9)]
+
+
+def test_a_clean_image_stores_no_label_and_severity_zero(cause):
+    """Issue 28, item 11: no "none" chip on every clean image in the App's grid. What
+    ``cause_labels`` calls "none" is stored as no label (an empty ``Classifications``),
+    with severity 0; a flagged image keeps its labels and the head's severity."""
+    below = [t - 0.01 for t in cause.thresholds]
+    assert cause_labels(below + [1.7], cause.thresholds)[0][0][0] == NONE
+    assert cause.labels(below + [1.7]) == ([], {"severity": 0.0})
+    flagged, k = list(below), FAMILIES.index("noise")
+    flagged[k] = cause.thresholds[k]
+    assert cause.labels(flagged + [1.7]) == ([("noise", pytest.approx(flagged[k]))], {"severity": 1.7})
 
 
 def test_the_training_targets_follow_the_families():
@@ -234,10 +247,10 @@ def test_compute_quality_writes_classifications_and_severity(tmp_path, make_data
     assert schema["iqa_cause"].document_type is fo.Classifications
     assert isinstance(schema["iqa_cause_severity"], fo.FloatField)
     assert isinstance(schema["iqa_aligned"], fo.FloatField)
-    labels = [c.classifications[0].label if c else None for c in ds.values("iqa_cause")]
-    assert labels == [NONE, "blur", "noise", None]
+    labels = [None if c is None else [x.label for x in c.classifications] for c in ds.values("iqa_cause")]
+    assert labels[0] == [] and labels[1][0] == "blur" and labels[2][0] == "noise" and labels[3] is None
     sev = ds.values("iqa_cause_severity")
-    assert sev[3] is None and sev[0] < sev[1] and sev[0] < sev[2]
+    assert sev[3] is None and sev[0] == 0 and sev[1] > 0 and sev[2] > 0
     assert ds.values("iqa_cause_error")[3] is not None
     assert out["iqa_cause"].num_scored == 3 and out["iqa_cause"].num_failed == 1
     blur_view = ds.filter_labels("iqa_cause", fo.ViewField("label") == "blur")
@@ -299,10 +312,11 @@ def test_resume_and_overwrite_of_a_cause_run(cause_dataset):
     import fiftyone as fo
 
     ds = cause_dataset
-    empty = _cause_run(ds.limit(0))  # nothing to score: the fields are still declared with their types
-    assert empty.num_todo == 0 and ds.get_field("iqa_cause").document_type is fo.Classifications
-    assert isinstance(ds.get_field("iqa_cause_severity"), fo.FloatField)
+    with pytest.raises(ValueError, match="this view has no samples"):  # issue 28, item 8
+        _cause_run(ds.limit(0))
     first = _cause_run(ds.limit(2))
+    assert ds.get_field("iqa_cause").document_type is fo.Classifications
+    assert isinstance(ds.get_field("iqa_cause_severity"), fo.FloatField)
     assert (first.num_todo, first.num_scored) == (2, 2)
     assert [c is not None for c in ds.values("iqa_cause")] == [True, True, False, False]
     planted = ds.first()
@@ -312,7 +326,7 @@ def test_resume_and_overwrite_of_a_cause_run(cause_dataset):
     assert (rest.num_todo, rest.num_scored, rest.num_with_scores) == (2, 2, 4)
     sev = ds.values("iqa_cause_severity")
     assert sev[0] == 99.0 and all(0 <= v <= 5 for v in sev[1:])
-    assert all(len(c.classifications) >= 1 for c in ds.values("iqa_cause"))
+    assert all(c is not None and NONE not in [x.label for x in c.classifications] for c in ds.values("iqa_cause"))
     again = _cause_run(ds, overwrite=True)
     assert (again.num_todo, again.num_scored) == (4, 4)
     assert 0 <= ds.values("iqa_cause_severity")[0] <= 5  # rescored

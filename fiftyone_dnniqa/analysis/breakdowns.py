@@ -17,19 +17,23 @@ from .fields import field_direction
 from .grouping import group_table
 from .panel_stats import align_values
 from .prior import PerformancePrior
-from .results import fmt_ci
+from .results import fmt_ci, fmt_short, fmt_size
 from .targets import get_target, pick_target, to_floats
 
-__all__ = ["NO_CAUSE", "NO_TAGS", "SLICES", "available_slices", "cause_field", "cause_sentence", "cause_summary",
-           "cause_view", "predicted_causes", "slice_labels", "slice_table"]
+__all__ = ["NO_CAUSE", "NO_TAGS", "OLD_NO_CAUSE", "SLICES", "available_slices", "cause_field", "cause_sentence",
+           "cause_summary", "cause_view", "first_cause", "predicted_causes", "slice_labels", "slice_table"]
 
 #: what a view can be broken down by, and how the panel names it
 SLICES = {"tags": "sample tags", "class": "ground-truth class", "cause": "predicted cause"}
 #: the slice of samples without tags
 NO_TAGS = "(no tags)"
-#: the cause label of an image in which no family was found (``metrics.cause.NONE``,
+#: the cause slice of a scored image in which no family was found: stored as an empty
+#: ``Classifications`` (no chip in the App's grid), or, by runs before that, as one label
+#: :data:`OLD_NO_CAUSE`
+NO_CAUSE = "(no cause found)"
+#: the label older ``cause`` runs stored for "no family found" (``metrics.cause.NONE``,
 #: spelled here so that the analysis does not import torch)
-NO_CAUSE = "none"
+OLD_NO_CAUSE = "none"
 
 
 def cause_field(samples) -> Optional[str]:
@@ -67,12 +71,12 @@ def slice_labels(view, by: str, ids, eval_key: Optional[str] = None) -> np.ndarr
     if by == "tags":
         sids, tags = view.values(["id", "tags"])
         labels = [", ".join(sorted(t)) if t else NO_TAGS for t in tags]
-    elif by == "cause":  # the most likely family (first label); "none" when none was found
+    elif by == "cause":  # the most likely family (first label); NO_CAUSE when none was found
         field = cause_field(view)
         if field is None:
             raise ValueError("no predicted causes: run compute_quality(view, 'cause') first")
         sids, causes = view.values(["id", f"{field}.classifications.label"])
-        labels = [c[0] if c else None for c in causes]
+        labels = [first_cause(c) for c in causes]
     elif by == "class":
         ti = pick_target(view, eval_key, None)
         if ti.type != "classification" or not ti.gt_field:
@@ -81,6 +85,16 @@ def slice_labels(view, by: str, ids, eval_key: Optional[str] = None) -> np.ndarr
     else:
         raise ValueError(f"unknown slice '{by}'; choose from {', '.join(SLICES)}")
     return _align(sids, ids, labels)
+
+
+def first_cause(labels) -> Optional[str]:
+    """An image's cause slice from its stored labels: None when it was not scored (no
+    ``Classifications``), :data:`NO_CAUSE` for no label (or the old runs' ``"none"``)."""
+    if labels is None:
+        return None
+    if not labels or labels[0] in (None, OLD_NO_CAUSE):
+        return NO_CAUSE
+    return labels[0]
 
 
 def slice_table(view, field: str, by: str, eval_key: Optional[str] = None, kind: Optional[str] = None,
@@ -154,24 +168,29 @@ def cause_sentence(summary: Optional[dict]) -> Optional[str]:
     blur; accuracy there 0.320 against 0.810 elsewhere"."""
     if not summary:
         return None
+    elsewhere = fmt_short(summary["accuracy_elsewhere"], reason="no other images")
     return (f"{100 * summary['share_of_errors']:.0f}% of the errors are on images predicted {summary['cause']} "
-            f"({summary['n']} images); accuracy there {summary['accuracy']:.3f} against "
-            f"{summary['accuracy_elsewhere']:.3f} elsewhere")
+            f"({fmt_size(summary['n'])} images); accuracy there {fmt_short(summary['accuracy'])} against "
+            f"{elsewhere} elsewhere")
 
 
 def predicted_causes(samples) -> List[str]:
-    """The families the newest cause run found in ``samples`` (any of an image's labels,
-    ``"none"`` left out), most frequent first; ``[]`` without a cause run."""
+    """The families the newest cause run found in ``samples`` (any of an image's labels;
+    no cause found is none), most frequent first; ``[]`` without a cause run."""
     field = cause_field(samples)
     if field is None:
         return []
     counts = samples.count_values(f"{field}.classifications.label")
-    return sorted((c for c in counts if c not in (None, NO_CAUSE)), key=lambda c: (-counts[c], c))
+    return sorted((c for c in counts if c not in (None, NO_CAUSE, OLD_NO_CAUSE)), key=lambda c: (-counts[c], c))
 
 
 def cause_view(samples, family: str):
-    """The samples whose predicted causes include ``family`` (e.g. ``"blur"``)."""
+    """The samples whose predicted causes include ``family`` (e.g. ``"blur"``); with
+    :data:`NO_CAUSE`, the scored samples in which no family was found."""
     field = cause_field(samples)
     if field is None:
         raise ValueError("no predicted causes: run compute_quality(view, 'cause') first")
-    return samples.match(F(f"{field}.classifications.label").contains(family))
+    labels = F(f"{field}.classifications.label")
+    if family in (NO_CAUSE, OLD_NO_CAUSE):
+        return samples.match((F(field) != None) & ((labels.length() == 0) | labels.contains(OLD_NO_CAUSE)))  # noqa: E711
+    return samples.match(labels.contains(family))

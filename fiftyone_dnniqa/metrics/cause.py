@@ -235,8 +235,14 @@ class CauseMetric(QualityMetric):
         return torch.cat([probs, severity.unsqueeze(1)], dim=1).double().cpu()
 
     def labels(self, row: Sequence[float]) -> Tuple[List[Tuple[str, float]], Dict[str, float]]:
-        """One image's stored values: ``[(label, confidence)]`` and ``{"severity": s}``."""
+        """One image's stored values: ``[(label, confidence)]`` and ``{"severity": s}``.
+
+        An image in which no family reaches its threshold (:func:`cause_labels` calls it
+        ``"none"``) stores no label, an empty ``Classifications`` (no chip on a clean image
+        in the App's grid), and severity 0."""
         labels, severity = cause_labels(row, self.thresholds)
+        if [label for label, _ in labels] == [NONE]:
+            return [], {"severity": 0.0}
         return labels, {"severity": severity}
 
     def describe(self):
