@@ -324,12 +324,13 @@ def png_size(src):
 
 
 def short(v):
-    return "n/a" if v is None or not math.isfinite(v) else f"{v:.4g}"
+    """The one number format, written out: three decimals; "n/a" when missing."""
+    return "n/a" if v is None or not math.isfinite(v) else f"{v:.3f}"
 
 
 def parse_ci(cell):
-    """``"est [lo, hi]"`` -> floats; ``"nan"`` -> NaNs."""
-    if cell == "nan":
+    """``"est [lo, hi]"`` -> floats; ``"n/a"`` (with or without its reason) -> NaNs."""
+    if cell == "n/a" or cell.startswith("n/a ("):
         return (math.nan,) * 3
     m = re.fullmatch(r"(\S+) \[(\S+), (\S+)\]", cell)
     assert m, cell
@@ -722,7 +723,7 @@ def _field_checks(bl, ds, view, field, worst, failures_by_path):
     i = h2[0]
     values = _floats(view.values(field))
     ok = values[np.isfinite(values)]
-    options = str(run.config.metric_options) if run.config.metric_options else ""
+    options = {"mean<level>": "channels: <rg>", "blueness": ""}[metric]  # by hand
     assert bl[i + 1] == ("table", ["status", "scored", "failed", "with scores", "missing in view", "options",
                                    "device", "seconds"],
                          [[run.status, str(run.num_scored), str(run.num_failed), str(run.num_with_scores),
@@ -777,7 +778,7 @@ def test_the_report_of_a_dataset(world, figures):
     # nothing from the dataset comes through as markup
     for raw in ("<b>", "<level>", "<rg>", "it's"):
         assert raw not in page
-    for escaped in ("&lt;b&gt;q&lt;/b&gt; report", "mean&lt;level&gt;", "&#x27;&lt;rg&gt;&#x27;",
+    for escaped in ("&lt;b&gt;q&lt;/b&gt; report", "mean&lt;level&gt;", "channels: &lt;rg&gt;",
                     "bad &lt;b&gt;.png", "&lt;b&gt;fog&lt;/b&gt;,night", "it&#x27;s &quot;q&quot;",
                     "&lt;b&gt;c05&lt;/b&gt;"):
         assert escaped in page, escaped
@@ -920,8 +921,8 @@ def test_the_performance_section_on_its_own(world, figures):
         bl = blocks("\n".join(performance_section(ds.limit(0), ["blueness"], eval_key="eval", n_boot=20)))
     assert outline(bl) == [
         ("h2", "Quality versus performance: evaluation eval (correct)"), "p",
-        ("h3", "Which quality field predicts performance"), "table", "img",
-        ("h3", "Per decile of blueness"), "p", ("h3", "Hardest classes (by mean correct; at least 5 samples)"), "p"]
+        ("h3", "Which quality field predicts performance"), "table", "p"]
+    assert bl[-1] == ("p", "No quality scores in this view: nothing to bin or break down.")
     assert bl[1] == ("p", "classification evaluation of predictions against ground_truth; mean correct n/a over "
                           "0 samples. Spearman is primary; intervals are bootstrap 95%.")
     # no sample tagged: no tag table

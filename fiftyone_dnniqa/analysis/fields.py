@@ -8,7 +8,7 @@ record; expected accuracy is higher-is-better.
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 from ..scoring.runs import list_quality_runs
 
@@ -21,13 +21,29 @@ def prior_fields(dataset) -> dict:
     return dict(dataset.info.get(PRIORS_KEY, {}))
 
 
+def run_outputs(samples, key: str) -> str:
+    """What quality run ``key`` stores per sample: ``"float"`` (a score; also the per-image
+    mean of a run on objects) or ``"classifications"`` (labels, such as ``cause``'s)."""
+    return getattr(samples._root_dataset.get_run_info(key).config, "outputs", "float") or "float"
+
+
+def score_runs(samples, fields: Optional[Sequence[str]] = None) -> List[str]:
+    """The quality runs among ``fields`` (default: all), in their order, that hold a float
+    per sample in a field that exists: what can be ranked, binned and correlated. Not
+    predicted causes, not a field that a failed run never created, not a name that is no
+    quality run."""
+    ds = samples._root_dataset
+    runs = list_quality_runs(ds)
+    fields = runs if fields is None else [f for f in fields if f in set(runs)]
+    return [f for f in fields if run_outputs(ds, f) == "float" and ds.has_sample_field(f)]
+
+
 def quality_fields(samples) -> List[str]:
     """Fields written by quality runs (then by performance priors) that still exist. Only
     runs that score with floats: labels (``cause``'s ``Classifications``) and the floats
     stored beside them (``<field>_severity``) rank nothing here."""
     ds = samples._root_dataset
-    fields = [k for k in list_quality_runs(ds)
-              if (getattr(ds.get_run_info(k).config, "outputs", "float") or "float") == "float"]
+    fields = score_runs(ds)
     fields += [f for f in prior_fields(ds) if f not in fields]
     return [f for f in fields if ds.has_sample_field(f)]
 

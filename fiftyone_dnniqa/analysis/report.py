@@ -6,22 +6,24 @@ One file, plots embedded as PNG. Every string that comes from the dataset
 
 from __future__ import annotations
 
-import base64
 import datetime
-import html
-import io
 import os
 from typing import List, Optional, Sequence
 
 import numpy as np
 
 from ..scoring.runs import list_quality_runs, load_quality_run
+from .breakdowns import cause_field, slice_labels
 from .correlation import rank_fields
+from .fields import score_runs
 from .grouping import binned_performance, group_table
 from .prior import PerformancePrior, heldout_error
-from .report_answers import answers_section, thumbnails_section
-from .results import fmt_short
+from .report_answers import answers_section
+from .report_runs import _esc, _figure, _png_base64, _rows_table, _table, run_section
+from .results import fmt_size, fmt_short
 from .targets import NoEvaluationError, get_target, list_targets, to_floats
+
+__all__ = ["performance_section", "render_report", "safe_join", "write_report"]
 
 
 def safe_join(folder: str, name: str) -> str:
@@ -34,41 +36,6 @@ def safe_join(folder: str, name: str) -> str:
     if os.path.dirname(path) != root:
         raise ValueError(f"'{name}' would be written outside {folder}")
     return path
-
-
-def _esc(value) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _figure(width: float, height: float):
-    """A figure and its axes outside pyplot: drawing a report neither switches the
-    process's backend nor closes (or adds to) the caller's open figures."""
-    import matplotlib.pyplot as plt  # deferred: matplotlib is heavy and only reports need it
-
-    fig = plt.Figure(figsize=(width, height), dpi=100)
-    return fig, fig.subplots()
-
-
-def _png_base64(fig) -> str:
-    """``fig`` as base64 PNG text for a data: URL."""
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return base64.b64encode(buf.getvalue()).decode()
-
-
-def _histogram_png(values: np.ndarray, title: str) -> str:
-    fig, ax = _figure(5, 2.6)
-    ax.hist(values, bins=min(40, max(5, len(values) // 5)), color="#4c72b0")
-    ax.set_title(title, fontsize=10)
-    ax.set_ylabel("samples")
-    return _png_base64(fig)
-
-
-def _table(header: Sequence[str], rows: List[Sequence]) -> str:
-    head = "".join(f"<th>{_esc(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{_esc(c)}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _curve_png(curves, title: str) -> str:
@@ -85,53 +52,10 @@ def _curve_png(curves, title: str) -> str:
     return _png_base64(fig)
 
 
-def _rows_table(rows: List[dict]) -> str:
-    if not rows:
-        return "<p>none</p>"
-    header = list(rows[0])
-    return _table(header, [[r.get(h, "") for h in header] for r in rows])
-
-
-def performance_section(samples, fields: Sequence[str], eval_key: Optional[str] = None,
-                        n_boot: int = 500, max_groups: int = 15) -> List[str]:
-    """HTML of how each quality field relates to an evaluation: the ranking,
-    accuracy versus quality, per-class and per-tag breakdowns, and a
-    performance prior checked on a held-out half."""
-    try:
-        targets = list_targets(samples)
-        ids, t = get_target(samples, eval_key)
-    except NoEvaluationError as e:
-        return ["<h2>Quality versus performance</h2>", f"<p>{_esc(e)}</p>"]
-    info = next(ti for ti in targets if eval_key is None or ti.eval_key == eval_key)
-    key, kind = info.eval_key, info.default_kind
-    dataset = samples._root_dataset
-    runs = set(list_quality_runs(dataset))
-    fields = [f for f in fields if f in runs]
-    if not fields:
-        return []
-    cols = samples.values(["id"] + list(fields))
-    pos = {i: k for k, i in enumerate(cols[0])}
-    order = np.array([pos[i] for i in ids], dtype=int)
-    qualities = {f: (to_floats(cols[j + 1])[order], dataset.get_run_info(f).config.higher_is_better)
-                 for j, f in enumerate(fields)}
-    finite_t = t[np.isfinite(t)]
-    mean_t = float(finite_t.mean()) if finite_t.size else None  # an empty view has no mean
-    parts = [f"<h2>Quality versus performance: evaluation <code>{_esc(key)}</code> ({_esc(kind)})</h2>",
-             f"<p>{_esc(info.type)} evaluation of <code>{_esc(info.pred_field)}</code> against "
-             f"<code>{_esc(info.gt_field)}</code>; mean {_esc(kind)} {fmt_short(mean_t)} over "
-             f"{int(np.isfinite(t).sum())} samples. Spearman is primary; intervals are bootstrap 95%.</p>"]
-    ranks = rank_fields(qualities, t, n_boot=n_boot)
-    parts.append("<h3>Which quality field predicts performance</h3>")
-    parts.append(_rows_table([r.to_row() for r in ranks]))
-    curves = {}
-    for f, (q, hib) in qualities.items():
-        curves[f] = binned_performance(q if hib else -q, t, bins=10)
-    png = _curve_png(curves, f"{kind} per quality decile")
-    parts.append(f"<img alt='performance versus quality' src='data:image/png;base64,{png}'>")
-    best = ranks[0].name
-    q, hib = qualities[best]
-    parts.append(f"<h3>Per decile of <code>{_esc(best)}</code></h3>")
-    parts.append(_rows_table([r.to_row() for r in binned_performance(q, t, bins=10)]))
+def _breakdowns(samples, ids, order, q, t, hib, info, kind, n_boot, max_groups) -> List[str]:
+    """Per class (classifications), per tag set and per predicted cause (the newest
+    ``cause`` run's most likely cause), each against the best field ``q``."""
+    parts = []
     gt = samples.values(f"{info.gt_field}.label") if info.type == "classification" else None
     if gt is not None:
         gt = np.array([None if g is None else str(g) for g in gt])[order]
@@ -145,31 +69,93 @@ def performance_section(samples, fields: Sequence[str], eval_key: Optional[str] 
         parts.append("<h3>Per tag set</h3>")
         parts.append(_rows_table([r.to_row() for r in group_table(q, t, tag_of, higher_is_better=hib,
                                                                     n_boot=min(n_boot, 200))]))
+    causes = cause_field(samples)
+    if causes is not None:
+        cause_of = slice_labels(samples, "cause", ids, info.eval_key)
+        if any(v is not None for v in cause_of):
+            parts.append(f"<h3>Per predicted cause (<code>{_esc(causes)}</code>, its most likely cause)</h3>")
+            parts.append(_rows_table([r.to_row() for r in group_table(q, t, cause_of, higher_is_better=hib,
+                                                                        n_boot=min(n_boot, 200))]))
+    return parts
+
+
+def _prior_section(best, q, t, hib, mean_t, n_boot) -> List[str]:
+    """A performance prior from the best field, checked on a held-out half."""
+    held = heldout_error(q, t, higher_is_better=hib, n_boot=n_boot)
+    o = held.overall
+    prior = PerformancePrior.fit(q, t, higher_is_better=hib)
+    est = prior.predict_accuracy(q, n_boot=n_boot)
+    return [f"<h3>Performance prior from <code>{_esc(best)}</code></h3>",
+            "<p>A monotone (isotonic) map from quality to expected accuracy, fitted on one "
+            "random half and checked on the other: it predicts the accuracy of new, unevaluated "
+            "images from their quality alone (<code>dq.PerformancePrior</code>).</p>",
+            _table(["split", "n", "predicted accuracy", "95% interval", "actual", "absolute error"],
+                   [["held-out half", fmt_size(o["n"]), fmt_short(o["predicted"]),
+                     f"[{fmt_short(o['ci_low'])}, {fmt_short(o['ci_high'])}]", fmt_short(o["actual"]),
+                     fmt_short(o["abs_error"])],
+                    ["all (fitted on all)", fmt_size(int(np.isfinite(q).sum())), fmt_short(est.mean),
+                     f"[{fmt_short(est.ci_low)}, {fmt_short(est.ci_high)}]", fmt_short(mean_t), ""]])]
+
+
+def performance_section(samples, fields: Sequence[str], eval_key: Optional[str] = None,
+                        n_boot: int = 500, max_groups: int = 15) -> List[str]:
+    """HTML of how each quality field relates to an evaluation: the ranking,
+    accuracy versus quality, per-class, per-tag and per-cause breakdowns, and a
+    performance prior checked on a held-out half. Only runs that score with floats
+    (:func:`.fields.score_runs`) are ranked."""
+    try:
+        targets = list_targets(samples)
+        ids, t = get_target(samples, eval_key)
+    except NoEvaluationError as e:
+        return ["<h2>Quality versus performance</h2>", f"<p>{_esc(e)}</p>"]
+    info = next(ti for ti in targets if eval_key is None or ti.eval_key == eval_key)
+    key, kind = info.eval_key, info.default_kind
+    dataset = samples._root_dataset
+    fields = score_runs(samples, fields)
+    if not fields:
+        return []
+    cols = samples.values(["id"] + list(fields))
+    pos = {i: k for k, i in enumerate(cols[0])}
+    order = np.array([pos[i] for i in ids], dtype=int)
+    qualities = {f: (to_floats(cols[j + 1])[order], dataset.get_run_info(f).config.higher_is_better)
+                 for j, f in enumerate(fields)}
+    finite_t = t[np.isfinite(t)]
+    mean_t = float(finite_t.mean()) if finite_t.size else None  # an empty view has no mean
+    parts = [f"<h2>Quality versus performance: evaluation <code>{_esc(key)}</code> ({_esc(kind)})</h2>",
+             f"<p>{_esc(info.type)} evaluation of <code>{_esc(info.pred_field)}</code> against "
+             f"<code>{_esc(info.gt_field)}</code>; mean {_esc(kind)} {fmt_short(mean_t)} over "
+             f"{fmt_size(int(np.isfinite(t).sum()))} samples. Spearman is primary; intervals are bootstrap 95%.</p>"]
+    ranks = rank_fields(qualities, t, n_boot=n_boot)
+    parts.append("<h3>Which quality field predicts performance</h3>")
+    parts.append(_rows_table([r.to_row() for r in ranks]))
+    if not ranks[0].n:  # a field without scores in the view ranks last: none has any
+        return parts + ["<p>No quality scores in this view: nothing to bin or break down.</p>"]
+    curves = {}
+    for f, (q, hib) in qualities.items():
+        if np.isfinite(q).any():
+            curves[f] = binned_performance(q if hib else -q, t, bins=10)
+    png = _curve_png(curves, f"{kind} per quality decile")
+    parts.append(f"<img alt='performance versus quality' src='data:image/png;base64,{png}'>")
+    best = ranks[0].name
+    q, hib = qualities[best]
+    parts.append(f"<h3>Per decile of <code>{_esc(best)}</code></h3>")
+    parts.append(_rows_table([r.to_row() for r in binned_performance(q, t, bins=10)]))
+    parts += _breakdowns(samples, ids, order, q, t, hib, info, kind, n_boot, max_groups)
     if kind == "correct" and np.isfinite(t).sum() >= 40:
-        held = heldout_error(q, t, higher_is_better=hib, n_boot=n_boot)
-        o = held.overall
-        prior = PerformancePrior.fit(q, t, higher_is_better=hib)
-        est = prior.predict_accuracy(q, n_boot=n_boot)
-        parts.append(f"<h3>Performance prior from <code>{_esc(best)}</code></h3>")
-        parts.append("<p>A monotone (isotonic) map from quality to expected accuracy, fitted on one "
-                     "random half and checked on the other: it predicts the accuracy of new, unevaluated "
-                     "images from their quality alone (<code>dq.PerformancePrior</code>).</p>")
-        parts.append(_table(["split", "n", "predicted accuracy", "95% interval", "actual", "absolute error"],
-                            [["held-out half", o["n"], fmt_short(o["predicted"]),
-                              f"[{fmt_short(o['ci_low'])}, {fmt_short(o['ci_high'])}]", fmt_short(o["actual"]),
-                              fmt_short(o["abs_error"])],
-                             ["all (fitted on all)", int(np.isfinite(q).sum()), fmt_short(est.mean),
-                              f"[{fmt_short(est.ci_low)}, {fmt_short(est.ci_high)}]", fmt_short(mean_t), ""]]))
+        parts += _prior_section(best, q, t, hib, mean_t, n_boot)
     return parts
 
 
 def render_report(samples, fields: Optional[Sequence[str]] = None, worst: int = 10,
                   eval_key: Optional[str] = None) -> str:
-    """The HTML report of the quality runs ``fields`` (default: all) of
-    ``samples``, and, when the collection has an evaluation, of how they
-    relate to it (``eval_key``; default the newest)."""
+    """The HTML report of the quality runs ``fields`` (default: all) of ``samples``,
+    whatever each holds (scores per image or per object, predicted causes; failed and
+    empty runs say so), and, when the collection has an evaluation, of how the runs that
+    score with floats relate to it (``eval_key``; default the newest)."""
     dataset = samples._root_dataset
     fields = list(fields) if fields else list_quality_runs(dataset)
+    for field in fields:
+        load_quality_run(dataset, field)  # an unknown name is refused before anything is drawn
     ids, paths = samples.values(["id", "filepath"])
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
@@ -181,7 +167,7 @@ def render_report(samples, fields: Optional[Sequence[str]] = None, worst: int = 
         "figure{margin:0;width:170px;font-size:12px}figure small{color:#777;word-break:break-all}"
         "</style></head><body>",
         f"<h1>Image quality report: {_esc(dataset.name)}</h1>",
-        f"<p>{len(ids)} samples; generated "
+        f"<p>{fmt_size(len(ids))} samples; generated "
         f"{_esc(datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'))} "
         "by fiftyone-dnniqa.</p>",
     ]
@@ -190,30 +176,9 @@ def render_report(samples, fields: Optional[Sequence[str]] = None, worst: int = 
     else:
         parts += answers_section(samples, fields, eval_key)
     label_fields = _label_fields(samples, eval_key)
+    paths_by_id = dict(zip(ids, paths))
     for field in fields:
-        r = load_quality_run(dataset, field)
-        cfg = r.config
-        values = to_floats(samples.values(field))
-        ok = values[np.isfinite(values)]
-        better = "higher" if cfg.higher_is_better else "lower"
-        parts.append(f"<h2><code>{_esc(field)}</code>: {_esc(cfg.metric)} ({better} is better)</h2>")
-        parts.append(_table(
-            ["status", "scored", "failed", "with scores", "missing in view", "options", "device", "seconds"],
-            [[r.status, r.num_scored, r.num_failed, r.num_with_scores, int(len(values) - len(ok)),
-              cfg.metric_options or "", r.device, r.elapsed_s]]))
-        if len(ok):
-            q = np.quantile(ok, [0, 0.05, 0.5, 0.95, 1])
-            parts.append(_table(["n", "mean", "min", "5%", "median", "95%", "max"],
-                                [[len(ok), fmt_short(ok.mean())] + [fmt_short(v) for v in q]]))
-            png = _histogram_png(ok, f"{field} ({cfg.metric})")
-            parts.append(f"<img alt='{_esc(field)} distribution' src='data:image/png;base64,{png}'>")
-            parts.append(f"<h3>{min(worst, len(ok))} lowest-quality images</h3>")
-            parts.append(thumbnails_section(samples, field, cfg.higher_is_better, worst, label_fields))
-        if r.failures:
-            by_id = dict(zip(ids, paths))
-            rows = [[by_id.get(sid, sid), reason] for sid, reason in list(r.failures.items())[:20]]
-            parts.append(f"<h3>Could not score ({r.num_failed})</h3>")
-            parts.append(_table(["filepath", "reason"], rows))
+        parts += run_section(samples, field, worst, label_fields, paths_by_id)
     if fields:
         parts += performance_section(samples, fields, eval_key)
     parts.append("</body></html>")

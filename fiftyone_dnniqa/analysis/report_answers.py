@@ -14,16 +14,17 @@ from __future__ import annotations
 import base64
 import html
 import io
-from typing import List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 from PIL import Image
 
-from ..scoring.runs import list_quality_runs
-from .breakdowns import available_slices, cause_sentence, cause_summary, slice_table
+from ..scoring.runs import is_classifications_field
+from .breakdowns import NO_CAUSE, available_slices, cause_sentence, cause_summary, slice_table
 from .correlation import rank_fields
 from .expectation import LEAD, expectation_sentence, expected_view_accuracy
-from .results import fmt_ci, fmt_short
+from .fields import score_runs
+from .results import fmt_ci, fmt_short, fmt_size
 from .targets import NoEvaluationError, get_target, pick_target, to_floats
 
 __all__ = ["THUMB_PX", "MAX_THUMBS", "answers_section", "thumbnail_base64", "thumbnails_section"]
@@ -66,8 +67,7 @@ def answers_section(samples, fields: Sequence[str], eval_key: Optional[str] = No
     """HTML of the report's answers: the best predictor of the evaluation's errors, the
     accuracy to expect from it, the hardest slice; or what to run to get them."""
     dataset = samples._root_dataset
-    runs = set(list_quality_runs(dataset))
-    fields = [f for f in fields if f in runs]
+    fields = score_runs(samples, fields)  # not predicted causes (labels), not a field never written
     parts = ["<h2>Answers</h2>"]
     if not fields:
         return parts + ["<p>No quality scores yet: run <code>compute_quality</code> first.</p>"]
@@ -81,7 +81,9 @@ def answers_section(samples, fields: Sequence[str], eval_key: Optional[str] = No
     hib = {f: bool(dataset.get_run_info(f).config.higher_is_better) for f in fields}
     values = _aligned(samples, fields, ids)
     ranks = rank_fields({f: (values[f], hib[f]) for f in fields}, t, n_boot=n_boot)
-    best = ranks[0]
+    best = ranks[0]  # a field without a score in the view ranks last
+    if not best.n:
+        return parts + ["<p>No quality scores in this view: nothing to relate to the evaluation.</p>"]
     items = [f"<li><strong>Best predictor of {_esc(kind)}</strong> (evaluation <code>{_esc(ti.eval_key)}</code>): "
              f"<code>{_esc(best.name)}</code>, Spearman {fmt_ci(best.spearman.estimate, best.spearman.ci_low, best.spearman.ci_high)}"
              + (f", AUROC for errors {fmt_ci(best.auroc.estimate, best.auroc.ci_low, best.auroc.ci_high)}"
@@ -98,36 +100,60 @@ def answers_section(samples, fields: Sequence[str], eval_key: Optional[str] = No
     return parts + ["<ul>" + "".join(items) + "</ul>"]
 
 
+#: the slices the answers name their hardest of, in this order, and what one is called
+HARDEST = {"class": "class", "tags": "tag set", "cause": "predicted cause"}
+
+
 def _hardest_slice(samples, field, ti, kind, higher_is_better) -> List[str]:
-    """The slice (class, else tag set) with the lowest mean target, at least 5 samples."""
-    for by in reversed(available_slices(samples, ti.eval_key)):  # the class first
+    """Per way of slicing the view (class, tag set, predicted cause; those that apply), the
+    slice with the lowest mean target among those of at least 5 samples, named for what
+    it is; none where fewer than two slices are that large."""
+    items = []
+    available = available_slices(samples, ti.eval_key)
+    for by in (b for b in HARDEST if b in available):
         rows = slice_table(samples, field, by, ti.eval_key, kind, higher_is_better=higher_is_better,
                            n_boot=0, min_n=5)
-        if len(rows) > 1:
-            worst = rows[0]
-            return [f"<li><strong>Hardest {'class' if by == 'class' else 'tag set'}</strong>: "
-                    f"<code>{_esc(worst['slice'])}</code>, {_esc(kind)} {_esc(worst['target'])} "
-                    f"over {worst['n']} samples"
-                    + (f"; its image quality alone predicts {_esc(worst['expected'])} (90% interval): "
-                       "below it, the slice is hard for reasons other than quality" if worst.get("expected")
-                       else "") + ".</li>"]
-    return []
+        if len(rows) < 2:
+            continue
+        worst = rows[0]
+        items.append(f"<li><strong>Hardest {HARDEST[by]}</strong>: "
+                     f"<code>{_esc(worst['slice'])}</code>, {_esc(kind)} {_esc(worst['target'])} "
+                     f"over {fmt_size(worst['n'])} samples"
+                     + (f"; its image quality alone predicts {_esc(worst['expected'])} (90% interval): "
+                        "below it, the slice is hard for reasons other than quality" if worst.get("expected")
+                        else "") + ".</li>")
+    return items
+
+
+def _caption_paths(samples, label_fields: Sequence[str]) -> List[str]:
+    """The label of each field of ``label_fields``: ``.label``, or every label of a
+    ``Classifications`` field (predicted causes)."""
+    return [f"{lf}.classifications.label" if is_classifications_field(samples.get_field(lf)) else f"{lf}.label"
+            for lf in label_fields]
+
+
+def _caption_value(value) -> str:
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value) or NO_CAUSE
+    return str(value)
 
 
 def thumbnails_section(samples, field: str, higher_is_better: bool, k: int = MAX_THUMBS,
-                       label_fields: Sequence[str] = ()) -> str:
+                       label_fields: Sequence[str] = (), keep: Optional[Callable[[float], bool]] = None) -> str:
     """The ``k`` lowest-quality images of ``field`` as embedded thumbnails, with their
-    score and the labels of ``label_fields``; worst first, missing scores left out."""
-    paths = ["id", "filepath", field] + [f"{lf}.label" for lf in label_fields]
+    score and the labels of ``label_fields``; worst first, missing scores (and those
+    ``keep`` refuses) left out."""
+    paths = ["id", "filepath", field] + _caption_paths(samples, label_fields)
     cols = samples.values(paths)
     q = to_floats(cols[2])
-    order = [i for i in np.argsort(q if higher_is_better else -q) if np.isfinite(q[i])][:min(k, MAX_THUMBS)]
+    order = [i for i in np.argsort(q if higher_is_better else -q, kind="stable")
+             if np.isfinite(q[i]) and (keep is None or keep(q[i]))][:min(k, MAX_THUMBS)]
     cells = []
     for i in order:
         b64 = thumbnail_base64(cols[1][i])
         img = (f"<img alt='{_esc(cols[1][i])}' src='data:image/jpeg;base64,{b64}'>" if b64
                else "<div class='missing'>unreadable</div>")
-        labels = "".join(f"<br>{_esc(lf)}: {_esc(col[i])}" for lf, col in zip(label_fields, cols[3:]))
+        labels = "".join(f"<br>{_esc(lf)}: {_esc(_caption_value(col[i]))}" for lf, col in zip(label_fields, cols[3:]))
         cells.append(f"<figure>{img}<figcaption>{_esc(field)} {fmt_short(q[i])}{labels}"
                      f"<br><small>{_esc(cols[1][i])}</small></figcaption></figure>")
     return f"<div class='thumbs'>{''.join(cells)}</div>" if cells else "<p>none</p>"
