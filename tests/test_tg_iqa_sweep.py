@@ -83,20 +83,25 @@ def test_sweep_dataset(imagenet_files, make_dataset, tmp_path):
     src = _labelled(imagenet_files, make_dataset, 3)
     src.add_sample(fo.Sample(filepath=str(tmp_path / "missing.jpg")))
     out = tmp_path / "sweep"
-    ds = dq.build_sweep(src, str(out), name="sweep-test", corruptions=["gaussian_noise", "dodge_karam"],
+    ds = dq.build_sweep(src, str(out), name="sweep-test", corruptions=["gaussian_noise", "dodge_karam", "camera"],
                         severities=[1, 5])
     try:
-        assert len(ds) == 3 * (1 + 6 * 2)
-        assert set(ds.distinct("corruption")) == {"clean", "gaussian_noise", "dk_gaussian_blur",
-                                                  "dk_gaussian_noise", "dk_jpeg", "dk_jpeg2000", "dk_contrast"}
+        assert len(ds) == 3 * (1 + 7 * 2)
+        assert set(ds.distinct("corruption")) == {"clean", "gaussian_noise", "dk_gaussian_blur", "dk_gaussian_noise",
+                                                  "dk_jpeg", "dk_jpeg2000", "dk_contrast", "low_light"}
         assert ds.distinct("severity") == [0, 1, 5]
         assert len(ds.info["skipped"]) == 1
         clean = ds.match(fo.ViewField("corruption") == "clean")
         assert set(clean.values("clean_id")) == set(src.values("id")[:3])
         assert all(os.path.isfile(p) for p in ds.values("filepath"))
         assert all(p.startswith(str(out)) for p in ds.values("filepath"))
-        assert ds.values("ground_truth.label")[:13] == [src.first().ground_truth.label] * 13
+        assert ds.values("ground_truth.label")[:15] == [src.first().ground_truth.label] * 15
         from fiftyone_dnniqa.core.images import read_image
+
+        # the camera suite's low light at severity 5: five stops darker in linear light
+        dark = ds.match((fo.ViewField("corruption") == "low_light") & (fo.ViewField("severity") == 5))
+        for path, ref in zip(dark.values("filepath"), dark.values("reference_filepath")):
+            assert read_image(path).float().mean() < 0.4 * read_image(ref).float().mean()
 
         im = read_image(ds.values("filepath")[1])
         assert tuple(im.shape) == (3, 224, 224)
