@@ -121,9 +121,11 @@ def test_score_takes_the_proxy_repeated_or_comma_separated(imagenet_files, make_
     ds = make_dataset(imagenet_files[:2])
     ds.persistent = True
     main(["score", "--dataset", ds.name, "--metric", "aligned", "--metric", "entropy", "--device", "cpu",
-          "--proxy", "efficientnet_lite0", "--options", '{"aligned": {"statistic": "margin"}}', "--quiet"])
+          "--proxy", "efficientnet_lite0", "--proxy", "efficientnet_lite1,efficientnet_lite2",
+          "--options", '{"aligned": {"statistic": "margin"}}', "--quiet"])
     cfg = fo.load_dataset(ds.name).get_run_info("iqa_aligned").config.metric_options
-    assert cfg.get("proxy", cfg.get("backbone")) == "efficientnet_lite0" and cfg["statistic"] == "margin"
+    ensemble = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
+    assert cfg.get("proxy", cfg.get("backbone")) == ensemble and cfg["statistic"] == "margin"
     from fiftyone_dnniqa.cli import _listed
 
     assert _listed(["a,b", "c", " "]) == ["a", "b", "c"] and _listed(None) is None

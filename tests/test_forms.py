@@ -281,6 +281,7 @@ def test_the_result_dialog_names_the_error_field_and_shows_only_its_rows():
     done = _scoring_output({"field": "iqa_a, iqa_b", "scored": 4, "failed": 1, "images_per_s": 2.0})
     props = done.type.properties
     assert "reasons in iqa_a_error, iqa_b_error" in props["failed"].view.label
+    assert props["scored"].view.label == "Images scored (added over the metrics)"  # 2 metrics x 2 images
     assert "queued" not in props and "<field>" not in props["failed"].view.label
     clean = _scoring_output({"field": "iqa_a", "scored": 4, "failed": 0, "images_per_s": 2.0}).type.properties
     assert set(clean) == {"field", "scored", "images_per_s"}

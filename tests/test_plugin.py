@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+from types import SimpleNamespace
 import zipfile
 
 import pytest
@@ -195,9 +196,12 @@ def test_forms_resolve(plugin, imagenet_files, make_dataset):
     fr = form({"metric": "ssim"})
     assert fr["reference_field"].type.values == ["ref"]
     assert "metric_error" in form({"metric": "nope"})
-    for name in ("compute_quality", "get_quality_run"):
-        out = foo.get_operator(f"{PLUGIN_NAME}/{name}").resolve_output(None)
-        assert out.type.properties
+    assert foo.get_operator(f"{PLUGIN_NAME}/get_quality_run").resolve_output(None).type.properties
+    compute = foo.get_operator(URI)
+    done = compute.resolve_output(SimpleNamespace(results={"field": "q", "scored": 2, "images_per_s": 1.0}))
+    assert set(done.type.properties) == {"field", "scored", "images_per_s"}
+    # a streamed run shows its own output, a failed one its error: no "No value provided" rows
+    assert compute.resolve_output(SimpleNamespace(results=None)) is None
 
 
 class _Broken(QualityMetric):
@@ -231,6 +235,8 @@ def test_an_error_while_building_the_metric_ends_the_app_run_with_its_message(
     lines = _streamed(ds, {"metric": "broken", "field": "q"})
     assert lines[0]["body"]["params"]["label"].startswith("Starting")  # the App showed the start
     assert lines[-1]["error"] == "cannot read the weights file /weights/broken.pth: truncated"
+    labels = [line["body"]["params"].get("label") for line in lines if line.get("body")]
+    assert labels[-2:] == ["Failed: cannot read the weights file /weights/broken.pth: truncated", None]
     assert not any("show_output" in json.dumps(line) for line in lines)  # no "completed" dialog
     assert dq.list_quality_runs(ds) == [] and not ds.has_sample_field("q")
     # a run that fails once its record exists is recorded failed, and the App told so too
@@ -272,14 +278,14 @@ def test_the_operator_scores_several_metrics_with_a_chosen_proxy(plugin, imagene
     ds = make_dataset(imagenet_files[:3])
     ds.persistent = True
     op = foo.get_operator(URI)
-    result = op(ds, metric=["aligned", "entropy"], proxy="efficientnet_lite0", device="cpu",
+    result = op(ds, metric=["aligned", "entropy"], proxy="efficientnet_lite1", device="cpu",
                 metric_options={"aligned": {"statistic": "margin"}})
     assert result.error is None, result.error
     cfg = dq.get_quality_run_info(ds, "iqa_aligned").config.metric_options
     assert cfg["statistic"] == "margin"
-    assert cfg.get("proxy", cfg.get("backbone")) == "efficientnet_lite0"
+    assert cfg.get("proxy", cfg.get("backbone")) == "efficientnet_lite1"  # not the default Lite0
     direct = make_dataset(imagenet_files[:3])  # the oracle: the API with the same options
     dq.compute_quality(direct, ["aligned", "entropy"], device="cpu", num_workers=0,
-                       metric_options={"aligned": {"statistic": "margin"}})
+                       metric_options={"aligned": {"statistic": "margin", "proxy": "efficientnet_lite1"}})
     for f in ("iqa_aligned", "iqa_entropy"):
         assert ds.values(f) == pytest.approx(direct.values(f), abs=1e-6)

@@ -72,6 +72,7 @@ class ComputeQuality(foo.Operator):
                 lambda fraction, label: ctx.ops.set_progress(label=label, progress=fraction))
         except Exception as e:  # an exception inside a streamed response never reaches the App
             logger.exception("compute_quality failed")
+            yield ctx.ops.set_progress(label=f"Failed: {failure_text(e)}", progress=0.0)  # not "Starting"
             yield ctx.ops.reload_dataset()  # a run record marked failed, if one was written
             yield FailureMessage(failure_text(e))
             return
@@ -103,7 +104,10 @@ class ComputeQuality(foo.Operator):
         )
 
     def resolve_output(self, ctx):
-        return _scoring_output((getattr(ctx, "results", None) or {}))
+        results = getattr(ctx, "results", None)
+        if not results:  # a streamed run shows its own output; a failed one shows its error only
+            return None
+        return _scoring_output(results)
 
 
 def _streams_progress(ctx) -> bool:
@@ -194,7 +198,9 @@ def _scoring_output(result: dict):
         outputs.int("queued", label="Delegated operations queued (sharded runs)")
         return types.Property(outputs, view=types.View(label="Quality scoring queued"))
     objects = result.get("unit") == "objects"
-    outputs.int("scored", label="Objects scored" if objects else "Images scored")
+    several = "," in str(result.get("field", ""))
+    outputs.int("scored", label=("Objects scored" if objects else "Images scored")
+                + (" (added over the metrics)" if several else ""))
     if result.get("failed"):
         errors = ", ".join(f"{f.strip()}_error" for f in str(result.get("field", "")).split(","))
         attributes = ", ".join(f"{a.strip()}_error" for a in str(result.get("attributes", "")).split(","))
