@@ -12,9 +12,13 @@ from sklearn.isotonic import IsotonicRegression
 import fiftyone as fo
 
 from fiftyone_dnniqa.analysis import expectation as E
-from fiftyone_dnniqa.analysis.results import fmt_short
 
 N, N_BATCH, N_NEW = 60, 20, 10  # evaluated samples, of which in the batch; unlabelled new ones
+
+
+def three(v):
+    """The one number format, written out: three decimals."""
+    return f"{v:.3f}"
 
 
 def _wilson(k, n, confidence):
@@ -62,11 +66,11 @@ def test_a_batch_is_predicted_by_a_prior_fitted_outside_it(world, field, hib):
     assert e.n_measured == N_BATCH and e.measured == pytest.approx(labelled.mean())
     assert (e.measured_low, e.measured_high) == pytest.approx(_wilson(labelled.sum(), N_BATCH, 0.9))
     text = E.expectation_sentence(e)
-    assert text.startswith(f"Accuracy to expect from {field} alone: {fmt_short(e.estimate)} "
-                           f"[{fmt_short(e.low)}, {fmt_short(e.high)}] (90% interval) for the 30 scored "
+    assert text.startswith(f"Accuracy to expect from {field} alone: {three(e.estimate)} "
+                           f"[{three(e.low)}, {three(e.high)}] (90% interval) for the 30 scored "
                            "samples of this view, from a prior fitted on the 40 evaluated samples outside it")
-    assert text.endswith(f"measured {fmt_short(labelled.mean())} [{fmt_short(e.measured_low)}, "
-                         f"{fmt_short(e.measured_high)}] on the 20 with a label")
+    assert text.endswith(f"measured {three(labelled.mean())} [{three(e.measured_low)}, "
+                         f"{three(e.measured_high)}] on the 20 with a label")
 
 
 def test_the_direction_matters_and_is_never_guessed(world):

@@ -19,7 +19,7 @@ from .fields import field_direction
 from .grouping import wilson_interval
 from .panel_stats import align_values
 from .prior import PerformancePrior, heldout_error
-from .results import fmt_short
+from .results import fmt_ci, fmt_size
 from .targets import get_target, pick_target, to_floats
 
 #: the fewest evaluated samples outside the view a prior is fitted on
@@ -104,17 +104,16 @@ def expectation_sentence(e: Optional[ViewExpectation]) -> Optional[str]:
     if e is None:
         return None
     pct = f"{e.confidence:.0%}"
-    head = (f"{LEAD} from {e.field} alone: {fmt_short(e.estimate)} "
-            f"[{fmt_short(e.low)}, {fmt_short(e.high)}] ({pct} interval)")
+    head = f"{LEAD} from {e.field} alone: {fmt_ci(e.estimate, e.low, e.high)} ({pct} interval)"
     if e.source == OUTSIDE:
-        text = (f"{head} for the {e.n:,} scored samples of this view, from a prior fitted on the "
-                f"{e.n_fit:,} evaluated samples outside it")
+        text = (f"{head} for the {fmt_size(e.n)} scored samples of this view, from a prior fitted on the "
+                f"{fmt_size(e.n_fit)} evaluated samples outside it")
     else:
-        text = (f"{head} for a held-out half of this view ({e.n:,} samples), from a prior fitted "
-                f"on the other half ({e.n_fit:,})")
+        text = (f"{head} for a held-out half of this view ({fmt_size(e.n)} samples), from a prior fitted "
+                f"on the other half ({fmt_size(e.n_fit)})")
     if e.n_measured:
-        text += (f"; measured {fmt_short(e.measured)} [{fmt_short(e.measured_low)}, "
-                 f"{fmt_short(e.measured_high)}] on the {e.n_measured:,} with a label")
+        text += (f"; measured {fmt_ci(e.measured, e.measured_low, e.measured_high)} on the "
+                 f"{fmt_size(e.n_measured)} with a label")
     else:
         text += "; none of them has a label to check it"
     return text
