@@ -261,6 +261,22 @@ def test_the_cause_section_matches_hand_counts(every_run, page):
     assert [c.split(" | ")[1] for c in captions] == [f"iqa_cause: {', '.join(labels[k])}" for k in order]
 
 
+def test_an_old_cause_run_that_stored_none_reads_like_a_new_one(every_run):
+    """Runs before issue 28 stored a label "none" on clean images: the report counts them
+    as no cause found, never as a cause."""
+    ds = every_run["ds"].clone()
+    try:
+        labels = ds.values("iqa_cause.classifications.label")
+        ds.set_values("iqa_cause", [None if ls is None else fo.Classifications(classifications=[
+            fo.Classification(label=lab) for lab in (ls or ["none"])]) for ls in labels])
+        rows = table_after(section(blocks(render_report(ds, fields=["iqa_cause"])), "iqa_cause"), "Predicted causes")[2]
+        found = {r[0]: r[1:3] for r in rows}
+        n_clean = sum(ls == [] for ls in labels)
+        assert "none" not in found and found[NO_CAUSE] == [str(n_clean), str(n_clean)] and n_clean >= 7
+    finally:
+        ds.delete()
+
+
 def test_the_object_section_matches_hand_counts(every_run, page):
     ds = every_run["ds"]
     sec = section(blocks(page), "dets_iqa_brightness")
