@@ -49,6 +49,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 from sample_data import IMAGENET_SAMPLE  # noqa: E402
+import task_models as TM  # noqa: E402
 
 from fiftyone_dnniqa.analysis import accuracy as ACC  # noqa: E402
 from fiftyone_dnniqa.analysis.prior import PerformancePrior, heldout_error  # noqa: E402
@@ -77,7 +78,8 @@ CHUNK = 8  # images scored together; the arrays are saved after each chunk
 
 
 def _score_chunk(nets, rows, tasks, proxy, corruptions, seed):
-    """Every variant of a few images through every Lite network: the arrays' columns."""
+    """Every variant of a few images through every network (the Lite ones and the other
+    task models): the arrays' columns."""
     import torch
 
     import alignment as AL
@@ -93,29 +95,36 @@ def _score_chunk(nets, rows, tasks, proxy, corruptions, seed):
             add["correct:" + n] = (p.argmax(1).numpy() == labels).tolist()
             add["confidence:" + n] = p.amax(1).tolist()
         for t in tasks:  # the leave-one-out proxy ensemble: every other Lite network
-            others = [probs[n] for n in LITE if n != t]
+            others = [probs[n] for n in LITE if n != t and n in probs]
             add["quality:ensemble:" + t] = (sum(others) / len(others)).amax(1).tolist()
         for key, v in add.items():
             rec.setdefault(key, []).extend(v)
     return rec
 
 
-def extract(path, split, n_images, tasks, proxy, corruptions, seed):
+def extract(path, split, n_images, parsed, proxy, corruptions, seed):
     """Scores every variant of ``split``'s images with every EfficientNet-Lite network (the
-    package's backbones; ``alignment.py``'s images, corruptions and seeding, with seed
-    ``seed + chunk``) and saves the arrays after each chunk of :data:`CHUNK` images, so an
-    interrupted run leaves every group with fewer images rather than fewer groups."""
+    package's backbones) and every other task model of ``parsed``
+    (:func:`task_models.parse_task_models`; ``alignment.py``'s images, corruptions and
+    seeding, with seed ``seed + chunk``) and saves the arrays after each chunk of
+    :data:`CHUNK` images, so an interrupted run leaves every group with fewer images rather
+    than fewer groups; run again with the same options, it goes on from there (:func:`_resume`)."""
     import torch
 
     import alignment as AL
     from fiftyone_dnniqa.metrics.backbones import load_backbone
 
     nets = {n: load_backbone(n) for n in LITE}
+    nets.update({s: TM.load_task_model(s, n, p) for s, n, p in parsed if s not in nets})
+    tasks = [s for s, _, _ in parsed]
     for b in nets.values():
         b.model.to(memory_format=torch.channels_last)
     rows = AL.load_rows(n_images, n_images)[split]
-    rec, t0 = {}, time.time()
+    rec, spent = _resume(path, split, corruptions, nets)
+    done, t0 = len(set(rec.get("image", []))), time.time() - spent
     for c, i in enumerate(range(0, len(rows), CHUNK)):
+        if i < done:
+            continue
         part = _score_chunk(nets, rows[i:i + CHUNK], tasks, proxy, corruptions, seed + c)
         n_chunk = len(rows[i:i + CHUNK])
         part["image"] = [i + k % n_chunk for k in range(len(part["label"]))]
@@ -127,6 +136,24 @@ def extract(path, split, n_images, tasks, proxy, corruptions, seed):
         os.replace(path + ".tmp.npz", path)
         log(f"  [{split}] {i + n_chunk}/{len(rows)} images, {time.time() - t0:.0f} s")
     return path
+
+
+def _resume(path, split, corruptions, nets):
+    """What an interrupted :func:`extract` left at ``path`` (``{column: list}``) and the seconds
+    it took; ``({}, 0.0)`` when nothing is there. Refused when it scored other corruptions or
+    other networks."""
+    if not os.path.exists(path):
+        return {}, 0.0
+    with np.load(path, allow_pickle=False) as f:
+        rec = {k.split(":", 1)[1]: f[k].tolist() for k in f.files if k.startswith(split + ":")}
+        spent = float(f[f"meta:{split}_extract_s"]) if f"meta:{split}_extract_s" in f.files else 0.0
+    if not rec:
+        return {}, 0.0
+    if set(rec["corruption"]) - {"clean"} != set(corruptions) or {
+            k[8:] for k in rec if k.startswith("correct:")} != set(nets):
+        raise SystemExit(f"{path} holds other corruptions or networks: move it away to start afresh")
+    log(f"  [{split}] going on from {len(set(rec['image']))} images in {path}")
+    return rec, spent
 
 
 def load(paths):
@@ -143,11 +170,15 @@ def load(paths):
         if split in splits and (name in ("corruption", "severity", "image", "label", "proxy_logits")
                                 or name.startswith(("correct:", "confidence:", "quality:"))):
             splits[split][name] = a[key]
-    for d in splits.values():
+    for d in [d for d in splits.values() if d]:  # a file may hold one split
         if "quality:aligned" not in d and "proxy_logits" in d:
             z = d.pop("proxy_logits").astype(np.float64)
             z = np.exp(z - z.max(1, keepdims=True))
             d["quality:aligned"] = (z / z.sum(1, keepdims=True)).max(1)
+        for task in TM.CROSS_PROXIES:
+            q = TM.ensemble_quality(d, task) if "quality:aligned" in d else None
+            if q is not None:
+                d["quality:proxies:" + task] = q
         d["group"] = np.array([f"{c}/{s}" for c, s in zip(d["corruption"], d["severity"])])
         d["family"] = np.array([FAMILY_OF.get(c, "clean") for c in d["corruption"]])
     meta = {k: float(a[k]) for k in a if k.startswith("meta:")}
@@ -161,7 +192,11 @@ def load(paths):
 
 def quality_key(source, task):
     return {"aligned": "quality:aligned", "own confidence": "confidence:" + task,
-            "ensemble": "quality:ensemble:" + task}[source]
+            "ensemble": "quality:ensemble:" + task, "proxies": "quality:proxies:" + task}[source]
+
+
+#: the rows of the proxy pairs that never contain the task model (``task_models.CROSS_PROXIES``)
+CROSS = "proxy pair, never the task model"
 
 
 def method_list(default):
@@ -171,7 +206,10 @@ def method_list(default):
     rows.append(("reference: ATC on the task model's own confidence", "own confidence", "atc", "conformal"))
     rows.append((f"proxy ensemble, leave-one-out: {default}", "ensemble", default, "conformal"))
     rows.append(("proxy ensemble, leave-one-out: atc", "ensemble", "atc", "conformal"))
-    return rows
+    rows.append((f"{CROSS}: {default}", "proxies", default, "conformal"))
+    rows.append((f"{CROSS}: {ACC.DEFAULT_ESTIMATOR}", "proxies", ACC.DEFAULT_ESTIMATOR, "conformal"))
+    rows.append((f"{CROSS}: atc", "proxies", "atc", "conformal"))
+    return list(dict.fromkeys(rows))
 
 
 def _fit(fit, task, source, estimator, interval, seed):
@@ -362,7 +400,8 @@ def decomposed_methods(default):
     """The methods whose error ``error_sources`` splits: the chosen and the library's
     estimators and ATC on ``aligned``, the own-confidence reference, the ensemble's ATC."""
     wanted = {f"{e} (aligned)" for e in (default, ACC.DEFAULT_ESTIMATOR, "atc")}
-    wanted |= {"reference: ATC on the task model's own confidence", "proxy ensemble, leave-one-out: atc"}
+    wanted |= {"reference: ATC on the task model's own confidence", "proxy ensemble, leave-one-out: atc",
+               f"{CROSS}: {default}", f"{CROSS}: atc"}
     return [m for m in method_list(default) if m[0] in wanted]
 
 
@@ -398,14 +437,14 @@ def report(dev, test, meta, tasks, args, elapsed):
     default, dev_scores, results = evaluate_all(dev, test, tasks, args)
     os.makedirs(args.out, exist_ok=True)
     last = [t for t in tasks if t in results][-1]
-    plot(os.path.join(args.out, "accuracy.png"),
+    plot(os.path.join(args.out, args.stem + ".png"),
          {f"{default} on aligned ({last})": results[last]["groups"][f"{default} (aligned)"],
           f"ATC on {last}'s own confidence": results[last]["groups"][
               "reference: ATC on the task model's own confidence"]})
     md = render(dev, test, meta, tasks, args, default, dev_scores, results, elapsed + time.time() - t0)
-    with open(os.path.join(args.out, "accuracy.md"), "w") as f:
+    with open(os.path.join(args.out, args.stem + ".md"), "w") as f:
         f.write("\n".join(md) + "\n")
-    with open(os.path.join(args.out, "accuracy.json"), "w") as f:
+    with open(os.path.join(args.out, args.stem + ".json"), "w") as f:
         json.dump({"args": vars(args), "default": default, "library_default": ACC.DEFAULT_ESTIMATOR,
                    "dev_selection": dev_scores, "meta": meta,
                    "results": {t: {"methods": [{"method": m, "interval": i, **(s or {})} for m, s, i in r["methods"]],
@@ -416,9 +455,10 @@ def report(dev, test, meta, tasks, args, elapsed):
     return 0
 
 
-def verdict(r, default, args):
-    """Targets met or not (for the estimator chosen on dev and the library's default),
-    the measurement's own floor, and ensemble vs own confidence."""
+def verdict(r, default, args, task=None):
+    """Targets met or not (for the estimator chosen on dev and the library's default, on
+    ``aligned`` and on ``task``'s proxy pair), the measurement's own floor, and ensemble vs
+    own confidence."""
     summ = {label: sm for label, sm, _ in r["methods"]}
     rows = r["groups"][f"{default} (aligned)"]
     m, n = np.array([x["measured"] for x in rows]), np.array([x["n"] for x in rows])
@@ -428,11 +468,16 @@ def verdict(r, default, args):
     out = []
     estimators = {default: "chosen on dev"}
     estimators.setdefault(ACC.DEFAULT_ESTIMATOR, "the library's default")
+    pair = " + ".join(TM.CROSS_PROXIES.get(task, ()))
     for est, which in estimators.items():
-        ours = summ[f"{est} (aligned)"]
-        met = ours["mae"] <= 0.04 and ours["coverage"] >= args.confidence
-        out.append(f"Targets (per-group MAE <= 0.04, coverage >= {args.confidence:.2f}) with `{est}` ({which}): "
-                   f"{'met' if met else 'not met'} (MAE {ours['mae']:.3f}, coverage {ours['coverage']:.2f}).")
+        for label, on in ((f"{est} (aligned)", ""), (f"{CROSS}: {est}", f" on the proxy pair {pair}")):
+            ours = summ.get(label)
+            if ours is None:
+                continue
+            met = ours["mae"] <= 0.04 and ours["coverage"] >= args.confidence
+            out.append(f"Targets (per-group MAE <= 0.04, coverage >= {args.confidence:.2f}) with `{est}` ({which})"
+                       f"{on}: {'met' if met else 'not met'} (MAE {ours['mae']:.3f}, coverage "
+                       f"{ours['coverage']:.2f}).")
     out.append(f"A perfect estimate of each group's expected accuracy would still be off by about {floor:.3f} on "
                f"average (binomial noise of groups of {int(np.median(n))} images: mean of sqrt(2/pi p(1-p)/n))"
                + (", so an MAE of 0.04 cannot be seen at this size." if floor >= 0.04 else "."))
@@ -451,8 +496,9 @@ REACHED_WHEN = {"all": "among the fitted families", "own": "itself labelled"}
 def limit_lines(sources, default):
     """What the three fits say of the 0.04 target, for the estimators on ``aligned``."""
     out = []
-    for est in dict.fromkeys((default, ACC.DEFAULT_ESTIMATOR)):
-        fits = sources.get(f"{est} (aligned)")
+    for est, on in [(e, q) for e in dict.fromkeys((default, ACC.DEFAULT_ESTIMATOR))
+                    for q in ("aligned", "the proxy pair")]:
+        fits = sources.get(f"{est} (aligned)" if on == "aligned" else f"{CROSS}: {est}")
         if fits is None:
             continue
         mae = {f: fits[f]["mae"] for f in FITS}
@@ -463,7 +509,7 @@ def limit_lines(sources, default):
                 REACHED_WHEN[f] for f in REACHED_WHEN if mae[f] <= 0.04)
         else:
             says = "0.04 is out of reach of one map from this proxy's confidence, however it is fitted"
-        out.append(f"`{est}` on `aligned`: {mae['others']:.3f} without the family, {mae['all']:.3f} with every "
+        out.append(f"`{est}` on {'`aligned`' if on == 'aligned' else on}: {mae['others']:.3f} without the family, {mae['all']:.3f} with every "
                    f"family, {mae['own']:.3f} on the family alone: {says}.")
     return out
 
@@ -487,7 +533,10 @@ def render(dev, test, meta, tasks, args, default, dev_scores, results, elapsed):
                                      if any(c in corr for c in cs)) + ".",
           "- Leave-families-out: fitted on the dev split's clean images and the other families, evaluated on "
           "the test split's groups of the held-out family; every family held out in turn. Quality: `aligned` "
-          "(EfficientNet-Lite0's max softmax probability), never the task model.",
+          "(EfficientNet-Lite0's max softmax probability), never the task model. Proxy pair (never the task "
+          "model): the mean of two networks' max softmax probabilities, Lite0 + MobileNetV2 for a Lite task "
+          "model, Lite0 + Lite1 for MobileNetV2 (`task_models.CROSS_PROXIES`). MobileNetV2: real ImageNet "
+          "weights (a float state dict from `$DNNIQA_MODELS`); corruptions synthetic, photos real.",
           f"- Intervals: nominal {args.confidence:.0%}. Conformal: residuals of the fit's own held-out "
           "families, scaled by binomial noise plus the shift spread. Bootstrap: the existing "
           "`PerformancePrior.predict_accuracy(resample=False, observed=True)` (map refits + binomial noise). "
@@ -502,7 +551,7 @@ def render(dev, test, meta, tasks, args, default, dev_scores, results, elapsed):
         md += [f"## {task} (test accuracy {r['accuracy']:.3f})", ""] + method_table(results, task, args.confidence)
         md += ["", f"Random-split check (`heldout_error`, same test split, every group halved, 95% intervals): "
                    f"overall error {rs['overall_abs_error']:.3f}, per-group MAE {rs['group_mae']:.3f}, coverage "
-                   f"{rs['group_coverage_95']:.2f} over {rs['groups']} groups.", ""] + verdict(r, default, args)
+                   f"{rs['group_coverage_95']:.2f} over {rs['groups']} groups.", ""] + verdict(r, default, args, task)
         if r["sources"]:
             md += [f"### Where {task}'s error comes from", "",
                    ("The same test groups, each method fitted three ways on the dev split: without the estimated "
@@ -514,7 +563,7 @@ def render(dev, test, meta, tasks, args, default, dev_scores, results, elapsed):
            "Each MAE and coverage above carries a bootstrap 95% interval over the held-out groups (1 group = "
            "1 resampling unit). The plot shows, per held-out group of the last task model, the estimate "
            "and its interval against the measured accuracy; the dashed line is a perfect estimate.", ""]
-    md += ["![predicted versus measured group accuracy](accuracy.png)", ""]
+    md += [f"![predicted versus measured group accuracy]({args.stem}.png)", ""]
     return md
 
 
@@ -525,7 +574,8 @@ def main(argv=None):
     ap.add_argument("--extract", choices=("dev", "test"), default=None,
                     help="score this split's variants and save them to the (single) --arrays path, then stop")
     ap.add_argument("--images", type=int, default=40, help="images of the split for --extract (at most 250)")
-    ap.add_argument("--task-models", default="efficientnet_lite1,efficientnet_lite2")
+    ap.add_argument("--task-models", default="efficientnet_lite1,efficientnet_lite2," + TM.MOBILENET_V2,
+                    help="comma-separated; <name>=<state dict file> for a user's weights (see task_models.py)")
     ap.add_argument("--proxy", default="efficientnet_lite0")
     ap.add_argument("--corruptions", default=None, help="comma-separated (default: every suite)")
     ap.add_argument("--confidence", type=float, default=0.9, help="nominal coverage of the intervals")
@@ -533,8 +583,10 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
+    ap.add_argument("--stem", default="accuracy", help="name of the result files: <out>/<stem>.md, .json, .png")
     args = ap.parse_args(argv)
-    tasks = args.task_models.split(",")
+    parsed = TM.parse_task_models(args.task_models)
+    tasks = [s for s, _, _ in parsed]
     if args.proxy in tasks:
         raise SystemExit("the proxy must not be one of the task models")
     started = time.time()
@@ -548,7 +600,11 @@ def main(argv=None):
 
         torch.set_num_threads(args.threads or 1)  # 1 thread: 5x faster than 2 on a busy host (measured)
         corruptions = args.corruptions.split(",") if args.corruptions else list_corruptions()
-        extract(args.arrays[0], args.extract, args.images, tasks, args.proxy, corruptions, args.seed)
+        missing = TM.missing_weights(parsed)
+        if missing:
+            log(f"skipped: no weights at {missing} (set DNNIQA_MODELS)")
+            return 0
+        extract(args.arrays[0], args.extract, args.images, parsed, args.proxy, corruptions, args.seed)
         return 0
     missing = [p for p in args.arrays if not os.path.exists(p)]
     if missing:

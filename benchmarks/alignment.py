@@ -13,8 +13,11 @@ shared host has slow spells that make it up to 2x slower):
    common and 4 extra, Dodge & Karam's 5) at severities 1..5, plus the clean image:
    121 variants per image, quantised to 8 bits as if saved.
 3. Task models (never the proxy): EfficientNet-Lite1 and -Lite2 by default, or any
-   ``timm:<name>`` / ``torchvision:<name>`` whose weights are on disk (``--task-models``).
-   Each variant is correct or not.
+   ``timm:<name>`` / ``torchvision:<name>`` whose weights are on disk (``--task-models``),
+   also from a state dict file: ``torchvision:mobilenet_v2=<file>`` (``task_models.py``).
+   Each variant is correct or not. When the task models include the members of each one's
+   proxy ensemble (``task_models.CROSS_PROXIES``: Lite1, Lite2 and MobileNetV2), the report
+   gains the cross-family section of ``alignment_families.py``.
 4. Metrics: ours (``aligned`` and its statistics, ``aligned_task`` with the label set
    read from the labels and per-sample, ``aligned_fr`` against the clean image,
    ``tg_iqa`` fitted on the dev split with ImageNet-C's 15 common corruptions and the
@@ -55,7 +58,10 @@ import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
 from sample_data import IMAGENET_SAMPLE  # noqa: E402
+import alignment_families as AF  # noqa: E402
+import task_models as TM  # noqa: E402
 DATA = IMAGENET_SAMPLE
 
 NR_BASELINES = ("piqe", "entropy")
@@ -420,6 +426,21 @@ def plot(path, scores, directions, correct, d, names):
     fig.savefig(path)
 
 
+def families_section(test, task_names, args):
+    """``alignment_families.section`` on this run's arrays, when its task models include
+    some task model's proxy ensemble (else nothing)."""
+    d = {k: test[k] for k in ("corruption", "severity", "image")}
+    p = torch.softmax(torch.as_tensor(test["proxy_logits"]).float(), 1)
+    d["quality:aligned"] = p.amax(1).double().numpy()
+    d["correct:" + TM.PROXY] = p.argmax(1).numpy() == test["label"]
+    d.update({k: v for k, v in test.items() if k.startswith(("correct:", "confidence:"))})
+    tasks = [t for t in task_names if TM.ensemble_quality(d, t) is not None]
+    if not tasks:
+        return []
+    lines, _ = AF.section(d, tasks, args.n_boot, args.seed)
+    return ["", "## Across model families (proxies that never contain the task model)", ""] + lines
+
+
 def main(argv=None):
     from fiftyone_dnniqa.metrics.backbones import load_backbone
     from fiftyone_dnniqa.corruptions import list_corruptions
@@ -429,7 +450,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=80, help="test-split images (at most 250)")
     ap.add_argument("--dev-images", type=int, default=40, help="dev-split images (at most 250)")
-    ap.add_argument("--task-models", default="efficientnet_lite1,efficientnet_lite2")
+    ap.add_argument("--task-models", default="efficientnet_lite1,efficientnet_lite2",
+                    help="comma-separated; <name>=<state dict file> for a user's weights, e.g. "
+                         "efficientnet_lite1,efficientnet_lite2," + TM.MOBILENET_V2)
     ap.add_argument("--proxy", default="efficientnet_lite0")
     ap.add_argument("--corruptions", default=None, help="comma-separated (default: every suite)")
     ap.add_argument("--n-boot", type=int, default=1000)
@@ -454,7 +477,11 @@ def main(argv=None):
         args.n_boot = min(args.n_boot, 200)
     started = time.time()
     corruptions = args.corruptions.split(",") if args.corruptions else list_corruptions()
-    task_names = args.task_models.split(",")
+    parsed = TM.parse_task_models(args.task_models)
+    task_names = [short for short, _, _ in parsed]
+    if TM.missing_weights(parsed):
+        log(f"skipped: no weights at {TM.missing_weights(parsed)} (set DNNIQA_MODELS)")
+        return 0
     if args.proxy in task_names:
         raise SystemExit("the proxy must not be one of the task models")
     names = list(NR_BASELINES) + ([] if args.quick else list(FR_BASELINES))
@@ -471,7 +498,7 @@ def main(argv=None):
         notes.append("tables recomputed with --from-arrays from the arrays a full run saved")
     else:
         proxy = load_backbone(args.proxy)
-        tasks = [load_backbone(t) for t in task_names]
+        tasks = [TM.load_task_model(*p) for p in parsed]
         for b in [proxy] + tasks:
             b.model.to(memory_format=torch.channels_last)
         baselines = [create_metric(n) for n in names]
@@ -583,9 +610,10 @@ def main(argv=None):
         "center-cropped 224.",
         f"- Corruptions: {len(corruptions)} ({', '.join(corruptions)}) at severities 1..5, plus clean: "
         f"{1 + 5 * len(corruptions)} variants per image, {len(test['label'])} test samples.",
-        f"- Proxy: {args.proxy}. Task models: {', '.join(task_names)}. All three are EfficientNet-Lite "
-        "(the only ImageNet weights obtainable offline here), so proxy and task models share a "
-        "family; `--task-models timm:<name>` runs the benchmark cross-family wherever weights exist.",
+        f"- Proxy: {args.proxy}. Task models: {', '.join(task_names)}." + (
+            " All are EfficientNet-Lite, so proxy and task models share a family; "
+            "`alignment.families.md` adds MobileNetV2, another family."
+            if all(t.startswith("efficientnet_lite") for t in task_names) else ""),
         "- `aligned`: the statistic was chosen on the dev split against the first task model; "
         "the tables report the test split. `tg_iqa`: head (default \"confidence\" features) fitted "
         "on the dev split's ImageNet-C common corruptions (its extra 4 and Dodge & Karam's 5 are "
@@ -601,7 +629,8 @@ def main(argv=None):
         "In a scratch study on the dev split (not committed) further views (mirror of the reduced "
         "image, 192, 160, 144, 128 and 288 px, up to 5 at a time) gained at most 0.0005 AUROC over these three.",
         ""] + view_lines + [""] + tables + (
-        [""] + headroom(test, scores, last, args) if "confidence:" + last in test else []) + [
+        [""] + headroom(test, scores, last, args) if "confidence:" + last in test else []) + (
+        families_section(test, task_names, args)) + [
         "", f"Within-corruption ρ of `aligned` per corruption ({last}): "
         + ", ".join(f"{c} {v:.2f}" for c, v in within.items()), "",
         "![accuracy versus quality](alignment.png)", ""]
