@@ -172,6 +172,11 @@ def statistics(ds, args, metrics):
     return out
 
 
+def _num(x):
+    """A statistic as a float: NaN where there is none (stored as None in JSON)."""
+    return float("nan") if x is None else float(x)
+
+
 def verdict(stats, goal=0.80):
     """Per detector: does ``aligned`` reach AUROC given size >= ``goal`` for the misses, with
     an interval above box area's AUROC and PIQE's given-size AUROC (non-overlapping)?"""
@@ -184,9 +189,9 @@ def verdict(stats, goal=0.80):
         rivals = {"box area": next(iter(gt.values()))["size"]["auroc"]}
         if "piqe" in gt:
             rivals["piqe (given size)"] = gt["piqe"]["given_size"]
-        ahead = {k: bool(a["ci_low"] > r["ci_high"]) for k, r in rivals.items()}
-        out[n] = {"aligned_given_size": a, "reaches": bool(a["estimate"] >= goal), "ahead": ahead,
-                  "met": bool(a["estimate"] >= goal and all(ahead.values()))}
+        ahead = {k: bool(_num(a["ci_low"]) > _num(r["ci_high"])) for k, r in rivals.items()}
+        reaches = bool(_num(a["estimate"]) >= goal)
+        out[n] = {"aligned_given_size": a, "reaches": reaches, "ahead": ahead, "met": reaches and all(ahead.values())}
     return out
 
 
