@@ -6,8 +6,8 @@
 Test set: the ImageNet sample's test split (odd positions by file name, 250 images; the
 head saw only the even ones), resized and cropped to the proxy's 224 px as in training.
 - clean: every test image once;
-- every corruption of the suites (Dodge & Karam 5, ImageNet-C 15 + 4) and the training
-  set's ``low_light``, at severities 3, 4, 5 in turn: one test image in five each; the 5
+- every corruption of the suites (Dodge & Karam 5, ImageNet-C 15 + 4, the camera suite's
+  ``low_light``), at severities 3, 4, 5 in turn: one test image in five each; the 5
   Dodge & Karam ones on every test image;
 - two compounds (``low_light`` then ``gaussian_noise``; ``defocus_blur`` then
   ``jpeg_compression``), severity 3 each, one image in five.
@@ -38,7 +38,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
 from cause_report import cleanvision_checks, cost_of_cause, write_report  # noqa: E402
-from train_cause_head import SETTINGS, dev_examples, split_files  # noqa: E402
+from train_cause_head import SETTINGS, dev_examples, rendering_fingerprint, split_files  # noqa: E402
 
 from fiftyone_dnniqa.core.images import InputSpec  # noqa: E402
 from fiftyone_dnniqa.corruptions import SUITES  # noqa: E402
@@ -51,7 +51,8 @@ from fiftyone_dnniqa.metrics.cause_training import (  # noqa: E402
 from fiftyone_dnniqa.metrics.backbones import load_backbone  # noqa: E402
 
 COMPOUNDS = ((("low_light", 3), ("gaussian_noise", 3)), (("defocus_blur", 3), ("jpeg_compression", 3)))
-EVAL = list(SUITES["dodge_karam"]) + list(SUITES["imagenet_c"]) + list(SUITES["imagenet_c_extra"]) + ["low_light"]
+EVAL = (list(SUITES["dodge_karam"]) + list(SUITES["imagenet_c"]) + list(SUITES["imagenet_c_extra"])
+        + list(SUITES["camera"]))
 #: held out one at a time: corruptions whose family keeps another member in training
 HELD_OUT = [n for n in FAMILY_OF if sum(FAMILY_OF[m] == FAMILY_OF[n] for m in FAMILY_OF) > 1]
 
@@ -79,7 +80,8 @@ def test_recipes(n, stride=5):
 
 def test_examples(cache, n, png_dir=None):
     """Features of the test set (cached), and its images as PNG files for cleanvision."""
-    key = f"{cache}/test-v{FORMAT_VERSION}-{n}.pt"  # the features change with the format
+    # the features change with the format and with the corruptions' code
+    key = f"{cache}/test-v{FORMAT_VERSION}-{rendering_fingerprint()}-{n}.pt"
     if os.path.isfile(key):
         return torch.load(key, weights_only=False)
     proxy = load_backbone(SETTINGS["backbone"])

@@ -156,7 +156,7 @@ def write_report(res, folder):
     for key, label, target in (("dodge_karam", "top-1 family, Dodge & Karam 5", ">= 90%"),
                                ("imagenet_c_15", "top-1 family, ImageNet-C 15 (14 with a family)", ">= 80%"),
                                ("imagenet_c_19", "top-1 family, ImageNet-C 15 + 4 (17 with a family)", "-"),
-                               ("low_light", "top-1 family, low light (training's own)", "-")):
+                               ("low_light", "top-1 family, low light (camera suite)", "-")):
         a = h[key]
         lines.append(f"| {label} | {target} | {_pct(a['stored'])} | {_pct(a['argmax'])} | {a['n']} |")
     lines.append(f"| \"none\" on clean images | >= 90% | {_pct(h['clean_none_rate'])} | | "

@@ -13,6 +13,7 @@ gives the same head; the examples' features are cached (``--cache``) so that ret
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 import time
@@ -25,6 +26,8 @@ sys.path.insert(0, HERE)
 
 from sample_data import IMAGES  # noqa: E402
 
+import fiftyone_dnniqa.corruptions as corruptions_pkg  # noqa: E402
+import fiftyone_dnniqa.metrics.cause_training as cause_training  # noqa: E402
 from fiftyone_dnniqa.core.images import InputSpec  # noqa: E402
 from fiftyone_dnniqa.metrics.backbones import load_backbone  # noqa: E402
 from fiftyone_dnniqa.metrics.cause import FAMILIES, FORMAT_VERSION, SHIPPED_HEAD, save_cause_head  # noqa: E402
@@ -38,6 +41,18 @@ SETTINGS = dict(backbone="efficientnet_lite0", copies=8, clean_views=2, compound
                 epochs=150, weight_decay=5e-2, seed=0)
 
 
+def rendering_fingerprint() -> str:
+    """A hash of the code that renders the examples (the corruptions and the training
+    recipes): cached features are rebuilt when either changes."""
+    folder = os.path.dirname(corruptions_pkg.__file__)
+    files = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".py"))
+    digest = hashlib.sha1()
+    for path in files + [cause_training.__file__]:
+        with open(path, "rb") as f:
+            digest.update(f.read())
+    return digest.hexdigest()[:10]
+
+
 def split_files(split: str):
     """The sample's images of ``split`` ("dev": even positions by file name, "test": odd)."""
     files = sorted(os.listdir(IMAGES))
@@ -47,7 +62,7 @@ def split_files(split: str):
 def dev_examples(cache: str, limit=None, corruptions=None, log=print):
     """Recipes, features, family targets and severities of the dev split (cached)."""
     s = SETTINGS
-    key = (f"{cache}/dev-v{FORMAT_VERSION}-{limit or 'all'}-{s['copies']}-{s['clean_views']}-{s['compound']}"
+    key = (f"{cache}/dev-v{FORMAT_VERSION}-{rendering_fingerprint()}-{limit or 'all'}-{s['copies']}-{s['clean_views']}-{s['compound']}"
            f"-{s['seed']}.pt")
     if os.path.isfile(key):
         return torch.load(key, weights_only=False)

@@ -66,3 +66,21 @@ def test_the_report_counts_the_families_whose_nearest_one_is_named():
     lines = cause_report._held_out_lines(ho)
     assert not any(line.startswith("The family named most often") for line in lines)
     assert next(line for line in lines if line.startswith("| blur |")).endswith("| - | - |")
+
+
+def test_cached_features_are_keyed_by_the_code_that_renders_them(tmp_path, monkeypatch):
+    """A change to any corruption's source (the low light, say) changes the cache key,
+    so the benchmark never reads features rendered by older corruptions."""
+    import types
+
+    import train_cause_head
+
+    folder = tmp_path / "corruptions"
+    folder.mkdir()
+    for name in ("__init__.py", "camera.py"):
+        (folder / name).write_text(f"# {name}\n")
+    monkeypatch.setattr(train_cause_head, "corruptions_pkg", types.SimpleNamespace(__file__=str(folder / "__init__.py")))
+    before = train_cause_head.rendering_fingerprint()
+    assert train_cause_head.rendering_fingerprint() == before
+    (folder / "camera.py").write_text("# camera.py, two stops darker\n")
+    assert train_cause_head.rendering_fingerprint() != before
