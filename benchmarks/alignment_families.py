@@ -196,6 +196,7 @@ def main(argv=None):
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
+    ap.add_argument("--note", default=None, help="a line for the report (e.g. why fewer images)")
     args = ap.parse_args(argv)
     missing = [p for p in args.arrays if not os.path.exists(p)]
     if missing:
@@ -226,7 +227,8 @@ def main(argv=None):
           "split against Lite1; nothing here was fitted. Intervals: bootstrap 95% (per-sample and AUROC: samples "
           "resampled; group ρ: within groups; paired differences: images resampled with all their variants).",
           "- This is not the split of `alignment.md` (80 test images x 24 corruptions): Lite2's rows are "
-          "recomputed here, side by side with MobileNetV2's, on the same samples.", ""] + lines + [""]
+          "recomputed here, side by side with MobileNetV2's, on the same samples."]
+    md += ([f"- {args.note}"] if args.note else []) + [""] + lines + [""]
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "alignment.families.md"), "w") as f:
         f.write("\n".join(md))

@@ -218,3 +218,17 @@ def test_a_full_alignment_run_adds_the_section_from_its_proxy_logits():
     assert sum(line.startswith("| efficientnet_lite1 | proxies") for line in lines) == 1
     del test["confidence:mobilenet_v2"]
     assert AL.families_section(test, ["efficientnet_lite2"], args) == []  # its pair needs mobilenet_v2
+
+
+def test_an_interrupted_extraction_goes_on_from_its_file(tmp_path):
+    path = str(tmp_path / "a.npz")
+    assert ACCB._resume(path, "test", ["fog"], {"m": None}) == ({}, 0.0)
+    saved = {"test:corruption": np.array(["clean", "fog"]), "test:image": np.array([0, 0]),
+             "test:correct:m": np.array([True, False]), "meta:test_extract_s": np.array(12.5)}
+    np.savez(path, **saved)
+    rec, spent = ACCB._resume(path, "test", ["fog"], {"m": None})
+    assert rec == {"corruption": ["clean", "fog"], "image": [0, 0], "correct:m": [True, False]} and spent == 12.5
+    assert ACCB._resume(path, "dev", ["fog"], {"m": None}) == ({}, 0.0)
+    for corruptions, nets in ((["snow"], {"m": None}), (["fog"], {"m": None, "other": None})):
+        with pytest.raises(SystemExit, match="other corruptions or networks"):
+            ACCB._resume(path, "test", corruptions, nets)
