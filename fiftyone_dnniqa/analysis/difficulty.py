@@ -114,6 +114,20 @@ def save_hard_view(view, name: str, description: Optional[str] = None, overwrite
     return name
 
 
+def mark_hard(view, tag: Optional[str] = None, view_name: Optional[str] = None) -> dict:
+    """Tags ``view``'s samples (or objects) with ``tag`` and saves it as ``view_name`` (each
+    when given, the view saved first); what was done, for a face to show: ``count``,
+    ``unit`` ("samples" or "objects"), and ``tag`` with ``tagged`` (how many got it),
+    ``view_name`` where those were done."""
+    out = {"count": view.count(), "unit": "objects" if getattr(view, "_is_patches", False) else "samples"}
+    if view_name:
+        out["view_name"] = save_hard_view(view, view_name, overwrite=True)
+    if tag:
+        out["tagged"] = tag_hard_samples(view, tag)
+        out["tag"] = tag
+    return out
+
+
 def best_quality_field(samples, fields=None) -> Optional[str]:
     """The quality field whose ranking best predicts ``samples``' evaluation (Spearman
     with its performance, no bootstrap), or the first of ``fields`` (default: the quality

@@ -3,18 +3,20 @@ scenario of FiftyOne's Model Evaluation panel."""
 
 from __future__ import annotations
 
+import time
+
 import fiftyone as fo
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from ..analysis.breakdowns import cause_view, predicted_causes
-from ..analysis.difficulty import best_quality_field, hard_samples, save_hard_view, tag_hard_samples
+from ..analysis.difficulty import best_quality_field, hard_samples, mark_hard
 from ..analysis.fields import quality_fields
 from ..analysis.objects import object_quality_runs
 from ..analysis.targets import list_targets
 from .model_evaluation import add_quality_scenario
 
-__all__ = ["AddQualityScenario", "EvaluatePredictions", "FindHardSamples", "evaluable_fields"]
+__all__ = ["AddQualityScenario", "EvaluatePredictions", "FindHardSamples", "evaluable_fields", "hard_samples_output"]
 
 #: label types an evaluation compares, and FiftyOne's method for each
 EVALUATIONS = {fo.Classification: "evaluate_classifications", fo.Detections: "evaluate_detections"}
@@ -34,7 +36,7 @@ class FindHardSamples(foo.Operator):
     @property
     def config(self):
         return foo.OperatorConfig(
-            name="find_hard_samples", label="Find hard samples", dynamic=True,
+            name="find_hard_samples", label="Find hard samples", dynamic=True, execute_as_generator=True,
             description="Find the samples a quality field predicts to be hardest: show, tag or save them",
         )
 
@@ -85,26 +87,59 @@ class FindHardSamples(foo.Operator):
         else:
             target = cause_view(ctx.target_view(), p["cause"]) if p.get("cause") else ctx.target_view()
             view = hard_samples(target, p["field"], **kw)
-        out = {"count": view.count()}
-        if p.get("tag"):
-            tag_hard_samples(view, p["tag"])
-            out["tag"] = p["tag"]
-        if p.get("view_name"):
-            out["view_name"] = save_hard_view(view, p["view_name"], overwrite=True)
+        out = mark_hard(view, p.get("tag") or None, p.get("view_name") or None)
         if ctx.delegated:
             return out
-        if out.get("view_name"):  # the saved view by its name, so the App does not call it unsaved
+        if _from_app(ctx):
+            return self._show_in_app(ctx, view, out)
+        # from Python: the App's requests, the result returned
+        if out.get("view_name"):
             ctx.ops.set_view(name=out["view_name"])
         else:
             ctx.ops.set_view(view)
         return out
 
+    def _show_in_app(self, ctx, view, out):
+        """The App's view switched to the hard samples, then the result dialog. The App
+        checks a saved view's name against its own list of saved views, which it only
+        refetches on a reload: reload first, then name the saved view once the reload had
+        time to land (a name it does not know yet only logs an error, so ask twice)."""
+        if not out.get("view_name"):
+            yield ctx.ops.set_view(view)
+        else:
+            yield ctx.ops.reload_dataset()
+            for wait_s in SAVED_VIEW_WAITS_S:
+                time.sleep(wait_s)
+                yield ctx.ops.set_view(name=out["view_name"])
+        if out.get("tag"):
+            yield ctx.ops.reload_samples()  # the tags show on the grid
+        yield ctx.ops.show_output(hard_samples_output(out).to_json(), out)
+
     def resolve_output(self, ctx):
-        outputs = types.Object()
-        outputs.int("count", label="Hard samples")
-        outputs.str("tag", label="Tagged")
-        outputs.str("view_name", label="Saved view")
-        return types.Property(outputs, view=types.View(label="Hard samples"))
+        return hard_samples_output(getattr(ctx, "results", None) or {})
+
+
+#: seconds to wait after asking the App to reload before naming a new saved view, twice
+SAVED_VIEW_WAITS_S = (1.0, 2.0)
+
+
+def _from_app(ctx) -> bool:
+    """Whether the App's Execute sent this run (its requests carry ``current_sample``,
+    which Python's ``execute_operator`` does not send)."""
+    return "current_sample" in (ctx.request_params or {})
+
+
+def hard_samples_output(result: dict):
+    """The result dialog of Find hard samples: only what was done, with its numbers."""
+    outputs = types.Object()
+    objects = result.get("unit") == "objects"
+    outputs.int("count", label="Hard objects (shown as patches)" if objects else "Hard samples")
+    if result.get("tag"):
+        what = "Objects given the label tag" if objects else "Samples tagged"
+        outputs.int("tagged", label=f"{what} '{result['tag']}'")
+    if result.get("view_name"):
+        outputs.str("view_name", label="Saved as the view (now shown)")
+    return types.Property(outputs, view=types.View(label="Hard samples"))
 
 
 def _unit_input(inputs, params, object_runs) -> str:
