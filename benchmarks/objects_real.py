@@ -34,6 +34,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -159,10 +160,13 @@ def statistics(ds, args, metrics):
     from fiftyone_dnniqa import object_statistics
 
     out = {}
+    runs = set(ds.list_runs())
+    if getattr(args, "completed", None) is not None:  # --from-dataset: the runs its log says ended
+        runs &= args.completed
     for n in args.detectors:
         out[n] = {}
-        for side in ("gt", "pred"):
-            scores = {m: (f"iqa_{m}", None) for m in metrics}
+        for side, field in (("gt", "ground_truth"), ("pred", n)):
+            scores = {m: (f"iqa_{m}", None) for m in metrics if f"{field}_iqa_{m}" in runs}
             scores[ORACLE] = (ORACLE, False)
             if side == "pred":
                 scores["detector score"] = ("confidence", True)
@@ -217,15 +221,16 @@ def _side_table(side_stats, label):
 
 
 def timing_lines(took, scored, n_copies, n_objects):
-    """Seconds, per image or object, and the ratio to D2Go's time per image (same run)."""
-    d2go = took["detect"].get("d2go", float("nan")) / max(n_copies, 1)
-    lines = ["| step | total (s) | per image or object (ms) | ratio to D2Go per image |", "|---|---|---|---|"]
-    for k, t in took["detect"].items():
-        lines.append(f"| {k} on {n_copies} copies | {t:.1f} | {1000 * t / n_copies:.1f} | {t / n_copies / d2go:.2f} |")
-    for k, t in scored.items():
-        n = n_objects[k.split("/")[0]]
-        lines.append(f"| `{k.split('/')[1]}` on {n} objects of `{k.split('/')[0]}` | {t:.1f} | "
-                     f"{1000 * t / max(n, 1):.1f} | {t / max(n, 1) / d2go:.2f} |")
+    """Seconds, per image or object, and each ratio to the first row's (D2Go per image when
+    the run detected, else ``aligned`` per reference), all from the same run."""
+    rows = [(f"{k} on {n_copies} copies", t, n_copies) for k, t in took["detect"].items()]
+    rows += [(f"`{k.split('/')[1]}` on {n_objects[k.split('/')[0]]} objects of `{k.split('/')[0]}`", t,
+              n_objects[k.split("/")[0]]) for k, t in scored.items()]
+    if not rows:
+        return ["(no timings recorded)"]
+    base = rows[0][1] / max(rows[0][2], 1)
+    lines = ["| step | total (s) | per image or object (ms) | ratio to the first row |", "|---|---|---|---|"]
+    lines += [f"| {name} | {t:.1f} | {1000 * t / max(n, 1):.1f} | {t / max(n, 1) / base:.2f} |" for name, t, n in rows]
     return lines
 
 
@@ -234,7 +239,7 @@ def report(args, stats, counts, took, scored, n_objects, verdicts, elapsed):
     lines = [
         "# Objects with real detectors: object-patch quality against found / missed",
         "",
-        f"Command: `python benchmarks/objects_real.py {' '.join(sys.argv[1:])}`; {elapsed / 60:.1f} min on "
+        f"Command: `python benchmarks/objects_real.py {' '.join(a if a != args.note else '<the note below>' for a in sys.argv[1:])}`; {elapsed / 60:.1f} min on "
         f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), shared with other jobs.",
         "",
         f"Data: {counts['photos']} real ImageNet-sample photos (of the first {args.photos}) on which D2Go detects "
@@ -247,7 +252,9 @@ def report(args, stats, counts, took, scored, n_objects, verdicts, elapsed):
         f"Detectors (real, pretrained on COCO): D2Go int8 Faster R-CNN (predictions at score >= "
         f"{args.thresholds['d2go']}), FastestDet (>= {args.thresholds['fastestdet']}). FiftyOne's "
         f"`evaluate_detections`, IoU 0.5, {'classwise' if args.classwise else 'class-agnostic (found = localised)'}. "
-        f"Outcomes: {counts['outcomes']}.",
+        f"Outcomes: {counts['outcomes']}. Recall of the references on the clean photos: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in counts.get("clean_recall", {}).items()) + ".",
+        *(["", args.note] if args.note else []),
         "",
         "AUROC: how well a low score flags an error (a missed reference, or a false prediction); 0.5 is chance. "
         "*Given size*: pairs compared only inside a tertile of box area. 95% bootstrap intervals (objects "
@@ -292,19 +299,52 @@ def run(args):
     log(f"{len(refs)} photos with references, {sum(len(r) for _, r in refs)} references")
     rows, took = copies(args, refs, args.folder, models)
     ds = build_dataset(args, rows)
-    fields = ["ground_truth"] + list(args.detectors)
-    n_objects = {f: ds.count(f"{f}.detections") for f in fields}
-    counts = {"photos": len(refs), "references": sum(len(r) for _, r in refs), "copies": len(rows),
-              "outcomes": {n: {s: dict(zip(*np.unique(ds.values(f"{f}.detections.eval_{n}", unwind=True),
-                                                      return_counts=True))) for s, f in (("gt", "ground_truth"), ("pred", n))}
-                           for n in args.detectors}}
-    counts["outcomes"] = json.loads(json.dumps(counts["outcomes"], default=int))
-    log(f"evaluated: {counts['outcomes']}")
-    scored = score(ds, args.metrics, fields)
+    log("evaluated: " + json.dumps(outcome_counts(ds, args)))
+    scored = score(ds, args.metrics, ["ground_truth"] + list(args.detectors))
+    return finish(ds, args, refs_counts(ds), {"detect": took}, scored, t0)
+
+
+def outcome_counts(ds, args):
+    return {n: {s: {str(k): int(v) for k, v in zip(*np.unique(ds.values(f"{f}.detections.eval_{n}", unwind=True),
+                                                               return_counts=True))}
+                for s, f in (("gt", "ground_truth"), ("pred", n))} for n in args.detectors}
+
+
+def refs_counts(ds):
+    """Photos, references, copies, and each detector's recall on the clean photos."""
+    from fiftyone import ViewField as F  # deferred like every FiftyOne import here
+
+    clean = ds.match(F("severity") == 0)
+    n = clean.count("ground_truth.detections")
+    recall = {k[len("eval_"):]: clean.count_values(f"ground_truth.detections.{k}").get("tp", 0) / max(n, 1)
+              for k in ds.list_evaluations()}
+    return {"photos": len(clean), "references": n, "copies": len(ds), "clean_recall": recall}
+
+
+def finish(ds, args, counts, took, scored, t0):
+    """Statistics and report facts of an evaluated, scored dataset."""
+    counts = {**counts, "outcomes": outcome_counts(ds, args)}
+    n_objects = {f: ds.count(f"{f}.detections") for f in ["ground_truth"] + list(args.detectors)}
     stats = statistics(ds, args, args.metrics)
-    facts = {"counts": counts, "took": {"detect": {k: v for k, v in took.items()}}, "scored": scored,
-             "n_objects": n_objects, "verdict": verdict(stats), "elapsed_s": time.perf_counter() - t0}
+    facts = {"counts": counts, "took": took, "scored": scored, "n_objects": n_objects, "verdict": verdict(stats),
+             "elapsed_s": time.perf_counter() - t0}
     return ds, stats, facts
+
+
+def from_dataset(args):
+    """The statistics of a dataset a run kept (``--from-dataset``); seconds from its log."""
+    import fiftyone as fo
+
+    ds = fo.load_dataset(args.from_dataset)
+    args.corruptions = sorted(set(ds.distinct("corruption")) - {"none"})
+    args.severities = sorted(set(ds.distinct("severity")) - {0})
+    scored = {}
+    for line in open(args.log) if args.log else ():
+        m = re.search(r"(\S+) objects scored with (\S+): .* ([0-9.]+) s$", line.strip())
+        if m:
+            scored[f"{m[1]}/{m[2]}"] = float(m[3])
+    args.completed = {f"{k.split('/')[0]}_iqa_{k.split('/')[1]}" for k in scored} if args.log else None
+    return finish(ds, args, refs_counts(ds), {"detect": {}}, scored, time.perf_counter())
 
 
 def parse_args(argv=None):
@@ -325,6 +365,9 @@ def parse_args(argv=None):
     ap.add_argument("--data", default=IMAGES)
     ap.add_argument("--models", default=detectors.MODELS)
     ap.add_argument("--out", default=os.path.join(HERE, "results", "objects_real"))
+    ap.add_argument("--from-dataset", default=None, help="only the statistics of a dataset a run kept")
+    ap.add_argument("--note", default=None, help="a line for the report (what happened to the run)")
+    ap.add_argument("--log", default=None, help="with --from-dataset: that run's log, for its timings")
     args = ap.parse_args(argv)
     if args.quick:
         args.photos, args.images, args.corruptions, args.severities = 30, 4, "gaussian_blur,gaussian_noise", "3,5"
@@ -343,10 +386,13 @@ def main(argv=None):
     absent = detectors.missing(args.detectors, args.models)
     if absent:
         sys.exit(f"the detectors' files are not on disk: {absent} (set DNNIQA_MODELS)")
-    with tempfile.TemporaryDirectory(prefix="dnniqa-objects-real-") as folder:
-        args.folder = folder
-        ds, stats, facts = run(args)
-        ds.delete()
+    if args.from_dataset:
+        ds, stats, facts = from_dataset(args)
+    else:
+        with tempfile.TemporaryDirectory(prefix="dnniqa-objects-real-") as folder:
+            args.folder = folder
+            ds, stats, facts = run(args)
+            ds.delete()
     text = report(args, stats, facts["counts"], facts["took"], facts["scored"], facts["n_objects"],
                   facts["verdict"], facts["elapsed_s"])
     with open(args.out + ".md", "w") as f:
@@ -354,7 +400,7 @@ def main(argv=None):
     with open(args.out + ".json", "w") as f:
         json.dump({"args": {k: v for k, v in vars(args).items() if k != "folder"}, "statistics": stats, **facts,
                    "pseudo_ground_truth": f"D2Go on the clean photo, score >= {args.ref_score}"},
-                  f, indent=1, default=float)
+                  f, indent=1, default=lambda o: sorted(o) if isinstance(o, set) else float(o))
     print(text)
 
 

@@ -51,9 +51,11 @@ def test_misses_statistics_equal_sklearn_and_a_hand_stratification(smoke, detect
     if found.min() == found.max():
         pytest.skip(f"{detector} found every reference or none in this smoke run")
     assert st["quality"]["auroc"]["estimate"] == pytest.approx(roc_auc_score(found, q), abs=1e-9)
-    # the detector's score on its predictions: matched vs false, against sklearn
+    # the detector's score on its predictions: matched vs false, against sklearn (D2Go's
+    # predictions above its references' threshold may all match in this smoke run)
     conf = np.array(ds.values(f"{detector}.detections.confidence", unwind=True), float)
     matched = np.array([o == "tp" for o in ds.values(f"{detector}.detections.eval_{detector}", unwind=True)], float)
+    assert detector == "d2go" or 0 < matched.sum() < len(matched), "FastestDet both matches and errs"
     if 0 < matched.sum() < len(matched):
         got = stats[detector]["pred"]["detector score"]["quality"]["auroc"]["estimate"]
         assert got == pytest.approx(roc_auc_score(matched, conf), abs=1e-9)
