@@ -157,3 +157,20 @@ def test_an_empty_view_is_refused_and_leaves_no_run(three):
     with pytest.raises(ValueError, match="no samples"):
         dq.compute_quality(three.limit(0), "entropy", shards=2)
     assert three.list_runs() == []
+
+
+def test_a_detection_field_as_label_field_says_to_pass_classes(imagenet_files, make_dataset):
+    boxes = fo.Detections(detections=[fo.Detection(label="goldfish", bounding_box=[.1, .1, .5, .5])])
+    ds = make_dataset(imagenet_files[:1], boxes=[boxes])
+    with pytest.raises(ValueError, match=r"label_field 'boxes' holds objects \(Detections\), not one label per "
+                                         r"image: pass the task's classes as metric_options=\{'classes'"):
+        P.plan_quality(ds, "aligned_task", label_field="boxes", device="cpu")
+    plan = P.plan_quality(ds, "aligned_task", device="cpu", metric_options={"classes": ["goldfish", "tench"]})
+    assert plan.metrics[0].classes == ["goldfish", "tench"]
+
+
+def test_a_pyiqa_metric_is_checked_by_its_network_s_signature():
+    pytest.importorskip("pyiqa")
+    assert option_problem("ssim", {"test_y_channel": True, "max_side": 512}) is None
+    assert "'ssim' has no option 'test_y_chanel' (did you mean 'test_y_channel'?)" in option_problem(
+        "ssim", {"test_y_chanel": True})

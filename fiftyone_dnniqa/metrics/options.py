@@ -56,12 +56,13 @@ def _pyiqa_parameters(name: str) -> Tuple[Dict[str, inspect.Parameter], bool]:
     named.pop("name")
     named.update({k: inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY) for k in _PYIQA_OWN})
     try:  # deferred: importing pyiqa's networks takes seconds, and only options of its metrics need it
-        from pyiqa.archs import ARCH_REGISTRY, _lazy_import_arch
+        import pyiqa
 
+        archs = pyiqa.archs
         network = pyiqa_configs()[name]["metric_opts"]["type"]
-        if network not in ARCH_REGISTRY:
-            _lazy_import_arch(network)
-        arch_named, arch_any = _parameters(ARCH_REGISTRY.get(network))
+        if network not in archs.ARCH_REGISTRY:
+            archs._lazy_import_arch(network)
+        arch_named, arch_any = _parameters(archs.ARCH_REGISTRY.get(network))
     except Exception:  # pyiqa's internals moved: let pyiqa itself judge the options
         return named, True
     named.update(arch_named)

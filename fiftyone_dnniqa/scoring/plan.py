@@ -273,6 +273,10 @@ def prepare_labels(dataset, metrics, label_field) -> Optional[str]:
         path = label_field + ".label"
     elif isinstance(f, fo.StringField):
         path = label_field
+    elif getattr(f, "document_type", None) in (fo.Detections, fo.Polylines):
+        raise ValueError(f"label_field '{label_field}' holds objects ({f.document_type.__name__}), not one "
+                         f"label per image: pass the task's classes as metric_options={{'classes': [...]}}, "
+                         f"or patches_field='{label_field}' to rate each object against its own label")
     else:
         raise ValueError(f"label_field '{label_field}' must be a Classification or string field, "
                          f"not {type(f).__name__}")
