@@ -4,6 +4,8 @@ and its callbacks executed through FiftyOne's operator machinery as the App call
 import copy
 import json
 import os
+import re
+import uuid
 
 import numpy as np
 import pydash
@@ -65,15 +67,16 @@ class FakeApp:
     def __init__(self, dataset, view=None, state=None):
         self.dataset = dataset
         self.view = view if view is not None else dataset.view()
-        self.state = copy.deepcopy(state or {})
+        self.panel_id = f"qvp-test-{uuid.uuid4().hex[:8]}"
+        self.app_state = copy.deepcopy(state or {})
         self.data = {}
         self.output = None
         self.set_views = []
         self.requests = []
 
     def call(self, method, **event):
-        params = {"__method__": method, "panel_id": "qvp-test",
-                  "panel_state": copy.deepcopy(self.state), **event}
+        params = {"__method__": method, "panel_id": self.panel_id,
+                  "panel_state": copy.deepcopy(self.app_state), **event}
         result = foo.execute_operator(URI, ctx={"dataset": self.dataset, "view": self.view,
                                                "params": params})
         assert result.error is None, result.error
@@ -81,7 +84,7 @@ class FakeApp:
         for name, p in self.requests:
             if name == "patch_panel_state":
                 for k, v in p["state"].items():
-                    pydash.set_(self.state, k, v)
+                    pydash.set_(self.app_state, k, v)
             elif name == "patch_panel_data":
                 for k, v in p["data"].items():
                     pydash.set_(self.data, k, v)
@@ -95,13 +98,19 @@ class FakeApp:
     def names(self):
         return [n for n, _ in self.requests]
 
+    @property
+    def state(self):
+        """The state as the panel reads it: the App's panel state, with what the App's own
+        events (opening, view changes) computed over it (``P.SHOWN``)."""
+        return {**self.app_state, **(P.SHOWN.get(self.panel_id) or {})}
+
     def properties(self):
         return self.output["type"]["properties"]
 
     def rendered(self):
         """What the panel shows: the App renders lodash ``merge({}, state, data)``, which
         merges arrays index by index."""
-        return lodash_merge(lodash_merge({}, self.state), self.data)
+        return lodash_merge(lodash_merge({}, self.app_state), self.data)
 
     def user_changes(self, path, value, method):
         """The user edits an input: the App writes the whole form (what is rendered, the
@@ -109,7 +118,7 @@ class FakeApp:
         the input's callback with the path and value."""
         form = self.rendered()
         pydash.set_(form, path, value)
-        self.state = merge_replacing_arrays(self.state, form)
+        self.app_state = merge_replacing_arrays(self.app_state, form)
         return self.call(method, path=path, value=value)
 
 
@@ -239,7 +248,9 @@ def test_on_load_renders_table_and_plots(plugin, cls_ds):
     P.CACHE.clear()
     app = FakeApp(cls_ds)
     app.call("on_load")
-    assert app.names() == ["patch_panel_state", "patch_panel_data", "show_panel_output"]
+    # issue 28, item 2: an event the App fires by itself writes no panel state (the App
+    # would reset its view and drop the user's sidebar filters)
+    assert app.names() == ["patch_panel_data", "show_panel_output"]
     st = app.state
     assert st["target"] == "eval:correct" and st["fields"] == ["iqa_entropy"]
     assert st["field"] == "iqa_entropy" and st["message"] is None
@@ -665,3 +676,75 @@ def test_the_header_says_what_accuracy_to_expect(plugin, cls_ds):
     app = FakeApp(cls_ds)
     app.call("on_load")
     assert "for a held-out half of this view (20 samples)" in app.state["summary"]["expected"]
+
+
+NUM = r"-?\d+\.\d{3}"
+#: an interval cell as the panel's tables show it: three decimals, on one line
+INTERVAL = re.compile(rf"^{NUM}\u00a0\[{NUM},\u00a0{NUM}\]$")
+NOT_AVAILABLE = re.compile(r"^n/a(\u00a0\([^()]+\))?$")
+
+
+def _cells(rows):
+    return [v for r in rows for v in r.values() if isinstance(v, str)]
+
+
+def test_one_number_format_in_the_panel(plugin, cls_ds):
+    """Issue 28, item 11: every statistic the panel shows has three decimals, intervals
+    included, on one line (non-breaking spaces); a missing one reads "n/a (why)", never
+    "nan"; no scientific notation. The numbers are scipy's."""
+    ds = cls_ds.clone()
+    try:
+        ds.set_values("flat", [0.5] * len(ds))  # a constant field: its correlations are n/a
+        P.CACHE.clear()
+        app = FakeApp(ds)
+        app.call("on_load")
+        app.user_changes("fields", ["iqa_entropy", "flat"], "on_change_fields")
+        app.user_changes("slice_by", "tags", "on_change_slice")
+        rows = {r["field"]: r for r in app.data["ranking"]}
+        q, c = (np.asarray(ds.values(f), float) for f in ("iqa_entropy", "eval"))
+        hib = bool(ds.get_run_info("iqa_entropy").config.higher_is_better)
+        rho = scipy.stats.spearmanr(q if hib else -q, c)[0]
+        assert rows["iqa_entropy"]["spearman"].split("\u00a0")[0] == f"{rho:.3f}"
+        for col in ("spearman", "kendall", "pearson", "auroc"):
+            assert INTERVAL.match(rows["iqa_entropy"][col]), rows["iqa_entropy"][col]
+        for col in ("spearman", "kendall", "pearson"):  # (its AUROC is 0.5: every pair tied)
+            assert NOT_AVAILABLE.match(rows["flat"][col]) and "(" in rows["flat"][col], rows["flat"][col]
+        cells = _cells(app.data["ranking"]) + _cells(app.data["slices"])
+        assert not [v for v in cells if "nan" in v.lower() or re.search(r"\de[+-]\d", v)], cells
+        assert INTERVAL.match(app.data["slices"][0]["target"]), app.data["slices"][0]
+        # hover texts of the curve and the drill-down's label: the same format
+        texts = [t for trace in app.data["curve"] for t in trace.get("text") or []]
+        assert texts and all(re.search(rf"accuracy {NUM} \[{NUM}, {NUM}\]$", t) for t in texts), texts
+        assert all(re.match(rf"^\[{NUM}, {NUM}[\])]: n=\d+, ", t) for t in texts), texts
+        expected = app.state["summary"]["expected"]
+        assert re.search(rf"alone: {NUM} \[{NUM}, {NUM}\]", expected) and "e+" not in expected, expected
+    finally:
+        ds.delete()
+
+
+def test_sidebar_filters_stay_and_the_numbers_describe_them(plugin, cls_ds):
+    """Issue 28, item 2: with sidebar filters (the App sends them beside the view), opening
+    the panel and each view change describe the filtered samples, and write no panel state
+    and no view: the App answered a panel-state write by resetting its view and dropping
+    the filters (a real browser shows it in test_browser_filters)."""
+    hib = bool(cls_ds.get_run_info("iqa_entropy").config.higher_is_better)
+    panel, panel_id = foo.get_operator(URI), f"qvp-filters-{uuid.uuid4().hex[:8]}"
+    P.CACHE.clear()
+    for method, n in (("on_load", 20), ("on_change_view", 12)):
+        labels = sorted(cls_ds.values("ground_truth.label"))[:n]
+        filters = {"ground_truth.label": {"values": labels, "exclude": False, "isMatching": True}}
+        keep = np.isin(cls_ds.values("ground_truth.label"), labels)
+        q, c = (np.asarray(cls_ds.values(f), float)[keep] for f in ("iqa_entropy", "eval"))
+        rho = scipy.stats.spearmanr(q if hib else -q, c)[0]
+        executor = Executor()
+        panel.execute(ExecutionContext(request_params={
+            "dataset_name": cls_ds.name, "view": [], "filters": filters,
+            "params": {"__method__": method, "panel_id": panel_id, "panel_state": {}, "value": filters},
+        }, executor=executor))
+        requests = {r.operator_uri: r.params for r in executor._requests}
+        assert set(requests) == {"patch_panel_data", "show_panel_output"}, method
+        (row,) = requests["patch_panel_data"]["data"]["ranking"]
+        assert row["n"] == keep.sum() == n
+        assert row["spearman"].split("\u00a0")[0] == f"{rho:.3f}"
+        header = requests["show_panel_output"]["output"]["type"]["properties"]["header"]["default"]
+        assert header.startswith(f"**{n}** samples in the view, **{n}** with a target"), header

@@ -75,3 +75,25 @@ def test_object_mode_relates_each_objects_quality_to_found_or_missed(detected):
     # back to images
     app.user_changes("mode", "images", "on_change_mode")
     assert app.state["mode"] == "images" and "ranking" in app.properties()
+
+
+def test_image_mode_offers_the_object_runs_per_image_means(detected):
+    """Issue 28, item 10: with object runs only, image mode ranks the per-image mean and
+    minimum an object run writes (no "Nothing to show yet"), in the run's direction."""
+    P.CACHE.clear()
+    app = FakeApp(detected)
+    app.call("on_load")
+    assert app.state.get("message") is None, app.state.get("message")
+    assert app.state["fields"] == ["ground_truth_q", "ground_truth_q_min"]
+    app.user_changes("target", "det:recall", "on_change_target")
+    rows = {r["field"]: r for r in app.data["ranking"]}
+    assert set(rows) == {"ground_truth_q", "ground_truth_q_min"}
+    # oracle: each image's recall from the evaluation's counts, its objects' scores by numpy
+    tp, fn = (np.array(detected.values(f"det_{k}"), float) for k in ("tp", "fn"))
+    per_image = [np.array(v, float) for v in detected.values("ground_truth.detections.q")]
+    hib = detected.get_run_info("ground_truth_q").config.higher_is_better
+    for field, agg in (("ground_truth_q", np.mean), ("ground_truth_q_min", np.min)):
+        q = np.array([agg(v) for v in per_image])
+        rho = scipy.stats.spearmanr(q if hib else -q, tp / (tp + fn))[0]
+        assert float(rows[field]["spearman"].split()[0]) == pytest.approx(rho, abs=5e-4), field
+        assert rows[field]["direction"] == ("higher" if hib else "lower")  # known, not "(assumed)"

@@ -25,14 +25,16 @@ import pandas as pd
 import fiftyone as fo
 from fiftyone import ViewField as F
 
+from ..scoring.patch_plan import min_field_for
 from .correlation import rank_fields
 from .fields import field_higher_is_better, quality_fields
 from .grouping import binned_performance
+from .objects import object_quality_runs
 from .targets import BINARY_KINDS, get_target, pick_target, to_floats
 
 __all__ = [
     "NoQualityFieldsError", "panel_statistics", "bin_view", "bin_id", "parse_bin_id", "outcome_view", "quality_fields",
-    "numeric_fields", "TARGET_LABELS",
+    "numeric_fields", "object_mean_fields", "rankable_fields", "TARGET_LABELS",
 ]
 
 #: bootstrap resamples used by the panel (the library's default is 1000)
@@ -72,10 +74,32 @@ def numeric_fields(samples) -> List[str]:
     return out
 
 
+def object_mean_fields(samples) -> List[str]:
+    """The per-image aggregates that object runs write and that still exist: each run's
+    mean over an image's scored objects (the run key), then their minimum (``<key>_min``).
+    Quality of whole images in the panel's image mode even when only objects were scored."""
+    ds = samples._root_dataset
+    out = []
+    for run in object_quality_runs(ds):
+        out += [f for f in (run["key"], min_field_for(run["key"])) if ds.has_sample_field(f)]
+    return out
+
+
+def rankable_fields(samples) -> List[str]:
+    """What the panel's image mode ranks by default: the image quality fields, then the
+    per-image aggregates of the object runs (all there is after object runs only)."""
+    qf = quality_fields(samples)
+    return qf + [f for f in object_mean_fields(samples) if f not in qf]
+
+
 def direction(samples, field) -> Tuple[bool, bool]:
-    """(higher_is_better, known): from the field's quality run, else assumed True."""
+    """(higher_is_better, known): from the field's quality run (for an object run's
+    per-image minimum, that run's), else assumed True."""
     hib = field_higher_is_better(samples, field)
-    return (True, False) if hib is None else (hib, True)
+    if hib is None and field.endswith("_min"):
+        hib = {min_field_for(r["key"]): r["higher_is_better"]
+               for r in object_quality_runs(samples)}.get(field)
+    return (True, False) if hib is None else (bool(hib), True)
 
 
 def _finite_list(a) -> list:
@@ -152,7 +176,8 @@ def panel_statistics(view, fields: Optional[Sequence[str]] = None, eval_key: Opt
 
     Args:
         view: a dataset or view (its evaluation gives the target).
-        fields: quality fields to rank (default: every quality run's field).
+        fields: quality fields to rank (default: every quality run's field; with only
+            object runs, their per-image means and minima).
         eval_key, kind: the target (see :func:`~fiftyone_dnniqa.performance.get_target`;
             default: the most recent evaluation and its default kind).
         field: the field whose plots are returned at the top level (default: the
@@ -177,7 +202,7 @@ def panel_statistics(view, fields: Optional[Sequence[str]] = None, eval_key: Opt
     """
     t0 = time.perf_counter()
     ti, kind = _resolve_target(view, eval_key, kind)
-    fields = list(dict.fromkeys(fields)) if fields else quality_fields(view)
+    fields = list(dict.fromkeys(fields)) if fields else rankable_fields(view)
     if field is not None and field not in fields:
         fields.append(field)
     if not fields:

@@ -10,7 +10,7 @@ from typing import Optional
 import fiftyone.operators.types as types
 
 from ..analysis.objects import SIDES, object_bin_view, object_quality_runs, object_statistics
-from ..analysis.results import fmt_ci, fmt_short
+from ..analysis.results import fmt, fmt_ci, fmt_size
 from ..analysis.targets import list_targets
 
 __all__ = ["MODES", "object_choices", "object_data", "object_bin_of_click", "render_objects"]
@@ -29,10 +29,23 @@ def object_choices(dataset) -> dict:
     return {"runs": [r["key"] for r in runs], "evals": evals} if runs and evals else {}
 
 
+def _ci(d, reason=None) -> str:
+    """An estimate dict (``estimate``, ``ci_low``, ``ci_high``, maybe ``note``) in the one
+    number format; "n/a (why)" when there is no estimate."""
+    return fmt_ci(d.get("estimate"), d.get("ci_low"), d.get("ci_high"), reason=d.get("note") or reason)
+
+
 def _pair_row(name, stats):
     s, a = stats["spearman"], stats["auroc"]
-    return {"score": name, "spearman": fmt_ci(s["estimate"], s["ci_low"], s["ci_high"]),
-            "auroc": fmt_ci(a["estimate"], a["ci_low"], a["ci_high"]), "n": s["n"]}
+    return {"score": name, "spearman": _ci(s, "too few objects"), "auroc": _ci(a, "one outcome only"),
+            "n": s["n"]}
+
+
+def _stratum_row(r, unit) -> dict:
+    """One size stratum: its box areas as plain numbers, its rate and quality's AUROC."""
+    return {"size": f"{fmt_size(r['area_lo'])} to {fmt_size(r['area_hi'])} {unit}", "n": r["n"],
+            "rate": fmt_ci(r["rate"], r["ci_low"], r["ci_high"]),
+            "auroc": _ci(r["auroc"], "one outcome only")}
 
 
 def object_data(view, run_key: str, eval_key: Optional[str]) -> dict:
@@ -49,16 +62,13 @@ def object_data(view, run_key: str, eval_key: Optional[str]) -> dict:
     correct, error, rate = SIDES[side]
     given = st["given_size"]
     quality_row = {**_pair_row(f"{run['attribute']} (quality)", st["quality"]),
-                   "given_size": fmt_ci(given.get("estimate"), given.get("ci_low"), given.get("ci_high"))}
+                   "given_size": _ci(given, "no stratum holds both outcomes")}
     table = [quality_row, {**_pair_row("box area", st["size"]), "given_size": ""}]
-    strata = [{"size": f"{fmt_short(r['area_lo'])}..{fmt_short(r['area_hi'])} {st['area_unit']}", "n": r["n"],
-               "rate": fmt_ci(r["rate"], r["ci_low"], r["ci_high"]),
-               "auroc": fmt_ci(r["auroc"]["estimate"], r["auroc"]["ci_low"], r["auroc"]["ci_high"])}
-              for r in st["strata"] if r["n"]]
+    strata = [_stratum_row(r, st["area_unit"]) for r in st["strata"] if r["n"]]
     rows = [b for b in st["bins"] if b["n"]]
     last = len(st["bins"]) - 1
     ids = [json.dumps([b["lo"], b["hi"], i == last]) for i, b in enumerate(st["bins"]) if b["n"]]
-    figure = {"type": "bar", "x": [f"{fmt_short(b['lo'])}..{fmt_short(b['hi'])}" for b in rows],
+    figure = {"type": "bar", "x": [f"{fmt(b['lo'])} to {fmt(b['hi'])}" for b in rows],
               "y": [b["mean_target"] for b in rows], "ids": ids, "marker": {"color": "#FF6D04"},
               "error_y": {"type": "data", "symmetric": False,
                           "array": [b["ci_high"] - b["mean_target"] for b in rows],

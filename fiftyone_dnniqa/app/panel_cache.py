@@ -1,5 +1,7 @@
 """The statistics cache of the "Quality vs Performance" panel: a small LRU keyed by the
-view, its latest modification, the fields, the target and the panel's settings."""
+view, its latest modification, the fields, the target and the panel's settings; and
+:class:`PanelState`, which keeps the App's own events (opening, view and filter changes)
+from writing the panel's state."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from bson import json_util
 
 from ..analysis.panel_stats import BINS, HIST_BINS, MAX_POINTS, N_BOOT
 
-__all__ = ["CACHE", "cache_key"]
+__all__ = ["CACHE", "cache_key", "PanelState", "SHOWN", "QUIET_EVENTS"]
 
 
 class _LRU:
@@ -66,3 +68,49 @@ def cache_key(view, fields, eval_key, kind) -> str:
              list(fields or []), eval_key, kind, N_BOOT, BINS, HIST_BINS, MAX_POINTS]
     raw = json_util.dumps(parts, sort_keys=True)
     return hashlib.sha1(raw.encode()).hexdigest()
+
+
+#: the events the App fires by itself: a panel opening, a change of view or of sidebar filters
+QUIET_EVENTS = frozenset({"on_load", "on_change_view"})
+#: per panel id, what those events computed (read over the App's panel state)
+SHOWN = _LRU(size=64)
+
+
+class PanelState:
+    """The panel's state as the panel reads and writes it.
+
+    An event the App fires by itself (:data:`QUIET_EVENTS`) writes nothing to the App's
+    panel state: in the App (FiftyOne 1.22) a panel-state write answering a view change
+    makes the App reset its view, and the user's sidebar filters with it, about a second
+    later (and the reset fires the next view change: a loop). Those events keep what they
+    computed in :data:`SHOWN`, for this panel, which reads over the App's state; an event
+    from the user's own input writes the App's state as before and drops those keys from
+    :data:`SHOWN`.
+    """
+
+    def __init__(self, ctx):
+        self._state = ctx.panel.state
+        self._id = ctx.panel.id or "panel"
+        self.quiet = ctx.params.get("__method__") in QUIET_EVENTS
+
+    def _memo(self) -> dict:
+        return SHOWN.get(self._id) or {}
+
+    def get(self, key, default=None):
+        memo = self._memo()
+        return memo[key] if key in memo else self._state.get(key, default)
+
+    def set(self, key, value=None):
+        update = dict(key) if isinstance(key, dict) else {key: value}
+        memo = dict(self._memo())
+        if self.quiet:
+            memo.update(update)
+        else:
+            self._state.set(update)
+            for k in update:
+                memo.pop(k, None)
+        SHOWN.put(self._id, memo)
+
+    def app_state(self, key, default=None):
+        """What the App's own panel state holds for ``key`` (not the memo)."""
+        return self._state.get(key, default)

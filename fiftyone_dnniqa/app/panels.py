@@ -3,7 +3,9 @@
 
 Inputs live in panel state, plots and table in panel data; an in-process cache keyed by
 view, fields and target saves recomputation on re-renders and view round trips; the
-callbacks set the App's view.
+callbacks set the App's view. The panel's numbers describe the App's view with its sidebar
+filters, and the events the App fires by itself write no panel state
+(:class:`~.panel_cache.PanelState`), which would make the App drop those filters.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from bson import json_util
 
 from ..analysis.breakdowns import SLICES, available_slices, cause_sentence, cause_summary, slice_table
 from ..analysis.expectation import expectation_sentence, expected_view_accuracy
-from ..analysis.fields import quality_fields
 from ..analysis.panel_stats import (
     N_BOOT,
     TARGET_LABELS,
@@ -28,17 +29,18 @@ from ..analysis.panel_stats import (
     outcome_view,
     panel_statistics,
     parse_bin_id,
+    rankable_fields,
 )
-from ..analysis.results import fmt_short
+from ..analysis.results import fmt
 from ..analysis.targets import NoEvaluationError, get_target, list_targets
 from ..scoring import list_quality_run_statuses
 from .object_panel import object_choices, object_data, render_objects, show_bin
-from .panel_cache import CACHE, cache_key
+from .panel_cache import CACHE, SHOWN, PanelState, cache_key
 from .plots import plot_traces
 from .view_operators import evaluable_fields
 from .sharding import PLUGIN_NAME
 
-__all__ = ["QualityPerformancePanel", "PANELS", "CACHE", "cache_key"]
+__all__ = ["QualityPerformancePanel", "PANELS", "CACHE", "SHOWN", "cache_key", "unwrapped"]
 
 #: the operator behind the panel's "Quality bins in Model Evaluation" button
 ADD_SCENARIO_URI = f"{PLUGIN_NAME}/add_quality_scenario"
@@ -60,12 +62,29 @@ def run_rows(dataset) -> list:
             for key, r in list_quality_run_statuses(dataset).items()]
 
 
+NBSP = "\u00a0"
+
+
+def unwrapped(rows) -> list:
+    """Table rows whose intervals ("0.738 [0.623, 0.887]") and reasons ("n/a (one
+    class)") keep to one line in the App's tables: their spaces made non-breaking."""
+    return [{k: v.replace(" ", NBSP) if isinstance(v, str) and ("[" in v or v.startswith("n/a")) else v
+             for k, v in r.items()} for r in rows]
+
+
 def _show(ctx, state_update, data):
     """Replaces what the panel shows. The App renders lodash ``merge(state, data)``, which
     merges arrays index by index, and its form copies what it renders into the state when
     an input changes: so every new table and plot clears the state's copy of the old one
     (else a shorter table keeps the old table's last rows, and a plot its old points)."""
-    ctx.panel.state.set({**state_update, **{k: None for k in _EMPTY_DATA}})
+    state = PanelState(ctx)
+    if state.quiet:  # the App's copies of old tables, if any, are cleared in its own state
+        stale = {k: None for k in _EMPTY_DATA if state.app_state(k) is not None}
+        if stale:
+            ctx.panel.state.set(stale)
+        state.set(state_update)
+    else:
+        state.set({**state_update, **{k: None for k in _EMPTY_DATA}})
     ctx.panel.data.set({**data, "runs": run_rows(ctx.dataset)})
 
 
@@ -79,7 +98,7 @@ def _context_view(ctx):
     """During a drill-down the panel keeps describing the view it started from, with the
     drilled samples highlighted: that view and the drill-down's record, or ``(None, None)``
     (also when the user has since moved to another view, which ends the drill-down)."""
-    state = ctx.panel.state
+    state = PanelState(ctx)
     base, drill = state.get("base_view"), state.get("drill")
     if not base or not drill:
         return None, None
@@ -151,13 +170,14 @@ class QualityPerformancePanel(foo.Panel):
     # -- events --------------------------------------------------------------
 
     def on_load(self, ctx):
+        SHOWN.put(ctx.panel.id or "panel", {})  # a panel (re)opened: what the App holds counts
         self._refresh(ctx, force=True)
 
     def on_change_view(self, ctx):
         self._refresh(ctx)
 
     def on_change_dataset(self, ctx):
-        ctx.panel.state.set({"target": None, "fields": None, "field": None, "stats_key": None})
+        PanelState(ctx).set({"target": None, "fields": None, "field": None, "stats_key": None})
         self._refresh(ctx, force=True)
 
     def on_change_target(self, ctx):
@@ -174,23 +194,23 @@ class QualityPerformancePanel(foo.Panel):
         self._refresh(ctx, field=ctx.params.get("value"))
 
     def on_change_mode(self, ctx):
-        ctx.panel.state.set("mode", ctx.params.get("value") or "images")
+        PanelState(ctx).set("mode", ctx.params.get("value") or "images")
         self._refresh(ctx, force=True)
 
     def on_change_object_run(self, ctx):
-        ctx.panel.state.set("object_run", ctx.params.get("value"))
+        PanelState(ctx).set("object_run", ctx.params.get("value"))
         self._refresh(ctx, force=True)
 
     def on_click_object_bars(self, ctx):
         view = show_bin(ctx.view if _context_view(ctx)[0] is None else _context_view(ctx)[0],
-                        ctx.panel.state.get("object_summary") or {}, _event_args(ctx))
+                        PanelState(ctx).get("object_summary") or {}, _event_args(ctx))
         if view is None:
             ctx.ops.notify("Could not tell which bin was clicked", variant="warning")
             return
         self._drill_down(ctx, view, None, f"{len(view)} objects of the clicked quality bin")
 
     def on_change_slice(self, ctx):
-        ctx.panel.state.set("slice_by", ctx.params.get("value") or "none")
+        PanelState(ctx).set("slice_by", ctx.params.get("value") or "none")
         self._refresh(ctx, force=True)
 
     def on_click_curve(self, ctx):
@@ -217,13 +237,13 @@ class QualityPerformancePanel(foo.Panel):
                            f"{t.eval_key}: {TARGET_LABELS.get(k, k)} ({t.type}, {t.pred_field})")
                           for t in targets for k in t.kinds]
         default_target = _target_value(targets[0].eval_key, targets[0].default_kind) if targets else None
-        qf = quality_fields(ds)
-        others = [f for f in numeric_fields(ds) if f not in qf]
+        quality = rankable_fields(ds)  # image runs, then the object runs' per-image means
+        others = [f for f in numeric_fields(ds) if f not in quality]
         return {"targets": target_choices, "default_target": default_target,
-                "quality": qf, "fields": qf + others}
+                "quality": quality, "fields": quality + others}
 
     def _refresh(self, ctx, force=False, target=None, fields=None, field=None):
-        state = ctx.panel.state
+        state = PanelState(ctx)
         if state.get("mode") == "objects" and object_choices(ctx.dataset):
             self._refresh_objects(ctx, target or state.get("target"))
             return
@@ -296,12 +316,12 @@ class QualityPerformancePanel(foo.Panel):
                 "bins": {k: (f.get("bins") if f else None) for k, f in figs.items()},
             },
         })
-        _show(ctx, update, {"ranking": stats["table"], "slices": slices,
+        _show(ctx, update, {"ranking": unwrapped(stats["table"]), "slices": unwrapped(slices),
                             **{k: (f["data"] if f else []) for k, f in figs.items()}})
 
     def _refresh_objects(self, ctx, target):
         """Object mode: the chosen object run against the chosen detection evaluation."""
-        state, ch = ctx.panel.state, object_choices(ctx.dataset)
+        state, ch = PanelState(ctx), object_choices(ctx.dataset)
         run = state.get("object_run") if state.get("object_run") in ch["runs"] else ch["runs"][0]
         eval_key = _parse_target(target)[0]
         eval_key = eval_key if eval_key in ch["evals"] else ch["evals"][0]
@@ -314,13 +334,14 @@ class QualityPerformancePanel(foo.Panel):
             _show(ctx, {**update, "object_summary": None, "object_message": str(e)}, _EMPTY_DATA)
             return
         _show(ctx, {**update, "object_summary": data["summary"], "object_message": None},
-              {"object_table": data["table"], "object_strata": data["strata"], "object_bars": data["bars"]})
+              {"object_table": unwrapped(data["table"]), "object_strata": unwrapped(data["strata"]),
+               "object_bars": data["bars"]})
 
     def _show_bin(self, ctx, plot):
         args = _event_args(ctx)
         spec = parse_bin_id(args.get("id"))
         if spec is None:  # fall back on the point index and the bins in state
-            bins = (ctx.panel.state.get("summary") or {}).get("bins", {}).get(plot) or []
+            bins = (PanelState(ctx).get("summary") or {}).get("bins", {}).get(plot) or []
             idx = args.get("idx")
             if isinstance(idx, int) and 0 <= idx < len(bins):
                 outcome = args.get("trace") if plot == "histogram" and args.get("trace") in OUTCOMES else None
@@ -335,26 +356,26 @@ class QualityPerformancePanel(foo.Panel):
         origin, _ = _context_view(ctx)  # a second click drills from the same view
         origin = ctx.view if origin is None else origin
         view = bin_view(origin, field, float(lo), float(hi), bool(last))
-        summary = ctx.panel.state.get("summary") or {}
+        summary = PanelState(ctx).get("summary") or {}
         if outcome and summary.get("eval_key"):
             view = outcome_view(view, summary["eval_key"], summary["kind"], outcome)
-        label = (f"{field} in [{fmt_short(lo)}, {fmt_short(hi)}{']' if last else ')'}"
+        label = (f"{field} in [{fmt(float(lo))}, {fmt(float(hi))}{']' if last else ')'}"
                  + (f", {outcome} predictions" if outcome else ""))
         self._drill_down(ctx, view, {"bin": bin_id(field, lo, hi, last, outcome=outcome)}, label, origin)
 
     def _drill_down(self, ctx, view, highlight, label, origin=None):
         """Sets the App's view; keeps the view it came from (for the plots, which highlight
         the selection, and the Back button)."""
-        state = ctx.panel.state
+        state = PanelState(ctx)
         if not state.get("base_view"):
             state.set("base_view", json_util.dumps((origin or ctx.view)._serialize()))
         state.set("drill", {"stages": _stages(view), "highlight": highlight, "label": label})
         ctx.ops.set_view(view)
 
     def on_click_back(self, ctx):
-        stages = ctx.panel.state.get("base_view")
-        ctx.panel.state.set("base_view", None)
-        ctx.panel.state.set("drill", None)
+        stages = PanelState(ctx).get("base_view")
+        PanelState(ctx).set("base_view", None)
+        PanelState(ctx).set("drill", None)
         if stages:
             ctx.ops.set_view(fo.DatasetView._build(ctx.dataset, json_util.loads(stages)))
 
@@ -362,7 +383,7 @@ class QualityPerformancePanel(foo.Panel):
 
     def render(self, ctx):
         panel = types.Object()
-        state = ctx.panel.state
+        state = PanelState(ctx)
         ch = self._choices(ctx)
         summary = state.get("summary") or {}
         layouts = summary.get("layouts") or {}

@@ -7,7 +7,7 @@ from typing import Dict, Optional
 import numpy as np
 
 from ..analysis.panel_stats import bin_id
-from ..analysis.results import fmt_short
+from ..analysis.results import fmt, fmt_ci, fmt_size
 from ..analysis.targets import to_floats
 
 
@@ -73,8 +73,8 @@ def _curve_figure(field, plots, stats, x_title, margin):
                 {"type": "scatter", "mode": "lines+markers", "name": tl, "x": x,
                  "y": [r["mean_target"] for r in rows], "ids": [bin_id(*b) for b in bins],
                  "marker": {"size": 9, "color": "#FF6D04"}, "line": {"color": "#FF6D04"},
-                 "text": [f"[{fmt_short(r['lo'])}, {fmt_short(r['hi'])}{']' if b[3] else ')'}: n={r['n']}, "
-                          f"{tl} {fmt_short(r['mean_target'])} [{fmt_short(r['ci_low'])}, {fmt_short(r['ci_high'])}]"
+                 "text": [f"[{fmt(r['lo'])}, {fmt(r['hi'])}{']' if b[3] else ')'}: n={fmt_size(r['n'])}, "
+                          f"{tl} {fmt_ci(r['mean_target'], r['ci_low'], r['ci_high'])}"
                           for r, b in zip(rows, bins)],
                  "hovertemplate": "%{text}<extra></extra>"},
             ],
