@@ -339,7 +339,11 @@ def from_dataset(args):
     args.corruptions = sorted(set(ds.distinct("corruption")) - {"none"})
     args.severities = sorted(set(ds.distinct("severity")) - {0})
     scored = {}
-    for line in open(args.log) if args.log else ():
+    lines = []
+    if args.log:
+        with open(args.log) as f:
+            lines = f.read().splitlines()
+    for line in lines:
         m = re.search(r"(\S+) objects scored with (\S+): .* ([0-9.]+) s$", line.strip())
         if m:
             scored[f"{m[1]}/{m[2]}"] = float(m[3])
