@@ -461,8 +461,8 @@ def verdict(r, default, args, task=None):
     own confidence."""
     summ = {label: sm for label, sm, _ in r["methods"]}
     rows = r["groups"][f"{default} (aligned)"]
-    m, n = np.array([x["measured"] for x in rows]), np.array([x["n"] for x in rows])
-    floor = float(np.mean(np.sqrt(2 / np.pi * m * (1 - m) / n)))
+    n = np.array([x["n"] for x in rows])
+    floor = noise_floor(rows)
     ens, own = summ[f"proxy ensemble, leave-one-out: {default}"], summ[
         "reference: ATC on the task model's own confidence"]
     out = []
@@ -489,12 +489,23 @@ def verdict(r, default, args, task=None):
     return out + [""]
 
 
+def noise_floor(rows):
+    """How far a perfect estimate of each group's expected accuracy lands from its measured
+    accuracy on average: the mean of sqrt(2/pi p(1-p)/n) over the groups ``rows``."""
+    m, n = np.array([x["measured"] for x in rows]), np.array([x["n"] for x in rows])
+    return float(np.mean(np.sqrt(2 / np.pi * m * (1 - m) / n)))
+
+
 #: what a fit reaching the target says: the shift is ... (see ``FITS``)
 REACHED_WHEN = {"all": "among the fitted families", "own": "itself labelled"}
 
 
-def limit_lines(sources, default):
-    """What the three fits say of the 0.04 target, for the estimators on ``aligned``."""
+def limit_lines(sources, default, floor=0.0):
+    """What the three fits say of the 0.04 target, for the estimators on ``aligned`` and on
+    the proxy pair; nothing is said of it where binomial noise alone (``floor``) exceeds it."""
+    if floor >= 0.04:
+        return [f"Groups this small are off by about {floor:.3f} from binomial noise alone: the fits cannot say "
+                "whether 0.04 is in reach."]
     out = []
     for est, on in [(e, q) for e in dict.fromkeys((default, ACC.DEFAULT_ESTIMATOR))
                     for q in ("aligned", "the proxy pair")]:
@@ -509,8 +520,8 @@ def limit_lines(sources, default):
                 REACHED_WHEN[f] for f in REACHED_WHEN if mae[f] <= 0.04)
         else:
             says = "0.04 is out of reach of one map from this proxy's confidence, however it is fitted"
-        out.append(f"`{est}` on {'`aligned`' if on == 'aligned' else on}: {mae['others']:.3f} without the family, {mae['all']:.3f} with every "
-                   f"family, {mae['own']:.3f} on the family alone: {says}.")
+        out.append(f"`{est}` on {'`aligned`' if on == 'aligned' else on}: {mae['others']:.3f} without the family, "
+                   f"{mae['all']:.3f} with every family, {mae['own']:.3f} on the family alone: {says}.")
     return out
 
 
@@ -519,7 +530,8 @@ def render(dev, test, meta, tasks, args, default, dev_scores, results, elapsed):
     corr = sorted(set(test["corruption"].tolist()) - {"clean"})
     extract_s = sum(v for k, v in meta.items() if k.endswith("extract_s"))
     md = ["# Accuracy of an unlabelled batch: estimators and intervals on held-out corruption families", "",
-          f"`python benchmarks/accuracy.py --arrays {' '.join(os.path.basename(p) for p in args.arrays)}` on "
+          f"`python benchmarks/accuracy.py --arrays {' '.join(os.path.basename(p) for p in args.arrays)}"
+          + (f" --stem {args.stem}" if args.stem != "accuracy" else "") + "` on "
           f"{platform.node() or 'this machine'} ({os.cpu_count()} CPU cores): evaluation {elapsed:.0f} s"
           + ("; scoring the arrays (`--extract`, one process per split, side by side, 1 thread each, on a "
              "host shared with other jobs) took " + " and ".join(
@@ -558,7 +570,8 @@ def render(dev, test, meta, tasks, args, default, dev_scores, results, elapsed):
                     "family (the protocol above), with every family (nothing left unseen), and on clean images "
                     "plus the estimated family alone (its shift labelled, as a user who labelled some images of "
                     "that condition could fit). MAE with bootstrap 95% intervals over groups."), ""]
-            md += sources_table(r["sources"]) + [""] + limit_lines(r["sources"], default) + [""]
+            md += sources_table(r["sources"]) + [""] + limit_lines(
+                r["sources"], default, noise_floor(r["groups"][f"{default} (aligned)"])) + [""]
     md += ["## Bootstrap intervals and the plot", "",
            "Each MAE and coverage above carries a bootstrap 95% interval over the held-out groups (1 group = "
            "1 resampling unit). The plot shows, per held-out group of the last task model, the estimate "

@@ -232,3 +232,14 @@ def test_an_interrupted_extraction_goes_on_from_its_file(tmp_path):
     for corruptions, nets in ((["snow"], {"m": None}), (["fog"], {"m": None, "other": None})):
         with pytest.raises(SystemExit, match="other corruptions or networks"):
             ACCB._resume(path, "test", corruptions, nets)
+
+
+def test_the_limit_lines_say_nothing_where_noise_alone_exceeds_the_target():
+    rows = [{"measured": 0.5, "n": 32}, {"measured": 0.9, "n": 250}]
+    floor = ACCB.noise_floor(rows)
+    assert floor == pytest.approx((np.sqrt(2 / np.pi * 0.25 / 32) + np.sqrt(2 / np.pi * 0.09 / 250)) / 2)
+    fits = {"doc_fit (aligned)": {"others": {"mae": 0.05}, "all": {"mae": 0.045}, "own": {"mae": 0.03}}}
+    (line,) = ACCB.limit_lines(fits, "doc_fit", floor=0.062)
+    assert line.startswith("Groups this small are off by about 0.062")
+    (line,) = ACCB.limit_lines(fits, "doc_fit", floor=0.022)
+    assert line.endswith("0.04 is reached only when the shift is itself labelled.")
