@@ -134,7 +134,11 @@ class AlignedMetric(QualityMetric):
             cropped as it was trained; in an ensemble of several recipes, the images
             arrive at native resolution (the longer side capped at
             :data:`NATIVE_MAX_SIDE_FACTOR` times the largest resize) and each proxy
-            resizes and crops them its own way, so that it sees what it sees alone
+            resizes and crops them its own way, so that it sees what it sees alone.
+            The engine batches only photos of one size then: on photos of mixed
+            sizes such an ensemble ran 5x slower than one of a single recipe
+            (``benchmarks/proxy_speed.py``); Lite0 and torchvision's MobileNetV2 or
+            ResNet-50 share one (resize 256, crop 224)
         weights (None): the user's weights file for ``proxy`` (a state dict saved
             with ``torch.save``, a checkpoint holding one, or TorchScript), or a list
             aligned with a list of proxies, ``None`` where a proxy keeps its standard
