@@ -111,6 +111,10 @@ def test_the_proxy_goes_to_the_metrics_that_take_one():
     if "weights" in inspect.signature(A.AlignedMetric).parameters:
         assert metric_options_with_proxy(["aligned"], None, "torchvision:mobilenet_v2", "/w.pth") == {
             "proxy": "torchvision:mobilenet_v2", "weights": "/w.pth"}
+        # "none" keeps a proxy's standard weights inside an ensemble (the CLI's --weights none,mine.pth)
+        assert metric_options_with_proxy(["aligned"], None, "efficientnet_lite0,torchvision:mobilenet_v2",
+                                          ["none", "/w.pth"]) == {
+            "proxy": ["efficientnet_lite0", "torchvision:mobilenet_v2"], "weights": [None, "/w.pth"]}
     else:
         with pytest.raises(ValueError, match="takes no proxy weights file"):
             metric_options_with_proxy(["aligned"], None, "efficientnet_lite0", "/w.pth")

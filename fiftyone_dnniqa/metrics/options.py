@@ -192,13 +192,26 @@ def _as_list(value):
     return items[0] if len(items) == 1 else items
 
 
+#: a weights entry that names no file: that proxy's standard weights (``--weights none,mine.pth``)
+STANDARD_WEIGHTS = ("none", "default", "-")
+
+
+def _weights_entries(weights):
+    """Weights as given, with :data:`STANDARD_WEIGHTS` entries as None."""
+    if weights is None:
+        return None
+    items = [None if str(w).strip().lower() in STANDARD_WEIGHTS else w
+             for w in (weights if isinstance(weights, list) else [weights])]
+    return items if isinstance(weights, list) else items[0]
+
+
 def metric_options_with_proxy(names: Sequence[str], options: Optional[dict], proxy=None,
                               weights=None) -> Optional[dict]:
     """``options`` with the proxy network(s) and their weights added for every metric of
     ``names`` that takes a proxy (its ``proxy`` option, else its older ``backbone``). A
     list (or comma-separated text) of proxies is an ensemble; ``weights`` are paths, one
-    per proxy. Returns one dict for one metric, a dict keyed by metric name for several."""
-    proxy, weights = _as_list(proxy), _as_list(weights)
+    per proxy (``"none"`` for a proxy's standard weights). Returns one dict for one metric, a dict keyed by metric name for several."""
+    proxy, weights = _as_list(proxy), _weights_entries(_as_list(weights))
     names = list(names)
     if proxy is None and weights is None:
         return options
