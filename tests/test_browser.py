@@ -30,6 +30,8 @@ import fiftyone_dnniqa as dq
 from fiftyone_dnniqa.app import panels as P
 from fiftyone_dnniqa.app.plugin import install_plugin
 
+from doc_pictures import doc_picture
+
 CHROMIUM = os.environ.get("DNNIQA_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -203,6 +205,7 @@ def test_panel_renders_and_clicks_set_the_view(sync_playwright, demo_dataset, ap
         assert _grid_count(page) == 16
 
         _drill_into_the_tallest_wrong_bar_and_back(page, content, h, 16, tmp_path)
+        doc_picture(page, "panel")
         # "entry is loading": the App's router (its bundled index-*.js) read before a page
         # entry finished loading; seen once in CI under load, unrelated to the panel
         assert not [e for e in errors if e not in BENIGN_APP_ERRORS], errors
@@ -399,4 +402,48 @@ def test_the_panel_in_object_mode(sync_playwright, demo_dataset, app_server, tmp
         content.get_by_text("box area", exact=True).first.wait_for(timeout=60_000)
         content.locator("svg text", has_text="Recall by quality bin of iqa_entropy").first.wait_for(timeout=60_000)
         _save(page, tmp_path, "quality_vs_performance_objects.png")
+        doc_picture(page, "object-mode")
+        assert not [e for e in errors if e not in BENIGN_APP_ERRORS], errors
+
+
+def _filter_in_the_sidebar(page, field, value):
+    """Filters ``field``'s labels to ``value`` as a user does: expands the field in the
+    sidebar, types the value in its "+ filter by label" box and presses Enter."""
+    _dismiss(page)
+    page.locator(f'[data-cy="sidebar-field-arrow-enabled-{field}"]').first.click(timeout=60_000)
+    box = page.locator(f'[data-cy="categorical-filter-{field}.label"]')
+    search = box.locator(f'[data-cy="selector-sidebar-search-{field}.label"]')
+    search.click(timeout=60_000)
+    search.fill(value)
+    page.wait_for_timeout(1500)  # the App looks the value up before Enter can pick it
+    page.keyboard.press("Enter")
+
+
+@pytest.mark.xfail(strict=True, reason="issue 28 item 2 is not fixed yet: with no panel-state write from the "
+                   "App's own events the App still drops the filter (the data patch is the next suspect)")
+def test_a_sidebar_filter_stays_with_the_panel_open(sync_playwright, demo_dataset, app_server, tmp_path):
+    """Issue 28, item 2: with the panel open, a sidebar filter (scene = volcano, 8 of the 16
+    photos) stayed about a second, then the App reset its view to all 16. Now the grid
+    keeps the 8 samples while the panel answers several rounds of view events, and the
+    panel's count is the filtered view's."""
+    url, log_path = app_server
+    demo_dataset.set_values("scene", [fo.Classification(label="volcano" if i % 2 else "beach")
+                                      for i in range(len(demo_dataset))])
+    n = demo_dataset.count_values("scene.label")["volcano"]
+    assert 0 < n < len(demo_dataset)
+    with _app_page(sync_playwright, tmp_path, log_path, "sidebar_filter_failure.png") as (page, errors):
+        _open_panel(page, url, demo_dataset.name, PANEL_LABEL)
+        content = page.locator('[data-cy="panel-content-quality_vs_performance"]')
+        content.get_by_text(re.compile(r"^16 samples in the view")).wait_for(timeout=120_000)
+        _filter_in_the_sidebar(page, "scene", "volcano")
+        content.get_by_text(re.compile(rf"^{n} samples in the view, {n} with a target")).wait_for(timeout=120_000)
+        # the App used to reset the view within seconds of each panel answer: watch the grid
+        # and the panel over 40 reads (several rounds of the panel's answers)
+        seen = []
+        for _ in range(40):
+            seen.append((_grid_count(page), bool(content.get_by_text(
+                re.compile(rf"^{n} samples in the view")).count())))
+            page.wait_for_timeout(500)
+        _save(page, tmp_path, "sidebar_filter.png")
+        assert seen == [(n, True)] * 40, seen
         assert not [e for e in errors if e not in BENIGN_APP_ERRORS], errors

@@ -726,7 +726,7 @@ def test_sidebar_filters_stay_and_the_numbers_describe_them(plugin, cls_ds):
     """Issue 28, item 2: with sidebar filters (the App sends them beside the view), opening
     the panel and each view change describe the filtered samples, and write no panel state
     and no view: the App answered a panel-state write by resetting its view and dropping
-    the filters (a real browser shows it in test_browser_filters)."""
+    the filters (seen in Chromium; test_browser's sidebar-filter test is the whole check)."""
     hib = bool(cls_ds.get_run_info("iqa_entropy").config.higher_is_better)
     panel, panel_id = foo.get_operator(URI), f"qvp-filters-{uuid.uuid4().hex[:8]}"
     P.CACHE.clear()

@@ -81,8 +81,11 @@ class PanelState:
 
     An event the App fires by itself (:data:`QUIET_EVENTS`) writes nothing to the App's
     panel state: in the App (FiftyOne 1.22) a panel-state write answering a view change
-    makes the App reset its view, and the user's sidebar filters with it, about a second
-    later (and the reset fires the next view change: a loop). Those events keep what they
+    makes the App reset its view, and the user's sidebar filters with it, seconds later
+    (and the reset fires the next view change: a loop; measured in Chromium with a panel
+    whose on_change_view only sets one state key). This is necessary, not sufficient: the
+    panel's data patch (or its computation) still resets the filters in the browser test.
+    Those events keep what they
     computed in :data:`SHOWN`, for this panel, which reads over the App's state; an event
     from the user's own input writes the App's state as before and drops those keys from
     :data:`SHOWN`.

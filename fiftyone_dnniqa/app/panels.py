@@ -4,8 +4,9 @@
 Inputs live in panel state, plots and table in panel data; an in-process cache keyed by
 view, fields and target saves recomputation on re-renders and view round trips; the
 callbacks set the App's view. The panel's numbers describe the App's view with its sidebar
-filters, and the events the App fires by itself write no panel state
-(:class:`~.panel_cache.PanelState`), which would make the App drop those filters.
+filters; the events the App fires by itself write no panel state
+(:class:`~.panel_cache.PanelState`): such a write makes the App drop those filters. (That
+alone does not keep them yet: see test_browser's sidebar-filter test, issue 28 item 2.)
 """
 
 from __future__ import annotations
