@@ -19,8 +19,9 @@ from collections.abc import Callable
 
 import torch
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-MODELS = os.environ.get("DNNIQA_MODELS") or os.path.normpath(os.path.join(HERE, "..", "..", "shared", "models"))
+
+from sample_data import MODELS  # noqa: E402 (one home for the models folder)
+
 D2GO = "d2go_faster_rcnn_int8.pt"
 D2GO_CLASSES = "d2go_classes.txt"
 FASTESTDET = "fastestdet"

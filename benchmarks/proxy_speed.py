@@ -27,9 +27,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 import fiftyone_dnniqa as dq  # noqa: E402
 from fiftyone_dnniqa.core.images import prepare, read_image, to_float  # noqa: E402
 
-MODELS = os.environ.get("DNNIQA_MODELS") or os.path.normpath(os.path.join(HERE, "..", "..", "shared", "models"))
-PHOTOS = os.environ.get("DNNIQA_IMAGENET_SAMPLE") or os.path.normpath(
-    os.path.join(HERE, "..", "..", "shared", "data", "imagenet-sample"))
+from sample_data import IMAGENET_SAMPLE as PHOTOS, MODELS  # noqa: E402 (one home for both folders)
 MNV2 = os.path.join(MODELS, "mobilenet_v2_imagenet_float.pth")
 TV = "torchvision:mobilenet_v2"
 #: label -> create_metric options

@@ -29,6 +29,9 @@ sys.path.insert(0, os.path.dirname(HERE))
 IMAGENET_SAMPLE = os.environ.get("DNNIQA_IMAGENET_SAMPLE") or os.path.normpath(
     os.path.join(HERE, "..", "..", "shared", "data", "imagenet-sample"))
 IMAGES = os.path.join(IMAGENET_SAMPLE, "images")
+#: real model weights other than EfficientNet-Lite (MobileNetV2, D2Go, FastestDet): the folder
+#: named by $DNNIQA_MODELS, else the workspace's shared models folder beside the repository
+MODELS = os.environ.get("DNNIQA_MODELS") or os.path.normpath(os.path.join(HERE, "..", "..", "shared", "models"))
 
 #: a photo of the public sample: ``<wnid>_<class name>.JPEG``
 PHOTO = re.compile(r"^(n\d{8})_(.+)\.JPEG$")

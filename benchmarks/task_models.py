@@ -17,8 +17,9 @@ import os
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-MODELS = os.environ.get("DNNIQA_MODELS") or os.path.normpath(os.path.join(HERE, "..", "..", "shared", "models"))
+
+from sample_data import MODELS  # noqa: E402 (one home for the models folder)
+
 MOBILENET_V2 = "torchvision:mobilenet_v2=mobilenet_v2_imagenet_float.pth"
 PROXY = "efficientnet_lite0"
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
