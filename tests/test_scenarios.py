@@ -203,9 +203,9 @@ def test_explicit_thresholds(cls):
     t = float(np.sort(q)[30])  # a threshold on a sample's value: that sample is at or above it
     sc = dq.add_quality_scenario(cls, "eval", LOW, bins=[t, 0.2], name="dark thresholds")
     assert sc.edges == [0.2, t] and sc.name == "dark thresholds"
-    assert sc.subset_names == [f"1/3 worst quality: iqa_scn_dark >= {t:.4g}",
-                               f"2/3: 0.2 <= iqa_scn_dark < {t:.4g}",
-                               "3/3 best quality: iqa_scn_dark < 0.2"]
+    assert sc.subset_names == [f"1/3 worst quality: iqa_scn_dark >= {t:.3f}",
+                               f"2/3: 0.200 <= iqa_scn_dark < {t:.3f}",
+                               "3/3 best quality: iqa_scn_dark < 0.200"]
     data = _scenario_data(cls, "eval", sc.id)
     masks = [q >= t, (q >= 0.2) & (q < t), q < 0.2]
     assert masks[0].sum() == len(q) - 30
@@ -365,7 +365,7 @@ def test_operator_and_panel_button(cls, installed_plugin):
     assert result.error is None, result.error
     stored = ME.list_scenarios(cls)[result.result["id"]]
     assert stored["name"] == "from the operator"
-    assert result.result["subsets"][0] == "1/3 worst quality: iqa_scn_dark >= 0.5"
+    assert result.result["subsets"][0] == "1/3 worst quality: iqa_scn_dark >= 0.500"
     assert stored["subsets"] == S.quality_scenario(cls, "eval", LOW, [0.25, 0.5],
                                                    name="from the operator").subsets
     result = foo.execute_operator(f"{PLUGIN_NAME}/add_quality_scenario", ctx={
