@@ -34,9 +34,9 @@ from ..analysis.panel_stats import (
 )
 from ..analysis.results import fmt
 from ..analysis.targets import NoEvaluationError, get_target, list_targets
-from ..scoring import list_quality_run_statuses
 from .object_panel import object_choices, object_data, render_objects, show_bin
 from .panel_cache import CACHE, SHOWN, PanelState, cache_key
+from .panel_tables import run_rows, unwrapped
 from .plots import plot_traces
 from .view_operators import evaluable_fields
 from .sharding import PLUGIN_NAME
@@ -53,24 +53,6 @@ _EMPTY_DATA = {"ranking": [], "curve": [], "histogram": [], "scatter": [], "runs
 EVALUATE_URI = f"{PLUGIN_NAME}/evaluate_predictions"
 #: the operator behind the panel's "Compute image quality" button
 COMPUTE_URI = f"{PLUGIN_NAME}/compute_quality"
-
-
-def run_rows(dataset) -> list:
-    """The dataset's quality runs as the panel lists them: field, metric, status (and why
-    a run failed)."""
-    return [{"run": key, "metric": r["metric"] or "",
-             "status": f"{r['status']}: {r['error']}" if r["error"] else r["status"]}
-            for key, r in list_quality_run_statuses(dataset).items()]
-
-
-NBSP = "\u00a0"
-
-
-def unwrapped(rows) -> list:
-    """Table rows whose intervals ("0.738 [0.623, 0.887]") and reasons ("n/a (one
-    class)") keep to one line in the App's tables: their spaces made non-breaking."""
-    return [{k: v.replace(" ", NBSP) if isinstance(v, str) and ("[" in v or v.startswith("n/a")) else v
-             for k, v in r.items()} for r in rows]
 
 
 def _show(ctx, state_update, data):
