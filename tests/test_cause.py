@@ -18,7 +18,7 @@ from fiftyone_dnniqa.metrics.cause import (
     FAMILIES, FAMILY_OF, NONE, SHIPPED_HEAD, cause_features, cause_labels, image_statistics,
     load_cause_head, save_cause_head,
 )
-from fiftyone_dnniqa.metrics.cause_training import draw_recipes, fit_cause_head, low_light, targets
+from fiftyone_dnniqa.metrics.cause_training import draw_recipes, fit_cause_head, targets
 
 SPEC = InputSpec(resize=256, crop=224)
 
@@ -63,8 +63,8 @@ def label_sets(metric, x):
 
 
 def test_noise_in_low_light_gets_both_labels(cause, photos):
-    dark = label_sets(cause, low_light(photos, 4))
-    dark_noisy = label_sets(cause, corrupted(low_light(photos, 4), "gaussian_noise", 2))
+    dark = label_sets(cause, corrupted(photos, "low_light", 4))
+    dark_noisy = label_sets(cause, corrupted(corrupted(photos, "low_light", 4), "gaussian_noise", 2))
     assert sum("exposure" in s for s in dark) >= len(photos) - 2, dark
     assert all("noise" in s for s in dark_noisy), dark_noisy
     # measured: both labels on all 9 packaged photos (4 of 9 with the head of format 1,
@@ -106,7 +106,7 @@ def test_the_training_targets_follow_the_families():
 
 def test_image_statistics_see_darkness_and_blur(photos):
     stats = image_statistics(photos)
-    dark = image_statistics(low_light(photos, 4))
+    dark = image_statistics(corrupted(photos, "low_light", 4))
     blurred = image_statistics(corrupted(photos, "defocus_blur", 4))
     assert stats.shape == (len(photos), 13) and torch.isfinite(stats).all()
     assert (dark[:, 0] < stats[:, 0]).all()  # mean luminance

@@ -9,8 +9,8 @@ and saved as one safetensors file whose metadata holds its configuration. The sh
 head (:data:`SHIPPED_HEAD`) is trained by ``python benchmarks/train_cause_head.py``.
 
 ``compute_quality(view, "cause")`` stores a ``Classifications`` field: every family
-whose probability reaches the threshold, most likely first, or a single ``"none"``
-(confidence: one minus the largest family probability); and ``<field>_severity``.
+whose probability reaches the threshold, most likely first, or no label at all (an empty
+``Classifications``, severity 0) where none does; and ``<field>_severity``.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ FORMAT_VERSION = 2
 #: the degradation families, in the order of the head's outputs
 FAMILIES = ("blur", "noise", "compression", "exposure", "contrast_haze", "weather_occlusion",
             "low_resolution")
-#: the label stored when no family reaches the threshold
+#: what ``cause_labels`` calls an image in which no family reaches the threshold (stored as no label)
 NONE = "none"
 #: corruption name -> family. ``low_light`` is the camera suite's under-exposure with the
 #: sensor noise of its gain (:mod:`..corruptions.camera`); ``elastic_transform`` (a

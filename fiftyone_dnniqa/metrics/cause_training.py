@@ -23,12 +23,6 @@ from .backbones import load_backbone
 from .cause import FAMILIES, FAMILY_OF, CauseHead, CauseMetric, cause_features, save_cause_head
 from .training import seeded_standardised_head
 
-def low_light(x: torch.Tensor, severity: int, generator=None) -> torch.Tensor:
-    """``x`` (..., 3, H, W) in [0, 1] under-exposed at ``severity`` 1..5, with the sensor
-    noise of the gain: the camera suite's ``low_light`` (:mod:`...corruptions.camera`)."""
-    return apply_corruption(x, "low_light", severity, generator=generator)
-
-
 def corruptions_by_family(corruptions: Optional[Sequence[str]] = None) -> dict:
     """``{family: [corruption names]}`` of ``corruptions`` (default: every one with a family)."""
     names = list(FAMILY_OF) if corruptions is None else list(corruptions)
