@@ -76,7 +76,7 @@ def main(argv=None):
     base = len(images) / statistics.median(seconds["Lite0 (default)"])
     print(f"aligned on {len(images)} real photos, CPU, {args.threads} threads, batch {args.batch}, "
           f"median of {args.reps} interleaved runs (metric calls only)")
-    print(f"| proxy | input | batches | images/s | vs Lite0 |\n|---|---|---|---|---|")
+    print("| proxy | input | batches | images/s | vs Lite0 |\n|---|---|---|---|---|")
     for label, m in metrics.items():
         rate = len(images) / statistics.median(seconds[label])
         spec = m.input_spec
