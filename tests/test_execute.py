@@ -225,14 +225,22 @@ def test_many_metrics_return_a_dict_by_field_and_get_their_own_input_size(tmp_pa
     assert isinstance(one, dict) and list(one) == ["d"] and one["d"].num_scored == 3
 
 
-def test_an_empty_view_completes_and_creates_its_float_field(tmp_path, make_dataset, loader_spy):
+def test_an_empty_view_is_refused_and_leaves_nothing(tmp_path, make_dataset):
+    """Issue 28, item 8: no field and no run record for a view without samples."""
     ds = make_dataset(_gray(tmp_path, [10]))
+    with pytest.raises(ValueError, match="nothing to score"):
+        _run(ds.match({"filepath": "nowhere"}), Probe(), num_workers=2)
+    assert ds.get_field("q") is None and ds.list_runs() == []
+
+
+def test_nothing_left_to_score_completes_without_a_worker(tmp_path, make_dataset, loader_spy):
+    ds = make_dataset(_gray(tmp_path, [10]))
+    _run(ds, Probe())
     m = Probe()
-    res = _run(ds.match({"filepath": "nowhere"}), m, num_workers=2)
-    assert res.status == "completed" and (res.num_samples, res.num_todo, res.num_scored) == (0, 0, 0)
+    res = _run(ds, m, num_workers=2)
+    assert res.status == "completed" and (res.num_samples, res.num_todo) == (1, 0)
     assert res.images_per_s == 0.0 and res.config.num_workers == 2
-    assert isinstance(ds.get_field("q"), fo.FloatField) and ds.values("q") == [None]
-    assert m.batches == [] and loader_spy[0]["num_workers"] == 0  # no worker for no batch
+    assert m.batches == [] and loader_spy[-1]["num_workers"] == 0  # no worker for no batch
 
 
 def test_all_failed_still_gives_a_float_field(tmp_path, make_dataset):
