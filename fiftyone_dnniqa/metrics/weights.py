@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import pickle
 import shutil
 import sys
 import zipfile
@@ -180,13 +179,11 @@ def read_state_dict(path: str, architecture: str) -> Dict[str, torch.Tensor]:
         return state
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        if "unsupported global" not in str(e).lower():  # junk, not a class the safe reader refuses
-            raise ProxyWeightsError(path, architecture, "not a PyTorch weights file") from e
-        raise ProxyWeightsError(path, architecture, "holds pickled Python objects, not a state dict (loading "
-                                "it would run arbitrary code); save model.state_dict() with torch.save, or a "
-                                "TorchScript file, and give that") from e
-    except Exception as e:  # not a torch file at all: zip or pickle errors of every kind
+    except Exception as e:  # the safe reader refusing a class, or not a torch file at all
+        if "unsupported global" in str(e).lower():
+            raise ProxyWeightsError(path, architecture, "holds pickled Python objects, not a state dict "
+                                    "(loading it would run arbitrary code); save model.state_dict() with "
+                                    "torch.save, or a TorchScript file, and give that") from e
         raise ProxyWeightsError(path, architecture, f"not a PyTorch weights file ({type(e).__name__}: {e})") from e
     state = _tensor_dict(obj)
     if state is None:
