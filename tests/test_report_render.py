@@ -727,7 +727,7 @@ def _field_checks(bl, ds, view, field, worst, failures_by_path):
     assert bl[i + 1] == ("table", ["status", "scored", "failed", "with scores", "missing in view", "options",
                                    "device", "seconds"],
                          [[run.status, str(run.num_scored), str(run.num_failed), str(run.num_with_scores),
-                           str(len(values) - len(ok)), options, "cpu", str(run.elapsed_s)]])
+                           str(len(values) - len(ok)), options, "cpu", f"{run.elapsed_s:.3f}"]])
     qs = np.quantile(ok, [0, 0.05, 0.5, 0.95, 1])
     assert bl[i + 2] == ("table", ["n", "mean", "min", "5%", "median", "95%", "max"],
                          [[str(len(ok)), short(ok.mean())] + [short(v) for v in qs]])
