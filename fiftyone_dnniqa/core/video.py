@@ -138,7 +138,9 @@ class VideoReader:
         """Yields ``(frame_number, frame)`` for frames 1, 1 + step, 1 + 2 step...; ``keep``
         (frame number -> bool) drops sampled frames nobody needs before their RGB
         conversion. A packet that fails to decode counts as one frame (one packet is one
-        frame in MP4, MKV, WebM and AVI) and, when sampled, yields its reason."""
+        frame in MP4, MKV, WebM and AVI) and, when sampled, yields its reason; with B-frames
+        that reason lands within the decoder's reordering delay (a few frames) of the
+        broken frame, and later frames keep their numbers."""
         if frame_step < 1:
             raise ValueError(f"frame_step must be >= 1, got {frame_step}")
         self.decoded, self.error, bad_run = 0, None, 0

@@ -75,23 +75,26 @@ def episode_frames(photo: torch.Tensor, n_frames: int = 48, size: Tuple[int, int
     """Frames of a slow ``motion`` (``"pan"`` or ``"zoom"``) over ``photo`` (``(3, H, W)``,
     ``uint8`` or float in [0, 1]), ``size`` = ``(width, height)``, and the episodes applied
     (``default_episodes(n_frames)`` when None). Returns ``(frames, episodes)``, each frame
-    an RGB ``uint8`` tensor ``(height, width, 3)``; random corruptions draw from a generator
-    seeded by ``seed`` and the frame number, so a clip is reproducible."""
+    an RGB ``uint8`` tensor ``(height, width, 3)``; each episode's frames are corrupted as one
+    batch, drawing from a generator seeded by ``seed`` and the episode, so a clip is
+    reproducible (overlapping episodes apply in order)."""
     if motion not in ("pan", "zoom"):
         raise ValueError(f"motion must be 'pan' or 'zoom', not {motion!r}")
     episodes = list(default_episodes(n_frames) if episodes is None else episodes)
     image = photo.float() / 255.0 if not photo.is_floating_point() else photo.float()
     width, height = size
     _, h, w = image.shape
-    frames = []
+    clean = []
     for k in range(n_frames):
         top, left, ch, cw = _window(k, n_frames, h, w, width / height, motion)
         crop = image[:, top:top + ch, left:left + cw].unsqueeze(0)
-        frame = F.interpolate(crop, size=(height, width), mode="bilinear", antialias=True,
-                              align_corners=False)[0].clamp(0, 1)
-        for episode in episodes:
-            if k + 1 in episode:
-                generator = torch.Generator().manual_seed(seed * 100_003 + k)
-                frame = apply_corruption(frame, episode.corruption, episode.severity, generator)
-        frames.append((frame * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous())
-    return frames, episodes
+        clean.append(F.interpolate(crop, size=(height, width), mode="bilinear", antialias=True,
+                                   align_corners=False)[0].clamp(0, 1))
+    frames = torch.stack(clean)
+    for e, episode in enumerate(episodes):  # one call per episode: its frames as one batch
+        at = [n - 1 for n in episode.frames if 1 <= n <= n_frames]
+        if at:
+            generator = torch.Generator().manual_seed(seed * 1009 + e)
+            frames[at] = apply_corruption(frames[at], episode.corruption, episode.severity, generator)
+    out = (frames * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+    return list(out), episodes
