@@ -46,7 +46,7 @@ from ..core.boxes import polyline_box
 
 __all__ = [
     "NoEvaluationError", "TargetInfo", "ObjectOutcomes", "list_targets", "get_target",
-    "object_outcomes", "detection_rates", "pick_target", "to_floats",
+    "object_outcomes", "detection_rates", "pick_target", "to_floats", "binary_correct",
 ]
 
 
@@ -182,6 +182,21 @@ def _require_fields(samples, fields, ti):
             f"{ti.eval_key!r}")
 
 
+def binary_correct(values) -> np.ndarray:
+    """Correctness from a binary classification evaluation's per-sample (or per-frame)
+    outcomes: "TP"/"TN" are 1.0, "FP"/"FN" 0.0, None NaN; numbers (a video's per-sample
+    mean of its frames) are kept."""
+    vals = np.asarray(values, dtype=object)
+    s = vals.astype(str)
+    out = np.full(len(vals), np.nan)
+    out[(s == "TP") | (s == "TN")] = 1.0
+    out[(s == "FP") | (s == "FN")] = 0.0
+    other = ~np.isin(s, ["TP", "TN", "FP", "FN", "None"])
+    if other.any():
+        out[other] = vals[other].astype(float)
+    return out
+
+
 def detection_rates(tp, fp, fn) -> Dict[str, np.ndarray]:
     """Per-sample precision, recall and F1 from TP/FP/FN counts (NaN counts stay NaN).
 
@@ -228,15 +243,7 @@ def get_target(samples, eval_key: Optional[str] = None,
         ids, vals = samples.values(["id", key])
         vals = np.asarray(vals, dtype=object)
         if ti.method == "binary":
-            # image datasets store "TP"/"FP"/"TN"/"FN"; video datasets a per-sample mean
-            s = vals.astype(str)
-            out = np.full(len(vals), np.nan)
-            out[(s == "TP") | (s == "TN")] = 1.0
-            out[(s == "FP") | (s == "FN")] = 0.0
-            other = ~np.isin(s, ["TP", "TN", "FP", "FN", "None"])
-            if other.any():
-                out[other] = vals[other].astype(float)
-            return np.asarray(ids), out
+            return np.asarray(ids), binary_correct(vals)
         return np.asarray(ids), to_floats(vals)
     if ti.type == "detection":
         fields = [f"{key}_tp", f"{key}_fp", f"{key}_fn"]

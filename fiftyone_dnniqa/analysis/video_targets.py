@@ -1,0 +1,198 @@
+"""Frame-level performance targets of video datasets, and frame quality against them.
+
+An evaluation of frame fields leaves its outcomes on the frames:
+``evaluate_detections("frames.pred", gt_field="frames.gt", eval_key=k)`` writes the counts
+``frames.<k>_tp``, ``_fp`` and ``_fn`` (their sums per video on the samples);
+``evaluate_classifications`` on frame fields writes ``frames.<k>`` (True/False per frame;
+"TP"/"FP"/"TN"/"FN" for the binary method) and the per-video mean. :func:`frame_targets`
+reads them one row per frame, with the kinds and conventions of
+:func:`~fiftyone_dnniqa.analysis.targets.get_target` (``correct``, ``confidence``; ``f1``,
+``precision``, ``recall``, ``tp``, ``fp``, ``fn``; a segmentation's ``accuracy`` ...).
+
+:func:`frame_statistics` relates the frames' quality (``frames.<field>``, written by
+``compute_quality(..., frame_step=N)``) to them with the statistics used for images:
+Spearman, Kendall and Pearson with bootstrap intervals and, for a 0/1 target, the AUROC of
+low quality flagging errors (:func:`~fiftyone_dnniqa.analysis.correlation.rank_fields`),
+and the target per quality bin. Frames of one video are not independent: the frame-level
+intervals resample frames as if they were, so they are narrower than the evidence; the
+video-level rows (the correlation of per-video means, one point per video,
+:func:`~fiftyone_dnniqa.analysis.grouping.group_level_correlations`) say whether the
+relation also holds across videos.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+
+from ..scoring.runs import list_quality_runs
+from .correlation import rank_fields
+from .fields import field_direction
+from .grouping import binned_performance, group_level_correlations
+from .resampling import is_binary
+from .targets import BINARY_KINDS, TargetInfo, binary_correct, detection_rates, pick_target, to_floats
+from .video import frame_field
+
+__all__ = ["FrameTable", "video_quality_fields", "frame_targets", "frame_table",
+           "frame_statistics", "quality_timeline"]
+
+
+@dataclass
+class FrameTable:
+    """One row per frame of the view's videos: its video, frame number, target and the
+    quality fields' scores (NaN where a frame has none)."""
+
+    info: TargetInfo
+    kind: str
+    sample_ids: np.ndarray
+    frame_numbers: np.ndarray
+    target: np.ndarray
+    quality: Dict[str, np.ndarray]
+
+    def __len__(self):
+        return len(self.frame_numbers)
+
+
+def video_quality_fields(samples) -> List[str]:
+    """The quality runs of ``samples``' dataset whose scores are frame fields."""
+    ds = samples._root_dataset
+    return [k for k in list_quality_runs(ds) if ds.has_frame_field(k)]
+
+
+def _target_paths(samples, ti: TargetInfo, kind: str) -> List[str]:
+    """The frame paths the target is computed from."""
+    key = ti.eval_key
+    if ti.type == "classification":
+        return [f"{ti.pred_field}.confidence"] if kind == "confidence" else [f"frames.{key}"]
+    if ti.type == "detection":
+        return [f"frames.{key}_{c}" for c in ("tp", "fp", "fn")]
+    return [f"frames.{key}_{kind}"]
+
+
+def _target_values(ti: TargetInfo, kind: str, columns: List[list]) -> np.ndarray:
+    if ti.type == "classification" and kind != "confidence":
+        return binary_correct(columns[0]) if ti.method == "binary" else to_floats(columns[0])
+    if ti.type == "detection":
+        tp, fp, fn = (to_floats(c) for c in columns)
+        if kind in ("tp", "fp", "fn"):
+            return {"tp": tp, "fp": fp, "fn": fn}[kind]
+        return detection_rates(tp, fp, fn)[kind]
+    return to_floats(columns[0])
+
+
+def _flatten(per_video: list) -> list:
+    return [x for frames in per_video for x in (frames or [])]
+
+
+def frame_table(samples, fields: Optional[Sequence[str]] = None, eval_key: Optional[str] = None,
+                kind: Optional[str] = None) -> FrameTable:
+    """Every frame's target and quality scores, read with one ``values()`` call.
+
+    Args:
+        samples: a video dataset or view.
+        fields: frame quality fields (default: every video quality run).
+        eval_key, kind: the evaluation and target (as
+            :func:`~fiftyone_dnniqa.analysis.targets.get_target`; default: the newest
+            evaluation and its default kind). It must be an evaluation of frame fields.
+
+    Raises:
+        NoEvaluationError: no usable evaluation; ValueError: a sample-level evaluation,
+        or a field that is no frame field.
+    """
+    if samples.media_type != "video":
+        raise ValueError(f"this is a {samples.media_type} collection; frame targets need videos")
+    ti = pick_target(samples, eval_key, kind)
+    kind = kind or ti.default_kind
+    if not samples._is_frame_field(ti.gt_field):
+        raise ValueError(f"evaluation {ti.eval_key!r} compared sample-level fields; "
+                         "use get_target() for its per-video values")
+    fields = [frame_field(f) for f in (fields if fields is not None else video_quality_fields(samples))]
+    missing = [f for f in fields if not samples._root_dataset.has_frame_field(f)]
+    if missing:
+        raise ValueError(f"no frame field(s) {', '.join(missing)} on this dataset")
+    tpaths = _target_paths(samples, ti, kind)
+    cols = samples.values(["id", "frames.frame_number"] + tpaths + [f"frames.{f}" for f in fields])
+    ids, numbers = cols[0], cols[1]
+    lengths = [len(n or []) for n in numbers]
+    target = _target_values(ti, kind, [_flatten(c) for c in cols[2:2 + len(tpaths)]])
+    quality = {f: to_floats(_flatten(c)) for f, c in zip(fields, cols[2 + len(tpaths):])}
+    return FrameTable(info=ti, kind=kind, sample_ids=np.repeat(np.asarray(ids, dtype=object), lengths),
+                      frame_numbers=np.asarray(_flatten(numbers), dtype=np.int64), target=target,
+                      quality=quality)
+
+
+def frame_targets(samples, eval_key: Optional[str] = None, kind: Optional[str] = None):
+    """``(sample_ids, frame_numbers, values)``: one row per frame (NaN: not evaluated)."""
+    t = frame_table(samples, fields=[], eval_key=eval_key, kind=kind)
+    return t.sample_ids, t.frame_numbers, t.target
+
+
+def _directions(samples, fields, higher_is_better) -> Dict[str, bool]:
+    if isinstance(higher_is_better, dict):
+        return {f: field_direction(samples, f, higher_is_better.get(f)) for f in fields}
+    return {f: field_direction(samples, f, higher_is_better) for f in fields}
+
+
+def frame_statistics(samples, fields: Optional[Sequence[str]] = None, eval_key: Optional[str] = None,
+                     kind: Optional[str] = None,
+                     higher_is_better: Union[None, bool, Dict[str, bool]] = None,
+                     n_boot: int = 1000, confidence: float = 0.95, seed=0, bins: int = 10) -> dict:
+    """Frame quality against the frames' evaluation outcomes (see the module docstring).
+
+    Args:
+        fields, eval_key, kind: as :func:`frame_table`.
+        higher_is_better: each field's direction (a bool for all, or a dict); default: the
+            runs' records.
+        n_boot, confidence, seed: the bootstrap of every interval; bins: quantile bins.
+
+    Returns:
+        a dict: ``eval_key``, ``kind``, ``binary``, ``n_frames`` (frames with a target),
+        ``n_videos``, ``ranking`` (``FieldRank.to_dict()`` rows over frames, best first),
+        ``table`` (their display rows), ``curves`` (per field, ``BinRow.to_dict()`` rows of
+        the target per quality bin) and ``videos`` (per field, the video-level correlations
+        as ``Correlation.to_dict()`` by method).
+    """
+    t = frame_table(samples, fields, eval_key, kind)
+    if not t.quality:
+        raise ValueError("no frame quality fields: score the videos with "
+                         "compute_quality(..., frame_step=N) or name fields")
+    hib = _directions(samples, list(t.quality), higher_is_better)
+    finite = t.target[np.isfinite(t.target)]
+    binary = t.kind in BINARY_KINDS and is_binary(finite)
+    ranking = rank_fields({f: (q, hib[f]) for f, q in t.quality.items()}, t.target, n_boot=n_boot,
+                          confidence=confidence, seed=seed, auroc_if_binary=binary)
+    curves = {f: [b.to_dict() for b in binned_performance(q, t.target, bins=bins, confidence=confidence)]
+              for f, q in t.quality.items()}
+    videos = {f: {m: c.to_dict() for m, c in group_level_correlations(
+        q, t.target, t.sample_ids, higher_is_better=hib[f], n_boot=n_boot, confidence=confidence,
+        seed=seed).items()} for f, q in t.quality.items()}
+    return {"eval_key": t.info.eval_key, "kind": t.kind, "binary": binary,
+            "n_frames": int(finite.size), "n_videos": int(len(set(t.sample_ids.tolist()))),
+            "higher_is_better": hib, "ranking": [r.to_dict() for r in ranking],
+            "table": [r.to_row() for r in ranking], "curves": curves, "videos": videos}
+
+
+def quality_timeline(samples, field: str, sample_id: str, eval_key: Optional[str] = None,
+                     kind: Optional[str] = None) -> dict:
+    """One video's quality over time beside its frames' outcomes (for a plot): ``frames``
+    (frame numbers of the scored frames), ``quality`` and ``target`` (None where missing),
+    with ``eval_key`` and ``kind``; without an evaluation on frames, ``target`` is None."""
+    view = samples.select(sample_id)
+    key = frame_field(field)
+    try:
+        t = frame_table(view, [key], eval_key, kind)
+        numbers, q, target = t.frame_numbers, t.quality[key], t.target
+        used = {"eval_key": t.info.eval_key, "kind": t.kind}
+    except ValueError:  # no (frame-level) evaluation: quality alone
+        numbers, q = view.values(["frames.frame_number", f"frames.{key}"])
+        numbers, q = np.asarray(_flatten(numbers), dtype=np.int64), to_floats(_flatten(q))
+        target, used = None, {"eval_key": None, "kind": None}
+    ok = np.isfinite(q)
+
+    def as_list(a):
+        return [float(v) if np.isfinite(v) else None for v in a[ok]]
+
+    return {"frames": numbers[ok].tolist(), "quality": as_list(q),
+            "target": None if target is None else as_list(target), **used}
