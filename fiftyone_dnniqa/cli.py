@@ -15,7 +15,7 @@ import fiftyone as fo
 from .analysis.report import write_report
 from .api import compute_quality
 from .app.plugin import install_plugin
-from .demo import run_demo
+from .demo import DEMO_DATASET, DEMO_FRAME_STEP, DEMO_VIDEO_DATASET, DEMO_VIDEO_METRIC, run_demo, run_video_demo
 from .metrics import create_metric
 from .metrics.catalog import metric_catalog
 from .metrics.options import metric_options_with_proxy
@@ -25,8 +25,16 @@ from .scoring.plan import parse_metric_options
 
 
 def _cmd_demo(args):
+    if args.video:
+        if args.metric and len(args.metric) > 1:
+            sys.exit("error: the video demo scores one --metric")
+        run_video_demo(name=args.name or DEMO_VIDEO_DATASET, metric=(args.metric or [DEMO_VIDEO_METRIC])[0],
+                       frame_step=args.frame_step or DEMO_FRAME_STEP, device=args.device)
+        return
+    if args.frame_step:
+        sys.exit("error: --frame-step goes with --video")
     kwargs = {"metrics": args.metric} if args.metric else {}
-    run_demo(name=args.name, device=args.device, **kwargs)
+    run_demo(name=args.name or DEMO_DATASET, device=args.device, **kwargs)
 
 
 def _cmd_score(args):
@@ -166,9 +174,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="build the offline demo dataset and score it",
                        description="Builds a dataset of real photographs shipped with installed "
                                    "packages plus corrupted copies, scores it and prints a table.")
-    p.add_argument("--name", default="dnniqa-demo", help="dataset name (default: %(default)s)")
-    p.add_argument("--metric", action="append", help="metric to score (repeatable; default: the offline set)")
+    p.add_argument("--name", help="dataset name (default: dnniqa-demo, with --video dnniqa-video-demo)")
+    p.add_argument("--metric", action="append", help="metric to score (repeatable; default: the offline set; "
+                                                     f"with --video one metric, default {DEMO_VIDEO_METRIC})")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda (default: %(default)s)")
+    p.add_argument("--video", action="store_true",
+                   help="the video demo: short videos of the photographs with degradation episodes at known "
+                        "frames; prints the low-quality segments found next to the true episodes")
+    p.add_argument("--frame-step", type=int, metavar="N",
+                   help=f"with --video: score one frame in N (default: {DEMO_FRAME_STEP})")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("score", help="score a dataset with one or more metrics",

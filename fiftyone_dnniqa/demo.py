@@ -1,7 +1,10 @@
-"""The built-in demo: real photographs, known corruptions, offline metrics.
+"""The built-in demos: real photographs, known corruptions, offline metrics.
 
 The photographs ship inside installed packages (scikit-image, scikit-learn,
-matplotlib), so the demo runs with no network.
+matplotlib), so the demos run with no network. :func:`run_demo` scores corrupted copies
+of them; :func:`run_video_demo` makes a short video of each (a slow pan or zoom) with
+degradation episodes at known frames, scores every ``frame_step``-th frame and prints the
+low-quality segments found next to the true episodes.
 """
 
 from __future__ import annotations
@@ -15,9 +18,12 @@ import torch
 import fiftyone as fo
 
 from .analysis import format_table, rank_fields
+from .analysis.video import find_segments, segments_clips, segments_field_for
 from .api import compute_quality
 from .core.images import InputSpec, prepare, read_image, to_float
+from .core.video import video_info, write_video
 from .corruptions import corrupt, save_png
+from .corruptions.episodes import episode_frames
 from .metrics import create_metric
 from .metrics.backbones import load_backbone
 from .metrics.iqa import PyiqaUnavailableError
@@ -222,3 +228,137 @@ def run_demo(name: str = DEMO_DATASET, metrics: Sequence[str] = DEMO_METRICS, de
         "the 'Compute image quality' operator (press ` in the App) after `fiftyone-dnniqa install-plugin`."
     )
     return dataset
+
+
+DEMO_VIDEO_DATASET = "dnniqa-video-demo"
+#: the video demo's metric and sampling step (every 2nd frame is scored)
+DEMO_VIDEO_METRIC, DEMO_FRAME_STEP = "aligned", 2
+#: the demo's segments: frames in the worst 30% (its episodes hold 40% of the frames; the
+#: run's own level, the 20th percentile, flags only the worst of them)
+DEMO_SEGMENT_QUANTILE = 0.3
+#: frames per video, their (width, height), frame rate, and the number of videos
+DEMO_VIDEO_FRAMES, DEMO_VIDEO_SIZE, DEMO_VIDEO_FPS, DEMO_VIDEOS = 60, (160, 120), 12, 4
+
+
+def _video_metadata(path: str) -> fo.VideoMetadata:
+    """FiftyOne's video metadata from PyAV (no ffprobe needed)."""
+    i = video_info(path)
+    return fo.VideoMetadata(size_bytes=i.size_bytes, mime_type="video/mp4", frame_width=i.width,
+                            frame_height=i.height, frame_rate=i.frame_rate,
+                            total_frame_count=i.frame_count, duration=i.duration, encoding_str=i.codec)
+
+
+def build_video_demo_dataset(name: str = DEMO_VIDEO_DATASET, folder: Optional[str] = None,
+                             n_frames: int = DEMO_VIDEO_FRAMES, size: Tuple[int, int] = DEMO_VIDEO_SIZE,
+                             videos: int = DEMO_VIDEOS, overwrite: bool = True, persistent: bool = True,
+                             seed: int = 0):
+    """One video per packaged photograph (the first ``videos``): a slow pan or zoom over it
+    (alternating), ``n_frames`` frames of ``size`` (width, height), with the degradation
+    episodes of :func:`~fiftyone_dnniqa.corruptions.episodes.default_episodes` (blur,
+    noise, darkness, JPEG blocking) at known frames, encoded with libx264.
+
+    Each sample has ``photo``, ``motion``, its metadata and ``true_episodes``
+    (``TemporalDetections``: the corruption as label, its ``severity``).
+    """
+    photos = packaged_photos()[:videos]
+    if not photos:
+        raise RuntimeError("no sample photographs found: install scikit-image, scikit-learn or matplotlib")
+    if fo.dataset_exists(name):
+        if not overwrite:
+            return fo.load_dataset(name)
+        fo.delete_dataset(name)
+    folder = folder or os.path.join(fo.config.default_dataset_dir, name)
+    os.makedirs(folder, exist_ok=True)
+    samples = []
+    for k, (photo, src) in enumerate(photos):
+        motion = ("pan", "zoom")[k % 2]
+        frames, episodes = episode_frames(read_image(src), n_frames=n_frames, size=size, motion=motion,
+                                          seed=seed + k)
+        path = os.path.join(folder, f"{photo}-{motion}.mp4")
+        write_video(path, frames, fps=DEMO_VIDEO_FPS)
+        truth = fo.TemporalDetections(detections=[
+            fo.TemporalDetection(label=e.corruption, support=[e.start, e.end], severity=e.severity)
+            for e in episodes])
+        samples.append(fo.Sample(filepath=path, photo=photo, motion=motion, true_episodes=truth,
+                                 metadata=_video_metadata(path)))
+    dataset = fo.Dataset(name, persistent=persistent)
+    dataset.add_samples(samples, progress=False)
+    return dataset
+
+
+def _within_step(episode, segment, step) -> bool:
+    (a, b), (first, last) = episode, segment
+    return a <= first < a + step and b - step < last <= b
+
+
+def episode_rows(truth: Dict[str, List[Tuple[str, int, int]]], found: Dict[str, List[Tuple[int, int]]],
+                 names: Dict[str, str], step: int) -> List[dict]:
+    """The table of the video demo: per video, each true episode ``(label, first, last)`` and
+    the segments found that overlap it ("missed" without one; "within a step" when one
+    segment's ends lie within ``step`` frames inside the episode's); then every segment
+    that overlaps no episode (a false alarm)."""
+    rows = []
+    for sid, episodes in truth.items():
+        segments = found.get(sid, [])
+        used = set()
+        for label, a, b in episodes:
+            hits = [s for s in segments if s[0] <= b and s[1] >= a]
+            used.update(hits)
+            match = ("within a step" if len(hits) == 1 and _within_step((a, b), hits[0], step)
+                     else "overlaps" if hits else "missed")
+            rows.append({"video": names[sid], "true episode": f"{a}-{b}", "degradation": label,
+                         "segment found": ", ".join(f"{f}-{l}" for f, l in hits) or "-", "match": match})
+        for f, l in segments:
+            if (f, l) not in used:
+                rows.append({"video": names[sid], "true episode": "-", "degradation": "-",
+                             "segment found": f"{f}-{l}", "match": "false alarm"})
+    return rows
+
+
+def _truth(dataset) -> Dict[str, List[Tuple[str, int, int]]]:
+    ids, labels, supports = dataset.values(["id", "true_episodes.detections.label",
+                                            "true_episodes.detections.support"])
+    return {sid: [(lab, int(s[0]), int(s[1])) for lab, s in zip(ls or [], ss or [])]
+            for sid, ls, ss in zip(ids, labels, supports)}
+
+
+def _score_line(rows) -> str:
+    found = sum(r["match"] == "within a step" for r in rows)
+    episodes = sum(r["true episode"] != "-" for r in rows)
+    alarms = sum(r["match"] == "false alarm" for r in rows)
+    return f"{found} of {episodes} episodes found within one sampling step, {alarms} false alarms"
+
+
+def run_video_demo(name: str = DEMO_VIDEO_DATASET, metric: str = DEMO_VIDEO_METRIC,
+                   frame_step: int = DEMO_FRAME_STEP, device: str = "auto",
+                   quantile: Optional[float] = DEMO_SEGMENT_QUANTILE, min_length: int = 2,
+                   num_workers: Optional[int] = None, print_fn=print, **build):
+    """Builds the video demo dataset (``build``: :func:`build_video_demo_dataset`'s
+    arguments), scores every ``frame_step``-th frame with ``metric`` (``num_workers``
+    decoding processes, default automatic), finds the low-quality segments
+    (:func:`~fiftyone_dnniqa.analysis.video.find_segments`: frames in the worst
+    ``quantile``, None: the run's level) and prints them next to the true episodes, then how
+    the run's own level does; returns ``(dataset, clips)``, the clips view of the segments."""
+    dataset = build_video_demo_dataset(name, **build)
+    print_fn(f"Built '{name}': {len(dataset)} videos of {dataset.first().metadata.total_frame_count} frames "
+             "(a pan or zoom over a packaged photograph, with blur, noise, darkness and JPEG episodes)")
+    result = compute_quality(dataset, metric, frame_step=frame_step, device=device, progress=False,
+                             num_workers=num_workers)
+    print_fn(result.summary())
+    found = find_segments(dataset, result.key, quantile=quantile, min_length=min_length)
+    clips = segments_clips(dataset, found)
+    names = dict(zip(*dataset.values(["id", "photo"])))
+    truth = _truth(dataset)
+    rows = episode_rows(truth, found.by_video(), names, frame_step)
+    worse = "below" if found.higher_is_better else "above"
+    which = f"the worst {quantile:.0%} of the frames" if quantile is not None else "the run's level"
+    print_fn(f"\nLow-quality segments of '{result.key}' (one frame in {frame_step} scored; low: {worse} "
+             f"{found.level:.3f}, {which}; at least {min_length} low frames) next to the true episodes:\n")
+    print_fn(format_table(rows))
+    print_fn(f"\n{_score_line(rows)}.")
+    if quantile is not None:
+        own = find_segments(dataset, result.key, min_length=min_length)
+        print_fn(f"At the run's own level ({own.level:.3f}, the one its {result.key}_low_share counts "
+                 f"against): {_score_line(episode_rows(truth, own.by_video(), names, frame_step))}.")
+    print_fn(f"In the App, the segments are the clips view dataset.to_clips('{segments_field_for(result.key)}').")
+    return dataset, clips

@@ -31,7 +31,7 @@ from ..scoring.plan import parse_metric_options
 from .forms import DELEGATE_ABOVE, DEFAULT_METRIC, IMAGES, STREAM_PARAM, compute_quality_form, metric_names
 from .progress import stream_progress
 from .sharding import queue_shards
-from .view_operators import AddQualityScenario, EvaluatePredictions, FindHardSamples
+from .view_operators import AddQualityScenario, EvaluatePredictions, FindHardSamples, FindHardSegments
 
 logger = logging.getLogger(__name__)
 
@@ -443,4 +443,5 @@ class FitTGIQA(foo.Operator):
 
 
 OPERATORS = (ComputeQuality, GetQualityRun, DeleteQualityRun, WriteQualityReport,
-             BuildCorruptionSweep, FitTGIQA, FindHardSamples, AddQualityScenario, EvaluatePredictions)
+             BuildCorruptionSweep, FitTGIQA, FindHardSamples, FindHardSegments, AddQualityScenario,
+             EvaluatePredictions)

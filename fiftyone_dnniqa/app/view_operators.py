@@ -1,5 +1,5 @@
-"""Operators that act on views: the hardest samples (or objects), quality bins as a
-scenario of FiftyOne's Model Evaluation panel."""
+"""Operators that act on views: the hardest samples (or objects), the low-quality segments
+of videos as clips, quality bins as a scenario of FiftyOne's Model Evaluation panel."""
 
 from __future__ import annotations
 
@@ -14,9 +14,12 @@ from ..analysis.difficulty import best_quality_field, hard_samples, mark_hard
 from ..analysis.fields import quality_fields
 from ..analysis.objects import object_quality_runs
 from ..analysis.targets import list_targets
+from ..analysis.video import DEFAULT_MIN_LENGTH, hard_segments, mark_segments
+from ..analysis.video_targets import video_quality_fields
 from .model_evaluation import add_quality_scenario
 
-__all__ = ["AddQualityScenario", "EvaluatePredictions", "FindHardSamples", "evaluable_fields", "hard_samples_output"]
+__all__ = ["AddQualityScenario", "EvaluatePredictions", "FindHardSamples", "FindHardSegments", "evaluable_fields",
+           "hard_samples_output", "hard_segments_output"]
 
 #: label types an evaluation compares, and FiftyOne's method for each
 EVALUATIONS = {fo.Classification: "evaluate_classifications", fo.Detections: "evaluate_detections"}
@@ -88,32 +91,7 @@ class FindHardSamples(foo.Operator):
             target = cause_view(ctx.target_view(), p["cause"]) if p.get("cause") else ctx.target_view()
             view = hard_samples(target, p["field"], **kw)
         out = mark_hard(view, p.get("tag") or None, p.get("view_name") or None)
-        if ctx.delegated:
-            return out
-        if _from_app(ctx):
-            return self._show_in_app(ctx, view, out)
-        # from Python: the App's requests, the result returned
-        if out.get("view_name"):
-            ctx.ops.set_view(name=out["view_name"])
-        else:
-            ctx.ops.set_view(view)
-        return out
-
-    def _show_in_app(self, ctx, view, out):
-        """The App's view switched to the hard samples, then the result dialog. The App
-        checks a saved view's name against its own list of saved views, which it only
-        refetches on a reload: reload first, then name the saved view once the reload had
-        time to land (a name it does not know yet only logs an error, so ask twice)."""
-        if not out.get("view_name"):
-            yield ctx.ops.set_view(view)
-        else:
-            yield ctx.ops.reload_dataset()
-            for wait_s in SAVED_VIEW_WAITS_S:
-                time.sleep(wait_s)
-                yield ctx.ops.set_view(name=out["view_name"])
-        if out.get("tag"):
-            yield ctx.ops.reload_samples()  # the tags show on the grid
-        yield ctx.ops.show_output(hard_samples_output(out).to_json(), out)
+        return _switch_view(ctx, view, out, hard_samples_output(out))
 
     def resolve_output(self, ctx):
         return hard_samples_output(getattr(ctx, "results", None) or {})
@@ -121,6 +99,37 @@ class FindHardSamples(foo.Operator):
 
 #: seconds to wait after asking the App to reload before naming a new saved view, twice
 SAVED_VIEW_WAITS_S = (1.0, 2.0)
+
+
+def _show_in_app(ctx, view, out, output):
+    """The App's view switched to ``view``, then the result dialog ``output``. The App
+    checks a saved view's name against its own list of saved views, which it only
+    refetches on a reload: reload first, then name the saved view once the reload had
+    time to land (a name it does not know yet only logs an error, so ask twice)."""
+    if not out.get("view_name"):
+        yield ctx.ops.set_view(view)
+    else:
+        yield ctx.ops.reload_dataset()
+        for wait_s in SAVED_VIEW_WAITS_S:
+            time.sleep(wait_s)
+            yield ctx.ops.set_view(name=out["view_name"])
+    if out.get("tag"):
+        yield ctx.ops.reload_samples()  # the tags show on the grid
+    yield ctx.ops.show_output(output.to_json(), out)
+
+
+def _switch_view(ctx, view, out, output):
+    """Where the run came from decides how the view is shown: from the App, switched and
+    the dialog shown (a generator); from Python, the App's requests and the result."""
+    if ctx.delegated:
+        return out
+    if _from_app(ctx):
+        return _show_in_app(ctx, view, out, output)
+    if out.get("view_name"):
+        ctx.ops.set_view(name=out["view_name"])
+    else:
+        ctx.ops.set_view(view)
+    return out
 
 
 def _from_app(ctx) -> bool:
@@ -140,6 +149,61 @@ def hard_samples_output(result: dict):
     if result.get("view_name"):
         outputs.str("view_name", label="Saved as the view (now shown)")
     return types.Property(outputs, view=types.View(label="Hard samples"))
+
+
+class FindHardSegments(foo.Operator):
+    """The low-quality segments of videos (:func:`~fiftyone_dnniqa.analysis.video.hard_segments`)
+    as clips: shown, tagged, saved."""
+
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="find_hard_segments", label="Find hard segments", dynamic=True, execute_as_generator=True,
+            description="Find the low-quality episodes of videos (runs of sampled frames worse than a "
+                        "level) and show them as clips: tag or save them")
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        ctx.target_view()
+        fields = video_quality_fields(ctx.dataset) if ctx.dataset.media_type == "video" else []
+        if not fields:
+            inputs.view("none", types.Warning(
+                label="No frame quality yet: run 'Compute image quality' on the videos with a frame step"))
+            return types.Property(inputs)
+        inputs.enum("field", fields, default=fields[0], required=True, label="Frame quality run",
+                    view=types.DropdownView())
+        inputs.float("level", required=False, label="Level (optional)",
+                     description="Frames worse than this are low; blank: the run's level (the one its "
+                                 "low share counts against)")
+        inputs.int("min_length", default=DEFAULT_MIN_LENGTH, required=True, label="Shortest segment",
+                   description="Low sampled frames a segment needs", min=1,
+                   invalid=int(ctx.params.get("min_length") or DEFAULT_MIN_LENGTH) < 1,
+                   error_message="at least 1")
+        inputs.str("tag", required=False, label="Tag the segments (optional)")
+        inputs.str("view_name", required=False, label="Save as view (optional)")
+        return types.Property(inputs, view=types.View(label="Find hard segments"))
+
+    def execute(self, ctx):
+        p = ctx.params
+        level = p.get("level")
+        clips = hard_segments(ctx.target_view(), p["field"], level=None if level is None else float(level),
+                              min_length=int(p.get("min_length") or DEFAULT_MIN_LENGTH))
+        out = mark_segments(clips, p.get("tag") or None, p.get("view_name") or None)
+        return _switch_view(ctx, clips, out, hard_segments_output(out))
+
+    def resolve_output(self, ctx):
+        return hard_segments_output(getattr(ctx, "results", None) or {})
+
+
+def hard_segments_output(result: dict):
+    """The result dialog of Find hard segments: what was done, with its numbers."""
+    outputs = types.Object()
+    outputs.int("count", label="Hard segments (shown as clips)")
+    if result.get("tag"):
+        outputs.int("tagged", label=f"Segments given the label tag '{result['tag']}'")
+    if result.get("view_name"):
+        outputs.str("view_name", label="Saved as the view (now shown)")
+    return types.Property(outputs, view=types.View(label="Hard segments"))
 
 
 def _unit_input(inputs, params, object_runs) -> str:
