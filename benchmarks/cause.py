@@ -7,13 +7,12 @@ Test set: the ImageNet sample's test split (odd positions by file name, 250 imag
 head saw only the even ones), resized and cropped to the proxy's 224 px as in training.
 - clean: every test image once;
 - every corruption of the suites (Dodge & Karam 5, ImageNet-C 15 + 4, the camera suite's
-  ``low_light``), at severities 3, 4, 5 in turn: one test image in five each; the 5
-  Dodge & Karam ones on every test image;
-- two compounds (``low_light`` then ``gaussian_noise``; ``defocus_blur`` then
-  ``jpeg_compression``), severity 3 each, one image in five.
+  ``low_light`` and ``lens_dirt``), at severities 3, 4, 5 in turn: one test image in five
+  each; the 5 Dodge & Karam ones on every test image;
+- compounds held out of training, one image in three each (``cause_compound.py``).
 Reported: top-1 family accuracy of the *stored* label (the first of the ``Classifications``:
 a corrupted image called "none" counts as wrong) and of the arg-max family; "none" on clean
-images; both families flagged on compounds; held-out corruptions and families (the head
+images; the compound section; held-out corruptions and families (the head
 refitted on the dev examples without them, then asked about them) with their confusions;
 and cleanvision's blurry / dark / light / low-information checks on the same images
 (written as PNG). ``elastic_transform`` and ``saturate`` belong to no family: their
@@ -37,6 +36,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
+from cause_compound import compound_lines, compound_recipes, compound_section  # noqa: E402
 from cause_report import cleanvision_checks, cost_of_cause, write_report  # noqa: E402
 from train_cause_head import SETTINGS, dev_examples, rendering_fingerprint, split_files  # noqa: E402
 
@@ -50,7 +50,6 @@ from fiftyone_dnniqa.metrics.cause_training import (  # noqa: E402
 )
 from fiftyone_dnniqa.metrics.backbones import load_backbone  # noqa: E402
 
-COMPOUNDS = ((("low_light", 3), ("gaussian_noise", 3)), (("defocus_blur", 3), ("jpeg_compression", 3)))
 EVAL = (list(SUITES["dodge_karam"]) + list(SUITES["imagenet_c"]) + list(SUITES["imagenet_c_extra"])
         + list(SUITES["camera"]))
 #: held out one at a time: corruptions whose family keeps another member in training
@@ -70,18 +69,16 @@ def test_recipes(n, stride=5):
             if (i + c) % every == 0:
                 recipes.append(Recipe(i, ((name, 3 + (i // every + c) % 3),)))
                 names.append(name)
-    for k, steps in enumerate(COMPOUNDS):
-        for i in range(n):
-            if (i + k) % stride == 0:
-                recipes.append(Recipe(i, steps))
-                names.append("+".join(s[0] for s in steps))
+    for recipe, name in compound_recipes(n):
+        recipes.append(recipe)
+        names.append(name)
     return recipes, names
 
 
 def test_examples(cache, n, png_dir=None):
     """Features of the test set (cached), and its images as PNG files for cleanvision."""
     # the features change with the format and with the corruptions' code
-    key = f"{cache}/test-v{FORMAT_VERSION}-{rendering_fingerprint()}-{n}.pt"
+    key = f"{cache}/test-v{FORMAT_VERSION}-c1-{rendering_fingerprint()}-{n}.pt"
     if os.path.isfile(key):
         return torch.load(key, weights_only=False)
     proxy = load_backbone(SETTINGS["backbone"])
@@ -89,8 +86,9 @@ def test_examples(cache, n, png_dir=None):
     clean, _ = load_clean_images(split_files("test")[:n], InputSpec(resize=proxy.resize, crop=proxy.crop))
     recipes, names = test_recipes(len(clean))
     t0 = time.time()
-    X, Y, sev = build_examples(clean, recipes, proxy, torch.device("cpu"), seed=1, batch_size=16)
-    out = {"recipes": recipes, "names": names, "X": X, "Y": Y, "severity": sev, "seconds": time.time() - t0}
+    X, Y, sev, fam_sev = build_examples(clean, recipes, proxy, torch.device("cpu"), seed=1, batch_size=16)
+    out = {"recipes": recipes, "names": names, "X": X, "Y": Y, "severity": sev, "family_severity": fam_sev,
+           "seconds": time.time() - t0}
     if png_dir:
         out["pngs"] = _write_pngs(clean, recipes, png_dir)
     os.makedirs(cache, exist_ok=True)
@@ -101,12 +99,12 @@ def test_examples(cache, n, png_dir=None):
 def _write_pngs(clean, recipes, folder):
     from PIL import Image  # deferred: only the cleanvision comparison reads files
 
-    from fiftyone_dnniqa.metrics.cause_training import render
+    from fiftyone_dnniqa.metrics.cause_training import recipe_generator, render
 
     os.makedirs(folder, exist_ok=True)
-    gen, paths = torch.Generator().manual_seed(1), []  # the same draws as the features'
+    paths = []
     for k, r in enumerate(recipes):
-        x = render(clean[r.image], r, gen)
+        x = render(clean[r.image], r, recipe_generator(1, k))  # the same draws as the features'
         path = os.path.join(folder, f"{k:05d}.png")
         Image.fromarray((x.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()).save(path)
         paths.append(path)
@@ -114,11 +112,12 @@ def _write_pngs(clean, recipes, folder):
 
 
 def predict(head, X, thresholds):
+    """Probabilities, overall and per-family severities, and the stored labels."""
     with torch.no_grad():
-        logits, sev = head(X.float())
+        logits, sev, fam_sev = head(X.float())
     probs = torch.sigmoid(logits)
     stored = [cause_labels(list(p) + [0.0], thresholds)[0] for p in probs.tolist()]
-    return probs, sev.clamp(0, 5), stored
+    return probs, sev.clamp(0, 5), fam_sev.clamp(0, 5), stored
 
 
 def accuracy(names, stored, probs, keep):
@@ -156,12 +155,6 @@ def headline(test, probs, sev, stored):
     clean = [k for k, n in enumerate(names) if n == "clean"]
     res["clean_none_rate"] = float(np.mean([stored[k][0][0] == NONE for k in clean]))
     res["clean_mean_severity"] = float(sev[clean].mean())
-    for steps in COMPOUNDS:
-        name = "+".join(s[0] for s in steps)
-        fams = {FAMILY_OF[s[0]] for s in steps}
-        idx = [k for k, n in enumerate(names) if n == name]
-        res[f"compound:{name}"] = {"n": len(idx), "both_flagged": float(np.mean(
-            [fams <= {lab for lab, _ in stored[k]} for k in idx]))}
     true_sev = test["severity"].numpy()
     single = [k for k, n in enumerate(names) if n == "clean" or n in FAMILY_OF]
     from scipy.stats import spearmanr  # deferred: only for this number
@@ -214,19 +207,20 @@ def held_out(dev, test, thresholds):
 
     def refit(drop):
         keep = [k for k, r in enumerate(dev["recipes"]) if not any(drop(n) for n, _ in r.steps)]
-        return train_cause_head(dev["X"][keep], dev["Y"][keep], dev["severity"][keep], hidden=s["hidden"],
+        return train_cause_head(dev["X"][keep], dev["Y"][keep], dev["severity"][keep], dev["family_severity"][keep],
+                                hidden=s["hidden"],
                                 epochs=epochs, weight_decay=s["weight_decay"], seed=s["seed"])
 
     corr = {}
     for c in HELD_OUT:
-        probs, _, stored = predict(refit(lambda n, c=c: n == c), test["X"], thresholds)
+        probs, _, _, stored = predict(refit(lambda n, c=c: n == c), test["X"], thresholds)
         corr[c] = {"accuracy": accuracy(names, stored, probs, lambda n, c=c: n == c),
                    "confusion": confusion(names, stored, [c])[c],
                    "argmax_confusion": confusion(names, stored, [c], probs)[c]}
         log(f"  held out {c}: arg-max {corr[c]['accuracy']['argmax']:.2f} {corr[c]['argmax_confusion']}")
     fams = {}
     for f in FAMILIES:
-        probs, _, stored = predict(refit(lambda n, f=f: FAMILY_OF.get(n) == f), test["X"], thresholds)
+        probs, _, _, stored = predict(refit(lambda n, f=f: FAMILY_OF.get(n) == f), test["X"], thresholds)
         members = [c for c in EVAL if FAMILY_OF.get(c) == f]
         fams[f] = {}
         for kind, pick in (("stored", lambda k: stored[k][0][0]), ("argmax", lambda k: FAMILIES[int(probs[k].argmax())])):
@@ -252,9 +246,11 @@ def main(argv=None):
     head, config = load_cause_head(args.head)
     test = test_examples(args.cache, args.images, png_dir=f"{args.cache}/png-{args.images}")
     log(f"test features: {test['X'].shape[0]} examples ({test['seconds']:.0f} s to build)")
-    probs, sev, stored = predict(head, test["X"], config["thresholds"])
-    res = {"head": args.head, "config": config, "num_test_images": args.images, "headline": headline(test, probs, sev, stored)}
+    probs, sev, fam_sev, stored = predict(head, test["X"], config["thresholds"])
+    res = {"head": args.head, "config": config, "num_test_images": args.images, "headline": headline(test, probs, sev, stored),
+           "compound": compound_section(test, probs, fam_sev, stored)}
     log(json.dumps({k: v for k, v in res["headline"].items() if k != "per_corruption"}, indent=1))
+    log("\n".join(compound_lines(res["compound"])))
     if not args.skip_held_out:
         res["held_out"] = held_out(dev_examples(args.cache), test, config["thresholds"])
     if not args.skip_cleanvision:
@@ -263,6 +259,8 @@ def main(argv=None):
         res["cost"] = cost_of_cause(split_files("test")[:48], log)
     res["seconds"] = round(time.time() - t0, 1)
     write_report(res, os.path.join(HERE, "results"))
+    with open(os.path.join(HERE, "results", "cause.md"), "a") as f:
+        f.write("\n".join(compound_lines(res["compound"])) + "\n")
     log(f"done in {res['seconds']:.0f} s")
 
 

@@ -54,8 +54,9 @@ def test_blur_noise_and_clean_photographs_are_named(cause, photos):
     assert clean.count(NONE) >= n - 1, clean
     assert blurred.count("blur") >= n - 1, blurred
     assert noisy.count("noise") >= n - 1, noisy
-    sev = cause.score(photos)[:, -1]
-    assert (cause.score(corrupted(photos, "defocus_blur", 4))[:, -1] > sev).float().mean() >= 0.8
+    k = len(FAMILIES)  # the overall severity follows the family probabilities
+    sev = cause.score(photos)[:, k]
+    assert (cause.score(corrupted(photos, "defocus_blur", 4))[:, k] > sev).float().mean() >= 0.8
 
 
 def label_sets(metric, x):
@@ -96,12 +97,13 @@ def test_the_training_targets_follow_the_families():
     recipes = draw_recipes(3, copies=20, clean_views=2, compound=0.5, seed=0)
     assert len(recipes) == 3 * 22 and draw_recipes(3, 20, 2, 0.5, seed=0) == recipes
     clean = [r for r in recipes if not r.steps]
-    assert len(clean) == 6 and all(targets(r) == ([0.0] * len(FAMILIES), 0.0) for r in clean)
+    assert len(clean) == 6 and all(targets(r) == ([0.0] * len(FAMILIES), 0.0, [0.0] * len(FAMILIES)) for r in clean)
     multi = [r for r in recipes if len(r.steps) == 2]
     assert multi and all(sum(targets(r)[0]) == 2 for r in multi)
     r = next(r for r in recipes if len(r.steps) == 1)
-    y, s = targets(r)
-    assert y[FAMILIES.index(FAMILY_OF[r.steps[0][0]])] == 1 and s == r.steps[0][1]
+    y, s, per_family = targets(r)
+    k = FAMILIES.index(FAMILY_OF[r.steps[0][0]])
+    assert y[k] == 1 and s == r.steps[0][1] == per_family[k] and sum(per_family) == s
 
 
 def test_image_statistics_see_darkness_and_blur(photos):

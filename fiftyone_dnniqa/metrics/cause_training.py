@@ -1,10 +1,13 @@
 """Training the cause head without human labels: corrupted copies of clean images,
-labelled by the corruption that made them (:func:`fit_cause_head`).
+labelled by the corruptions that made them (:func:`fit_cause_head`).
 
-Each clean image gives clean views (labelled "none") and corrupted copies: a family drawn
-uniformly, then one of its corruptions and a severity 1..5; a share of the copies get a
-second corruption from another family on top (noise in low light: both labels), so the
-head learns several causes at once.
+Each clean image gives clean views (labelled "none") and corrupted copies. A single copy
+draws a family uniformly, then one of its corruptions and a severity 1..5. A ``compound``
+share of the copies degrade the image several times, as cameras do: half follow the
+capture's pipeline (2 to 4 of exposure, sensor noise, blur and compression), half draw 2
+or 3 families of any kind; every family its own corruption and severity, applied in the
+capture's order (:func:`~..corruptions.compound.compose`). Each family's severity is its
+own target, so one image is both "blur 3" and "noise 4".
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import torch.nn.functional as F
 from ..core.devices import resolve_device
 from ..core.images import ImageLoadError, InputSpec, prepare, read_image, to_float
 from ..corruptions import apply_corruption
+from ..corruptions.compound import compose, family_severities
 from .backbones import load_backbone
 from .cause import FAMILIES, FAMILY_OF, CauseHead, CauseMetric, cause_features, save_cause_head
 from .training import seeded_standardised_head
@@ -37,48 +41,69 @@ def corruptions_by_family(corruptions: Optional[Sequence[str]] = None) -> dict:
 
 @dataclass
 class Recipe:
-    """One training example: an image index, and the corruptions applied in turn."""
+    """One training example: an image index, and the corruptions applied to it."""
 
     image: int
     steps: Tuple[Tuple[str, int], ...]  # (corruption, severity); empty for a clean view
     flip: bool = False
+    #: "pipeline": the capture's order (:func:`~..corruptions.compound.compose`); "given": as listed
+    order: str = "pipeline"
+
+
+#: the families a camera's own pipeline degrades, in the order it does
+CAMERA_PIPELINE = ("exposure", "noise", "blur", "compression")
+
+
+def _draw_families(keys: Sequence[str], compound: float, rng) -> List[str]:
+    """One family, or (with probability ``compound``) 2 to 4 of the camera pipeline's or
+    2 to 3 of any."""
+    if len(keys) < 2 or rng.random() >= compound:
+        return [keys[rng.integers(len(keys))]]
+    camera = [k for k in CAMERA_PIPELINE if k in keys]
+    if len(camera) >= 2 and rng.random() < 0.5:
+        return [camera[i] for i in sorted(rng.choice(len(camera), int(rng.integers(2, len(camera) + 1)), replace=False))]
+    return [keys[i] for i in rng.choice(len(keys), int(rng.integers(2, min(3, len(keys)) + 1)), replace=False)]
 
 
 def draw_recipes(num_images: int, copies: int = 8, clean_views: int = 2, compound: float = 0.2,
-                 corruptions: Optional[Sequence[str]] = None, seed: int = 0) -> List[Recipe]:
+                 corruptions: Optional[Sequence[str]] = None, seed: int = 0,
+                 exclude: Sequence[Sequence[str]] = ()) -> List[Recipe]:
     """Per image: ``clean_views`` clean views (the second and later mirrored) and
-    ``copies`` corrupted ones, a ``compound`` share of them with a second family."""
+    ``copies`` corrupted ones, a ``compound`` share of them with several families.
+    A copy holding every corruption of one of the ``exclude`` sets (held out for an
+    evaluation) is drawn again."""
     fams = corruptions_by_family(corruptions)
     keys = sorted(fams, key=FAMILIES.index)
+    held = [set(e) for e in exclude]
     rng = np.random.default_rng(seed)
     out = []
     for i in range(num_images):
         out += [Recipe(i, (), flip=v % 2 == 1) for v in range(clean_views)]
         for _ in range(copies):
-            first = keys[rng.integers(len(keys))]
-            fam_list = [first]
-            if len(keys) > 1 and rng.random() < compound:
-                others = [k for k in keys if k != first]
-                fam_list.append(others[rng.integers(len(others))])
-            steps = tuple((fams[f][rng.integers(len(fams[f]))], int(rng.integers(1, 6))) for f in fam_list)
+            while True:
+                fam_list = _draw_families(keys, compound, rng)
+                steps = tuple((fams[f][rng.integers(len(fams[f]))], int(rng.integers(1, 6))) for f in fam_list)
+                if not any(h <= {n for n, _ in steps} for h in held):
+                    break
             out.append(Recipe(i, steps, flip=bool(rng.integers(2))))
     return out
 
 
-def targets(recipe: Recipe) -> Tuple[List[float], float]:
-    """The multi-label family target and the severity (the largest of the steps') of
-    ``recipe``; a corruption of no family (an evaluation's held-out one) sets no label."""
-    y = [0.0] * len(FAMILIES)
-    for name, _ in recipe.steps:
-        if name in FAMILY_OF:
-            y[FAMILIES.index(FAMILY_OF[name])] = 1.0
-    return y, float(max((s for _, s in recipe.steps), default=0))
+def targets(recipe: Recipe) -> Tuple[List[float], float, List[float]]:
+    """The multi-label family target, the overall severity (the largest of the steps')
+    and each family's severity (0 where absent) of ``recipe``; a corruption of no family
+    (an evaluation's held-out one) sets no label."""
+    sev = family_severities((n, s) for n, s in recipe.steps if n in FAMILY_OF)
+    y = [1.0 if f in sev else 0.0 for f in FAMILIES]
+    return y, float(max((s for _, s in recipe.steps), default=0)), [float(sev.get(f, 0)) for f in FAMILIES]
 
 
 def render(clean: torch.Tensor, recipe: Recipe, generator: torch.Generator) -> torch.Tensor:
     """The image of ``recipe`` from its ``clean`` (3, H, W) image."""
     x = clean.flip(-1) if recipe.flip else clean
-    for name, severity in recipe.steps:
+    if all(n in FAMILY_OF for n, _ in recipe.steps):
+        return compose(x, recipe.steps, generator, order=recipe.order)
+    for name, severity in recipe.steps:  # a corruption of no family: alone, for the held-out checks
         x = apply_corruption(x, name, severity, generator=generator)
     return x
 
@@ -93,49 +118,59 @@ def featurise(images: Sequence[torch.Tensor], backbone, device, batch_size: int 
     return torch.cat(out) if out else torch.zeros(0)
 
 
+def recipe_generator(seed: int, index: int) -> torch.Generator:
+    """The generator that renders recipe number ``index``: seeded by both, so that every
+    example renders the same whichever others are rendered with it (or in parallel)."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + index)
+
+
 def build_examples(clean: Sequence[torch.Tensor], recipes: Sequence[Recipe], backbone, device,
-                   seed: int = 0, batch_size: int = 16, progress=None):
-    """Features (N, D), family targets (N, K) and severities (N,) of ``recipes`` over the
-    ``clean`` images."""
-    gen = torch.Generator().manual_seed(seed)
-    feats, ys, sevs, buffer = [], [], [], []
+                   seed: int = 0, batch_size: int = 16, progress=None, start: int = 0):
+    """Features (N, D), family targets (N, K), overall severities (N,) and family
+    severities (N, K) of ``recipes`` over the ``clean`` images; ``recipes`` are numbers
+    ``start``, ``start + 1``... of their set (:func:`recipe_generator`)."""
+    feats, ys, sevs, fam_sevs, buffer = [], [], [], [], []
     for n, r in enumerate(recipes):
-        buffer.append(render(clean[r.image], r, gen))
-        y, s = targets(r)
+        buffer.append(render(clean[r.image], r, recipe_generator(seed, start + n)))
+        y, s, fs = targets(r)
         ys.append(y)
         sevs.append(s)
+        fam_sevs.append(fs)
         if len(buffer) == batch_size or n == len(recipes) - 1:
             feats.append(featurise(buffer, backbone, device, batch_size))
             buffer = []
             if progress is not None:
                 progress((n + 1) / len(recipes), f"featurised {n + 1} of {len(recipes)} examples")
-    return torch.cat(feats), torch.tensor(ys), torch.tensor(sevs)
+    return torch.cat(feats), torch.tensor(ys), torch.tensor(sevs), torch.tensor(fam_sevs)
 
 
-def train_cause_head(X: torch.Tensor, Y: torch.Tensor, severity: torch.Tensor, hidden: int = 64,
-                     epochs: int = 150, lr: float = 3e-3, weight_decay: float = 5e-2,
+def train_cause_head(X: torch.Tensor, Y: torch.Tensor, severity: torch.Tensor, family_severity: torch.Tensor,
+                     hidden: int = 64, epochs: int = 150, lr: float = 3e-3, weight_decay: float = 5e-2,
                      severity_weight: float = 0.5, clean_weight: float = 3.0, mild_target: float = 0.5,
                      seed: int = 0) -> CauseHead:
     """Full-batch AdamW fit of a :class:`~.cause.CauseHead`: binary cross-entropy per
-    family plus ``severity_weight`` times the squared severity error (in fifths). Clean
-    examples weigh ``clean_weight``; severity-1 copies, often invisible, are soft
-    positives (``mild_target``). Both chosen on halves of the dev split."""
-    X, Y, severity = X.float(), Y.float().clone(), severity.float()
-    Y[severity == 1] *= mild_target
+    family, plus ``severity_weight`` times the squared severity errors (in fifths): the
+    overall one, and each present family's own. Clean examples weigh ``clean_weight``; a
+    family at severity 1, often invisible, is a soft positive (``mild_target``)."""
+    X, Y, severity, family_severity = X.float(), Y.float().clone(), severity.float(), family_severity.float()
+    Y[family_severity == 1] *= mild_target
     weight = torch.where(severity == 0, clean_weight, 1.0).unsqueeze(1)
+    present = (family_severity > 0).float()
     head = seeded_standardised_head(lambda: CauseHead(X.shape[1], hidden), X, seed)
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
     for _ in range(epochs):
         opt.zero_grad()
-        logits, sev = head(X)
+        logits, sev, fam_sev = head(X)
         bce = (F.binary_cross_entropy_with_logits(logits, Y, reduction="none") * weight).mean()
-        loss = bce + severity_weight * F.mse_loss(sev / 5, severity / 5)
+        fam_err = (((fam_sev - family_severity) / 5) ** 2 * present).sum() / present.sum().clamp_min(1)
+        loss = bce + severity_weight * (F.mse_loss(sev / 5, severity / 5) + fam_err)
         loss.backward()
         opt.step()
     return head.eval()
 
 
-def calibrate_thresholds(X: torch.Tensor, Y: torch.Tensor, severity: torch.Tensor, groups: torch.Tensor,
+def calibrate_thresholds(X: torch.Tensor, Y: torch.Tensor, severity: torch.Tensor, family_severity: torch.Tensor,
+                         groups: torch.Tensor,
                          target_none: float = 0.93, folds: int = 2, **train_kw) -> List[float]:
     """Per-family thresholds (at least 0.5) under which a share ``target_none`` of clean
     images not seen in training are called "none": the head is refitted ``folds`` times,
@@ -144,7 +179,7 @@ def calibrate_thresholds(X: torch.Tensor, Y: torch.Tensor, severity: torch.Tenso
     probs = []
     for k in range(folds):
         train, held = groups % folds != k, (groups % folds == k) & (severity == 0)
-        head = train_cause_head(X[train], Y[train], severity[train], **train_kw)
+        head = train_cause_head(X[train], Y[train], severity[train], family_severity[train], **train_kw)
         with torch.no_grad():
             probs.append(torch.sigmoid(head(X[held].float())[0]))
     clean = torch.cat(probs)
@@ -186,8 +221,8 @@ def load_clean_images(images, spec: InputSpec) -> Tuple[List[torch.Tensor], int]
     return out, skipped
 
 
-def fit_cause_head(clean_images, path: str, backbone: str = "efficientnet_lite0", copies: int = 8,
-                   clean_views: int = 2, compound: float = 0.2, corruptions: Optional[Sequence[str]] = None,
+def fit_cause_head(clean_images, path: str, backbone: str = "efficientnet_lite0", copies: int = 12,
+                   clean_views: int = 2, compound: float = 0.5, corruptions: Optional[Sequence[str]] = None,
                    hidden: int = 64, epochs: int = 150, weight_decay: float = 5e-2, device: str = "auto",
                    batch_size: int = 16, seed: int = 0, progress=None) -> CauseMetric:
     """Fits a cause head on corrupted copies of clean images (no labels needed) and saves
@@ -198,8 +233,8 @@ def fit_cause_head(clean_images, path: str, backbone: str = "efficientnet_lite0"
             FiftyOne dataset or view
         path: the file to write
         backbone ("efficientnet_lite0"): the frozen proxy (a timm backbone)
-        copies (8), clean_views (2), compound (0.2): per image, corrupted copies, clean
-            views, and the share of copies with a second family
+        copies (12), clean_views (2), compound (0.5): per image, corrupted copies, clean
+            views, and the share of copies with several families (:func:`draw_recipes`)
         corruptions (None): corruption names (default: every one with a family, :data:`~.cause.FAMILY_OF`)
         hidden, epochs, weight_decay: the head and its full-batch AdamW training
         device ("auto"), batch_size (16): where and how the proxy runs
@@ -220,11 +255,11 @@ def fit_cause_head(clean_images, path: str, backbone: str = "efficientnet_lite0"
     if len(clean) < 4:
         raise ValueError(f"the cause head needs at least 4 readable clean images, got {len(clean)}")
     recipes = draw_recipes(len(clean), copies, clean_views, compound, corruptions, seed)
-    X, Y, sev = build_examples(clean, recipes, proxy, dev, seed, batch_size, progress)
+    X, Y, sev, fam_sev = build_examples(clean, recipes, proxy, dev, seed, batch_size, progress)
     kw = dict(hidden=hidden, epochs=epochs, weight_decay=weight_decay, seed=seed)
-    head = train_cause_head(X, Y, sev, **kw)
+    head = train_cause_head(X, Y, sev, fam_sev, **kw)
     groups = torch.tensor([r.image for r in recipes])
-    thresholds = calibrate_thresholds(X, Y, sev, groups, **kw) if len(clean) >= 8 else [0.5] * len(FAMILIES)
+    thresholds = calibrate_thresholds(X, Y, sev, fam_sev, groups, **kw) if len(clean) >= 8 else [0.5] * len(FAMILIES)
     config = {"backbone": backbone, "thresholds": thresholds, "corruptions": sorted({n for r in recipes for n, _ in r.steps}),
               "copies": copies, "clean_views": clean_views, "compound": compound, "seed": seed,
               "epochs": epochs, "weight_decay": weight_decay, "num_images": len(clean),
