@@ -20,7 +20,8 @@ import fiftyone as fo
 
 from fiftyone_dnniqa.analysis.video import (find_segments, hard_segments, low_runs, mark_segments,
                                             worst_videos)
-from fiftyone_dnniqa.analysis.video_targets import frame_statistics, frame_table, quality_timeline
+from fiftyone_dnniqa.analysis.video_targets import (frame_statistics, frame_table, quality_timeline,
+                                                    summary_statistics)
 from fiftyone_dnniqa.core.video import write_video
 
 STEP = 2  # frames 1, 3, 5, ... are scored
@@ -222,7 +223,7 @@ def test_worst_videos_by_summaries(videos):
     with pytest.raises(ValueError, match="best frame"):
         worst_videos(ds, "q_down", by="min", higher_is_better=False)
     with pytest.raises(ValueError, match="no summary field"):
-        worst_videos(ds, "q_up", by="min", higher_is_better=True)
+        worst_videos(ds, "nothing", by="min", higher_is_better=True)
 
 
 def test_frame_outcomes_are_the_planted_ones(videos):
@@ -290,6 +291,30 @@ def test_frame_statistics_equal_scipy_and_sklearn(videos):
     lowest = (q >= curve[0]["lo"]) & (q < curve[0]["hi"])
     assert lowest.sum() == curve[0]["n"] and curve[0]["hi"] == pytest.approx(np.quantile(q, 0.1))
     assert curve[0]["mean_target"] == pytest.approx(correct[lowest].mean())
+
+
+def test_summaries_against_each_video_performance(videos):
+    ds, planted = videos
+    mean = {sid: np.mean(list(s.values())) for sid, s, _ in planted}
+    share = {sid: np.mean([v < LEVEL_UP for v in s.values()]) for sid, s, _ in planted}
+    lowest = {sid: min(s.values()) for sid, s, _ in planted}
+    for name, values in (("mean", mean), ("low_share", share), ("min", lowest)):
+        ds.set_values(f"q_up_{name}", values, key_field="id")
+    # each video's F1 from its summed counts (every frame, as evaluate_detections sums them)
+    counts = {sid: np.zeros(3) for sid, _, _ in planted}
+    for sid, planted_outcome in zip(ds.values("id"), ds.values("frames.planted")):
+        for o in planted_outcome:
+            counts[sid] += {"hit": (1, 0, 0), "miss": (0, 0, 1), "extra": (1, 1, 0)}[o]
+    f1 = {sid: 2 * c[0] / (2 * c[0] + c[1] + c[2]) for sid, c in counts.items()}
+    got = {r["name"]: r for r in summary_statistics(ds, "q_up", eval_key="det", higher_is_better=True, n_boot=100)}
+    vids = [sid for sid, _, _ in planted]
+    t = [f1[v] for v in vids]
+    assert got["q_up_mean"]["spearman"]["estimate"] == pytest.approx(stats.spearmanr([mean[v] for v in vids], t).statistic)
+    assert got["q_up_min"]["spearman"]["n"] == 5
+    # a higher share of low frames is worse: the sign is flipped
+    assert got["q_up_low_share"]["spearman"]["estimate"] == pytest.approx(
+        -stats.spearmanr([share[v] for v in vids], t).statistic)
+    assert not got["q_up_low_share"]["higher_is_better"]
 
 
 def test_timeline_and_refusals(videos):

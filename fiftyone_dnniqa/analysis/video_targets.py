@@ -18,6 +18,10 @@ intervals resample frames as if they were, so they are narrower than the evidenc
 video-level rows (the correlation of per-video means, one point per video,
 :func:`~fiftyone_dnniqa.analysis.grouping.group_level_correlations`) say whether the
 relation also holds across videos.
+
+:func:`summary_statistics` asks which per-video summary (``<field>_mean``, ``_min``,
+``_low_share``) best tracks each video's own performance (the per-video values of the
+evaluation: summed counts, mean correctness), across videos.
 """
 
 from __future__ import annotations
@@ -32,11 +36,11 @@ from .correlation import rank_fields
 from .fields import field_direction
 from .grouping import binned_performance, group_level_correlations
 from .resampling import is_binary
-from .targets import BINARY_KINDS, TargetInfo, binary_correct, detection_rates, pick_target, to_floats
-from .video import frame_field
+from .targets import BINARY_KINDS, TargetInfo, binary_correct, detection_rates, get_target, pick_target, to_floats
+from .video import SUMMARIES, frame_field
 
 __all__ = ["FrameTable", "video_quality_fields", "frame_targets", "frame_table",
-           "frame_statistics", "quality_timeline"]
+           "frame_statistics", "summary_statistics", "quality_timeline"]
 
 
 @dataclass
@@ -172,6 +176,32 @@ def frame_statistics(samples, fields: Optional[Sequence[str]] = None, eval_key: 
             "n_frames": int(finite.size), "n_videos": int(len(set(t.sample_ids.tolist()))),
             "higher_is_better": hib, "ranking": [r.to_dict() for r in ranking],
             "table": [r.to_row() for r in ranking], "curves": curves, "videos": videos}
+
+
+def summary_statistics(samples, field: str, eval_key: Optional[str] = None, kind: Optional[str] = None,
+                       higher_is_better: Optional[bool] = None, n_boot: int = 1000,
+                       confidence: float = 0.95, seed=0) -> List[dict]:
+    """The per-video summaries of ``field`` ranked by how well they track each video's
+    performance (:func:`~fiftyone_dnniqa.analysis.targets.get_target` on the videos; one pair
+    per video): ``FieldRank.to_dict()`` rows, best first. A higher low share is worse; the
+    minimum counts only where higher is better (it is the best frame otherwise)."""
+    key = frame_field(field)
+    hib = field_direction(samples, key, higher_is_better)
+    ds = samples._root_dataset
+    names = [n for n in SUMMARIES if ds.has_sample_field(f"{key}_{n}") and (n != "min" or hib)]
+    if not names:
+        raise ValueError(f"no per-video summaries of '{key}': score the videos with "
+                         "compute_quality(..., frame_step=N) first")
+    ids, target = get_target(samples, eval_key, kind)
+    cols = samples.values(["id"] + [f"{key}_{n}" for n in names])
+    order = {sid: k for k, sid in enumerate(cols[0])}
+    at = np.array([order[i] for i in ids], dtype=np.int64)
+    qualities = {f"{key}_{n}": (to_floats(c)[at], hib if n != "low_share" else False)
+                 for n, c in zip(names, cols[1:])}
+    finite = target[np.isfinite(target)]
+    ranking = rank_fields(qualities, target, n_boot=n_boot, confidence=confidence, seed=seed,
+                          auroc_if_binary=is_binary(finite))
+    return [r.to_dict() for r in ranking]
 
 
 def quality_timeline(samples, field: str, sample_id: str, eval_key: Optional[str] = None,
