@@ -16,7 +16,7 @@ from .core.images import DEFAULT_MAX_PIXELS
 from .metrics import QualityMetric
 from .scoring import execute_plan, plan_quality
 from .scoring.patches import DEFAULT_MARGIN, DEFAULT_MIN_SIDE
-from .scoring.plan import ProgressCallback
+from .scoring.plan import ProgressCallback, sync_frames_to_videos
 
 
 def compute_quality(
@@ -40,11 +40,15 @@ def compute_quality(
     patches_field: Optional[str] = None,
     patch_margin: float = DEFAULT_MARGIN,
     min_patch_side: int = DEFAULT_MIN_SIDE,
+    frame_step: Optional[int] = None,
+    low_level: Optional[float] = None,
 ):
-    """Scores the images of ``samples`` with one or several quality metrics.
+    """Scores the images of ``samples`` (or the frames of its videos) with one or several
+    quality metrics.
 
     Args:
-        samples: a FiftyOne dataset or view of images
+        samples: a FiftyOne dataset or view of images, or of videos (then every
+            ``frame_step``-th frame is scored in place; ``to_frames`` views are images)
         metric ("aligned"): a registry name or :class:`QualityMetric`, or a list
             of them; each image is decoded once for all of them
         field (None): the field (or list of fields) to store scores in;
@@ -97,6 +101,18 @@ def compute_quality(
             this fraction (FiftyOne's ``alpha``), half on each side
         min_patch_side (8): boxes with a side under this many image pixels are
             recorded as too small, not scored
+        frame_step (None): on video, score frames 1, 1 + N, 1 + 2N... (FiftyOne's frame
+            numbers, in decode order; default 1: every frame). Each video is decoded once
+            (PyAV, in the loader workers; nothing is written to disk) for all the metrics.
+            A frame's score goes to the frame field ``frames.<field>`` (why it has none to
+            ``frames.<field>_error``), each video's summaries to ``<field>_mean``,
+            ``<field>_min``, ``<field>_low_share``, ``<field>_frames`` (frames scored),
+            ``<field>_failed`` and ``<field>_error`` (why the video could not be read); a
+            re-run decodes only the videos not finished and scores only their missing frames
+            (:mod:`fiftyone_dnniqa.scoring.video_fields`). Needs ``pip install av``
+        low_level (None): on video, the quality level of ``<field>_low_share`` (the share
+            of a video's sampled frames worse than it, in the metric's direction); default:
+            the 20th percentile of quality over all scored frames of the view
 
     Returns:
         a :class:`QualityRunResults` for a single metric, or a dict mapping
@@ -109,7 +125,11 @@ def compute_quality(
         reference_field=reference_field, label_field=label_field, metric_options=metric_options,
         amp=amp, max_pixels=max_pixels, write_every=write_every, decode=decode, queued=queue,
         patches_field=patches_field, patch_margin=patch_margin, min_patch_side=min_patch_side,
+        frame_step=frame_step, low_level=low_level,
     )
     if queue:
         return queue_shards(plan, shards)
-    return execute_plan(plan)
+    results = execute_plan(plan)
+    if getattr(samples, "_is_frames", False):  # a to_frames view: its images are the videos' frames
+        sync_frames_to_videos(samples, plan)
+    return results

@@ -59,6 +59,7 @@ def _cmd_score(args):
             device=args.device, batch_size=args.batch_size, num_workers=args.num_workers,
             overwrite=args.overwrite, reference_field=args.reference_field, label_field=args.label_field,
             metric_options=options, progress=not args.quiet, shards=args.shards, decode=args.decode,
+            frame_step=args.frame_step, low_level=args.low_level,
         )
     except (ValueError, RuntimeError) as e:
         sys.exit(f"error: {e}")
@@ -75,6 +76,8 @@ def _cmd_score(args):
             print(f"    {sid}: {reason}")
         if r.num_failed > 10:
             print(f"    ... {r.num_failed - 10} more (field {r.key}_error)")
+        for sid, reason in list((getattr(r, "video_failures", None) or {}).items())[:10]:
+            print(f"    video {sid}: {reason}")
 
 
 def _metric_options(as_json: Optional[str], pairs: Optional[List[str]]) -> Optional[dict]:
@@ -213,6 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", action="append", metavar="FILE",
                    help="weights file of each --proxy, in the same order (default: the standard cache)")
     p.add_argument("--overwrite", action="store_true", help="rescore samples that already have a score")
+    p.add_argument("--frame-step", type=int, metavar="N",
+                   help="video datasets: score frames 1, 1+N, 1+2N... in place (default: every frame)")
+    p.add_argument("--low-level", type=float, help="video datasets: the quality level of <field>_low_share "
+                   "(default: the 20th percentile of quality over the scored frames)")
     p.add_argument("--shards", type=int, help="queue this many delegated operations over disjoint parts "
                                               "of the dataset for `fiftyone delegated launch` workers")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -1,6 +1,7 @@
 """Decoding and encoding videos (core/video.py) and the episode clips (corruptions/episodes.py),
 checked against PyAV called directly and against numpy on the pixels."""
 
+import functools
 import os
 
 import av
@@ -21,9 +22,15 @@ def pyav_frames(path):
         return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
 
 
+@functools.lru_cache(maxsize=4)
+def episode_clip(photo, n, motion, seed):
+    """The frames and episodes of a clip over ``photo`` (made once per test session)."""
+    return episode_frames(read_image(photo), n, motion=motion, seed=seed)
+
+
 @pytest.fixture(scope="module")
 def clip(imagenet_files, tmp_path_factory):
-    frames, episodes = episode_frames(read_image(imagenet_files[3]), N_FRAMES, motion="zoom", seed=1)
+    frames, episodes = episode_clip(imagenet_files[3], N_FRAMES, "zoom", 1)
     path = str(tmp_path_factory.mktemp("video") / "clip.mp4")
     write_video(path, frames, fps=25, codec="libx264")
     return path, frames, episodes

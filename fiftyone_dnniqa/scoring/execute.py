@@ -5,7 +5,9 @@ scored by every metric that still needs it, and the scores are written back in c
 with ``set_values(..., key_field="id")``: an interrupted run keeps what it computed and
 a re-run scores only the samples still missing a score. Unreadable files are recorded
 per sample, never fatal. A plan on objects (``plan.patches``) runs the same way over the
-objects' patches (:mod:`.patch_execute`): one decode per image, one score per object.
+objects' patches (:mod:`.patch_execute`): one decode per image, one score per object; a
+plan on video (``plan.frame_step``) over the videos' sampled frames (:mod:`.video_execute`):
+one decode per video, one score per sampled frame.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from .plan import QualityPlan
 from .runs import QualityRunResults, build_run_config, failure_reason
 from .scorers import Job, WorkerScorer, score_batch
 from .shards import ShardSpec, ShardStore
+from .video_execute import read_video_work, score_videos, video_loader, video_values
+from .video_fields import frame_path
+from .video_plan import check_video_fields
 from .writer import Progress, declare_fields, flush
 
 logger = logging.getLogger(__name__)
@@ -52,8 +57,14 @@ def execute_plan(plan: QualityPlan, shard: Optional[ShardSpec] = None):
     started = time.perf_counter()
     started_at = datetime.datetime.now(datetime.timezone.utc)
     samples = shard.view(plan.samples) if shard is not None else plan.samples
-    work = read_patch_work(plan, samples) if plan.patches is not None else _read_work(plan, samples)
-    writer = object_values(plan, work) if plan.patches is not None else None
+    if plan.frame_step is not None:
+        work = read_video_work(plan, samples)
+        writer = video_values(plan, work)
+    elif plan.patches is not None:
+        work = read_patch_work(plan, samples)
+        writer = object_values(plan, work)
+    else:
+        work, writer = _read_work(plan, samples), None
     cores = os.cpu_count() or 1
     num_workers = plan.num_workers if plan.num_workers is not None else min(4, cores)
     dev = plan.device
@@ -65,8 +76,8 @@ def execute_plan(plan: QualityPlan, shard: Optional[ShardSpec] = None):
     # On CUDA the workers only read JPEG bytes and nvJPEG decodes whole batches. On a CPU of
     # 2 cores, decoding in the workers steals the cores of the metric's threads: decoding in
     # the main process between batches measured 1.13x faster (benchmarks/throughput.py)
-    raw_jpeg = plan.decode == "device" or (plan.decode == "auto" and not in_workers and (
-        dev.type == "cuda" or cores <= 2))
+    raw_jpeg = plan.frame_step is None and (plan.decode == "device" or (plan.decode == "auto" and not in_workers and (
+        dev.type == "cuda" or cores <= 2)))
     specs = list(dict.fromkeys(m.input_spec for m in plan.metrics))
     jobs = [Job(metric=m, field=f, spec_index=specs.index(m.input_spec), in_worker=in_workers,
                 todo=work.todo[:, j]) for j, (m, f) in enumerate(zip(plan.metrics, plan.fields))]
@@ -83,6 +94,8 @@ def execute_plan(plan: QualityPlan, shard: Optional[ShardSpec] = None):
             stack.enter_context(FieldLock(plan.dataset, job.field + suffix))
         for job in jobs:  # the plan checked the fields; they may have changed since (a queued run)
             check_field_can_hold_scores(plan.dataset, job.field, plan.overwrite, job.metric)
+            if plan.frame_step is not None:
+                check_video_fields(plan.dataset, job.field, job.metric, plan.overwrite)
         # From here on, the runs this call registers end "completed", "interrupted" or "failed"
         outcome = stack.enter_context(_Outcome(plan.dataset, started, shard, writer))
         # Run records first, so a killed run still shows up as not finished ("running")
@@ -95,7 +108,10 @@ def execute_plan(plan: QualityPlan, shard: Optional[ShardSpec] = None):
                 continue
             declare_fields(plan.dataset, job)  # a float field, or labels and their extra fields
             job.has_error_field = plan.dataset.has_sample_field(job.error_field)
-        if writer is not None:
+        if plan.frame_step is not None:
+            loader = video_loader(plan, work, jobs, specs, batch_size, num_workers)
+            score_videos(plan, jobs, work, loader, batch_size, writer, _raise_first_failure)
+        elif writer is not None:
             loader = patch_loader(plan, work, jobs, specs, batch_size, num_workers, raw_jpeg)
             score_patches(plan, jobs, work, specs, loader, raw_jpeg, batch_size, writer, _raise_first_object_failure)
         else:
@@ -139,6 +155,8 @@ def _register_run(plan, samples, job, batch_size, num_workers, n, started_at, sh
     else:
         patches = plan.patch_settings(plan.fields.index(job.field))
         extra = dict(patch_margin=plan.patch_margin, min_patch_side=plan.min_patch_side) if patches else {}
+        if plan.frame_step is not None:  # a run on video: its sampling and its quality level
+            extra = dict(frame_step=plan.frame_step, low_level=plan.low_level)
         config = build_run_config(job.metric, job.field, plan.reference_field, plan.label_field,
                                   overwrite=plan.overwrite, patches=patches, device=str(dev),
                                   batch_size=batch_size, num_workers=num_workers, **extra)
@@ -258,9 +276,12 @@ def _finish_run(dataset, job, status, error, elapsed, shard=None):
     done = r.num_scored + r.num_failed
     r.images_per_s = round(done / elapsed, 2) if elapsed > 0 else 0.0
     r.finished_at = datetime.datetime.now(datetime.timezone.utc).isoformat()
+    video = getattr(getattr(r, "config", None), "frame_step", None) is not None
+    if video:  # a run on video counts frames (its samples and todo count videos)
+        r.num_frames_scored, r.num_frames_failed = r.num_scored, r.num_failed
     try:
         try:
-            r.num_with_scores = dataset.count(job.field)
+            r.num_with_scores = dataset.count(frame_path(job.field) if video else job.field)
         except ValueError:  # the run failed before its field was created
             r.num_with_scores = 0
         if shard is not None:

@@ -153,10 +153,13 @@ def collate_items(items: List[dict]) -> List[dict]:
 def batch_loader(data, batch_size: int, num_workers: int, device: torch.device) -> torch.utils.data.DataLoader:
     """The DataLoader every scoring run reads ``data`` through, in order.
 
-    No more workers than batches: a worker started for nothing is shut down at once, and
-    one that exits while the loader stops makes torch's SIGCHLD handler fail the call.
+    No more workers than batches (than ``data.num_units`` for an ``IterableDataset`` that
+    shards its units, such as videos, across workers): a worker started for nothing is shut
+    down at once, and one that exits while the loader stops makes torch's SIGCHLD handler
+    fail the call.
     """
-    num_workers = min(num_workers, -(-len(data) // batch_size))
+    units = getattr(data, "num_units", None)
+    num_workers = min(num_workers, units if units is not None else -(-len(data) // batch_size))
     return torch.utils.data.DataLoader(
         data, batch_size=batch_size, shuffle=False, num_workers=num_workers,
         collate_fn=collate_items, pin_memory=device.type == "cuda",  # page-locked: asynchronous copies

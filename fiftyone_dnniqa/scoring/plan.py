@@ -22,10 +22,12 @@ from ..core.images import DEFAULT_MAX_PIXELS
 from ..metrics import QualityMetric, create_metric
 from ..metrics.options import check_metric_options, options_per_metric
 from .field_checks import check_field_can_hold_scores
+from .names import error_field_for
 from .patch_plan import (PatchTarget, check_patch_fields, object_label_classes, object_run_key,
                          resolve_patches)
 from .patches import DEFAULT_MARGIN, DEFAULT_MIN_SIDE
 from .runs import build_run_config, extra_field, list_quality_runs
+from .video_plan import check_video_fields, check_video_metrics, video_settings
 
 ProgressCallback = Callable[[float, str], None]
 
@@ -67,6 +69,8 @@ class QualityPlan:
     attributes: Optional[List[str]] = None  # per metric, the object attribute of its scores
     patch_margin: float = DEFAULT_MARGIN
     min_patch_side: int = DEFAULT_MIN_SIDE
+    frame_step: Optional[int] = None  # a run on video: every Nth frame from frame 1 (None: images)
+    low_level: Optional[float] = None  # a run on video: the level of the low share (None: percentile)
 
     def patch_settings(self, j: int = 0):
         """``(patches_field, patches_path, attribute)`` of metric ``j``'s run record, or None."""
@@ -84,7 +88,7 @@ class QualityPlan:
                     write_every=self.write_every, decode=self.decode,
                     patches_field=self.patches.field if self.patches is not None else None,
                     attributes=self.attributes, patch_margin=self.patch_margin,
-                    min_patch_side=self.min_patch_side)
+                    min_patch_side=self.min_patch_side, frame_step=self.frame_step, low_level=self.low_level)
 
 
 def plan_quality(
@@ -108,12 +112,15 @@ def plan_quality(
     patches_field: Optional[str] = None,
     patch_margin: float = DEFAULT_MARGIN,
     min_patch_side: int = DEFAULT_MIN_SIDE,
+    frame_step: Optional[int] = None,
+    low_level: Optional[float] = None,
 ) -> QualityPlan:
     """Resolves and checks a scoring call (arguments as
     :func:`fiftyone_dnniqa.compute_quality`); ``queued`` plans a call that only queues
     shards, so its metrics are built but not moved to a device. With ``patches_field`` (or a
     ``to_patches`` view) the objects are scored: ``field`` then names the object attribute
-    (:mod:`.patch_plan`)."""
+    (:mod:`.patch_plan`). On a video collection the sampled frames are scored
+    (``frame_step``, ``low_level``: :mod:`.video_fields`)."""
     many = isinstance(metric, (list, tuple))
     names = list(metric) if many else [metric]
     if not names:
@@ -124,8 +131,10 @@ def plan_quality(
         raise ValueError("shards=N queues operations by metric name: pass registry names")
     per_metric = [check_metric_options(m, o) if isinstance(m, str) else o  # names and options first
                   for m, o in zip(names, options_per_metric(names, metric_options))]
+    samples = frames_as_images(samples)
     dataset = check_collection(samples)
     check_not_empty(samples)
+    frame_step = video_settings(samples, frame_step, low_level, patches_field, queued)
     dev = None if queued else resolve_device(device)
     metrics = [create_metric(m, **o) for m, o in zip(names, per_metric)]
     if dev is not None:
@@ -138,8 +147,12 @@ def plan_quality(
                                 overwrite)
         samples, attributes = patches.samples, fields
         fields = [object_run_key(patches.field, a) for a in attributes]
+    if frame_step is not None:
+        check_video_metrics(metrics)
     for f, m in zip(fields, metrics):  # before anything is read, prepared or written
         check_field(dataset, f, m, overwrite)
+        if frame_step is not None:
+            check_video_fields(dataset, f, m, overwrite)
     check_reference_field(dataset, metrics, reference_field)
     if patches is not None and label_field is None and any(m.needs_labels for m in metrics):
         label_path = _object_labels(dataset, patches, metrics)
@@ -152,7 +165,8 @@ def plan_quality(
         reference_field=reference_field, label_field=label_field, label_path=label_path,
         metric_options=metric_options, amp=amp, max_pixels=max_pixels, write_every=write_every,
         decode=decode, patches=patches, attributes=attributes, patch_margin=float(patch_margin),
-        min_patch_side=int(min_patch_side),
+        min_patch_side=int(min_patch_side), frame_step=frame_step,
+        low_level=float(low_level) if low_level is not None else None,
     )
 
 
@@ -220,19 +234,37 @@ def resolve_fields(metrics, field, many) -> List[str]:
     return fields
 
 
+def frames_as_images(samples):
+    """A ``to_frames`` view as the images it shows: a view of its frames dataset, where its
+    images live, so scores, fields and the run record land beside them (a FramesView's root
+    dataset is the videos' dataset, which holds none of its images)."""
+    if not getattr(samples, "_is_frames", False):
+        return samples
+    return samples._frames_dataset.select(samples.values("id"), ordered=True)
+
+
+def sync_frames_to_videos(frames_view, plan: "QualityPlan") -> None:
+    """Copies the fields a run on a ``to_frames`` view wrote (into its frames dataset) to
+    the frames of its videos, as FiftyOne's own edits of such a view do: FiftyOne rebuilds
+    a frames dataset from the videos, and fields only the old one held would be lost."""
+    names = [n for f, m in zip(plan.fields, plan.metrics)
+             for n in [f, error_field_for(f)] + [extra_field(f, e) for e in getattr(m, "extra_fields", ())]]
+    names = [n for n in names if plan.dataset.has_sample_field(n)]
+    if names:
+        frames_view._sync_source(fields=names)
+
+
 def check_collection(samples):
-    """The root dataset of ``samples``, which must be a collection of images."""
+    """The root dataset of ``samples``, which must be a collection of images or videos."""
     if not hasattr(samples, "_root_dataset"):
         raise TypeError(f"expected a FiftyOne dataset or view, got {type(samples).__name__}")
     media = samples.media_type
     if media == "group":
         raise ValueError("this is a grouped collection: pick its images with "
                          "select_group_slices(media_type='image') or a single slice")
-    if media == "video":
-        raise ValueError("quality metrics score images; for video, score the frames of "
-                         "to_frames(sample_frames=True)")
-    if media not in ("image", "mixed"):
-        raise ValueError(f"quality metrics score images; this collection's media type is '{media}'")
+    if media not in ("image", "video", "mixed"):
+        raise ValueError(f"quality metrics score images and the frames of videos; this collection's media "
+                         f"type is '{media}'")
     return samples._root_dataset
 
 

@@ -12,6 +12,9 @@ A run on objects (``patches_field``) is keyed by the sample field of its per-sam
 A run of a structured metric (``outputs="classifications"``, such as ``cause``) holds a
 ``Classifications`` field and float ``<field>_<name>`` fields beside it (``extra_fields``,
 e.g. ``iqa_cause_severity``); deleting or renaming the run does the same to them.
+
+A run on video (``config.frame_step``) holds frame fields and per-video summaries
+(:mod:`.video_fields`); deleting or renaming it does the same to all of them.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import fiftyone.core.runs as fors
 
 from .names import error_field_for
 from .shards import ShardStore, merged_status
+from .video_fields import FLOAT_SUMMARIES, INT_SUMMARIES, frame_error_path, frame_path, summary_field
 
 METHOD = "dnniqa.compute_quality"
 
@@ -134,6 +138,8 @@ class QualityRun(fors.Run):
         fields = [(cfg.field, is_classifications_field if labels else _of(fo.FloatField)),
                   (cfg.error_field, _of(fo.StringField))]
         fields += [(f, _of(fo.FloatField)) for f in getattr(cfg, "extra_field_names", [])]
+        if getattr(cfg, "frame_step", None) is not None:
+            fields = _video_fields(cfg.field, labels, getattr(cfg, "extra_fields", []))
         if getattr(cfg, "patches_path", None):
             fields += [(cfg.field + "_min", _of(fo.FloatField)),
                        (f"{cfg.patches_path}.{cfg.attribute}", _of(fo.FloatField)),
@@ -149,8 +155,15 @@ class QualityRun(fors.Run):
                   for n in getattr(self.config, "extra_fields", [])]
         if getattr(self.config, "patches_path", None):
             pairs.append((key + "_min", new_key + "_min"))
+        if getattr(self.config, "frame_step", None) is not None:
+            old_paths, new_paths = (
+                [p for p, _ in _video_fields(k, False, getattr(self.config, "extra_fields", []))]
+                for k in (key, new_key))
+            pairs = list(zip(old_paths, new_paths))
         for old, new in pairs:
-            if dataset.has_sample_field(old):
+            if old.startswith("frames.") and dataset.get_field(old) is not None:
+                dataset.rename_frame_field(old[len("frames."):], new[len("frames."):])
+            elif dataset.has_sample_field(old):
                 dataset.rename_sample_field(old, new)
         if getattr(self.config, "shards", None):
             ShardStore().rename(dataset, key, new_key)
@@ -160,13 +173,28 @@ class QualityRun(fors.Run):
     def cleanup(self, samples, key):
         dataset = samples._root_dataset
         for f in self.get_fields(samples, key):
-            dataset.delete_sample_field(f)
+            if f.startswith("frames."):
+                dataset.delete_frame_field(f[len("frames."):])
+            else:
+                dataset.delete_sample_field(f)
         if getattr(self.config, "shards", None):
             ShardStore().delete(dataset, self.config.field)
 
 
 def _of(kind):
     return lambda field: isinstance(field, kind)
+
+
+def _video_fields(field: str, labels: bool, extras) -> list:
+    """``(path, fits)`` of the fields of a run on video of ``field``: frame scores (labels
+    and their extra floats), frame reasons, per-video summaries and reason."""
+    out = [(frame_path(field), is_classifications_field if labels else _of(fo.FloatField)),
+           (frame_error_path(field), _of(fo.StringField))]
+    out += [(extra_field(frame_path(field), n), _of(fo.FloatField)) for n in extras]
+    out += [(summary_field(field, n), _of(fo.FloatField)) for n in FLOAT_SUMMARIES]
+    out += [(summary_field(field, n), _of(fo.IntField)) for n in INT_SUMMARIES]
+    out.append((error_field_for(field), _of(fo.StringField)))
+    return out
 
 
 class QualityRunResults(fors.RunResults):
@@ -193,6 +221,11 @@ class QualityRunResults(fors.RunResults):
 
     def summary(self) -> str:
         reason = f" ({self.error})" if self.error and self.status != "completed" else ""
+        if getattr(self.config, "frame_step", None) is not None:  # a run on video
+            return (f"{self.key}: {self.status}{reason}, {self.num_scored} frames scored, {self.num_failed} failed "
+                    f"(every {self.config.frame_step}), {getattr(self, 'num_videos_failed', 0) or 0} videos "
+                    f"unreadable, {self.num_todo} of {self.num_samples} videos to do, "
+                    f"{self.images_per_s:.1f} frames/s on {self.device}")
         return (f"{self.key}: {self.status}{reason}, {self.num_scored} scored, {self.num_failed} failed "
                 f"of {self.num_todo} to do ({self.num_samples} in view), "
                 f"{self.images_per_s:.1f} img/s on {self.device}")
@@ -203,16 +236,19 @@ class QualityRunResults(fors.RunResults):
 
 def list_quality_runs(samples, kind: str = "all") -> List[str]:
     """Keys (= sample field names) of the quality runs on ``samples``' dataset: ``kind``
-    ``"all"``, ``"images"`` (runs on whole images) or ``"objects"`` (runs on objects, keyed
-    by their per-sample mean field)."""
-    if kind not in ("all", "images", "objects"):
-        raise ValueError(f"kind must be 'all', 'images' or 'objects', not {kind!r}")
+    ``"all"``, ``"images"`` (runs on whole images), ``"objects"`` (runs on objects, keyed
+    by their per-sample mean field) or ``"videos"`` (runs on the frames of videos, keyed by
+    their frame field)."""
+    if kind not in ("all", "images", "objects", "videos"):
+        raise ValueError(f"kind must be 'all', 'images', 'objects' or 'videos', not {kind!r}")
     dataset = samples._root_dataset
     keys = dataset.list_runs(method=METHOD)
     if kind == "all":
         return keys
-    on_objects = {k for k in keys if getattr(dataset.get_run_info(k).config, "patches_field", None)}
-    return [k for k in keys if (k in on_objects) == (kind == "objects")]
+    configs = {k: dataset.get_run_info(k).config for k in keys}
+    kinds = {k: "objects" if getattr(c, "patches_field", None) else
+             "videos" if getattr(c, "frame_step", None) is not None else "images" for k, c in configs.items()}
+    return [k for k in keys if kinds[k] == kind]
 
 
 def list_quality_run_statuses(samples) -> Dict[str, dict]:

@@ -77,10 +77,12 @@ def flush(dataset, jobs) -> None:
 
 
 class Progress:
-    """A progress bar, or a callback ``f(fraction, label)`` called at most once a second."""
+    """A progress bar, or a callback ``f(fraction, label)`` called at most once a second;
+    ``unit`` names what is counted (``"images"``, ``"videos"``)."""
 
-    def __init__(self, progress, total):
+    def __init__(self, progress, total, unit: str = "images"):
         self.total = max(total, 1)
+        self.unit = unit
         self.done = 0
         self.callback = progress if callable(progress) else None
         self.last = 0.0
@@ -99,7 +101,7 @@ class Progress:
         # a callback may write to the database (delegated progress): at most once a second
         if self.callback is not None and (now - self.last >= 1.0 or self.done >= self.total):
             self.last = now
-            self.callback(self.done / self.total, f"scored {self.done} of {self.total} images")
+            self.callback(self.done / self.total, f"scored {self.done} of {self.total} {self.unit}")
 
     def close(self):
         if self.bar is not None:
