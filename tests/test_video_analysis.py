@@ -202,6 +202,8 @@ def test_clips_view_supports_tag_save_export(videos, tmp_path):
     one = hard_segments(ds.select(planted[0][0]), "q_up", level=LEVEL_UP, higher_is_better=True,
                         segments_field="seg_one")
     assert one.values("support") == [[11, 19], [41, 47]]
+    with pytest.raises(ValueError, match="not a clips view"):
+        hard_segments(one, "q_up", level=LEVEL_UP, higher_is_better=True)
     with pytest.raises(ValueError, match="another type"):
         hard_segments(ds, "q_up", level=LEVEL_UP, higher_is_better=True, segments_field="filepath")
 

@@ -277,6 +277,8 @@ def segments_clips(samples, found: SegmentsFound, segments_field: Optional[str] 
     (default ``<field>_segments``; a video without segments gets None), each with ``label``,
     ``n_low``, ``mean``, ``worst`` and ``level``, and returns ``to_clips`` of them (the clips
     carry it as a ``Classification``)."""
+    if getattr(samples, "_is_clips", False):
+        raise ValueError("segments are stored on whole videos: pass the videos' view, not a clips view")
     name = segments_field or segments_field_for(found.field)
     _declare_segments_field(samples, name)
     per_video = {sid: [] for sid in found.steps}
