@@ -13,7 +13,7 @@ import fiftyone as fo
 import fiftyone_dnniqa as dq
 
 from doc_pictures import doc_picture
-from test_browser import _app_page, _dismiss, _save, _wait_for, app_server, sync_playwright  # noqa: F401
+from test_browser import _app_page, _open_operator, _save, _wait_for, app_server, sync_playwright  # noqa: F401
 
 FORM = "Sample field for the scores (also the run key)"
 
@@ -31,18 +31,7 @@ def photos(imagenet_files):
 
 def _open_compute_form(page, url, name):
     """The dataset in the App, then the Compute form from the operator browser."""
-    page.goto(f"{url}/datasets/{name}", wait_until="domcontentloaded")
-    page.locator('[data-cy="new-panel-btn"]:visible').first.wait_for(timeout=60_000)
-    page.wait_for_timeout(1500)
-    _dismiss(page)
-    compute = page.get_by_text("Compute image quality", exact=True)
-    for _ in range(30):  # the App lists operators once the plugins have loaded
-        page.keyboard.press("`")
-        page.keyboard.type("Compute image quality")
-        if _wait_for(lambda: compute.count() > 0, timeout=2):
-            break
-        page.keyboard.press("Escape")
-    compute.first.click(timeout=20_000)
+    _open_operator(page, url, name, "Compute image quality", "Compute image quality").first.click(timeout=20_000)
     page.get_by_text("Metric options", exact=True).first.wait_for(timeout=60_000)
     page.wait_for_timeout(1500)
 

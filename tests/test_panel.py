@@ -75,6 +75,7 @@ class FakeApp:
         self.requests = []
 
     def call(self, method, **event):
+        self._before = self.rendered(), set(self.properties()) if self.output else set()
         params = {"__method__": method, "panel_id": self.panel_id,
                   "panel_state": copy.deepcopy(self.app_state), **event}
         result = foo.execute_operator(URI, ctx={"dataset": self.dataset, "view": self.view,
@@ -107,6 +108,34 @@ class FakeApp:
     def properties(self):
         return self.output["type"]["properties"]
 
+    def form_writes(self):
+        """What the App's form writes into the panel state by itself (FiftyOne 1.22's
+        SchemaIO initializer, for each property that is not display-only, plots included):
+        the ``default`` where it differs from what the property shows, and what it shows
+        where that changed since the previous render. Like a ``patch_panel_state``, such a
+        write changes the App's workspace, which reloads its page and drops the user's
+        sidebar filters."""
+        shown, (before, mounted) = self.rendered(), self._before
+        writes = {}
+        for name, p in self.properties().items():
+            if p["view"]["name"] in DISPLAY_VIEWS:
+                continue
+            if p.get("default") is not None and shown.get(name) != p["default"]:
+                writes[name] = p["default"]
+            elif name in mounted and shown.get(name) and shown.get(name) != before.get(name):
+                writes[name] = shown[name]
+        return writes
+
+    @property
+    def plots(self):
+        """Each plot's traces as the panel sends them, in the plot's view ([] without the plot)."""
+        props = self.properties()
+        return {k: (props[k]["view"].get("data") if k in props else []) for k in P.PLOTS}
+
+    def shown_plot(self, name):
+        """What a plot shows: its value in the rendered state, else its view's traces."""
+        return self.rendered().get(name) or self.plots[name]
+
     def rendered(self):
         """What the panel shows: the App renders lodash ``merge({}, state, data)``, which
         merges arrays index by index."""
@@ -120,6 +149,14 @@ class FakeApp:
         pydash.set_(form, path, value)
         self.app_state = merge_replacing_arrays(self.app_state, form)
         return self.call(method, path=path, value=value)
+
+
+#: views the App's form never initializes, as FiftyOne 1.22's SchemaIO lists them (and the
+#: Python names of its alert and button views)
+DISPLAY_VIEWS = {"Notice", "Warning", "Error", "Button", "AlertView", "ArrowNavView", "ButtonView", "ErrorView",
+                 "GridView", "HeaderView", "HiddenView", "ImageView", "JSONView", "KeyValueView", "LabelValueView", "LinkView", "LoadingView",
+                 "MarkdownView", "MediaPlayerView", "ProgressView", "TableView", "TagsView",
+                 "TreeSelectionView", "StatusButtonView"}
 
 
 def lodash_merge(dst, src):
@@ -264,9 +301,9 @@ def test_on_load_renders_table_and_plots(plugin, cls_ds):
     assert [c["key"] for c in props["ranking"]["view"]["columns"]][:3] == ["field", "direction", "spearman"]
     # plots are traces in panel data, under the plots' names
     assert app.data["ranking"][0]["field"] == "iqa_entropy"
-    assert [t["name"] for t in app.data["histogram"]] == ["correct", "wrong"]
-    assert len(app.data["curve"]) == 3 and len(app.data["curve"][2]["ids"]) == PS.BINS
-    assert sum(len(t["ids"]) for t in app.data["scatter"]) == 40
+    assert [t["name"] for t in app.plots["histogram"]] == ["correct", "wrong"]
+    assert len(app.plots["curve"]) == 3 and len(app.plots["curve"][2]["ids"]) == PS.BINS
+    assert sum(len(t["ids"]) for t in app.plots["scatter"]) == 40
     json.dumps(app.output, allow_nan=False)
     json.dumps(app.data, allow_nan=False)
 
@@ -300,11 +337,11 @@ def test_what_the_panel_shows_follows_every_change_of_fields_and_view(plugin, cl
         def check(fields, view):
             shown = app.rendered()
             n = len(view)
-            assert shown["ranking"] == app.data["ranking"] and shown["scatter"] == app.data["scatter"]
+            assert shown["ranking"] == app.data["ranking"] and app.shown_plot("scatter") == app.plots["scatter"]
             assert sorted(r["field"] for r in shown["ranking"]) == sorted(fields)
             assert all(r["n"] == n for r in shown["ranking"])
-            assert sum(len(t["ids"]) for t in shown["scatter"]) == n
-            assert sum(sum(t["y"]) for t in shown["histogram"]) == n
+            assert sum(len(t["ids"]) for t in app.shown_plot("scatter")) == n
+            assert sum(sum(t["y"]) for t in app.shown_plot("histogram")) == n
             assert shown["fields"] == fields
 
         every = ["iqa_entropy", "noise", "noise2", "noise3"]
@@ -348,7 +385,7 @@ def test_rerenders_use_the_cache(plugin, cls_ds):
     app.call("on_change_view", value=[])
     assert P.CACHE.misses == 3 and P.CACHE.hits >= 2
     app.call("on_change_target", value="eval:confidence", path="target")
-    assert app.state["summary"]["kind"] == "confidence" and app.data["histogram"] == []
+    assert app.state["summary"]["kind"] == "confidence" and app.plots["histogram"] == []
     assert "histogram" not in app.properties()
 
 
@@ -364,7 +401,7 @@ def test_clicking_a_bin_sets_the_view_to_its_samples(plugin, cls_ds, which):
     base = cls_ds.match(fo.ViewField("noise") > -1.0)  # the App's current view
     app = FakeApp(cls_ds, view=base)
     app.call("on_load")
-    trace = app.data["curve"][2] if which == "curve" else app.data["histogram"][1]
+    trace = app.plots["curve"][2] if which == "curve" else app.plots["histogram"][1]
     bins = app.state["summary"]["bins"][which]
     filled = [i for i, y in enumerate(trace["y"]) if y > 0]  # bars with samples
     for idx in (filled[0], filled[-1]):  # the first, and the last (the closed one for the curve)
@@ -406,7 +443,7 @@ def test_lasso_in_the_scatter_selects_samples(plugin, cls_ds):
     app = FakeApp(cls_ds)
     app.call("on_load")
     pts = []
-    for ti, trace in enumerate(app.data["scatter"]):
+    for ti, trace in enumerate(app.plots["scatter"]):
         for i in range(min(3, len(trace["ids"]))):
             pts.append({"trace": trace["name"], "trace_idx": ti, "idx": i, "id": trace["ids"][i],
                         "x": trace["x"][i], "y": trace["y"][i], "z": None})
@@ -421,7 +458,7 @@ def test_callbacks_with_a_hand_made_execution_context(plugin, cls_ds):
     """The same callback with an ExecutionContext built as the server builds one."""
     app = FakeApp(cls_ds)
     app.call("on_load")
-    trace = app.data["histogram"][0]
+    trace = app.plots["histogram"][0]
     panel = foo.get_operator(URI)
     executor = Executor()
     ctx = ExecutionContext(request_params={
@@ -531,7 +568,7 @@ def test_detection_evaluation_f1(plugin, make_dataset):
     assert app.state["target"] == "det:f1" and app.state["message"] is None
     props = app.properties()
     assert "curve" in props and "histogram" not in props and "scatter" not in props
-    trace = app.data["curve"][2]
+    trace = app.plots["curve"][2]
     app.call("on_click_curve", id=trace["ids"][0], idx=0)
     field, lo, hi, last = json.loads(trace["ids"][0])
     assert sorted(app.set_views[-1].values("id")) == _expected_bin_ids(ds, field, lo, hi, last)
@@ -600,7 +637,7 @@ def test_a_drill_down_keeps_the_whole_view_as_context_until_back(plugin, cls_ds)
     app = FakeApp(cls_ds)
     app.call("on_load")
     before = copy.deepcopy(app.data["ranking"])
-    wrong = app.data["histogram"][1]
+    wrong = app.plots["histogram"][1]
     idx = int(np.argmax(wrong["y"]))
     app.call("on_click_histogram", id=wrong["ids"][idx], idx=idx, trace="wrong")
     app.view = app.set_views[-1]  # the App applies the view, then tells the panel
@@ -609,12 +646,12 @@ def test_a_drill_down_keeps_the_whole_view_as_context_until_back(plugin, cls_ds)
     assert shown["ranking"] == before and all(r["n"] == 40 for r in shown["ranking"])
     assert app.state["drill_summary"]["n"] == len(app.view) == wrong["y"][idx]
     assert "wrong predictions" in app.state["drill_summary"]["label"]
-    for trace in app.data["histogram"]:
+    for trace in app.plots["histogram"]:
         opacity = trace["marker"]["opacity"]
         assert opacity == [1.0 if (trace["name"], i) == ("wrong", idx) else 0.3 for i in range(len(opacity))]
     assert "back" in app.properties()
     # a second click drills from the same context view, not from inside the first drill-down
-    correct = app.data["histogram"][0]
+    correct = app.plots["histogram"][0]
     j = int(np.argmax(correct["y"]))
     app.call("on_click_histogram", id=correct["ids"][j], idx=j, trace="correct")
     assert len(app.set_views[-1]) == correct["y"][j]
@@ -622,19 +659,19 @@ def test_a_drill_down_keeps_the_whole_view_as_context_until_back(plugin, cls_ds)
     app.call("on_change_view")
     assert app.state["base_view"] is None and app.state["drill_summary"] is None
     assert all(r["n"] == 10 for r in app.rendered()["ranking"])
-    assert all("opacity" not in t.get("marker", {}) for t in app.data["histogram"])
+    assert all("opacity" not in t.get("marker", {}) for t in app.plots["histogram"])
 
 
 def test_lassoed_points_stay_selected_on_the_context_scatter(plugin, cls_ds):
     P.CACHE.clear()
     app = FakeApp(cls_ds)
     app.call("on_load")
-    chosen = [t["ids"][0] for t in app.data["scatter"]]
+    chosen = [t["ids"][0] for t in app.plots["scatter"]]
     app.call("on_select_scatter", data=[{"id": i} for i in chosen])
     app.view = app.set_views[-1]
     app.call("on_change_view")
-    assert sum(len(t["ids"]) for t in app.data["scatter"]) == 40  # the whole view, as context
-    for t in app.data["scatter"]:
+    assert sum(len(t["ids"]) for t in app.plots["scatter"]) == 40  # the whole view, as context
+    for t in app.plots["scatter"]:
         assert [t["ids"][k] for k in t["selectedpoints"]] == [i for i in t["ids"] if i in chosen]
     app.call("on_click_back")
     assert app.set_views[-1]._serialize() == cls_ds.view()._serialize()
@@ -713,7 +750,7 @@ def test_one_number_format_in_the_panel(plugin, cls_ds):
         assert not [v for v in cells if "nan" in v.lower() or re.search(r"\de[+-]\d", v)], cells
         assert INTERVAL.match(app.data["slices"][0]["target"]), app.data["slices"][0]
         # hover texts of the curve and the drill-down's label: the same format
-        texts = [t for trace in app.data["curve"] for t in trace.get("text") or []]
+        texts = [t for trace in app.plots["curve"] for t in trace.get("text") or []]
         assert texts and all(re.search(rf"accuracy {NUM} \[{NUM}, {NUM}\]$", t) for t in texts), texts
         assert all(re.match(rf"^\[{NUM}, {NUM}[\])]: n=\d+, ", t) for t in texts), texts
         expected = app.state["summary"]["expected"]
@@ -748,3 +785,28 @@ def test_sidebar_filters_stay_and_the_numbers_describe_them(plugin, cls_ds):
         assert row["spearman"].split("\u00a0")[0] == f"{rho:.3f}"
         header = requests["show_panel_output"]["output"]["type"]["properties"]["header"]["default"]
         assert header.startswith(f"**{n}** samples in the view, **{n}** with a target"), header
+
+
+def test_the_apps_own_events_leave_the_app_nothing_to_write(plugin, cls_ds):
+    """Issue 28, item 2 (traced in Chromium): a panel-state write, the panel's own or the
+    App's form writing an input's default that differs from what it shows, reloaded the
+    App's page, which dropped the sidebar filters and fired on_change_view again, whose
+    answer wrote again: a loop. Opening the panel and view changes write no state, every
+    input shows the panel's value (so the form writes nothing), and the user's choices
+    survive the App's events."""
+    P.CACHE.clear()
+    app = FakeApp(cls_ds)
+    app.call("on_load")
+    assert "patch_panel_state" not in app.names() and app.form_writes() == {}
+    shown = app.rendered()
+    assert (shown["target"], shown["fields"], shown["field"]) == ("eval:correct", ["iqa_entropy"], "iqa_entropy")
+    assert shown["slice_by"] == app.state["slice_by"] == "class"
+    app.user_changes("fields", ["iqa_entropy", "noise"], "on_change_fields")
+    app.user_changes("slice_by", "none", "on_change_slice")
+    labels = sorted(set(cls_ds.values("ground_truth.label")))[:5]
+    app.view = cls_ds.filter_labels("ground_truth", fo.ViewField("label").is_in(labels))
+    app.call("on_change_view")
+    assert "patch_panel_state" not in app.names() and app.form_writes() == {}
+    shown = app.rendered()
+    assert shown["fields"] == ["iqa_entropy", "noise"] and shown["slice_by"] == "none"
+    assert {r["field"]: r["n"] for r in app.data["ranking"]} == {"iqa_entropy": len(app.view), "noise": len(app.view)}

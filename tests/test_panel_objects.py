@@ -56,7 +56,7 @@ def test_object_mode_relates_each_objects_quality_to_found_or_missed(detected):
     assert {"object_run", "object_table", "object_strata", "object_bars"} <= set(props)
     assert "ranking" not in props  # the images' table is not shown in object mode
     # a click on a bar: those objects as patches
-    bar = app.data["object_bars"][0]
+    bar = app.plots["object_bars"][0]
     app.call("on_click_object_bars", id=bar["ids"][0], idx=0)
     lo, hi, last = json.loads(bar["ids"][0])
     patches = app.set_views[-1]

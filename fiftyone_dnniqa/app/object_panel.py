@@ -108,8 +108,7 @@ def render_objects(panel, state, ch: dict, on_change_run, on_click):
     dd = types.DropdownView()
     for key in ch["runs"]:
         dd.add_choice(key, label=key)
-    panel.enum("object_run", dd.values(), label="Object quality run", view=dd,
-               default=state.get("object_run") or ch["runs"][0], on_change=on_change_run)
+    panel.enum("object_run", dd.values(), label="Object quality run", view=dd, on_change=on_change_run)
     summary = state.get("object_summary")
     if not summary:
         panel.view("object_message", types.Notice(label=state.get("object_message") or "Computing statistics..."))
@@ -129,5 +128,6 @@ def render_objects(panel, state, ch: dict, on_change_run, on_click):
                      ("auroc", "quality AUROC [CI]")):
         strata.add_column(c, label=label)
     panel.list("object_strata", types.Object(), view=strata, label="By size stratum (small to large)")
-    panel.plot("object_bars", layout=summary["layout"], config={"displaylogo": False, "responsive": True},
+    panel.plot("object_bars", data=(state.get("figures") or {}).get("object_bars"), layout=summary["layout"],
+               config={"displaylogo": False, "responsive": True},
                height=360, on_click=on_click)

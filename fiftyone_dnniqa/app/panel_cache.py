@@ -1,7 +1,7 @@
 """The statistics cache of the "Quality vs Performance" panel: a small LRU keyed by the
 view, its latest modification, the fields, the target and the panel's settings; and
 :class:`PanelState`, which keeps the App's own events (opening, view and filter changes)
-from writing the panel's state."""
+from writing the App's panel state."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from bson import json_util
 
 from ..analysis.panel_stats import BINS, HIST_BINS, MAX_POINTS, N_BOOT
 
-__all__ = ["CACHE", "cache_key", "PanelState", "SHOWN", "QUIET_EVENTS"]
+__all__ = ["CACHE", "cache_key", "PanelState", "SHOWN", "QUIET_EVENTS", "INPUTS"]
 
 
 class _LRU:
@@ -72,23 +72,29 @@ def cache_key(view, fields, eval_key, kind) -> str:
 
 #: the events the App fires by itself: a panel opening, a change of view or of sidebar filters
 QUIET_EVENTS = frozenset({"on_load", "on_change_view"})
-#: per panel id, what those events computed (read over the App's panel state)
+#: the panel's inputs: the user sets them in the App's form (which writes them into the App's
+#: panel state); the values the panel resolved go to panel data, which the form shows over it
+INPUTS = ("mode", "object_run", "target", "fields", "field", "slice_by")
+#: per panel id, what the panel last decided (read over the App's panel state)
 SHOWN = _LRU(size=64)
 
 
 class PanelState:
     """The panel's state as the panel reads and writes it.
 
-    An event the App fires by itself (:data:`QUIET_EVENTS`) writes nothing to the App's
-    panel state: in the App (FiftyOne 1.22) a panel-state write answering a view change
-    makes the App reset its view, and the user's sidebar filters with it, seconds later
-    (and the reset fires the next view change: a loop; measured in Chromium with a panel
-    whose on_change_view only sets one state key). This is necessary, not sufficient: the
-    panel's data patch (or its computation) still resets the filters in the browser test.
-    Those events keep what they
-    computed in :data:`SHOWN`, for this panel, which reads over the App's state; an event
-    from the user's own input writes the App's state as before and drops those keys from
-    :data:`SHOWN`.
+    Why (FiftyOne 1.22, traced in Chromium): the App keeps a panel's state inside its
+    workspace, so every write of it (``patch_panel_state``, or the App's form writing an
+    input's ``default`` that differs from what it shows) is a workspace change, which
+    reloads the dataset page; that reload drops the user's sidebar filters and fires
+    ``on_change_view`` (three times: view, filters, extended), whose answer wrote again: a
+    loop that reset the grid every few seconds. So an event the App fires by itself
+    (:data:`QUIET_EVENTS`) writes no App state: what it decides is kept in :data:`SHOWN`
+    for this panel, and :meth:`shown_inputs` goes to panel data (the App's own memory,
+    never in the workspace), and the inputs carry no ``default``. An event from the
+    user's input writes the App's state too, as the form itself does.
+
+    Reading: an input's value is the App's (the form wrote the user's latest choice there)
+    where it holds one, else the panel's; any other key, the panel's decision first.
     """
 
     def __init__(self, ctx):
@@ -100,20 +106,21 @@ class PanelState:
         return SHOWN.get(self._id) or {}
 
     def get(self, key, default=None):
+        if key in INPUTS and self._state.get(key) is not None:
+            return self._state.get(key)
         memo = self._memo()
         return memo[key] if key in memo else self._state.get(key, default)
 
     def set(self, key, value=None):
         update = dict(key) if isinstance(key, dict) else {key: value}
-        memo = dict(self._memo())
-        if self.quiet:
-            memo.update(update)
-        else:
+        SHOWN.put(self._id, {**self._memo(), **update})
+        if not self.quiet:
             self._state.set(update)
-            for k in update:
-                memo.pop(k, None)
-        SHOWN.put(self._id, memo)
 
-    def app_state(self, key, default=None):
-        """What the App's own panel state holds for ``key`` (not the memo)."""
-        return self._state.get(key, default)
+    def keep(self, key, value):
+        """Keeps ``value`` for this panel only (the App never sees it)."""
+        SHOWN.put(self._id, {**self._memo(), key: value})
+
+    def shown_inputs(self) -> dict:
+        """The inputs' values as the form must show them (for panel data)."""
+        return {k: self.get(k) for k in INPUTS}

@@ -1,12 +1,13 @@
 """The "Quality vs Performance" panel: a thin App face over
 :mod:`fiftyone_dnniqa.analysis.panel_stats` and :mod:`.plots`.
 
-Inputs live in panel state, plots and table in panel data; an in-process cache keyed by
+The user's inputs live in panel state, what the panel shows (plots, tables, the inputs'
+resolved values) in panel data; an in-process cache keyed by
 view, fields and target saves recomputation on re-renders and view round trips; the
 callbacks set the App's view. The panel's numbers describe the App's view with its sidebar
-filters; the events the App fires by itself write no panel state
-(:class:`~.panel_cache.PanelState`): such a write makes the App drop those filters. (That
-alone does not keep them yet: see test_browser's sidebar-filter test, issue 28 item 2.)
+filters; the events the App fires by itself write no App panel state and the inputs carry
+no default (:class:`~.panel_cache.PanelState`): either would reload the App's page, which
+drops those filters (issue 28 item 2).
 """
 
 from __future__ import annotations
@@ -41,34 +42,40 @@ from .plots import plot_traces
 from .view_operators import evaluable_fields
 from .sharding import PLUGIN_NAME
 
-__all__ = ["QualityPerformancePanel", "PANELS", "CACHE", "SHOWN", "cache_key", "unwrapped"]
+__all__ = ["QualityPerformancePanel", "PANELS", "PLOTS", "CACHE", "SHOWN", "cache_key", "unwrapped"]
 
 #: the operator behind the panel's "Quality bins in Model Evaluation" button
 ADD_SCENARIO_URI = f"{PLUGIN_NAME}/add_quality_scenario"
 
 
-_EMPTY_DATA = {"ranking": [], "curve": [], "histogram": [], "scatter": [], "runs": [], "slices": [],
-               "object_table": [], "object_strata": [], "object_bars": []}
+_EMPTY_DATA = {"ranking": [], "slices": [], "runs": [], "object_table": [], "object_strata": []}
+#: the plots: their traces go in the plot's view, never in panel data or state (below)
+PLOTS = ("curve", "histogram", "scatter", "object_bars")
 #: the operator behind the panel's "Evaluate predictions" button (no evaluation yet)
 EVALUATE_URI = f"{PLUGIN_NAME}/evaluate_predictions"
 #: the operator behind the panel's "Compute image quality" button
 COMPUTE_URI = f"{PLUGIN_NAME}/compute_quality"
 
 
-def _show(ctx, state_update, data):
-    """Replaces what the panel shows. The App renders lodash ``merge(state, data)``, which
-    merges arrays index by index, and its form copies what it renders into the state when
-    an input changes: so every new table and plot clears the state's copy of the old one
-    (else a shorter table keeps the old table's last rows, and a plot its old points)."""
+def _show(ctx, state_update, data, figures=None):
+    """Replaces what the panel shows: ``data`` and the inputs' values go to panel data,
+    the plots' traces (``figures``, by plot name) into the plots' views at render.
+
+    The App renders lodash ``merge(state, data)``, which merges arrays index by index, and
+    its form copies what it renders into the state when the user changes an input: so an
+    event from the user clears the state's copies of the old tables (else a shorter table
+    keeps the old table's last rows). The App's own events write no App state
+    (:class:`~.panel_cache.PanelState`). Plot traces stay out of panel data: the App's form
+    writes its whole state each time a plot's data changes (FiftyOne 1.22), which, like a
+    state write, reloads the page and drops the sidebar filters; a plot given its traces in
+    its view has no data, and ``None`` there hides any copy the state still holds."""
     state = PanelState(ctx)
-    if state.quiet:  # the App's copies of old tables, if any, are cleared in its own state
-        stale = {k: None for k in _EMPTY_DATA if state.app_state(k) is not None}
-        if stale:
-            ctx.panel.state.set(stale)
-        state.set(state_update)
-    else:
-        state.set({**state_update, **{k: None for k in _EMPTY_DATA}})
-    ctx.panel.data.set({**data, "runs": run_rows(ctx.dataset)})
+    state.set(state_update)
+    state.keep("figures", figures or {})
+    if not state.quiet:
+        ctx.panel.state.set({k: None for k in (*_EMPTY_DATA, *PLOTS)})
+    ctx.panel.data.set({**_EMPTY_DATA, **data, **dict.fromkeys(PLOTS), **state.shown_inputs(),
+                        "runs": run_rows(ctx.dataset)})
 
 
 def _stages(view) -> str:
@@ -243,7 +250,7 @@ class QualityPerformancePanel(foo.Panel):
         field = field or state.get("field")
         if field not in fields:
             field = None
-        update = {"target": target, "fields": fields, "field": field}
+        update = {"mode": "images", "target": target, "fields": fields, "field": field}
 
         message = None
         if target is None:
@@ -265,6 +272,7 @@ class QualityPerformancePanel(foo.Panel):
         view = ctx.view if view is None else view
         key = cache_key(view, fields, eval_key, kind)
         if (not force and key == state.get("stats_key") and field and field == state.get("field")
+                and state.get("figures") is not None
                 and (drill or {}).get("stages") == (state.get("shown_drill") or {}).get("stages")):
             return  # the App already shows these statistics
         stats = CACHE.get(key)
@@ -299,8 +307,8 @@ class QualityPerformancePanel(foo.Panel):
                 "bins": {k: (f.get("bins") if f else None) for k, f in figs.items()},
             },
         })
-        _show(ctx, update, {"ranking": unwrapped(stats["table"]), "slices": unwrapped(slices),
-                            **{k: (f["data"] if f else []) for k, f in figs.items()}})
+        _show(ctx, update, {"ranking": unwrapped(stats["table"]), "slices": unwrapped(slices)},
+              figures={k: (f["data"] if f else []) for k, f in figs.items()})
 
     def _refresh_objects(self, ctx, target):
         """Object mode: the chosen object run against the chosen detection evaluation."""
@@ -317,8 +325,8 @@ class QualityPerformancePanel(foo.Panel):
             _show(ctx, {**update, "object_summary": None, "object_message": str(e)}, _EMPTY_DATA)
             return
         _show(ctx, {**update, "object_summary": data["summary"], "object_message": None},
-              {"object_table": unwrapped(data["table"]), "object_strata": unwrapped(data["strata"]),
-               "object_bars": data["bars"]})
+              {"object_table": unwrapped(data["table"]), "object_strata": unwrapped(data["strata"])},
+              figures={"object_bars": data["bars"]})
 
     def _show_bin(self, ctx, plot):
         args = _event_args(ctx)
@@ -386,7 +394,7 @@ class QualityPerformancePanel(foo.Panel):
             modes.add_choice("images", label="Images")
             modes.add_choice("objects", label="Objects")
             panel.enum("mode", modes.values(), label="Relate quality to performance of", view=modes,
-                       default=state.get("mode") or "images", on_change=self.on_change_mode)
+                       on_change=self.on_change_mode)
             if state.get("mode") == "objects":
                 render_objects(panel, state, objects, self.on_change_object_run, self.on_click_object_bars)
                 return types.Property(panel)
@@ -395,14 +403,12 @@ class QualityPerformancePanel(foo.Panel):
             for value, label in ch["targets"]:
                 dd.add_choice(value, label=label)
             panel.enum("target", dd.values(), label="Performance target", view=dd,
-                       default=state.get("target") or ch["default_target"],
                        on_change=self.on_change_target)
         if ch["fields"]:
             ac = types.AutocompleteView(allow_user_input=False, allow_duplicates=False)
             for f in ch["fields"]:
                 ac.add_choice(f, label=f)
             panel.list("fields", types.String(), label="Quality fields to rank", view=ac,
-                       default=state.get("fields") if state.get("fields") is not None else ch["quality"],
                        on_change=self.on_change_fields)
 
         if self._render_message(ctx, panel, state, ch):
@@ -414,8 +420,8 @@ class QualityPerformancePanel(foo.Panel):
 
         fields = state.get("fields") or []
         if fields:
-            panel.enum("field", fields, label="Field to plot", default=state.get("field"),
-                       view=types.DropdownView(), on_change=self.on_change_field)
+            panel.enum("field", fields, label="Field to plot", view=types.DropdownView(),
+                       on_change=self.on_change_field)
 
         table = types.TableView()
         cols = ["field", "direction", "spearman", "kendall", "pearson"]
@@ -437,15 +443,16 @@ class QualityPerformancePanel(foo.Panel):
         self._render_slices(panel, state, summary)
 
         config = {"displaylogo": False, "responsive": True}
+        figures = state.get("figures") or {}
         if layouts.get("curve"):
-            panel.plot("curve", layout=layouts["curve"], config=config, height=380,
-                       on_click=self.on_click_curve)
+            panel.plot("curve", data=figures.get("curve"), layout=layouts["curve"], config=config,
+                       height=380, on_click=self.on_click_curve)
         if layouts.get("histogram"):
-            panel.plot("histogram", layout=layouts["histogram"], config=config, height=340,
-                       on_click=self.on_click_histogram)
+            panel.plot("histogram", data=figures.get("histogram"), layout=layouts["histogram"],
+                       config=config, height=340, on_click=self.on_click_histogram)
         if layouts.get("scatter"):
-            panel.plot("scatter", layout=layouts["scatter"], config=config, height=380,
-                       on_selected=self.on_select_scatter)
+            panel.plot("scatter", data=figures.get("scatter"), layout=layouts["scatter"], config=config,
+                       height=380, on_selected=self.on_select_scatter)
         return types.Property(panel)
 
     def _render_message(self, ctx, panel, state, ch) -> bool:
@@ -488,8 +495,7 @@ class QualityPerformancePanel(foo.Panel):
         dd = types.DropdownView()
         for c in choices:
             dd.add_choice(c, label="no breakdown" if c == "none" else f"by {SLICES[c]}")
-        panel.enum("slice_by", dd.values(), label="Break down by", default=by, view=dd,
-                   on_change=self.on_change_slice)
+        panel.enum("slice_by", dd.values(), label="Break down by", view=dd, on_change=self.on_change_slice)
         if by == "none":
             return
         table = types.TableView()
