@@ -21,7 +21,7 @@ import fiftyone as fo
 from fiftyone_dnniqa.analysis.video import (find_segments, hard_segments, low_runs, mark_segments,
                                             worst_videos)
 from fiftyone_dnniqa.analysis.video_targets import (frame_statistics, frame_table, quality_timeline,
-                                                    summary_statistics)
+                                                    segment_performance, summary_statistics)
 from fiftyone_dnniqa.core.video import write_video
 
 STEP = 2  # frames 1, 3, 5, ... are scored
@@ -317,6 +317,32 @@ def test_summaries_against_each_video_performance(videos):
     assert got["q_up_low_share"]["spearman"]["estimate"] == pytest.approx(
         -stats.spearmanr([share[v] for v in vids], t).statistic)
     assert not got["q_up_low_share"]["higher_is_better"]
+
+
+def test_performance_inside_the_segments(videos):
+    ds, planted = videos
+    found = find_segments(ds, "q_up", level=LEVEL_UP, higher_is_better=True)
+    spans = found.by_video()
+    inside, outside, missed = [], [], []
+    for sample in ds:
+        for fn, f in sample.frames.items():  # every frame, sampled or not
+            right = float(f["cls_pred"].label == f["cls_gt"].label)
+            hit = any(a <= fn <= b for a, b in spans.get(sample.id, []))
+            (inside if hit else outside).append(right)
+            if hit:
+                missed.append(float(f["planted"] == "miss"))
+    rows = segment_performance(ds, found, eval_key="cls")
+    assert [(r["frames"], r["n"]) for r in rows] == [("in segments", len(inside)), ("elsewhere", len(outside))]
+    assert rows[0]["mean_target"] == pytest.approx(np.mean(inside)) and np.mean(inside) < np.mean(outside)
+    assert rows[1]["mean_target"] == pytest.approx(np.mean(outside))
+    n, k = len(inside), sum(inside)  # Wilson by hand
+    z = stats.norm.ppf(0.975)
+    centre = (k / n + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(k / n * (1 - k / n) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    assert (rows[0]["ci_low"], rows[0]["ci_high"]) == pytest.approx((centre - half, centre + half))
+    f1 = segment_performance(ds, found, eval_key="det", kind="fn")  # a count: a t interval
+    half = stats.t.ppf(0.975, len(missed) - 1) * np.std(missed, ddof=1) / np.sqrt(len(missed))
+    assert (f1[0]["ci_low"], f1[0]["ci_high"]) == pytest.approx((np.mean(missed) - half, np.mean(missed) + half))
 
 
 def test_timeline_and_refusals(videos):

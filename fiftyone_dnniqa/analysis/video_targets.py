@@ -21,7 +21,9 @@ relation also holds across videos.
 
 :func:`summary_statistics` asks which per-video summary (``<field>_mean``, ``_min``,
 ``_low_share``) best tracks each video's own performance (the per-video values of the
-evaluation: summed counts, mean correctness), across videos.
+evaluation: summed counts, mean correctness), across videos. :func:`segment_performance`
+asks whether the low-quality segments found are hard for the model: its performance on
+every evaluated frame inside them (sampled or not) against the frames elsewhere.
 """
 
 from __future__ import annotations
@@ -30,17 +32,18 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
+from scipy import stats
 
 from ..scoring.runs import list_quality_runs
 from .correlation import rank_fields
 from .fields import field_direction
-from .grouping import binned_performance, group_level_correlations
+from .grouping import binned_performance, group_level_correlations, wilson_interval
 from .resampling import is_binary
 from .targets import BINARY_KINDS, TargetInfo, binary_correct, detection_rates, get_target, pick_target, to_floats
-from .video import SUMMARIES, frame_field
+from .video import SUMMARIES, SegmentsFound, frame_field
 
 __all__ = ["FrameTable", "video_quality_fields", "frame_targets", "frame_table",
-           "frame_statistics", "summary_statistics", "quality_timeline"]
+           "frame_statistics", "summary_statistics", "segment_performance", "quality_timeline"]
 
 
 @dataclass
@@ -202,6 +205,44 @@ def summary_statistics(samples, field: str, eval_key: Optional[str] = None, kind
     ranking = rank_fields(qualities, target, n_boot=n_boot, confidence=confidence, seed=seed,
                           auroc_if_binary=is_binary(finite))
     return [r.to_dict() for r in ranking]
+
+
+def _mean_interval(values: np.ndarray, binary: bool, confidence: float):
+    """Mean with a Wilson (0/1 values) or t interval; NaN without values."""
+    n = len(values)
+    if not n:
+        return float("nan"), float("nan"), float("nan")
+    mean = float(values.mean())
+    if binary:
+        lo, hi = wilson_interval(values.sum(), n, confidence)
+        return mean, float(lo), float(hi)
+    if n < 2:
+        return mean, float("nan"), float("nan")
+    half = stats.t.ppf(0.5 + confidence / 2, n - 1) * values.std(ddof=1) / np.sqrt(n)
+    return mean, mean - half, mean + half
+
+
+def segment_performance(samples, found: SegmentsFound, eval_key: Optional[str] = None,
+                        kind: Optional[str] = None, confidence: float = 0.95) -> List[dict]:
+    """The target on the frames inside the segments ``found`` (from
+    :func:`~fiftyone_dnniqa.analysis.video.find_segments` on ``samples``), every evaluated
+    frame between a segment's ends, against the frames elsewhere: rows ``frames`` ("in
+    segments", "elsewhere"), ``n``, ``mean_target``, ``ci_low``, ``ci_high`` (Wilson for a
+    0/1 target, t otherwise; frames of one video are not independent, so read the intervals
+    as a lower bound on the uncertainty)."""
+    t = frame_table(samples, [], eval_key, kind)
+    inside = np.zeros(len(t), dtype=bool)
+    for sid, spans in found.by_video().items():  # loop over videos and their segments
+        of_video = t.sample_ids == sid
+        for first, last in spans:
+            inside |= of_video & (t.frame_numbers >= first) & (t.frame_numbers <= last)
+    ok = np.isfinite(t.target)
+    binary = t.kind in BINARY_KINDS and is_binary(t.target[ok])
+    rows = []
+    for name, mask in (("in segments", inside & ok), ("elsewhere", ~inside & ok)):
+        mean, lo, hi = _mean_interval(t.target[mask], binary, confidence)
+        rows.append({"frames": name, "n": int(mask.sum()), "mean_target": mean, "ci_low": lo, "ci_high": hi})
+    return rows
 
 
 def quality_timeline(samples, field: str, sample_id: str, eval_key: Optional[str] = None,
