@@ -42,7 +42,7 @@ import numpy as np
 from fiftyone import ViewField as F
 
 from ..scoring.runs import list_quality_runs, load_quality_run
-from ..scoring.video_fields import default_low_level
+from ..scoring.video_fields import FLOAT_SUMMARIES, default_low_level
 from .difficulty import save_hard_view
 from .fields import field_direction
 from .targets import to_floats
@@ -55,8 +55,8 @@ __all__ = [
 
 #: low sampled frames a segment needs by default
 DEFAULT_MIN_LENGTH = 2
-#: per-video summaries beside a video run's frame field: ``<field>_<name>``
-SUMMARIES = ("mean", "min", "low_share")
+#: per-video summaries beside a video run's frame field: ``<field>_<name>`` (mean, min, low_share)
+SUMMARIES = FLOAT_SUMMARIES
 
 
 @dataclass
