@@ -11,6 +11,8 @@ Conventions
 * Every estimate carries a percentile bootstrap interval (``n_boot`` resamples,
   ``confidence`` level, reproducible through ``seed``), computed without a loop over
   samples (see :mod:`.resampling`).
+* ``clusters=`` (a label per sample, e.g. its video) resamples whole clusters instead of
+  samples: the interval for samples that are not independent (frames of one video).
 * ``higher_is_better=False`` flips the sign of the quality score first, so a positive
   correlation (or an AUROC above 0.5) always means "better quality, better performance".
 """
@@ -25,8 +27,8 @@ import numpy as np
 from scipy import stats
 
 from .resampling import (KENDALL_BOOT_CAP, MIN_PAIRS, as_float, bootstrap_auroc,
-                         bootstrap_correlation, clean_pairs, is_binary, make_rng, orient,
-                         percentile_ci)
+                         bootstrap_correlation, clean_pairs, factorize, first_appearance_codes,
+                         is_binary, make_rng, orient, percentile_ci)
 from .results import AUROC, METHODS, Correlation, FieldRank
 
 __all__ = ["METHODS", "correlate", "correlations", "auroc", "rank_fields"]
@@ -73,6 +75,7 @@ def correlate(
     confidence: float = 0.95,
     seed=0,
     kendall_boot_cap: int = KENDALL_BOOT_CAP,
+    clusters=None,
 ) -> Correlation:
     """Correlation between a quality score and a per-sample performance target.
 
@@ -88,11 +91,16 @@ def correlate(
         seed: int or ``np.random.Generator``; the same seed gives the same interval.
         kendall_boot_cap: largest n bootstrapped exactly for Kendall; larger inputs are
             bootstrapped on a subsample of this size and the interval rescaled by
-            ``sqrt(cap / n)`` (see :mod:`.resampling`).
+            ``sqrt(cap / n)`` (see :mod:`.resampling`); with clusters the subsample
+            keeps whole clusters (about ``cap`` samples), so both the spread within and
+            between clusters shrink with the share kept.
+        clusters: a label per sample (None for independent samples): the bootstrap
+            resamples whole clusters; fewer than 3 clusters give no interval.
     """
     method = check_method(method)
     check_confidence(confidence)
-    (q, t), n_missing, _ = clean_pairs(quality, target, names=["quality", "target"])
+    (q, t), n_missing, mask = clean_pairs(quality, target, names=["quality", "target"])
+    codes = cluster_codes(clusters, mask)
     q = orient(q, higher_is_better)
     n = len(q)
     res = Correlation(method=method, estimate=float("nan"), ci_low=float("nan"),
@@ -108,41 +116,73 @@ def correlate(
         return res
     est, p = point_estimate(method, q, t)
     res.estimate, res.p_value = est, p
-    if n_boot and n_boot > 0:
+    if n_boot and n_boot > 0 and _enough_clusters(codes, res):
         rng = make_rng(seed)
         lo, hi = _boot_corr_ci(method, q, t, est, int(n_boot), confidence, rng,
-                               kendall_boot_cap)
+                               kendall_boot_cap, codes)
         res.ci_low, res.ci_high = lo, hi
     return res
 
 
-def _boot_corr_ci(method, q, t, est, n_boot, confidence, rng, kendall_boot_cap):
-    if method != "kendall":
-        return percentile_ci(bootstrap_correlation(method, q, t, n_boot, rng), confidence)
+def cluster_codes(clusters, mask):
+    """Codes (by first appearance) of the cluster labels of the pairs kept by ``mask``;
+    None for none. ValueError for a missing label."""
+    if clusters is None:
+        return None
+    codes = factorize(clusters, len(mask))[0][mask]
+    if (codes < 0).any():
+        raise ValueError("clusters has missing labels (None/NaN) for complete pairs")
+    return first_appearance_codes(codes)
+
+
+def _enough_clusters(codes, res) -> bool:
+    """False (and a note on ``res``) with fewer than :data:`MIN_PAIRS` clusters."""
+    n_clusters = 0 if codes is None or not codes.size else int(codes.max()) + 1
+    if codes is not None and n_clusters < MIN_PAIRS:
+        res.note = f"{n_clusters} cluster(s): no cluster bootstrap interval (need {MIN_PAIRS})"
+        return False
+    return True
+
+
+def _kendall_subsample(rng, n, cap, codes):
+    """Positions of the Kendall bootstrap's subsample: ``cap`` samples, or whole clusters
+    of about ``cap`` samples in the order drawn (see :func:`correlate`)."""
+    if codes is None:
+        return rng.choice(n, size=cap, replace=False)
+    n_clusters = int(codes.max()) + 1
+    draw = rng.choice(n_clusters, size=max(min(n_clusters, MIN_PAIRS), cap * n_clusters // n),
+                      replace=False)
+    position = np.full(n_clusters, -1)
+    position[draw] = np.arange(len(draw))
+    kept = np.flatnonzero(position[codes] >= 0)
+    return kept[np.argsort(position[codes][kept], kind="stable")]
+
+
+def _boot_corr_ci(method, q, t, est, n_boot, confidence, rng, kendall_boot_cap, codes=None):
     n = len(q)
     cap = max(int(kendall_boot_cap), 10)
-    if n <= cap:
-        return percentile_ci(bootstrap_correlation("kendall", q, t, n_boot, rng), confidence)
+    if method != "kendall" or n <= cap:
+        return percentile_ci(bootstrap_correlation(method, q, t, n_boot, rng, codes), confidence)
     # bootstrap a subsample; rescale its spread to n and centre it on the full-data tau
-    sub = rng.choice(n, size=cap, replace=False)
+    sub = _kendall_subsample(rng, n, cap, codes)
     qs, ts = q[sub], t[sub]
     tau_sub = point_estimate("kendall", qs, ts)[0]
     if not math.isfinite(tau_sub):
         return float("nan"), float("nan")
-    boot = bootstrap_correlation("kendall", qs, ts, n_boot, rng)
+    boot = bootstrap_correlation("kendall", qs, ts, n_boot, rng, None if codes is None else codes[sub])
     bounds = np.asarray(percentile_ci(boot, confidence))
-    lo, hi = np.clip(est + (bounds - tau_sub) * math.sqrt(cap / n), -1, 1)
+    lo, hi = np.clip(est + (bounds - tau_sub) * math.sqrt(len(sub) / n), -1, 1)
     return float(lo), float(hi)
 
 
 def correlations(quality, target, higher_is_better: bool = True, n_boot: int = 1000,
-                 confidence: float = 0.95, seed=0,
-                 kendall_boot_cap: int = KENDALL_BOOT_CAP) -> Dict[str, Correlation]:
+                 confidence: float = 0.95, seed=0, kendall_boot_cap: int = KENDALL_BOOT_CAP,
+                 clusters=None) -> Dict[str, Correlation]:
     """Spearman, Kendall and Pearson (in that order) with their intervals."""
     return {
         m: correlate(quality, target, method=m, higher_is_better=higher_is_better,
                      n_boot=n_boot, confidence=confidence, seed=seed,
-                     kendall_boot_cap=kendall_boot_cap)
+                     kendall_boot_cap=kendall_boot_cap, clusters=clusters)
         for m in METHODS
     }
 
@@ -160,18 +200,20 @@ def _as_binary(v, name="correct"):
 
 
 def auroc(quality, correct, higher_is_better: bool = True, n_boot: int = 1000,
-          confidence: float = 0.95, seed=0) -> AUROC:
+          confidence: float = 0.95, seed=0, clusters=None) -> AUROC:
     """AUROC of quality separating correct samples from errors.
 
     The estimate is P(quality of a correct sample > quality of an error) + 0.5 P(tie),
     i.e. ``sklearn.metrics.roc_auc_score(correct, quality)`` (with ``-quality`` when
     ``higher_is_better=False``): how well *low* quality detects errors. Computed with
     the Mann-Whitney rank formula (average ranks for ties). The bootstrap resamples
-    correct samples and errors separately (stratified), so each resample has both.
-    With only one class present the estimate is NaN and ``note`` says why.
+    correct samples and errors separately (stratified), so each resample has both;
+    with ``clusters`` (a label per sample) it resamples whole clusters, and resamples
+    of one class are left out of the interval. With only one class present the estimate is NaN and ``note`` says why.
     """
     check_confidence(confidence)
-    (q, c), n_missing, _ = clean_pairs(quality, correct, names=["quality", "correct"])
+    (q, c), n_missing, mask = clean_pairs(quality, correct, names=["quality", "correct"])
+    codes = cluster_codes(clusters, mask)
     c = _as_binary(c)
     q = orient(q, higher_is_better)
     n = len(q)
@@ -190,8 +232,9 @@ def auroc(quality, correct, higher_is_better: bool = True, n_boot: int = 1000,
     ranks = stats.rankdata(qs)
     u = ranks[pos].sum() - n_pos * (n_pos + 1) / 2.0
     res.estimate = float(u / (n_pos * n_neg))
-    if n_boot and n_boot > 0:
-        boot = bootstrap_auroc(qs, pos, int(n_boot), make_rng(seed))
+    if n_boot and n_boot > 0 and _enough_clusters(codes, res):
+        in_order = None if codes is None else codes[o]
+        boot = bootstrap_auroc(qs, pos, int(n_boot), make_rng(seed), in_order)
         res.ci_low, res.ci_high = percentile_ci(boot, confidence)
     return res
 
@@ -203,13 +246,14 @@ def auroc(quality, correct, higher_is_better: bool = True, n_boot: int = 1000,
 
 def rank_fields(qualities: Mapping[str, Any], target, n_boot: int = 1000,
                 confidence: float = 0.95, seed=0, auroc_if_binary: bool = True,
-                kendall_boot_cap: int = KENDALL_BOOT_CAP) -> List[FieldRank]:
+                kendall_boot_cap: int = KENDALL_BOOT_CAP, clusters=None) -> List[FieldRank]:
     """Rank quality fields by how well they track the target.
 
     ``qualities`` maps a name to ``(values, higher_is_better)`` or to bare values
     (higher is better). Each row has Spearman, Kendall and Pearson with intervals and,
     when the target is binary, the AUROC of low quality flagging errors. Rows are sorted
     by Spearman rho, best first (NaN last). Each field uses its own complete pairs.
+    ``clusters`` (a label per sample) makes every interval a cluster bootstrap.
     """
     tgt = as_float(target, "target")
     finite_t = tgt[np.isfinite(tgt)]
@@ -221,9 +265,10 @@ def rank_fields(qualities: Mapping[str, Any], target, n_boot: int = 1000,
         else:
             values, hib = spec, True
         cs = correlations(values, tgt, higher_is_better=bool(hib), n_boot=n_boot,
-                          confidence=confidence, seed=seed, kendall_boot_cap=kendall_boot_cap)
+                          confidence=confidence, seed=seed, kendall_boot_cap=kendall_boot_cap,
+                          clusters=clusters)
         au = auroc(values, tgt, higher_is_better=bool(hib), n_boot=n_boot,
-                   confidence=confidence, seed=seed) if binary else None
+                   confidence=confidence, seed=seed, clusters=clusters) if binary else None
         rows.append(FieldRank(name=str(name), higher_is_better=bool(hib), spearman=cs["spearman"],
                               kendall=cs["kendall"], pearson=cs["pearson"], auroc=au))
     rows.sort(key=lambda r: (-r.spearman.estimate if math.isfinite(r.spearman.estimate)

@@ -26,6 +26,8 @@ with one ``bincount``. Statistics are then computed exactly from those weights:
   ``scipy.stats.kendalltau`` on all pairs.
 * AUROC: Mann-Whitney rank formula with the same resampled ranks, bootstrapped
   stratified by class so every resample has both classes.
+* Clusters (frames of one video): the same matrices, each sample taking the multiplicity
+  of its cluster, drawn whole (``clusters=`` of :func:`count_blocks`).
 """
 
 from __future__ import annotations
@@ -40,8 +42,8 @@ from scipy.stats import norm
 
 __all__ = [
     "KENDALL_BOOT_CAP", "MIN_PAIRS", "as_float", "clean_pairs", "orient", "is_binary",
-    "factorize", "make_rng", "stratified_sampler", "count_blocks", "percentile_ci",
-    "fisher_se_ci", "bootstrap_correlation", "bootstrap_auroc", "rowwise_corr",
+    "factorize", "make_rng", "stratified_sampler", "count_blocks", "first_appearance_codes",
+    "percentile_ci", "fisher_se_ci", "bootstrap_correlation", "bootstrap_auroc", "rowwise_corr",
 ]
 
 # Elements per (resamples x samples) block of multiplicities: bounds bootstrap memory
@@ -182,19 +184,35 @@ def stratified_sampler(codes):
     return sample
 
 
-def count_blocks(rng, n, n_boot, sampler=None) -> Iterator[np.ndarray]:
-    """Yield ``(block, n)`` integer matrices of bootstrap multiplicities."""
+def count_blocks(rng, n, n_boot, sampler=None, clusters=None) -> Iterator[np.ndarray]:
+    """Yield ``(block, n)`` integer matrices of bootstrap multiplicities.
+
+    ``clusters`` (one code per sample, in the order the statistic reads the samples):
+    each resample draws C whole clusters with replacement, ``rng.integers(0, C, (block, C))``
+    with the clusters numbered by first appearance, and every sample takes its cluster's
+    multiplicity; with one sample per cluster this is the ordinary bootstrap, draw for draw.
+    """
+    if clusters is not None and sampler is not None:
+        raise ValueError("a cluster bootstrap draws whole clusters: no sampler")
+    codes = None if clusters is None else first_appearance_codes(clusters)
+    units = n if codes is None else int(codes.max(initial=-1)) + 1
     b = _block_size(n, n_boot)
     dt = np.int32 if n < 2**31 - 1 else np.int64
     done = 0
     while done < n_boot:
         k = min(b, n_boot - done)
-        idx = rng.integers(0, n, size=(k, n), dtype=dt) if sampler is None else sampler(rng, k)
-        W = np.empty((k, n), dtype=dt)  # counts <= n fit the index type
+        idx = rng.integers(0, units, size=(k, units), dtype=dt) if sampler is None else sampler(rng, k)
+        W = np.empty((k, units), dtype=dt)  # counts <= n fit the index type
         for r in range(k):  # rows of the block (resamples), not samples
-            W[r] = np.bincount(idx[r], minlength=n)
-        yield W
+            W[r] = np.bincount(idx[r], minlength=units)
+        yield W if codes is None else np.take(W, codes, axis=1)
         done += k
+
+
+def first_appearance_codes(labels) -> np.ndarray:
+    """Codes 0..C-1 of ``labels`` numbered in the order they first appear."""
+    _, first, inv = np.unique(np.asarray(labels), return_index=True, return_inverse=True)
+    return np.argsort(np.argsort(first, kind="stable"), kind="stable")[inv.reshape(-1)]
 
 
 def _tie_groups(sorted_values):
@@ -385,8 +403,8 @@ def _kendall_from_counts(x, y, W):
     return k(np.atleast_2d(W)[:, k.order])
 
 
-def _run_boot(stat, n, n_boot, rng, sampler=None):
-    out = [stat(W) for W in count_blocks(rng, n, n_boot, sampler)]
+def _run_boot(stat, n, n_boot, rng, sampler=None, clusters=None):
+    out = [stat(W) for W in count_blocks(rng, n, n_boot, sampler, clusters)]
     return np.concatenate(out) if out else np.empty(0)
 
 
@@ -423,31 +441,39 @@ def fisher_se_ci(boot, estimate, confidence):
 _BOOTS = {"spearman": _SpearmanBoot, "kendall": _KendallBoot, "pearson": _PearsonBoot}
 
 
-def bootstrap_correlation(method, x, y, n_boot, rng) -> np.ndarray:
+def bootstrap_correlation(method, x, y, n_boot, rng, clusters=None) -> np.ndarray:
     """``n_boot`` bootstrap replicates of the ``method`` correlation ("spearman",
-    "kendall" or "pearson") of the float arrays ``x`` and ``y``, resampled from ``rng``.
+    "kendall" or "pearson") of the float arrays ``x`` and ``y``, resampled from ``rng``;
+    with ``clusters`` (a code per pair) whole clusters are resampled (:func:`count_blocks`;
+    Spearman and Kendall read the pairs, and so number the clusters, in x-sorted order).
 
     Kendall builds an O(n^2) matrix: subsample large inputs first (see the module
     docstring)."""
-    return _run_boot(_BOOTS[method](x, y), len(x), n_boot, rng)
+    stat = _BOOTS[method](x, y)
+    if clusters is not None and method != "pearson":
+        clusters = np.asarray(clusters)[stat.order]
+    return _run_boot(stat, len(x), n_boot, rng, clusters=clusters)
 
 
-def bootstrap_auroc(q_sorted, pos, n_boot, rng) -> np.ndarray:
+def bootstrap_auroc(q_sorted, pos, n_boot, rng, clusters=None) -> np.ndarray:
     """``n_boot`` bootstrap replicates of the AUROC of ``q_sorted`` (ascending) separating
     ``pos`` (bool, same order; both classes present) from the rest.
 
-    Mann-Whitney with the resampled ranks; resampled within each class, so every
-    resample keeps the numbers of positives and negatives."""
-    n_pos = int(pos.sum())
-    n_neg = len(pos) - n_pos
+    Mann-Whitney with the resampled ranks. Resampled within each class, so every resample
+    keeps the numbers of positives and negatives; with ``clusters`` (codes in the same
+    order) whole clusters are resampled instead, and a resample of one class is NaN."""
     ties = _tie_groups(q_sorted)
     posf = pos.astype(float)
 
     def stat(W):
         r = _resample_ranks(W, ties)
-        return (np.einsum("ij,ij->i", W * posf, r) - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+        n_pos = W @ posf
+        n_neg = W.sum(axis=1) - n_pos
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (np.einsum("ij,ij->i", W * posf, r) - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
 
-    return _run_boot(stat, len(pos), n_boot, rng, stratified_sampler(pos.astype(np.int64)))
+    sampler = stratified_sampler(pos.astype(np.int64)) if clusters is None else None
+    return _run_boot(stat, len(pos), n_boot, rng, sampler, clusters)
 
 
 def rowwise_corr(A, B, method):

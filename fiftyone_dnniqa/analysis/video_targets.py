@@ -13,9 +13,11 @@ reads them one row per frame, with the kinds and conventions of
 ``compute_quality(..., frame_step=N)``) to them with the statistics used for images:
 Spearman, Kendall and Pearson with bootstrap intervals and, for a 0/1 target, the AUROC of
 low quality flagging errors (:func:`~fiftyone_dnniqa.analysis.correlation.rank_fields`),
-and the target per quality bin. Frames of one video are not independent: the frame-level
-intervals resample frames as if they were, so they are narrower than the evidence; the
-video-level rows (the correlation of per-video means, one point per video,
+and the target per quality bin. Frames of one video are not independent, so the
+frame-level intervals are a cluster bootstrap over videos (each resample draws whole
+videos, ``clusters=`` of :func:`~fiftyone_dnniqa.analysis.correlation.correlate`): as wide
+as the evidence of that many videos, not of that many frames. The video-level rows (the
+correlation of per-video means, one point per video,
 :func:`~fiftyone_dnniqa.analysis.grouping.group_level_correlations`) say whether the
 relation also holds across videos.
 
@@ -156,7 +158,8 @@ def frame_statistics(samples, fields: Optional[Sequence[str]] = None, eval_key: 
 
     Returns:
         a dict: ``eval_key``, ``kind``, ``binary``, ``n_frames`` (frames with a target),
-        ``n_videos``, ``ranking`` (``FieldRank.to_dict()`` rows over frames, best first),
+        ``n_videos``, ``ranking`` (``FieldRank.to_dict()`` rows over frames, best first,
+        their intervals resampling whole videos),
         ``table`` (their display rows), ``curves`` (per field, ``BinRow.to_dict()`` rows of
         the target per quality bin) and ``videos`` (per field, the video-level correlations
         as ``Correlation.to_dict()`` by method).
@@ -169,7 +172,8 @@ def frame_statistics(samples, fields: Optional[Sequence[str]] = None, eval_key: 
     finite = t.target[np.isfinite(t.target)]
     binary = t.kind in BINARY_KINDS and is_binary(finite)
     ranking = rank_fields({f: (q, hib[f]) for f, q in t.quality.items()}, t.target, n_boot=n_boot,
-                          confidence=confidence, seed=seed, auroc_if_binary=binary)
+                          confidence=confidence, seed=seed, auroc_if_binary=binary,
+                          clusters=t.sample_ids)
     curves = {f: [b.to_dict() for b in binned_performance(q, t.target, bins=bins, confidence=confidence)]
               for f, q in t.quality.items()}
     videos = {f: {m: c.to_dict() for m, c in group_level_correlations(
