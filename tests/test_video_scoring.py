@@ -199,15 +199,22 @@ def test_bad_files_get_reasons_and_the_run_goes_on(clips, make_dataset, tmp_path
 
 
 def test_episode_frames_score_worse_than_the_rest(videos, clips):
-    r = dq.compute_quality(videos, "aligned", frame_step=3, progress=False)
-    assert r.status == "completed" and r.num_frames_failed == 0
-    for vals, fns, (_, episodes, _) in zip(videos.values("frames.iqa_aligned"),
-                                           videos.values("frames.frame_number"), clips):
+    """aligned and the structured cause metric, on one decode (and one proxy pass)."""
+    results = dq.compute_quality(videos, ["aligned", "cause"], frame_step=3, progress=False)
+    for r in results.values():
+        assert r.status == "completed" and r.num_frames_failed == 0 and r.num_frames_scored == 2 * 14
+    for vals, sev, fns, (_, episodes, _) in zip(videos.values("frames.iqa_aligned"),
+                                                videos.values("frames.iqa_cause_severity"),
+                                                videos.values("frames.frame_number"), clips):
         bad = [any(n in e for e in episodes) for n in fns]
-        auroc = roc_auc_score(bad, -np.asarray(vals))  # worse quality ranks the episode frames
-        assert auroc >= 0.9, auroc
+        assert fns == list(range(1, N + 1, 3))
+        assert roc_auc_score(bad, -np.asarray(vals)) >= 0.9  # worse quality ranks the episode frames first
+        assert roc_auc_score(bad, sev) >= 0.9  # and so does the cause head's severity
     low = videos.values("iqa_aligned_low_share")
     assert all(0 < s < 0.5 for s in low)
+    causes = videos.values("frames.iqa_cause")
+    assert all(isinstance(c, fo.Classifications) for v in causes for c in v)
+    assert videos.values("iqa_cause_frames") == [14, 14] and not videos.has_sample_field("iqa_cause_mean")
 
 
 def test_settings_are_checked(videos, make_dataset, imagenet_files):
