@@ -10,6 +10,7 @@ import torch
 
 from ..metrics import metric_traits
 from ..metrics.catalog import metric_catalog, metric_info
+from ..metrics.registry import metric_factory
 from ..metrics.options import (PROXY_OPTIONS, accepted_options, metric_options_with_proxy, option_problem,
                                options_per_metric, takes_option)
 from ..metrics.weights import is_offline
@@ -17,9 +18,10 @@ from ..scoring import default_field, field_problem, list_quality_run_statuses
 from ..scoring.patch_plan import check_patch_fields, object_run_key, patch_capable_fields, resolve_patches
 from ..scoring.patches import DEFAULT_MARGIN, DEFAULT_MIN_SIDE
 from ..scoring.plan import parse_metric_options
+from ..scoring.video_plan import check_video_fields
 
-__all__ = ["DELEGATE_ABOVE", "DEFAULT_METRIC", "STREAM_PARAM", "compute_quality_form", "delegation_available",
-           "devices", "in_app_words", "label_fields", "metric_names"]
+__all__ = ["DELEGATE_ABOVE", "DEFAULT_METRIC", "STREAM_PARAM", "compute_quality_form", "default_frame_step",
+           "delegation_available", "devices", "in_app_words", "label_fields", "metric_names"]
 
 #: views larger than this are delegated by default (immediate operations are
 #: stopped after 600 s)
@@ -32,6 +34,21 @@ IMAGES = "(whole images)"
 STREAM_PARAM = "progress_in_app"
 #: task-guided metrics that fall back on a label set of their own without a label field
 DEFAULT_LABEL_SETS = {"zsclip": "ImageNet's 1000 classes"}
+#: frames per second of video the form's default step scores: a one-second episode (a
+#: tunnel, a blur in a turn) then spans 3 scored frames, more than a hard segment's
+#: minimum run of 2, at a tenth of the cost of every frame at 30 fps
+SCORED_PER_SECOND = 3
+#: the default step where the videos' frame rates are unknown (no metadata): 30 fps / 3
+FALLBACK_FRAME_STEP = 10
+
+
+def default_frame_step(samples) -> int:
+    """The form's "Score every Nth frame": the videos' mean frame rate / SCORED_PER_SECOND
+    (at least 1), or FALLBACK_FRAME_STEP without frame rates."""
+    fps = samples.mean("metadata.frame_rate")
+    if not fps or fps <= 0:
+        return FALLBACK_FRAME_STEP
+    return max(1, round(fps / SCORED_PER_SECOND))
 
 
 def delegation_available() -> bool:
@@ -77,8 +94,10 @@ def _metrics_input(inputs, params, problem=None):
                 invalid=bool(problem), error_message=problem or "")
 
 
-def _metric_problem(info, options):
+def _metric_problem(info, options, video=False):
     """Why ``info``'s metric cannot run with ``options`` here, or None."""
+    if video and metric_traits(info.name)["needs_reference"]:
+        return f"'{info.name}' compares each image with a reference image; frames of videos have none"
     if info.name == "tg_iqa" and not (options or {}).get("path"):
         return 'tg_iqa needs a fitted head: put {"path": "<the folder fit_tg_iqa wrote>"} in Metric options'
     if not info.ready and info.name != "tg_iqa" and (is_offline() or info.name.startswith("aligned")):
@@ -134,30 +153,44 @@ def compute_quality_form(ctx, inputs, n_samples):
         inputs.view("metric_error", types.Error(label="Unknown metric" if unknown else "No metric",
                                                 description=problem))
         return False
+    video = ctx.view.media_type == "video"
     per, options_error = _per_metric_options(names, ctx.params)
-    problems = [_metric_problem(i, o) for i, o in zip(infos, per)]
+    problems = [_metric_problem(i, o, video) for i, o in zip(infos, per)]
     head_problem = next((p for i, p in zip(infos, problems) if p and i.name == "tg_iqa"), None)
     _metrics_input(inputs, ctx.params, next((p for i, p in zip(infos, problems) if p and i.name != "tg_iqa"), None))
-    patches_field = _chosen_patches(ctx)
-    _reference_and_labels(ctx, inputs, names, per, patches_field)
-    _field_inputs(ctx, inputs, names, _patches_input(ctx, inputs))
+    patches_field = None if video else _chosen_patches(ctx)
+    _reference_and_labels(ctx, inputs, names, per, patches_field, video)
+    if video:
+        _frame_step_input(ctx, inputs)
+    _field_inputs(ctx, inputs, names, None if video else _patches_input(ctx, inputs), video)
     inputs.str("metric_options", required=bool(head_problem), label="Metric options",
                description='Options of the metric as a JSON object, e.g. {"tta": "flip"} (blank: defaults); '
                            'for several metrics, one object each: {"aligned": {"tta": "flip"}}',
                invalid=bool(options_error or head_problem),
                error_message=options_error or head_problem or "")
     _proxy_inputs(inputs, names)
-    _run_inputs(inputs, n_samples)
+    _run_inputs(inputs, n_samples, video)
     return True
 
 
-def _field_inputs(ctx, inputs, names, patches_field):
-    """The score field of one metric (its object attribute in an object run), or the fields
-    of several, each checked; and Overwrite."""
+def _frame_step_input(ctx, inputs):
+    """On video: the sampling step passed to compute_quality as ``frame_step``."""
+    step = ctx.params.get("frame_step")
+    bad = step is not None and (not isinstance(step, int) or step < 1)
+    inputs.int("frame_step", default=default_frame_step(ctx.target_view()), required=True,
+               label="Score every Nth frame",
+               description=f"Frames 1, 1+N, 1+2N... of each video, decoded once, nothing written to disk "
+                           f"(default: about {SCORED_PER_SECOND} per second of video; 1: every frame)",
+               invalid=bad, error_message="a whole number of at least 1" if bad else "")
+
+
+def _field_inputs(ctx, inputs, names, patches_field, video=False):
+    """The score field of one metric (its object attribute in an object run; its frame field
+    on video), or the fields of several, each checked; and Overwrite."""
     overwrite = bool(ctx.params.get("overwrite", False))
     if len(names) > 1:
         fields = [default_field(n) for n in names]
-        problems = [_field_problem(ctx, patches_field, f, n, overwrite) for f, n in zip(fields, names)]
+        problems = [_field_problem(ctx, patches_field, f, n, overwrite, video) for f, n in zip(fields, names)]
         problem = "; ".join(p for p in problems if p)
         where = f"attributes of each object of '{patches_field}'" if patches_field else "fields"
         inputs.view("fields", types.Notice(label=f"Scores go to the {where} {', '.join(fields)}"),
@@ -168,8 +201,11 @@ def _field_inputs(ctx, inputs, names, patches_field):
     else:
         metric = names[0]
         field = ctx.params.get("field") or default_field(metric)
-        field_error = _field_problem(ctx, patches_field, field, metric, overwrite)
-        if patches_field:
+        field_error = _field_problem(ctx, patches_field, field, metric, overwrite, video)
+        if video:
+            description = (f"Frame field for each scored frame's score ('frames.{field}', also the run key); "
+                           f"each video's mean, minimum and low share go to '{field}_mean', '_min', '_low_share'")
+        elif patches_field:
             key = object_run_key(patches_field, field)
             description = (f"Attribute of each object of '{patches_field}' for its score; the per-sample mean "
                            f"goes to '{key}' (the run key), the minimum to '{key}_min'")
@@ -181,11 +217,20 @@ def _field_inputs(ctx, inputs, names, patches_field):
                 description="Rescore samples that already have a score")
 
 
-def _field_problem(ctx, patches_field, field, metric, overwrite):
+def _field_problem(ctx, patches_field, field, metric, overwrite, video=False):
     if patches_field:
         return _object_field_problem(ctx, patches_field, field, overwrite)
     return field_problem(ctx.dataset, field, overwrite, metric=metric) or _other_metric_problem(
-        ctx, field, metric, overwrite)
+        ctx, field, metric, overwrite) or (_video_field_problem(ctx, field, metric, overwrite) if video else None)
+
+
+def _video_field_problem(ctx, field, metric, overwrite):
+    """Why a run on video cannot write its frame and summary fields, or None."""
+    try:
+        check_video_fields(ctx.dataset, field, metric_factory(metric), overwrite)
+    except ValueError as e:
+        return str(e)
+    return None
 
 
 def _proxy_inputs(inputs, names):
@@ -252,9 +297,9 @@ def _other_metric_problem(ctx, field, metric, overwrite):
             f"or tick Overwrite to replace them with '{metric}' scores")
 
 
-def _reference_and_labels(ctx, inputs, names, per_options, patches_field):
+def _reference_and_labels(ctx, inputs, names, per_options, patches_field, video=False):
     traits = {n: metric_traits(n) for n in names}
-    refs = [n for n in names if traits[n]["needs_reference"]]
+    refs = [] if video else [n for n in names if traits[n]["needs_reference"]]  # refused on video
     if refs:
         str_fields = [f for f in ctx.dataset.get_field_schema(ftype=fo.StringField)
                       if f != "filepath" and not f.endswith("_error")]
@@ -301,15 +346,19 @@ def _label_input(ctx, inputs, needy, patches_field):
                 view=types.DropdownView(), invalid=bool(problem), error_message=problem or "")
 
 
-def _run_inputs(inputs, n_samples):
+def _run_inputs(inputs, n_samples, video=False):
     inputs.enum("device", devices(), default="auto", label="Device",
                 view=types.RadioGroup(orientation="horizontal"))
     inputs.int("batch_size", default=None, label="Batch size", required=False,
                description="Images per batch (blank: automatic; halved on GPU out-of-memory)")
-    inputs.enum("decode", ["auto", "workers", "device"], default="auto", label="Decode JPEGs on",
-                description="workers: loader processes (PIL); device: batched on the scoring "
-                            "device, nvJPEG on CUDA; auto: the device on CUDA",
-                view=types.RadioGroup(orientation="horizontal"))
+    if not video:  # videos are decoded by PyAV in the loader workers
+        inputs.enum("decode", ["auto", "workers", "device"], default="auto", label="Decode JPEGs on",
+                    description="workers: loader processes (PIL); device: batched on the scoring "
+                                "device, nvJPEG on CUDA; auto: the device on CUDA",
+                    view=types.RadioGroup(orientation="horizontal"))
+    if video:  # runs on video are not split into shards (compute_quality refuses shards=N)
+        _delegate_note(inputs, n_samples, "videos")
+        return
     if delegation_available():
         inputs.int("shards", default=1, label="Shards", required=False,
                    description="Split into this many delegated operations over disjoint parts of the "
@@ -320,7 +369,11 @@ def _run_inputs(inputs, n_samples):
             label="Schedule (delegated execution) is off in this App: set "
                   "FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS=true before starting it and run "
                   "`fiftyone delegated launch` to schedule runs or split them into shards"))
+    _delegate_note(inputs, n_samples, "images")
+
+
+def _delegate_note(inputs, n_samples, unit):
     if n_samples > DELEGATE_ABOVE:
         inputs.view("delegate_note", types.Notice(
-            label=f"{n_samples} images: running this as a delegated operation is recommended "
+            label=f"{n_samples} {unit}: running this as a delegated operation is recommended "
                   "(`fiftyone delegated launch` starts a worker)"))

@@ -81,12 +81,14 @@ class ComputeQuality(foo.Operator):
 
     def __call__(self, sample_collection, metric=DEFAULT_METRIC, field=None, reference_field=None,
                  device="auto", batch_size=None, overwrite=False, label_field=None,
-                 metric_options=None, decode="auto", delegate=False, proxy=None, weights=None):
+                 metric_options=None, decode="auto", delegate=False, proxy=None, weights=None,
+                 frame_step=None):
         """Runs the operator from Python::
 
             op = foo.get_operator("@dnniqa/fiftyone-dnniqa/compute_quality")
             op(dataset.take(100), metric="piqe", delegate=True)
             op(dataset, metric=["aligned", "cause"])  # several metrics, one decode
+            op(video_dataset, frame_step=10)  # every 10th frame of each video
 
         With ``delegate=True`` the run is queued for a ``fiftyone delegated
         launch`` worker; otherwise it runs now.
@@ -97,7 +99,8 @@ class ComputeQuality(foo.Operator):
                       reference_field=reference_field, device=device,
                       batch_size=batch_size, overwrite=overwrite, label_field=label_field,
                       metric_options=json.dumps(metric_options) if isinstance(metric_options, dict)
-                      else metric_options, decode=decode, proxy=proxy, weights=weights)
+                      else metric_options, decode=decode, proxy=proxy, weights=weights,
+                      frame_step=frame_step)
         return foo.execute_operator(
             self.uri, ctx=dict(view=sample_collection.view(), params=params),
             request_delegation=delegate,
@@ -124,12 +127,14 @@ def _score(ctx, progress) -> dict:
     p = ctx.params
     started = time.perf_counter()
     shard = ShardSpec.from_params(p["shard"]) if p.get("shard") else None
-    objects = bool(p.get("patches_field")) and p.get("patches_field") != IMAGES
+    view = ctx.target_view()
+    video = view.media_type == "video"  # the form offers its frames, never objects
+    objects = not video and bool(p.get("patches_field")) and p.get("patches_field") != IMAGES
     names = metric_names(p)
     several = len(names) > 1
     fields = p.get("attributes") if objects else p.get("fields")
     plan = plan_quality(
-        ctx.target_view(), names if several else names[0],
+        view, names if several else names[0],
         field=fields or (None if several else p.get("field")) or None,
         device=p.get("device", "auto"),
         batch_size=p.get("batch_size") or None, num_workers=p.get("num_workers"),
@@ -140,6 +145,7 @@ def _score(ctx, progress) -> dict:
         progress=progress, **({"write_every": int(p["write_every"])} if p.get("write_every") else {}),
         **({"patches_field": p["patches_field"], "patch_margin": float(p.get("patch_margin", DEFAULT_MARGIN)),
             "min_patch_side": int(p.get("min_patch_side", DEFAULT_MIN_SIDE))} if objects else {}),
+        **({"frame_step": p.get("frame_step")} if video else {}),  # None: every frame
     )
     startup_s = time.perf_counter() - started  # building the metrics (the run's rate excludes it)
     if plan.device is None:
