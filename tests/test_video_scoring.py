@@ -12,6 +12,7 @@ from sklearn.metrics import roc_auc_score
 
 import fiftyone as fo
 import fiftyone_dnniqa as dq
+from fiftyone_dnniqa.analysis.video import hard_segments
 from fiftyone_dnniqa.core.video import write_video
 from fiftyone_dnniqa.metrics.base import InputSpec, QualityMetric
 from fiftyone_dnniqa.scoring import video_loading
@@ -127,13 +128,14 @@ def test_low_level_given_and_deleting_the_run(videos, clips):
     assert dq.load_quality_run(videos, "iqa_frame_mean").low_level == 0.5
     assert dq.list_quality_runs(videos, kind="videos") == ["iqa_frame_mean"]
     assert dq.list_quality_runs(videos, kind="images") == []
+    hard_segments(videos, "iqa_frame_mean", min_length=1)  # analysis's field goes with the run
     before_samples = set(videos.get_field_schema())
     dq.delete_quality_run(videos, "iqa_frame_mean")
     videos.reload()
     assert not [f for f in videos.get_frame_field_schema() if f.startswith("iqa_")]
     assert not [f for f in videos.get_field_schema() if f.startswith("iqa_")]
     assert {f for f in before_samples if f.startswith("iqa_")} == {
-        f"iqa_frame_mean_{n}" for n in ("mean", "min", "low_share", "frames", "failed", "error")}
+        f"iqa_frame_mean_{n}" for n in ("mean", "min", "low_share", "frames", "failed", "error", "segments")}
 
 
 def test_resume_after_an_interrupt_loses_nothing_and_rescores_nothing(videos, clips):

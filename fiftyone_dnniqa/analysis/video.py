@@ -42,7 +42,7 @@ import numpy as np
 from fiftyone import ViewField as F
 
 from ..scoring.runs import list_quality_runs, load_quality_run
-from ..scoring.video_fields import FLOAT_SUMMARIES, default_low_level
+from ..scoring.video_fields import FLOAT_SUMMARIES, default_low_level, segments_field
 from .difficulty import save_hard_view
 from .fields import field_direction
 from .targets import to_floats
@@ -103,8 +103,9 @@ def frame_field(field: str) -> str:
 
 
 def segments_field_for(field: str) -> str:
-    """The sample field :func:`hard_segments` stores ``field``'s segments in by default."""
-    return f"{frame_field(field)}_segments"
+    """The sample field :func:`hard_segments` stores ``field``'s segments in by default
+    (deleting or renaming the run takes it along)."""
+    return segments_field(field)
 
 
 def _step_of(frame_numbers: np.ndarray, step: Optional[int]) -> int:

@@ -26,7 +26,8 @@ import fiftyone.core.runs as fors
 
 from .names import error_field_for
 from .shards import ShardStore, merged_status
-from .video_fields import FLOAT_SUMMARIES, INT_SUMMARIES, frame_error_path, frame_path, summary_field
+from .video_fields import (FLOAT_SUMMARIES, INT_SUMMARIES, frame_error_path, frame_path, segments_field,
+                           summary_field)
 
 METHOD = "dnniqa.compute_quality"
 
@@ -187,14 +188,21 @@ def _of(kind):
 
 def _video_fields(field: str, labels: bool, extras) -> list:
     """``(path, fits)`` of the fields of a run on video of ``field``: frame scores (labels
-    and their extra floats), frame reasons, per-video summaries and reason."""
+    and their extra floats), frame reasons, per-video summaries and reason, and the
+    segments analysis found in them."""
     out = [(frame_path(field), is_classifications_field if labels else _of(fo.FloatField)),
            (frame_error_path(field), _of(fo.StringField))]
     out += [(extra_field(frame_path(field), n), _of(fo.FloatField)) for n in extras]
     out += [(summary_field(field, n), _of(fo.FloatField)) for n in FLOAT_SUMMARIES]
     out += [(summary_field(field, n), _of(fo.IntField)) for n in INT_SUMMARIES]
     out.append((error_field_for(field), _of(fo.StringField)))
+    out.append((segments_field(field), _is_embedded(fo.TemporalDetections)))
     return out
+
+
+def _is_embedded(document_type):
+    return lambda field: (isinstance(field, fo.EmbeddedDocumentField)
+                          and issubclass(field.document_type, document_type))
 
 
 class QualityRunResults(fors.RunResults):

@@ -24,6 +24,8 @@ Sample (per-video) fields, over the video's sampled frames that hold a score
 - ``<field>_error``: why the video as a whole could not be read (unreadable, no video
   stream, no frames), or why it ended early (``truncated: 24 of 50 declared frames
   decoded``); None for a video read to its end
+- ``<field>_segments``: written by analysis (``hard_segments``), not by scoring: the
+  low-quality episodes as ``TemporalDetections``; deleting or renaming the run takes it along
 
 The run record (``load_quality_run``): ``config.frame_step``; ``results.num_samples`` and
 ``num_todo`` count videos, ``num_scored`` and ``num_failed`` count frames (also as
@@ -62,6 +64,13 @@ def summary_field(field: str, name: str) -> str:
     if name not in FLOAT_SUMMARIES + INT_SUMMARIES:
         raise ValueError(f"unknown video summary '{name}'")
     return f"{field}_{name}"
+
+
+def segments_field(field: str) -> str:
+    """``<field>_segments``: the sample field the low-quality episodes of a run on
+    ``field`` (or ``frames.<field>``) are stored in by default."""
+    field = field[len("frames."):] if field.startswith("frames.") else field
+    return f"{field}_segments"
 
 
 def video_error_field(field: str) -> str:
