@@ -38,6 +38,9 @@ _API = {
     **dict.fromkeys(["PerformancePrior", "apply_prior"], ".analysis.prior"),
     **dict.fromkeys(["render_report", "write_report"], ".analysis.report"),
     **dict.fromkeys(["NoEvaluationError", "get_target", "list_targets"], ".analysis.targets"),
+    # Videos: low-quality segments, videos ranked, frame quality against frame evaluations
+    **dict.fromkeys(["hard_segments", "find_segments", "mark_segments", "worst_videos"], ".analysis.video"),
+    **dict.fromkeys(["frame_statistics", "segment_performance"], ".analysis.video_targets"),
     # Quality in FiftyOne's Model Evaluation panel: scenarios of quality bins, custom metrics
     **dict.fromkeys(["add_quality_scenario", "add_quality_metrics"], ".app.model_evaluation"),
     # The FiftyOne plugin entry point (fiftyone.yml's __init__.py imports it from here)
@@ -58,7 +61,9 @@ __all__ = [
     "auroc", "correlate", "correlations", "rank_fields", "hard_samples", "hard_objects", "save_hard_view",
     "tag_hard_samples", "object_statistics", "object_quality_runs", "object_bin_view", "object_outcomes",
     "PerformancePrior", "apply_prior", "render_report", "write_report",
-    "NoEvaluationError", "get_target", "list_targets", "add_quality_scenario", "add_quality_metrics",
+    "NoEvaluationError", "get_target", "list_targets",
+    "hard_segments", "find_segments", "mark_segments", "worst_videos", "frame_statistics", "segment_performance",
+    "add_quality_scenario", "add_quality_metrics",
     "register", "__version__",
 ]
 
