@@ -41,10 +41,13 @@ from fiftyone_dnniqa.metrics.cause_training import (  # noqa: E402
     build_examples, calibrate_thresholds, draw_recipes, load_clean_images, train_cause_head,
 )
 
-#: the shipped head's settings (fit_cause_head's defaults). Chosen on the dev split alone
-#: (two folds by image): 150 epochs matched 400 out of fold at less than half the time
-SETTINGS = dict(backbone="efficientnet_lite0", copies=12, clean_views=2, compound=0.5, hidden=64,
-                epochs=150, weight_decay=5e-2, seed=0)
+#: the shipped head's settings. Chosen on the dev split alone (half its images held out):
+#: with compounds, 128 hidden units and 300 epochs named the single corruption right 98.2%
+#: of the time and left 98.0% of clean views clean, against 97.1% and 96.8% with 64 and 150.
+#: Thresholds leave 93% of clean views clean out of fold (96% raised the weather and
+#: exposure thresholds past 0.98: see benchmarks/results/cause.md)
+SETTINGS = dict(backbone="efficientnet_lite0", copies=12, clean_views=2, compound=0.5, hidden=128,
+                epochs=300, weight_decay=5e-2, seed=0, target_none=0.93)
 #: corruption combinations never drawn in training, for the benchmark's compound section:
 #: a night shot (dark and noisy), soft and compressed, shaky hand-held (blurred and
 #: noisy), hazy and soft, a dirty lens on a compressed frame, a night shot dark, shaken and
@@ -54,11 +57,16 @@ HELD_OUT_COMPOUNDS = (("low_light", "gaussian_noise"), ("defocus_blur", "jpeg_co
                       ("low_light", "motion_blur", "jpeg_compression"))
 
 
+#: the corruption modules that render the examples (not the sweeps' or the videos')
+RENDERING_MODULES = ("filters.py", "dodge_karam.py", "imagenet_c.py", "imagenet_c_ops.py", "camera.py", "table.py",
+                     "compound.py")
+
+
 def rendering_fingerprint() -> str:
     """A hash of the code that renders and featurises the examples (the corruptions, the
     training recipes, the head's features): cached features are rebuilt when it changes."""
     folder = os.path.dirname(corruptions_pkg.__file__)
-    files = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".py"))
+    files = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f in RENDERING_MODULES)
     digest = hashlib.sha1()
     for path in files:
         with open(path, "rb") as f:
@@ -121,10 +129,11 @@ def main(argv=None):
     kw = dict(hidden=s["hidden"], epochs=s["epochs"], weight_decay=s["weight_decay"], seed=s["seed"])
     head = train_cause_head(ex["X"], ex["Y"], ex["severity"], ex["family_severity"], **kw)
     groups = torch.tensor([r.image for r in ex["recipes"]])
-    thresholds = calibrate_thresholds(ex["X"], ex["Y"], ex["severity"], ex["family_severity"], groups, **kw)
+    thresholds = calibrate_thresholds(ex["X"], ex["Y"], ex["severity"], ex["family_severity"], groups,
+                                      target_none=s["target_none"], **kw)
     config = {"backbone": s["backbone"], "thresholds": thresholds, "corruptions": sorted({n for r in ex["recipes"] for n, _ in r.steps}),
               "copies": s["copies"], "clean_views": s["clean_views"], "compound": s["compound"],
-              "seed": s["seed"], "epochs": s["epochs"], "weight_decay": s["weight_decay"],
+              "seed": s["seed"], "epochs": s["epochs"], "weight_decay": s["weight_decay"], "target_none": s["target_none"],
               "num_images": ex["num_images"], "num_skipped": ex["num_skipped"],
               "num_examples": int(ex["X"].shape[0]), "trained_on": "ImageNet sample, dev split (even positions)",
               "held_out_compounds": [list(c) for c in HELD_OUT_COMPOUNDS]}

@@ -223,8 +223,8 @@ def load_clean_images(images, spec: InputSpec) -> Tuple[List[torch.Tensor], int]
 
 def fit_cause_head(clean_images, path: str, backbone: str = "efficientnet_lite0", copies: int = 12,
                    clean_views: int = 2, compound: float = 0.5, corruptions: Optional[Sequence[str]] = None,
-                   hidden: int = 64, epochs: int = 150, weight_decay: float = 5e-2, device: str = "auto",
-                   batch_size: int = 16, seed: int = 0, progress=None) -> CauseMetric:
+                   hidden: int = 128, epochs: int = 300, weight_decay: float = 5e-2, target_none: float = 0.93,
+                   device: str = "auto", batch_size: int = 16, seed: int = 0, progress=None) -> CauseMetric:
     """Fits a cause head on corrupted copies of clean images (no labels needed) and saves
     it to ``path`` (a ``.safetensors`` file).
 
@@ -237,6 +237,7 @@ def fit_cause_head(clean_images, path: str, backbone: str = "efficientnet_lite0"
             views, and the share of copies with several families (:func:`draw_recipes`)
         corruptions (None): corruption names (default: every one with a family, :data:`~.cause.FAMILY_OF`)
         hidden, epochs, weight_decay: the head and its full-batch AdamW training
+        target_none (0.93): the share of held-out clean views the thresholds leave clean
         device ("auto"), batch_size (16): where and how the proxy runs
         seed (0): seeds the draws, the corruptions and the head
         progress (None): callable ``f(fraction, label)``
@@ -259,10 +260,11 @@ def fit_cause_head(clean_images, path: str, backbone: str = "efficientnet_lite0"
     kw = dict(hidden=hidden, epochs=epochs, weight_decay=weight_decay, seed=seed)
     head = train_cause_head(X, Y, sev, fam_sev, **kw)
     groups = torch.tensor([r.image for r in recipes])
-    thresholds = calibrate_thresholds(X, Y, sev, fam_sev, groups, **kw) if len(clean) >= 8 else [0.5] * len(FAMILIES)
+    thresholds = (calibrate_thresholds(X, Y, sev, fam_sev, groups, target_none, **kw) if len(clean) >= 8
+                  else [0.5] * len(FAMILIES))
     config = {"backbone": backbone, "thresholds": thresholds, "corruptions": sorted({n for r in recipes for n, _ in r.steps}),
               "copies": copies, "clean_views": clean_views, "compound": compound, "seed": seed,
-              "epochs": epochs, "weight_decay": weight_decay, "num_images": len(clean),
+              "epochs": epochs, "weight_decay": weight_decay, "target_none": target_none, "num_images": len(clean),
               "num_skipped": skipped, "num_examples": int(X.shape[0])}
     save_cause_head(path, head, config)
     return CauseMetric(path)
