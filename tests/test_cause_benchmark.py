@@ -4,6 +4,7 @@ mean effect on the features, against a hand computation."""
 import os
 import sys
 
+import pytest
 import torch
 
 from fiftyone_dnniqa.metrics.cause_training import Recipe
@@ -84,3 +85,32 @@ def test_cached_features_are_keyed_by_the_code_that_renders_them(tmp_path, monke
     assert train_cause_head.rendering_fingerprint() == before
     (folder / "camera.py").write_text("# camera.py, two stops darker\n")
     assert train_cause_head.rendering_fingerprint() != before
+
+
+def test_the_compound_measures_against_a_hand_count():
+    """Three images: dark and noisy (named exposure + noise, most likely noise), blurred
+    and compressed (named blur only, most likely blur), noisy and blurred (named noise +
+    exposure, most likely exposure)."""
+    import cause_compound
+
+    from fiftyone_dnniqa.metrics.cause import FAMILIES
+
+    recipes = [Recipe(0, (("low_light", 4), ("gaussian_noise", 3))), Recipe(1, (("defocus_blur", 5), ("dk_jpeg", 3))),
+               Recipe(2, (("shot_noise", 3), ("motion_blur", 4)))]
+    probs = torch.zeros(3, len(FAMILIES))
+    for k, fam in enumerate(("noise", "blur", "exposure")):
+        probs[k, FAMILIES.index(fam)] = 0.9
+    stored = [[("noise", 0.9), ("exposure", 0.8)], [("blur", 0.9)], [("exposure", 0.9), ("noise", 0.7)]]
+    fam_sev = torch.zeros(3, len(FAMILIES))
+    fam_sev[:, FAMILIES.index("blur")] = torch.tensor([0.5, 4.2, 3.1])
+    m = cause_compound._measures([0, 1, 2], recipes, probs, fam_sev, stored)
+    assert m["n"] == 3
+    assert m["top1_in_true_set"] == 2 / 3  # the third's most likely (exposure) is not one of its families
+    assert m["all_named"] == 1 / 3  # only the first has every family named
+    assert m["recall"] == {"blur": 0.5, "noise": 1.0, "compression": 0.0, "exposure": 1.0}
+    assert m["false_alarm"]["exposure"] == 0.5 and m["false_alarm"]["noise"] == 0.0
+    assert m["false_alarm"]["blur"] == 0.0 and "contrast_haze" in m["false_alarm"]
+    assert m["severity_spearman"]["blur"] == pytest.approx(1.0)  # 4.2 at severity 5 above 3.1 at 4
+    assert m["severity_spearman"]["noise"] is None  # both at severity 3: no ranking
+    names = [name for _, name in cause_compound.compound_recipes(30)]
+    assert "low_light + gaussian_noise" in names and "shot_noise > defocus_blur" in names

@@ -6,7 +6,8 @@ pieces every part of the report draws with.
 * a score per object (keyed by its per-image mean): the same, over the per-image means,
   with the objects' own counts;
 * predicted causes (``cause``: a ``Classifications`` field and ``<field>_severity``): how
-  many images each cause has, the severity, the most severe images with their causes;
+  many images each cause has, the combinations of causes in words ("dark and noisy") with
+  each family's mean severity, the most severe images with their causes;
 * a run that did not complete says why; a field with no score in the view says so.
 
 Numbers are written by :mod:`.results`' formatting functions only. Every string from the
@@ -24,7 +25,7 @@ from typing import Dict, List, Sequence
 import numpy as np
 
 from ..scoring.runs import load_quality_run
-from .breakdowns import NO_CAUSE, OLD_NO_CAUSE, first_cause
+from .breakdowns import NO_CAUSE, OLD_NO_CAUSE, cause_text, first_cause
 from .report_answers import thumbnails_section
 from .results import fmt, fmt_size
 from .targets import to_floats
@@ -178,12 +179,36 @@ def _cause_body(samples, field: str, cfg, worst: int) -> List[str]:
                      fmt(float(severity[sel].mean())) if sel.any() else fmt(None, reason="never the most likely")])
     parts = ["<h3>Predicted causes</h3>",
              _table(["cause", "images (most likely cause)", "images (any of its labels)", "mean severity"], rows)]
+    parts += _combination_table(samples.values(field), severity)
     ok = severity[np.isfinite(severity)]
     if len(ok):
         parts += [f"<h3>Severity (<code>{_esc(sev_field)}</code>)</h3>", _summary(ok),
                   f"<h3>{min(worst, int((ok > 0).sum()))} most severe images</h3>",
                   thumbnails_section(samples, sev_field, False, worst, [field], keep=lambda v: v > 0)]
     return parts
+
+
+def _combination_table(stored, severity) -> List[str]:
+    """The images' combinations of causes in words, most frequent first, with each
+    family's mean severity (its label's own ``severity`` where the run stored one, else
+    the image's)."""
+    combos: Dict[str, List] = {}
+    for k, cls in enumerate(stored):
+        labels = [c for c in (cls.classifications if cls is not None else []) if c.label != OLD_NO_CAUSE]
+        if len(labels) < 2:
+            continue
+        ways = {c.label: c["direction"] for c in labels if c.has_field("direction") and c["direction"]}
+        entry = combos.setdefault(cause_text(sorted(c.label for c in labels), directions=ways), [])
+        entry.append({c.label: (c["severity"] if c.has_field("severity") and c["severity"] is not None
+                                else severity[k]) for c in labels})
+    if not combos:
+        return []
+    rows = []
+    for text, items in sorted(combos.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        sev = {f: [float(i[f]) for i in items if np.isfinite(float(i[f]))] for f in sorted(items[0])}
+        rows.append([text, fmt_size(len(items)),
+                     ", ".join(f"{f} {fmt(float(np.mean(v)))}" for f, v in sev.items() if v) or fmt(None, reason="none")])
+    return ["<h3>Several causes at once</h3>", _table(["causes", "images", "mean severity per family"], rows)]
 
 
 def run_section(samples, field: str, worst: int, label_fields: Sequence[str],
