@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -145,6 +146,55 @@ def installed_plugin():
     from fiftyone_dnniqa.app.plugin import install_plugin
 
     return install_plugin(overwrite=True)
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory):
+    """``python -m fiftyone.server.main`` on a free loopback port with the plugin installed
+    into its own plugins directory: ``(url, log_path)``, one server for every browser test
+    (each test makes its own dataset and page)."""
+    from fiftyone_dnniqa.app.plugin import install_plugin  # after the database settings above
+
+    folder = tmp_path_factory.mktemp("app-server")
+    plugins = folder / "plugins"
+    install_plugin(str(plugins))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log_path = folder / "server.log"
+    log = open(log_path, "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fiftyone.server.main", "--port", str(port), "--address", "127.0.0.1"],
+        env=dict(os.environ, FIFTYONE_PLUGINS_DIR=str(plugins)), stdout=log, stderr=subprocess.STDOUT,
+        cwd=str(folder), preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for_server(proc, url, log_path)
+        yield url, log_path
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def _wait_for_server(proc, url, log_path, timeout=60.0):
+    deadline = time.time() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise AssertionError(f"App server exited ({proc.returncode}):\n{log_path.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url + "/", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.time() > deadline:
+            raise AssertionError(f"App server did not start:\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.5)
 
 
 @pytest.fixture

@@ -14,11 +14,7 @@ import contextlib
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 import uuid
 
 import numpy as np
@@ -28,7 +24,6 @@ import fiftyone as fo
 
 import fiftyone_dnniqa as dq
 from fiftyone_dnniqa.app import panels as P
-from fiftyone_dnniqa.app.plugin import install_plugin
 
 from doc_pictures import doc_picture
 
@@ -50,12 +45,6 @@ def sync_playwright():
     except ImportError:
         pytest.skip("the playwright package is not installed (pip install playwright)")
     return sync_playwright
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _label(path):
@@ -80,45 +69,6 @@ def demo_dataset(imagenet_files):
         yield ds
     finally:
         ds.delete()
-
-
-@pytest.fixture
-def app_server(tmp_path):
-    """``python -m fiftyone.server.main`` on a free loopback port, with the plugin
-    installed into its own plugins directory."""
-    plugins = tmp_path / "plugins"
-    install_plugin(str(plugins))
-    port = _free_port()
-    env = dict(os.environ, FIFTYONE_PLUGINS_DIR=str(plugins))
-    log_path = tmp_path / "server.log"
-    log = open(log_path, "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fiftyone.server.main", "--port", str(port), "--address", "127.0.0.1"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(tmp_path))
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 60
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(f"App server exited ({proc.returncode}):\n{log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(url + "/", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.time() > deadline:
-                raise AssertionError(f"App server did not start:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield url, log_path
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def _save(page, tmp_path, name):

@@ -13,7 +13,7 @@ import fiftyone as fo
 import fiftyone_dnniqa as dq
 
 from doc_pictures import doc_picture
-from test_browser import _app_page, _open_operator, _save, _wait_for, app_server, sync_playwright  # noqa: F401
+from test_browser import _app_page, _open_operator, _save, _wait_for, sync_playwright  # noqa: F401
 
 FORM = "Sample field for the scores (also the run key)"
 

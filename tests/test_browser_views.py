@@ -10,7 +10,7 @@ import re
 
 import numpy as np
 
-from test_browser import _app_page, _dismiss, _grid_count, _save, _wait_for, app_server, demo_dataset, \
+from test_browser import _app_page, _dismiss, _grid_count, _save, _wait_for, demo_dataset, \
     sync_playwright  # noqa: F401 (fixtures)
 
 
