@@ -3,6 +3,7 @@ photo degraded in the capture's order, with each family's own severity; the trai
 recipes and targets; the words the App and the report use; ``cause_view`` with compounds."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -191,7 +192,10 @@ def test_stored_compounds_read_naturally_and_cause_view_finds_blur_under_noise(t
     assert set(ids[:3]) <= set(cause_view(ds, "noise").values("id"))
     assert set(cause_view(ds, NO_CAUSE).values("id")) == {ids[3]}
     texts = [labels_text(c) for c in ds.values("iqa_cause")]
-    assert texts[0] in ("blurred and noisy", "noisy and blurred") and texts[3] == NO_CAUSE
+    assert re.fullmatch(r"(blurred|noisy) \(severity \d\.\d\) and (blurred|noisy) \(severity \d\.\d\)",
+                        texts[0]) and texts[3] == NO_CAUSE, texts
+    stored_severity = [{c.label: c["severity"] for c in cs.classifications} for cs in ds.values("iqa_cause")[:3]]
+    assert all(0 < v <= 5 for d in stored_severity for v in d.values()) and stored_severity[2]  # each its own
     # a classifier wrong on the two blurred and noisy photos: the summary names their mix
     wrong = [True, True, False, False]
     ds.set_values("gt", [fo.Classification(label="x") for _ in wrong])

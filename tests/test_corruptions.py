@@ -211,12 +211,12 @@ def mad(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_suites_and_names():
     assert set(SUITES) == {"dodge_karam", "imagenet_c", "imagenet_c_extra", "camera"}
-    assert SUITES["camera"] == ("low_light",)  # its physics: tests/test_low_light.py
+    assert SUITES["camera"] == ("low_light", "lens_dirt")  # physics: tests/test_low_light.py, test_corruptions_lens_dirt.py
     assert SUITES["dodge_karam"] == ("dk_gaussian_blur", "dk_gaussian_noise", "dk_jpeg", "dk_jpeg2000", "dk_contrast")
     assert len(SUITES["imagenet_c"]) == 15 and len(SUITES["imagenet_c_extra"]) == 4
     assert set(SUITES["imagenet_c_extra"]) == {"speckle_noise", "gaussian_blur", "spatter", "saturate"}
     assert list_corruptions("imagenet_c") == list(SUITES["imagenet_c"])
-    assert len(ALL) == len(set(ALL)) == 25
+    assert len(ALL) == len(set(ALL)) == 26
     with pytest.raises(ValueError, match="dodge_karam, imagenet_c, imagenet_c_extra, camera"):
         list_corruptions("imagenet-p")
 

@@ -11,7 +11,11 @@ Two published suites and a camera model, each with severities 1..5:
   authors' released code as carried by ``imagecorruptions``
   (:data:`IMAGENET_C_LEVELS`), re-implemented on tensors.
 * **camera** (:mod:`.camera`): ``low_light``, an under-exposed capture with the shot
-  and read noise of the gain that partly makes up for it (:data:`CAMERA_LEVELS`).
+  and read noise of the gain that partly makes up for it, and ``lens_dirt``, smudges,
+  drops and a partial blockage on the lens (:data:`CAMERA_LEVELS`).
+
+:func:`~.compound.compose` (:mod:`.compound`) applies several corruptions to one image in
+the order a camera would (scene, lens, blur, exposure, noise, pixels, compression).
 
 :func:`apply_corruption` (:mod:`.table`) applies any of them by name and
 severity; all randomness goes through the optional ``generator``, so a

@@ -15,6 +15,7 @@ import fiftyone as fo
 
 from .runs import extra_field
 from .scorers import structured
+from .writer import structured_labels
 from .video_fields import (FLOAT_SUMMARIES, INT_SUMMARIES, default_low_level, frame_error_path, frame_path,
                            summary_field, video_error_field, video_summary)
 from .video_loading import split_key
@@ -116,9 +117,7 @@ class VideoValues:
             for values in extras.values():
                 values[sid] = {}
             for n, row in frames.items():
-                found, more = job.metric.labels(row) if row is not None else ([], None)
-                labels[sid][n] = fo.Classifications(classifications=[
-                    fo.Classification(label=label, confidence=float(c)) for label, c in found]) if row else None
+                labels[sid][n], more = structured_labels(job.metric, row) if row is not None else (None, None)
                 for name, values in extras.items():
                     values[sid][n] = float(more[name]) if more is not None else None
         dataset.set_values(path, labels, key_field="id")

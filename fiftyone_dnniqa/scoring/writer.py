@@ -38,6 +38,16 @@ def declare_fields(dataset, job) -> None:
     job.fields_ready = True
 
 
+def structured_labels(metric, row):
+    """A structured metric's row as ``Classifications``, each label with the attributes the
+    metric gives it (a cause's own ``severity``), and its extra floats."""
+    found, more = metric.labels(row)
+    attributes = metric.label_attributes(row) if hasattr(metric, "label_attributes") else {}
+    return fo.Classifications(classifications=[
+        fo.Classification(label=label, confidence=float(conf), **attributes.get(label, {}))
+        for label, conf in found]), more
+
+
 def _write_structured(dataset, job) -> None:
     """A structured metric's rows as ``Classifications`` and extra float fields."""
     if not job.fields_ready:
@@ -49,9 +59,7 @@ def _write_structured(dataset, job) -> None:
             for values in extras.values():
                 values[sid] = None
             continue
-        found, more = job.metric.labels(row)
-        labels[sid] = fo.Classifications(classifications=[
-            fo.Classification(label=label, confidence=float(conf)) for label, conf in found])
+        labels[sid], more = structured_labels(job.metric, row)
         for name, values in extras.items():
             values[sid] = float(more[name])
     dataset.set_values(job.field, labels, key_field="id")
