@@ -45,6 +45,11 @@ def named(metric, x):
     return [{lab for lab, _ in metric.labels(r)[0]} for r in rows], [metric.label_attributes(r) for r in rows]
 
 
+#: tests of what a compound-trained head does; strict: they tell when such a head is shipped
+COMPOUND_HEAD = pytest.mark.xfail(strict=True, reason="issue 29: the shipped head is the single-degradation one (format 2); the compound-trained candidate (benchmarks/results/cause.compound-candidate.md) names these but regresses single degradations (ImageNet-C 93.7%), clean photos (93.2% none) and strong blur on small photos, so it is not shipped")
+
+
+@COMPOUND_HEAD
 @pytest.mark.parametrize("steps, families", [
     ((("low_light", 4), ("gaussian_noise", 4)), {"exposure", "noise"}),  # a night shot (held out of training)
     ((("defocus_blur", 4), ("jpeg_compression", 4)), {"blur", "compression"}),  # held out of training
@@ -57,6 +62,7 @@ def test_every_family_of_a_compound_is_named(cause, photos, steps, families):
         assert set(a) == s and all(0 <= v["severity"] <= 5 for v in a.values())
 
 
+@COMPOUND_HEAD
 def test_each_family_has_its_own_severity(cause, photos):
     """Oracle: the severities the photos were degraded at. Blur 2 -> 5 under the same
     noise raises blur's severity; noise 2 -> 5 under the same blur raises noise's."""
@@ -166,6 +172,7 @@ def test_compound_causes_in_words():
                                        "0.320 against 0.810 elsewhere")
 
 
+@COMPOUND_HEAD
 def test_stored_compounds_read_naturally_and_cause_view_finds_blur_under_noise(tmp_path, make_dataset, imagenet_files):
     """Real photos through ``compute_quality``: two blurred and noisy, one noisy, one clean.
     ``cause_view(view, "blur")`` finds both blurred ones although noise is named too."""
@@ -220,3 +227,34 @@ def test_stored_compounds_read_naturally_and_cause_view_finds_blur_under_noise(t
     rows = _combination_table(ds.values("iqa_cause"), np.array([2.0, 3.0, 4.0, 0.0]))
     assert rows[0] == "<h3>Several causes at once</h3>"
     assert "<td>blurred and noisy</td><td>1</td>" in rows[1] and "exposure 4.000, noise 3.000" in rows[1]
+
+
+def test_each_stored_label_carries_the_attributes_the_head_gives_it(tmp_path, make_dataset, imagenet_files, cause):
+    """Whatever the head: ``compute_quality`` stores on each label the attributes (its own
+    severity, exposure's direction) of the metric called directly on the same pixels."""
+    from PIL import Image
+
+    from fiftyone_dnniqa import compute_quality
+
+    full = [to_float(prepare(read_image(f), InputSpec(resize=256, crop=256)).unsqueeze(0))[0]
+            for f in imagenet_files[1::2][:3]]
+    images = [degraded(full[0], ("defocus_blur", 5)), degraded(full[1], ("low_light", 5)),
+              degraded(full[2], ("gaussian_noise", 5))]
+    paths = []
+    for k, x in enumerate(images):
+        paths.append(str(tmp_path / f"{k}.png"))
+        Image.fromarray((x * 255).round().byte().permute(1, 2, 0).numpy()).save(paths[-1])
+    ds = make_dataset(paths)
+    compute_quality(ds, "cause", progress=False, num_workers=0)
+    pixels = torch.stack([to_float(prepare(read_image(p), cause.input_spec).unsqueeze(0))[0] for p in paths])
+    rows = cause.score(pixels).tolist()
+    checked = 0
+    for stored, row in zip(ds.values("iqa_cause"), rows):
+        want = cause.label_attributes(row)
+        assert [c.label for c in stored.classifications] == [label for label, _ in cause.labels(row)[0]]
+        for c in stored.classifications:
+            for name, value in want[c.label].items():
+                got = c[name]
+                assert got == pytest.approx(value, abs=1e-4) if isinstance(value, float) else got == value
+                checked += 1
+    assert checked >= 3  # each image has at least one label with its severity

@@ -305,7 +305,8 @@ def test_only_runs_of_floats_are_ranked(every_run, page):
 
 NUMBER = r"-?\d+\.\d{3}"
 FORMATS = [re.compile(p) for p in (
-    NUMBER, r"\d{1,3}(,\d{3})*", r"n/a( \(.+\))?", rf"{NUMBER} \[{NUMBER}, {NUMBER}\]", rf"\[{NUMBER}, {NUMBER}\]")]
+    NUMBER, r"\d{1,3}(,\d{3})*", r"n/a( \(.+\))?", rf"{NUMBER} \[{NUMBER}, {NUMBER}\]", rf"\[{NUMBER}, {NUMBER}\]",
+    rf"\w+ {NUMBER}(, \w+ {NUMBER})*")]  # the last: a value per name ("blur 3.950, noise 2.000")
 #: columns whose cells are words, names or paths, not numbers
 TEXT_COLUMNS = {"status", "options", "device", "filepath", "reason", "field", "group", "cause", "split", "bin",
                 "method"}

@@ -86,16 +86,16 @@ def test_sweep_dataset(imagenet_files, make_dataset, tmp_path):
     ds = dq.build_sweep(src, str(out), name="sweep-test", corruptions=["gaussian_noise", "dodge_karam", "camera"],
                         severities=[1, 5])
     try:
-        assert len(ds) == 3 * (1 + 7 * 2)
+        assert len(ds) == 3 * (1 + 8 * 2)
         assert set(ds.distinct("corruption")) == {"clean", "gaussian_noise", "dk_gaussian_blur", "dk_gaussian_noise",
-                                                  "dk_jpeg", "dk_jpeg2000", "dk_contrast", "low_light"}
+                                                  "dk_jpeg", "dk_jpeg2000", "dk_contrast", "low_light", "lens_dirt"}
         assert ds.distinct("severity") == [0, 1, 5]
         assert len(ds.info["skipped"]) == 1
         clean = ds.match(fo.ViewField("corruption") == "clean")
         assert set(clean.values("clean_id")) == set(src.values("id")[:3])
         assert all(os.path.isfile(p) for p in ds.values("filepath"))
         assert all(p.startswith(str(out)) for p in ds.values("filepath"))
-        assert ds.values("ground_truth.label")[:15] == [src.first().ground_truth.label] * 15
+        assert ds.values("ground_truth.label")[:17] == [src.first().ground_truth.label] * 17
         from fiftyone_dnniqa.core.images import read_image
 
         # the camera suite's low light at severity 5: five stops darker in linear light
