@@ -257,3 +257,20 @@ def test_to_frames_views_are_scored_as_images(videos, clips, tmp_path):
         assert value == pytest.approx(want, abs=1e-6)
     # and the videos' own frames hold them (frames 1 and 21 of the first video)
     assert videos.values("frames.frame_q")[0] == [got[str(tmp_path / "f1.png")], got[str(tmp_path / "f21.png")]]
+
+
+def test_the_command_line_scores_every_nth_frame(videos, capsys):
+    from fiftyone_dnniqa.cli import main
+
+    videos.persistent = True  # the command loads it by name
+    main(["score", "--dataset", videos.name, "--metric", "entropy", "--frame-step", "7", "--low-level", "6.5",
+          "--quiet"])
+    videos.reload()
+    want_numbers = list(range(1, N + 1, 7))
+    for numbers, values, mean, low in zip(videos.values("frames.frame_number"), videos.values("frames.iqa_entropy"),
+                                          videos.values("iqa_entropy_mean"), videos.values("iqa_entropy_low_share")):
+        scored = [(n, v) for n, v in zip(numbers, values) if v is not None]
+        assert [n for n, _ in scored] == want_numbers
+        vals = np.array([v for _, v in scored])
+        assert mean == pytest.approx(vals.mean()) and low == pytest.approx((vals < 6.5).mean())
+    assert dq.load_quality_run(videos, "iqa_entropy").config.frame_step == 7
