@@ -73,6 +73,20 @@ def packaged_photos() -> List[Tuple[str, str]]:
     return [(n, p) for n, p in found if os.path.isfile(p)]
 
 
+def _start_demo(name: str, photos, overwrite: bool, folder: Optional[str]):
+    """``(the existing dataset to keep, None)`` or ``(None, the folder to write into)``;
+    refuses without photographs, deletes the dataset ``name`` when overwriting."""
+    if not photos:
+        raise RuntimeError("no sample photographs found: install scikit-image, scikit-learn or matplotlib")
+    if fo.dataset_exists(name):
+        if not overwrite:
+            return fo.load_dataset(name), None
+        fo.delete_dataset(name)
+    folder = folder or os.path.join(fo.config.default_dataset_dir, name)
+    os.makedirs(folder, exist_ok=True)
+    return None, folder
+
+
 def build_demo_dataset(name: str = DEMO_DATASET, folder: Optional[str] = None,
                        corruptions: Dict[str, Sequence] = DEMO_CORRUPTIONS,
                        overwrite: bool = True, persistent: bool = True, seed: int = 0):
@@ -83,14 +97,9 @@ def build_demo_dataset(name: str = DEMO_DATASET, folder: Optional[str] = None,
     parameter), ``clean_id`` and ``reference_filepath`` (the clean image).
     """
     photos = packaged_photos()
-    if not photos:
-        raise RuntimeError("no sample photographs found: install scikit-image, scikit-learn or matplotlib")
-    if fo.dataset_exists(name):
-        if not overwrite:
-            return fo.load_dataset(name)
-        fo.delete_dataset(name)
-    folder = folder or os.path.join(fo.config.default_dataset_dir, name)
-    os.makedirs(folder, exist_ok=True)
+    existing, folder = _start_demo(name, photos, overwrite, folder)
+    if existing is not None:
+        return existing
     gen = torch.Generator().manual_seed(seed)
 
     dataset = fo.Dataset(name, persistent=persistent)
@@ -261,14 +270,9 @@ def build_video_demo_dataset(name: str = DEMO_VIDEO_DATASET, folder: Optional[st
     (``TemporalDetections``: the corruption as label, its ``severity``).
     """
     photos = packaged_photos()[:videos]
-    if not photos:
-        raise RuntimeError("no sample photographs found: install scikit-image, scikit-learn or matplotlib")
-    if fo.dataset_exists(name):
-        if not overwrite:
-            return fo.load_dataset(name)
-        fo.delete_dataset(name)
-    folder = folder or os.path.join(fo.config.default_dataset_dir, name)
-    os.makedirs(folder, exist_ok=True)
+    existing, folder = _start_demo(name, photos, overwrite, folder)
+    if existing is not None:
+        return existing
     samples = []
     for k, (photo, src) in enumerate(photos):
         motion = ("pan", "zoom")[k % 2]
