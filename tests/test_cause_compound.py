@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors import safe_open
 
 from fiftyone_dnniqa.analysis.breakdowns import (
@@ -37,6 +38,22 @@ def cause():
 
 def degraded(x, *steps, seed=0):
     return compose(x, steps, torch.Generator().manual_seed(seed))
+
+
+def photos_256(imagenet_files, n):
+    """``n`` test-split photos at 256 px: the engine's resize to 256 then centre crop of 224
+    leaves the pixels as degraded."""
+    return [to_float(prepare(read_image(f), InputSpec(resize=256, crop=256)).unsqueeze(0))[0]
+            for f in imagenet_files[1::2][:n]]
+
+
+def saved(images, folder):
+    """``images`` written as PNG files in ``folder``; their paths."""
+    paths = []
+    for k, x in enumerate(images):
+        paths.append(str(folder / f"{k}.png"))
+        Image.fromarray((x * 255).round().byte().permute(1, 2, 0).numpy()).save(paths[-1])
+    return paths
 
 
 def named(metric, x):
@@ -177,22 +194,14 @@ def test_stored_compounds_read_naturally_and_cause_view_finds_blur_under_noise(t
     """Real photos through ``compute_quality``: two blurred and noisy, one noisy, one clean.
     ``cause_view(view, "blur")`` finds both blurred ones although noise is named too."""
     import fiftyone as fo
-    from PIL import Image
-
     from fiftyone_dnniqa import compute_quality
     from fiftyone_dnniqa.analysis.report_runs import _combination_table
 
-    # 256 px: the engine's resize to 256 then centre crop of 224 leaves the pixels as degraded
-    full = [to_float(prepare(read_image(f), InputSpec(resize=256, crop=256)).unsqueeze(0))[0]
-            for f in imagenet_files[1::2][:4]]
+    full = photos_256(imagenet_files, 4)
     images = [degraded(full[0], ("defocus_blur", 4), ("gaussian_noise", 4)),
               degraded(full[1], ("gaussian_blur", 4), ("shot_noise", 3)),
               degraded(full[2], ("gaussian_noise", 4)), full[3]]
-    paths = []
-    for k, x in enumerate(images):
-        paths.append(str(tmp_path / f"{k}.png"))
-        Image.fromarray((x * 255).round().byte().permute(1, 2, 0).numpy()).save(paths[-1])
-    ds = make_dataset(paths)
+    ds = make_dataset(saved(images, tmp_path))
     compute_quality(ds, "cause", progress=False, num_workers=0)
     ids = ds.values("id")
     assert set(cause_view(ds, "blur").values("id")) == set(ids[:2])
@@ -232,18 +241,12 @@ def test_stored_compounds_read_naturally_and_cause_view_finds_blur_under_noise(t
 def test_each_stored_label_carries_the_attributes_the_head_gives_it(tmp_path, make_dataset, imagenet_files, cause):
     """Whatever the head: ``compute_quality`` stores on each label the attributes (its own
     severity, exposure's direction) of the metric called directly on the same pixels."""
-    from PIL import Image
-
     from fiftyone_dnniqa import compute_quality
 
-    full = [to_float(prepare(read_image(f), InputSpec(resize=256, crop=256)).unsqueeze(0))[0]
-            for f in imagenet_files[1::2][:3]]
+    full = photos_256(imagenet_files, 3)
     images = [degraded(full[0], ("defocus_blur", 5)), degraded(full[1], ("low_light", 5)),
               degraded(full[2], ("gaussian_noise", 5))]
-    paths = []
-    for k, x in enumerate(images):
-        paths.append(str(tmp_path / f"{k}.png"))
-        Image.fromarray((x * 255).round().byte().permute(1, 2, 0).numpy()).save(paths[-1])
+    paths = saved(images, tmp_path)
     ds = make_dataset(paths)
     compute_quality(ds, "cause", progress=False, num_workers=0)
     pixels = torch.stack([to_float(prepare(read_image(p), cause.input_spec).unsqueeze(0))[0] for p in paths])
