@@ -11,11 +11,12 @@ from PIL import Image
 
 import fiftyone as fo
 import fiftyone.operators as foo
-from fiftyone.operators.executor import ExecutionContext, ValidationContext
 
 from fiftyone_dnniqa.app.forms import default_frame_step
 from fiftyone_dnniqa.app.plugin import PLUGIN_NAME
 from fiftyone_dnniqa.core.video import write_video
+
+from test_forms import _resolve
 
 URI = f"{PLUGIN_NAME}/compute_quality"
 FRAMES = (12, 7)  # frames of each video
@@ -54,13 +55,6 @@ def datasets(installed_plugin, tmp_path_factory):
     yield videos, images
     for ds in (videos, images):
         ds.delete()
-
-
-def _resolve(ds, params):
-    op = foo.get_operator(URI)
-    ctx = ExecutionContext(request_params={"dataset_name": ds.name, "params": params})
-    inputs = op.resolve_input(ctx)
-    return inputs.type.properties, ValidationContext(ctx, inputs, op)
 
 
 def test_the_form_offers_a_frame_step_on_video_only(datasets):
