@@ -24,6 +24,8 @@ import torch
 from PIL import Image, ImageFilter, ImageOps
 
 import device_pipeline as P
+import device_proxies
+import device_video
 from fiftyone_dnniqa.core.images import InputSpec, prepare, read_image, to_float
 from fiftyone_dnniqa.corruptions import SUITES, apply_corruption
 from fiftyone_dnniqa.metrics import create_metric
@@ -60,8 +62,10 @@ class Ctx:
     rows: list = field(default_factory=list)
     throughput: list = field(default_factory=list)
 
-    def add(self, section, check, value, target="", ok=None, cuda_only=False):
-        if cuda_only and not self.cuda:
+    def add(self, section, check, value, target="", ok=None, cuda_only=False, skip=None):
+        if skip:
+            status = f"skipped: {skip}"
+        elif cuda_only and not self.cuda:
             status = "skipped: no CUDA"
         else:
             status = "info" if ok is None else ("pass" if ok else "FAIL")
@@ -85,7 +89,7 @@ def run(args, installed, photos):
                 sizes=size, tolerance=TOLERANCE, sections={})
     ctx = Ctx(dev, cuda, size, files, labels, args.work, args.out, meta)
     for section in (setup, agreement, corruption_suite, decode_paths, invariance, out_of_memory,
-                    throughput, objects, targets):
+                    throughput, objects, video, proxies, targets):
         t = time.perf_counter()
         try:
             section(ctx)
@@ -163,7 +167,7 @@ def write_report(out: str, meta: dict, rows: list, throughput: list) -> None:
 
 
 def _compare(a, b) -> str:
-    return f"ρ={P.spearman(a, b):.5f}, max|Δ|={P.max_abs(a, b):.2e} (n={len(a)})"
+    return P.compare(a, b)
 
 
 def _finite(scores) -> str:
@@ -171,8 +175,7 @@ def _finite(scores) -> str:
 
 
 def _agrees(a, b, tol=None) -> bool:
-    rho = P.spearman(a, b)
-    return bool((np.isnan(rho) or rho >= SPEARMAN_MIN) and (tol is None or P.max_abs(a, b) <= tol))
+    return P.agrees(a, b, SPEARMAN_MIN, tol)
 
 
 def setup(ctx):
@@ -468,6 +471,16 @@ def objects(ctx):
     del metric
     if ctx.cuda:
         torch.cuda.empty_cache()
+
+
+def video(ctx):
+    """Frames of clips written here, decoded by the video run's loader (device_video.py)."""
+    device_video.video(ctx, TOLERANCE, SPEARMAN_MIN)
+
+
+def proxies(ctx):
+    """A user's proxy and weights file, alone and in an ensemble (device_proxies.py)."""
+    device_proxies.proxies(ctx, TOLERANCE, SPEARMAN_MIN)
 
 
 def targets(ctx):

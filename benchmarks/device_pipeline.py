@@ -10,7 +10,9 @@ pinned memory on CUDA, prefetch 4),
 :func:`~fiftyone_dnniqa.scoring.loading.decode_jpegs` (nvJPEG on CUDA), and
 :class:`~fiftyone_dnniqa.scoring.scorers.Job` with
 :func:`~fiftyone_dnniqa.scoring.scorers.score_batch` (grouping, autocast, out-of-memory
-back-off, bisection). The writer's ``set_values`` becomes a dict.
+back-off, bisection). The writer's ``set_values`` becomes a dict. Videos go the same way
+through :class:`~fiftyone_dnniqa.scoring.video_loading.VideoFrames` and
+:func:`~fiftyone_dnniqa.scoring.video_loading.frame_batches`, as ``video_execute`` does.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 import torch
 
 from fiftyone_dnniqa.scoring import loading, patches, scorers
+from fiftyone_dnniqa.scoring.video_loading import VideoFrames, frame_batches, split_key
 
 
 def score_files(metric, files: Sequence[str], device: torch.device, batch_size: int = 64,
@@ -94,6 +97,50 @@ def score_objects(metric, files: Sequence[str], boxes: Sequence[Sequence], devic
                               lambda batch: patches.batch_objects(batch, cropper))[0]
 
 
+def _video_loader(paths, spec, frame_step, batch_size, num_workers, device):
+    n = len(paths)
+    data = VideoFrames(paths, np.ones((n, 1), dtype=bool), [[frozenset()] for _ in paths], frame_step, [spec])
+    return loading.batch_loader(data, batch_size, num_workers, device)
+
+
+def score_video_frames(metric, paths: Sequence[str], device: torch.device, frame_step: int = 1,
+                       batch_size: int = 64, num_workers: int = 0, amp: bool = True):
+    """Scores the sampled frames of the videos ``paths`` as a video run does (``VideoFrames``
+    in the engine's DataLoader, ``frame_batches``, ``score_batch``); returns ``({(video,
+    frame number): score or None}, {video: frames decoded}, {video: why it ended early})``."""
+    metric.to(device)
+    ids = [str(v) for v in range(len(paths))]
+    job = scorers.Job(metric=metric, field="score", spec_index=0, in_worker=False,
+                      todo=np.ones(len(paths), dtype=bool))
+    state, decoded, errors = {"max_batch": batch_size}, {}, {}
+    for batch in _video_loader(paths, metric.input_spec, frame_step, batch_size, num_workers, device):
+        frames, keys, todo, ends = frame_batches(batch, ids)
+        if frames:
+            scorers.score_batch(job, 0, frames, keys, todo, device, amp, state)
+        for end in ends:
+            decoded[end["video"]] = end["decoded"]
+            if end["video_error"]:
+                errors[end["video"]] = end["video_error"]
+    scores = {}
+    for key, score in job.scores.items():
+        video, frame = split_key(key)
+        scores[int(video), frame] = score
+    return scores, decoded, errors
+
+
+def decode_video_only(paths, spec, device, frame_step, batch_size, num_workers, keep=None) -> int:
+    """The decode bound of a video run: its loader alone (PyAV decoding, RGB conversion and
+    preparation of the sampled frames); returns the frames it gave. ``keep``, a list, gets
+    the prepared frames."""
+    done = 0
+    for batch in _video_loader(paths, spec, frame_step, batch_size, num_workers, device):
+        frames = [it for it in batch if "images" in it]
+        done += len(frames)
+        if keep is not None:
+            keep += [it["images"][0] for it in frames]
+    return done
+
+
 def decode_only(files, spec, device, batch_size, num_workers, decode="device") -> int:
     """The decode bound's work: the loader and (``decode="device"``) ``decode_jpegs``,
     synchronised; returns the number of images decoded."""
@@ -157,6 +204,18 @@ def max_abs(a, b) -> float:
         return float("inf")
     d = np.abs(a - b)[np.isfinite(a) & np.isfinite(b)]
     return float(d.max()) if d.size else 0.0
+
+
+def compare(a, b) -> str:
+    """Spearman's ρ and the largest difference of two score arrays, as the report prints them."""
+    return f"ρ={spearman(a, b):.5f}, max|Δ|={max_abs(a, b):.2e} (n={len(a)})"
+
+
+def agrees(a, b, spearman_min: float, tol: Optional[float] = None) -> bool:
+    """ρ at least ``spearman_min`` (or undefined: constant scores) and, given ``tol``, no
+    difference above it."""
+    rho = spearman(a, b)
+    return bool((np.isnan(rho) or rho >= spearman_min) and (tol is None or max_abs(a, b) <= tol))
 
 
 class GPUUtilisation:

