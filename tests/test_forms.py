@@ -4,8 +4,10 @@ validation refusing to execute; choices that cannot work hidden; a result dialog
 names the error field and shows no empty rows."""
 
 import importlib.util
+import os
 
 import numpy as np
+
 import pytest
 import scipy.stats
 import torch
@@ -15,6 +17,7 @@ import fiftyone.operators as foo
 from fiftyone.operators.executor import ExecutionContext, ValidationContext
 
 import fiftyone_dnniqa as dq
+from fiftyone_dnniqa.app import operators
 from fiftyone_dnniqa.analysis.fields import quality_fields
 from fiftyone_dnniqa.app.operators import _scoring_output
 from fiftyone_dnniqa.app.plugin import PLUGIN_NAME
@@ -129,6 +132,32 @@ def test_the_operator_runs_several_metrics_from_the_form(installed_plugin, image
     for f in ("iqa_piqe", "iqa_entropy"):
         assert ds.values(f) == pytest.approx(direct.values(f))
     assert res.result["field"] == "iqa_piqe, iqa_entropy" and res.result["scored"] == 4
+
+
+def test_the_operator_leaves_a_core_to_the_app_and_restores_the_threads(installed_plugin, imagenet_files,
+                                                                         make_dataset, monkeypatch):
+    """With every core in torch's parallel regions, the browser beside the App server
+    stalled each region (0.46x the command line on 2 cores): App runs score with one core
+    fewer than the machine has, and give the threads back afterwards."""
+    cores = len(os.sched_getaffinity(0))
+    seen, real = [], operators.execute_plan
+
+    def spy(plan, shard=None):
+        seen.append(torch.get_num_threads())
+        return real(plan, shard=shard)
+
+    monkeypatch.setattr(operators, "execute_plan", spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(cores)
+    try:
+        ds = make_dataset(imagenet_files[:2])
+        ds.persistent = True
+        res = foo.execute_operator(URI, ctx={"view": ds.view(), "params": {"metrics": ["entropy"], "num_workers": 0}})
+        assert res.error is None, res.error
+        assert seen == [max(1, cores - 1)] and res.result["cpu_threads"] == max(1, cores - 1)
+        assert torch.get_num_threads() == cores
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("options, expected", [
