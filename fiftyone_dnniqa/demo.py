@@ -30,6 +30,7 @@ from .metrics.iqa import PyiqaUnavailableError
 from .metrics.imagenet import imagenet_synsets
 from .metrics.weights import MissingWeightsError
 from .scoring import list_quality_runs
+from .scoring.video_writer import video_metadata
 
 DEMO_DATASET = "dnniqa-demo"
 
@@ -249,14 +250,6 @@ DEMO_SEGMENT_QUANTILE = 0.3
 DEMO_VIDEO_FRAMES, DEMO_VIDEO_SIZE, DEMO_VIDEO_FPS, DEMO_VIDEOS = 60, (160, 120), 12, 4
 
 
-def _video_metadata(path: str) -> fo.VideoMetadata:
-    """FiftyOne's video metadata from PyAV (no ffprobe needed)."""
-    i = video_info(path)
-    return fo.VideoMetadata(size_bytes=i.size_bytes, mime_type="video/mp4", frame_width=i.width,
-                            frame_height=i.height, frame_rate=i.frame_rate,
-                            total_frame_count=i.frame_count, duration=i.duration, encoding_str=i.codec)
-
-
 def build_video_demo_dataset(name: str = DEMO_VIDEO_DATASET, folder: Optional[str] = None,
                              n_frames: int = DEMO_VIDEO_FRAMES, size: Tuple[int, int] = DEMO_VIDEO_SIZE,
                              videos: int = DEMO_VIDEOS, overwrite: bool = True, persistent: bool = True,
@@ -284,7 +277,7 @@ def build_video_demo_dataset(name: str = DEMO_VIDEO_DATASET, folder: Optional[st
             fo.TemporalDetection(label=e.corruption, support=[e.start, e.end], severity=e.severity)
             for e in episodes])
         samples.append(fo.Sample(filepath=path, photo=photo, motion=motion, true_episodes=truth,
-                                 metadata=_video_metadata(path)))
+                                 metadata=video_metadata(video_info(path), path)))
     dataset = fo.Dataset(name, persistent=persistent)
     dataset.add_samples(samples, progress=False)
     return dataset

@@ -13,6 +13,7 @@ from typing import Dict, List, Optional
 
 import fiftyone as fo
 
+from ..core.video import VideoInfo
 from .runs import extra_field
 from .scorers import structured
 from .writer import structured_labels
@@ -34,6 +35,7 @@ class VideoValues:
     def __init__(self, ids: List[str], fields: List[str], metrics, values, frame_step: int,
                  low_level: Optional[float], fill_metadata: Dict[int, str]):
         self.ids = list(ids)
+        self._rows = {s: v for v, s in enumerate(self.ids)}  # sample id -> video
         self.fields = fields
         self.metrics = metrics
         self.values = values  # [job][video] -> {frame_number: score}
@@ -81,7 +83,7 @@ class VideoValues:
         for j, job in enumerate(jobs):
             scores, errors = _by_video(job.scores), _by_video(job.errors)
             for sid, frames in scores.items():
-                v = self._row(sid)
+                v = self._rows[sid]
                 for n, s in frames.items():
                     if s is None:
                         self.values[j][v].pop(n, None)
@@ -100,11 +102,6 @@ class VideoValues:
         if self.ended:
             self._write_summaries(dataset, jobs, sorted(self.ended))
             self.ended = {}
-
-    def _row(self, sid: str) -> int:
-        if not hasattr(self, "_rows"):
-            self._rows = {s: v for v, s in enumerate(self.ids)}
-        return self._rows[sid]
 
     def _write_frames(self, dataset, j: int, job, scores) -> None:
         path = frame_path(self.fields[j])
@@ -136,7 +133,8 @@ class VideoValues:
                 dataset.set_values(summary_field(self.fields[j], n), out[n], key_field="id")
             reasons = {self.ids[v]: self.ended[v].get("video_error") for v in rows}
             dataset.set_values(video_error_field(self.fields[j]), reasons, key_field="id")
-        metadata = {self.ids[v]: _metadata(self.ended[v], self.fill_metadata[v]) for v in rows
+        metadata = {self.ids[v]: video_metadata(VideoInfo(**self.ended[v]["info"]), self.fill_metadata[v],
+                                                self.ended[v]["decoded"]) for v in rows
                     if v in self.fill_metadata and self.ended[v].get("info") and self.ended[v]["decoded"]}
         if metadata:
             dataset.set_values("metadata", metadata, key_field="id")
@@ -183,10 +181,10 @@ def _by_video(values: dict) -> Dict[str, Dict[int, object]]:
     return out
 
 
-def _metadata(end: dict, path: str) -> fo.VideoMetadata:
-    """``sample.metadata`` from what PyAV read (the frame count: frames decoded)."""
-    info = end["info"]
-    return fo.VideoMetadata(size_bytes=info["size_bytes"], mime_type=mimetypes.guess_type(path)[0],
-                            frame_width=info["width"], frame_height=info["height"],
-                            frame_rate=info["frame_rate"], total_frame_count=end["decoded"],
-                            duration=info["duration"], encoding_str=info["codec"])
+def video_metadata(info: VideoInfo, path: str, frame_count: Optional[int] = None) -> fo.VideoMetadata:
+    """``sample.metadata`` from what PyAV read (no ffprobe): ``frame_count`` the frames
+    decoded where known, else the count the container declares."""
+    return fo.VideoMetadata(size_bytes=info.size_bytes, mime_type=mimetypes.guess_type(path)[0],
+                            frame_width=info.width, frame_height=info.height, frame_rate=info.frame_rate,
+                            total_frame_count=info.frame_count if frame_count is None else frame_count,
+                            duration=info.duration, encoding_str=info.codec)
