@@ -10,6 +10,7 @@ import concurrent.futures
 import datetime
 import logging
 import os
+import time
 import types
 
 import pytest
@@ -20,7 +21,7 @@ import fiftyone as fo
 import fiftyone_dnniqa as dq
 from fiftyone_dnniqa.core.images import InputSpec
 from fiftyone_dnniqa.metrics.base import QualityMetric
-from fiftyone_dnniqa.scoring import execute, execute_plan, plan_quality
+from fiftyone_dnniqa.scoring import execute, execute_plan, plan_quality, writer
 from fiftyone_dnniqa.scoring.loading import collate_items
 from fiftyone_dnniqa.scoring.locks import FieldBusyError, FieldLock
 from fiftyone_dnniqa.scoring.runs import QualityRunResults, build_run_config
@@ -584,7 +585,9 @@ def test_scores_are_written_every_write_every_samples(tmp_path, make_dataset, mo
 def test_scores_are_written_at_least_every_ten_seconds(tmp_path, make_dataset, monkeypatch):
     ds = make_dataset(_gray(tmp_path, [10, 20, 30, 40, 50, 60]))
     clock = types.SimpleNamespace(now=0.0)
-    monkeypatch.setattr(execute, "time", types.SimpleNamespace(perf_counter=lambda: clock.now))
+    for module in (execute, writer):  # the run's clock and the write cadence's
+        monkeypatch.setattr(module, "time", types.SimpleNamespace(perf_counter=lambda: clock.now,
+                                                                  monotonic=time.monotonic))
     steps = iter([10.0, 0.5, 9.9996])
 
     def tick(m):

@@ -33,7 +33,7 @@ from .shards import ShardSpec, ShardStore
 from .video_execute import read_video_work, score_videos, video_loader, video_values
 from .video_fields import frame_path
 from .video_plan import check_video_fields
-from .writer import Progress, declare_fields, flush
+from .writer import Progress, WriteCadence, declare_fields, flush
 
 logger = logging.getLogger(__name__)
 
@@ -196,7 +196,7 @@ def _score_rows(plan, jobs: List[Job], work: _Work, specs, loader, raw_jpeg, bat
     sub_ids = [work.ids[i] for i in work.rows]
     bar = Progress(plan.progress, len(work.rows))
     state = {"max_batch": batch_size}
-    pending, last_write = 0, time.perf_counter()
+    cadence = WriteCadence(plan.write_every)
     try:
         if not plan.skip_failures:  # a non-image sample of a mixed view, even with no batch to load
             _raise_first_failure(jobs)
@@ -205,11 +205,10 @@ def _score_rows(plan, jobs: List[Job], work: _Work, specs, loader, raw_jpeg, bat
                 decode_jpegs(batch, specs, plan.device, plan.max_pixels)
             for job_index, job in enumerate(jobs):
                 score_batch(job, job_index, batch, sub_ids, sub_todo, plan.device, plan.amp, state)
-            pending += len(batch)
             bar.update(len(batch))
-            if pending >= plan.write_every or time.perf_counter() - last_write > 10:
+            if cadence.due(len(batch)):
                 flush(plan.dataset, jobs)
-                pending, last_write = 0, time.perf_counter()
+                cadence.written()
             if not plan.skip_failures:
                 _raise_first_failure(jobs)
         flush(plan.dataset, jobs)

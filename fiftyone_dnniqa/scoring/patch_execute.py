@@ -10,7 +10,6 @@ aggregates. Degenerate boxes and unreadable images are recorded per object, neve
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import List, Optional
 
@@ -22,7 +21,7 @@ from .patch_writer import ObjectValues
 from .patches import NATIVE, PatchCropper, batch_objects, box_problem
 from .plan import QualityPlan
 from .scorers import Job, WorkerScorer, score_batch
-from .writer import Progress
+from .writer import Progress, WriteCadence
 
 
 @dataclass
@@ -136,7 +135,7 @@ def score_patches(plan, jobs: List[Job], work: PatchWork, specs, loader, raw_jpe
     cropper = PatchCropper(work.crops, specs, plan.patch_margin, plan.min_patch_side)
     bar = Progress(plan.progress, len(work.rows))
     state = {"max_batch": batch_size}
-    pending, last_write = 0, time.perf_counter()
+    cadence = WriteCadence(plan.write_every)
     try:
         if not plan.skip_failures:
             raise_first_failure(jobs)
@@ -146,11 +145,10 @@ def score_patches(plan, jobs: List[Job], work: PatchWork, specs, loader, raw_jpe
             objects = batch_objects(batch, cropper)
             for j, job in enumerate(jobs):
                 score_batch(job, j, objects, work.ids, work.todo, plan.device, plan.amp, state)
-            pending += len(batch)
             bar.update(len(batch))
-            if pending >= plan.write_every or time.perf_counter() - last_write > 10:
+            if cadence.due(len(batch)):
                 writer.flush(plan.dataset, jobs)
-                pending, last_write = 0, time.perf_counter()
+                cadence.written()
             if not plan.skip_failures:
                 raise_first_failure(jobs)
         writer.flush(plan.dataset, jobs)

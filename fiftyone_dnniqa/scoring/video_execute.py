@@ -14,7 +14,6 @@ and frames failing mid-stream are recorded with their reason, never fatal.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
@@ -27,7 +26,7 @@ from .scorers import Job, WorkerScorer, score_batch, structured
 from .video_fields import frame_path, sampled, summary_field, video_error_field
 from .video_loading import VideoFrames, frame_batches
 from .video_writer import VideoValues
-from .writer import Progress
+from .writer import Progress, WriteCadence
 
 
 @dataclass
@@ -112,7 +111,7 @@ def score_videos(plan: QualityPlan, jobs: List[Job], work: VideoWork, loader, ba
     video's low share against the run's level."""
     bar = Progress(plan.progress, len(work.rows), unit="videos")
     state = {"max_batch": batch_size}
-    pending, last_write = 0, time.perf_counter()
+    cadence = WriteCadence(plan.write_every)
     try:
         for batch in loader:
             frames, keys, todo, ends = frame_batches(batch, work.ids)
@@ -120,11 +119,10 @@ def score_videos(plan: QualityPlan, jobs: List[Job], work: VideoWork, loader, ba
                 score_batch(job, j, frames, keys, todo, plan.device, plan.amp, state)
             for end in ends:
                 writer.end_video(end)
-            pending += len(frames)
             bar.update(len(ends))
-            if pending >= plan.write_every or time.perf_counter() - last_write > 10:
+            if cadence.due(len(frames)):
                 writer.flush(plan.dataset, jobs)
-                pending, last_write = 0, time.perf_counter()
+                cadence.written()
             if not plan.skip_failures:
                 raise_first_failure(jobs)
                 if writer.video_errors:

@@ -84,6 +84,23 @@ def flush(dataset, jobs) -> None:
         job.errors = {}
 
 
+class WriteCadence:
+    """When a scoring loop writes its scores back: once ``write_every`` items are pending,
+    or ``seconds`` after the last write, whichever comes first."""
+
+    def __init__(self, write_every: int, seconds: float = 10.0):
+        self.write_every, self.seconds = write_every, seconds
+        self.pending, self.last_write = 0, time.perf_counter()
+
+    def due(self, items: int) -> bool:
+        """Counts ``items`` more pending; whether to write now (then call :meth:`written`)."""
+        self.pending += items
+        return self.pending >= self.write_every or time.perf_counter() - self.last_write > self.seconds
+
+    def written(self) -> None:
+        self.pending, self.last_write = 0, time.perf_counter()
+
+
 class Progress:
     """A progress bar, or a callback ``f(fraction, label)`` called at most once a second;
     ``unit`` names what is counted (``"images"``, ``"videos"``)."""
