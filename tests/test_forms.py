@@ -318,6 +318,11 @@ def test_the_result_dialog_names_the_error_field_and_shows_only_its_rows():
                              "startup_s": 3.5}).type.properties
     assert timed["startup_s"].view.label == "Start-up: building the metric (seconds)"
     assert timed["images_per_s"].view.label == "Images per second (after building the metric)"
+    frames = _scoring_output({"field": "iqa_a", "scored": 8, "failed": 1, "images_per_s": 2.0,
+                              "unit": "frames"}).type.properties  # a run on video counts frames
+    assert frames["scored"].view.label == "Frames scored"
+    assert frames["failed"].view.label == "Frames that could not be scored (reasons in frames.iqa_a_error)"
+    assert frames["images_per_s"].view.label == "Frames per second (after building the metric)"
     queued = _scoring_output({"field": "iqa_a", "status": "queued", "queued": 3}).type.properties
     assert set(queued) == {"field", "queued"}
 

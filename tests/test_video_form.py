@@ -90,6 +90,8 @@ def test_the_operator_scores_every_nth_frame(datasets):
     res = foo.execute_operator(URI, ctx={"view": videos.view(), "params": {
         "metrics": ["entropy"], "frame_step": 3, "num_workers": 0, "device": "cpu"}})
     assert res.error is None, res.error
+    assert res.result["unit"] == "frames"  # the result dialog counts frames, not images
+    assert res.result["scored"] == sum(math.ceil(n / 3) for n in FRAMES)
     videos.reload()
     for sample, n in zip(videos, FRAMES):
         scored = {fn: f["iqa_entropy"] for fn, f in sample.frames.items() if f["iqa_entropy"] is not None}

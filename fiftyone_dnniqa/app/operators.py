@@ -157,6 +157,8 @@ def _score(ctx, progress) -> dict:
         outcome.update(startup_s=round(startup_s, 2), cpu_threads=threads)
     if objects:  # scores and failure reasons are attributes of the objects
         outcome.update(unit="objects", patches_field=p["patches_field"], attributes=", ".join(plan.attributes))
+    elif video:  # counts and rates are of sampled frames
+        outcome["unit"] = "frames"
     return outcome
 
 
@@ -205,19 +207,19 @@ def _scoring_output(result: dict):
     if result.get("queued"):
         outputs.int("queued", label="Delegated operations queued (sharded runs)")
         return types.Property(outputs, view=types.View(label="Quality scoring queued"))
-    objects = result.get("unit") == "objects"
+    unit = result.get("unit") or "images"  # what was scored: images, objects, frames of videos
     several = "," in str(result.get("field", ""))
-    outputs.int("scored", label=("Objects scored" if objects else "Images scored")
-                + (" (added over the metrics)" if several else ""))
+    outputs.int("scored", label=f"{unit.capitalize()} scored" + (" (added over the metrics)" if several else ""))
     if result.get("failed"):
-        errors = ", ".join(f"{f.strip()}_error" for f in str(result.get("field", "")).split(","))
+        frames = "frames." if unit == "frames" else ""
+        errors = ", ".join(f"{frames}{f.strip()}_error" for f in str(result.get("field", "")).split(","))
         attributes = ", ".join(f"{a.strip()}_error" for a in str(result.get("attributes", "")).split(","))
-        where = f"{attributes} of each object of {result.get('patches_field')}" if objects else errors
-        outputs.int("failed", label=f"{'Objects' if objects else 'Images'} that could not be scored "
-                                    f"(reasons in {where})")
+        where = f"{attributes} of each object of {result.get('patches_field')}" if unit == "objects" else errors
+        outputs.int("failed", label=f"{unit.capitalize()} that could not be scored (reasons in {where})")
     if result.get("startup_s") is not None:
         outputs.float("startup_s", label="Start-up: building the metric (seconds)")
-    outputs.float("images_per_s", label="Images per second (after building the metric)")
+    rate = "Frames" if unit == "frames" else "Images"
+    outputs.float("images_per_s", label=f"{rate} per second (after building the metric)")
     if result.get("cpu_threads"):
         outputs.int("cpu_threads", label="CPU threads (one core left to the App)")
     return types.Property(outputs, view=types.View(label="Quality scores stored"))
