@@ -41,11 +41,14 @@ from .correlation import rank_fields
 from .fields import field_direction
 from .grouping import binned_performance, group_level_correlations, wilson_interval
 from .resampling import is_binary
-from .targets import BINARY_KINDS, TargetInfo, binary_correct, detection_rates, get_target, pick_target, to_floats
-from .video import SUMMARIES, SegmentsFound, frame_field
+from .targets import (BINARY_KINDS, TargetInfo, binary_correct, detection_rates, get_target, list_targets,
+                      pick_target, to_floats)
+from .video import SUMMARIES, SegmentsFound, find_segments, frame_field, worst_videos
 
 __all__ = ["FrameTable", "video_quality_fields", "frame_targets", "frame_table",
-           "frame_statistics", "summary_statistics", "segment_performance", "quality_timeline"]
+           "frame_statistics", "summary_statistics", "segment_performance", "quality_timeline",
+           "frame_evaluations", "OUTCOME_MARKS", "timeline_videos", "video_timelines", "clip_support",
+           "clip_view", "worst_video_rows"]
 
 
 @dataclass
@@ -271,3 +274,129 @@ def quality_timeline(samples, field: str, sample_id: str, eval_key: Optional[str
 
     return {"frames": numbers[ok].tolist(), "quality": as_list(q),
             "target": None if target is None else as_list(target), **used}
+
+
+#: the frame outcomes a timeline marks, by evaluation type: ``(label, kind)``; a frame has
+#: the outcome when the kind's value is positive (a count), or zero for ``correct``
+OUTCOME_MARKS = {"detection": (("missed objects", "fn"), ("false positives", "fp")),
+                 "classification": (("wrong", "correct"),)}
+#: videos a timeline of a whole view shows (the worst by low share)
+TIMELINE_VIDEOS = 6
+#: a click outside every segment opens this many sampled steps either side of the frame
+WINDOW_STEPS = 2
+
+
+def frame_evaluations(samples) -> List[TargetInfo]:
+    """The evaluations of ``samples``' dataset that compared frame fields, newest first."""
+    return [t for t in list_targets(samples) if t.gt_field and samples._is_frame_field(t.gt_field)]
+
+
+def timeline_videos(samples, field: str, video: Optional[str] = None, k: int = TIMELINE_VIDEOS) -> List[str]:
+    """The ids of the videos a timeline of ``samples`` shows: ``video`` when it is one of
+    them; the only one; else the ``k`` worst by the share of low frames (then the rest in
+    view order, when fewer have that summary)."""
+    ids = samples.values("id")
+    if video in ids:
+        return [video]
+    if len(ids) <= 1:
+        return ids
+    try:
+        worst = worst_videos(samples, field, by="low_share", k=k).values("id")
+    except ValueError:  # no per-video summaries: the view's order
+        worst = []
+    return (worst + [i for i in ids if i not in worst])[:k]
+
+
+def _outcome_frames(samples, key: str, eval_key: Optional[str]) -> Dict[str, Dict[str, set]]:
+    """Per outcome label, per video id, the scored frames that have it (none without a
+    frame evaluation or with one of another type)."""
+    info = next((t for t in frame_evaluations(samples) if eval_key in (None, t.eval_key)), None)
+    out: Dict[str, Dict[str, set]] = {}
+    for label, kind in OUTCOME_MARKS.get(getattr(info, "type", None), ()):
+        t = frame_table(samples, [key], info.eval_key, kind)
+        hit = (t.target == 0) if kind == "correct" else (t.target > 0)
+        hit &= np.isfinite(t.quality[key])
+        per: Dict[str, set] = {}
+        for sid, fn in zip(t.sample_ids[hit], t.frame_numbers[hit]):
+            per.setdefault(sid, set()).add(int(fn))
+        out[label] = per
+    return out
+
+
+def video_timelines(samples, field: str, video_ids: Sequence[str], eval_key: Optional[str] = None,
+                    found: Optional[SegmentsFound] = None) -> dict:
+    """The quality over time of the videos ``video_ids`` of ``samples`` (for the panel's
+    plot), with the frame evaluation's outcomes and the low-quality segments.
+
+    Args:
+        field: the frame quality field.
+        eval_key: the frame evaluation whose outcomes to mark (default: the newest one;
+            none without one).
+        found: the view's segments (default: :func:`find_segments` with its defaults: the
+            run's level, at least 2 low frames).
+
+    Returns:
+        ``field``, ``level``, ``higher_is_better``, ``eval_key`` (None: no outcomes),
+        ``outcomes`` (the labels marked) and ``videos``: per video ``id``, ``name`` (the
+        file name), ``frames`` (the scored frames' numbers, ascending), ``quality``,
+        ``outcomes`` (label -> the scored frames with it), ``segments`` (``[first, last]``),
+        ``step`` and ``last_frame`` (the video's last frame number).
+    """
+    key = frame_field(field)
+    found = found if found is not None else find_segments(samples, key)
+    chosen = samples.select(list(video_ids), ordered=True)
+    ids, paths, numbers, scores = chosen.values(["id", "filepath", "frames.frame_number", f"frames.{key}"])
+    marks = _outcome_frames(chosen, key, eval_key)
+    spans = found.by_video()
+    videos = []
+    for sid, path, fns, vals in zip(ids, paths, numbers, scores):  # loop over the few videos shown
+        fns = np.asarray(fns or [], dtype=np.int64)
+        q = to_floats(vals or [])
+        ok = np.isfinite(q)
+        order = np.argsort(fns[ok], kind="stable")
+        frames, quality = fns[ok][order].tolist(), q[ok][order].tolist()
+        videos.append({"id": sid, "name": path.rsplit("/", 1)[-1], "frames": frames, "quality": quality,
+                       "outcomes": {label: sorted(per.get(sid, ())) for label, per in marks.items()},
+                       "segments": [list(s) for s in spans.get(sid, [])],
+                       "step": int(found.steps.get(sid, 1)), "last_frame": int(fns.max()) if fns.size else 0})
+    used = next((t.eval_key for t in frame_evaluations(samples) if eval_key in (None, t.eval_key)), None)
+    return {"field": key, "level": found.level, "higher_is_better": found.higher_is_better,
+            "eval_key": used if marks else None, "outcomes": list(marks), "videos": videos}
+
+
+def clip_support(video: dict, frame: int, window: int = WINDOW_STEPS) -> List[int]:
+    """The clip a click on ``frame`` of one video of :func:`video_timelines` opens: the
+    segment holding it, else ``window`` sampled steps either side (within the video)."""
+    for first, last in video["segments"]:
+        if first <= frame <= last:
+            return [int(first), int(last)]
+    reach = window * max(int(video["step"]), 1)
+    last = video["last_frame"] or frame + reach
+    return [max(1, int(frame) - reach), min(int(last), int(frame) + reach)]
+
+
+def clip_view(samples, sample_id: str, support: Sequence[int]):
+    """A ``to_clips`` view of one clip, frames ``support`` of video ``sample_id``."""
+    return samples.select(sample_id).to_clips([[tuple(int(v) for v in support)]])
+
+
+def worst_video_rows(samples, field: str, found: SegmentsFound, k: int = 10) -> List[dict]:
+    """The ``k`` worst videos of ``samples`` by their share of low frames (only videos with
+    that summary; none for a field without per-video summaries): per video ``id``, ``name``,
+    ``low_share``, ``mean``, ``min`` (None where lower is better: it is then the best
+    frame), ``frames`` (scored) and ``segments`` (of ``found``)."""
+    key = frame_field(field)
+    try:
+        view = worst_videos(samples, key, by="low_share", k=k)
+    except ValueError:  # no per-video summaries
+        return []
+    names = (*SUMMARIES, "frames")
+    ids, paths, *cols = view.values(["id", "filepath"] + [f"{key}_{n}" for n in names])
+    counts = {sid: len(s) for sid, s in found.by_video().items()}
+    rows = []
+    for i, (sid, path) in enumerate(zip(ids, paths)):
+        row = {n: c[i] for n, c in zip(names, cols)}
+        if not found.higher_is_better:
+            row["min"] = None
+        rows.append({"id": sid, "name": path.rsplit("/", 1)[-1], **row, "segments": counts.get(sid, 0)})
+    return rows

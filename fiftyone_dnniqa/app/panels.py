@@ -12,10 +12,8 @@ drops those filters (issue 28 item 2).
 
 from __future__ import annotations
 
-import fiftyone as fo
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
-from bson import json_util
 
 from ..analysis.breakdowns import SLICES, available_slices, cause_sentence, cause_summary, slice_table
 from ..analysis.expectation import expectation_sentence, expected_view_accuracy
@@ -35,10 +33,12 @@ from ..analysis.panel_stats import (
 )
 from ..analysis.results import fmt
 from ..analysis.targets import NoEvaluationError, get_target, list_targets
+from .drill_down import back, context_view, drill_down, event_args, origin_view
 from .object_panel import object_choices, object_data, render_objects, show_bin
 from .panel_cache import CACHE, SHOWN, PanelState, cache_key
 from .panel_tables import run_rows, unwrapped
 from .plots import plot_traces
+from .video_panel import VideoMode, render_video, video_choices, video_update
 from .view_operators import evaluable_fields
 from .sharding import PLUGIN_NAME
 
@@ -48,9 +48,9 @@ __all__ = ["QualityPerformancePanel", "PANELS", "PLOTS", "CACHE", "SHOWN", "cach
 ADD_SCENARIO_URI = f"{PLUGIN_NAME}/add_quality_scenario"
 
 
-_EMPTY_DATA = {"ranking": [], "slices": [], "runs": [], "object_table": [], "object_strata": []}
+_EMPTY_DATA = {"ranking": [], "slices": [], "runs": [], "object_table": [], "object_strata": [], "worst_videos": []}
 #: the plots: their traces go in the plot's view, never in panel data or state (below)
-PLOTS = ("curve", "histogram", "scatter", "object_bars")
+PLOTS = ("curve", "histogram", "scatter", "object_bars", "timeline")
 #: the operator behind the panel's "Evaluate predictions" button (no evaluation yet)
 EVALUATE_URI = f"{PLUGIN_NAME}/evaluate_predictions"
 #: the operator behind the panel's "Compute image quality" button
@@ -76,27 +76,6 @@ def _show(ctx, state_update, data, figures=None):
         ctx.panel.state.set({k: None for k in (*_EMPTY_DATA, *PLOTS)})
     ctx.panel.data.set({**_EMPTY_DATA, **data, **dict.fromkeys(PLOTS), **state.shown_inputs(),
                         "runs": run_rows(ctx.dataset)})
-
-
-def _stages(view) -> str:
-    """A view's stages as text, without the ids the App may renew."""
-    return json_util.dumps([{k: v for k, v in st.items() if k != "_uuid"} for st in view._serialize()],
-                           sort_keys=True)
-
-
-def _context_view(ctx):
-    """During a drill-down the panel keeps describing the view it started from, with the
-    drilled samples highlighted: that view and the drill-down's record, or ``(None, None)``
-    (also when the user has since moved to another view, which ends the drill-down)."""
-    state = PanelState(ctx)
-    base, drill = state.get("base_view"), state.get("drill")
-    if not base or not drill:
-        return None, None
-    if _stages(ctx.view) != drill.get("stages"):
-        state.set("base_view", None)
-        state.set("drill", None)
-        return None, None
-    return fo.DatasetView._build(ctx.dataset, json_util.loads(base)), drill
 
 
 def _target_value(eval_key, kind):
@@ -130,14 +109,7 @@ def _expected(view, stats, field):
     return memo[field]
 
 
-def _event_args(ctx) -> dict:
-    """Plotly event arguments: the App sends them at the top level of the params."""
-    args = dict(ctx.params.get("event_args") or {})
-    args.update(ctx.params)
-    return args
-
-
-class QualityPerformancePanel(foo.Panel):
+class QualityPerformancePanel(VideoMode, foo.Panel):
     """Ranks the quality fields by how well they track a performance target and plots
     the target against quality; clicking a bin or lassoing points shows those samples."""
 
@@ -191,13 +163,15 @@ class QualityPerformancePanel(foo.Panel):
         PanelState(ctx).set("object_run", ctx.params.get("value"))
         self._refresh(ctx, force=True)
 
+    def on_click_back(self, ctx):
+        back(ctx)
+
     def on_click_object_bars(self, ctx):
-        view = show_bin(ctx.view if _context_view(ctx)[0] is None else _context_view(ctx)[0],
-                        PanelState(ctx).get("object_summary") or {}, _event_args(ctx))
+        view = show_bin(origin_view(ctx), PanelState(ctx).get("object_summary") or {}, event_args(ctx))
         if view is None:
             ctx.ops.notify("Could not tell which bin was clicked", variant="warning")
             return
-        self._drill_down(ctx, view, None, f"{len(view)} objects of the clicked quality bin")
+        drill_down(ctx, view, None, f"{len(view)} objects of the clicked quality bin")
 
     def on_change_slice(self, ctx):
         PanelState(ctx).set("slice_by", ctx.params.get("value") or "none")
@@ -210,13 +184,12 @@ class QualityPerformancePanel(foo.Panel):
         self._show_bin(ctx, "histogram")
 
     def on_select_scatter(self, ctx):
-        points = _event_args(ctx).get("data") or []
+        points = event_args(ctx).get("data") or []
         ids = list(dict.fromkeys(p.get("id") for p in points if isinstance(p, dict) and p.get("id")))
         if not ids:
             return
-        origin, _ = _context_view(ctx)
-        origin = ctx.view if origin is None else origin
-        self._drill_down(ctx, origin.select(ids), {"ids": ids}, f"{len(ids)} lassoed samples", origin)
+        origin = origin_view(ctx)
+        drill_down(ctx, origin.select(ids), {"ids": ids}, f"{len(ids)} lassoed samples", origin)
 
     # -- helpers -------------------------------------------------------------
 
@@ -234,6 +207,9 @@ class QualityPerformancePanel(foo.Panel):
 
     def _refresh(self, ctx, force=False, target=None, fields=None, field=None):
         state = PanelState(ctx)
+        if video_choices(ctx.dataset):  # frames of videos: app/video_panel.py
+            _show(ctx, *video_update(ctx))
+            return
         if state.get("mode") == "objects" and object_choices(ctx.dataset):
             self._refresh_objects(ctx, target or state.get("target"))
             return
@@ -268,7 +244,7 @@ class QualityPerformancePanel(foo.Panel):
             return
 
         eval_key, kind = _parse_target(target)
-        view, drill = _context_view(ctx)
+        view, drill = context_view(ctx)
         view = ctx.view if view is None else view
         key = cache_key(view, fields, eval_key, kind)
         if (not force and key == state.get("stats_key") and field and field == state.get("field")
@@ -316,7 +292,7 @@ class QualityPerformancePanel(foo.Panel):
         run = state.get("object_run") if state.get("object_run") in ch["runs"] else ch["runs"][0]
         eval_key = _parse_target(target)[0]
         eval_key = eval_key if eval_key in ch["evals"] else ch["evals"][0]
-        view, drill = _context_view(ctx)
+        view, drill = context_view(ctx)
         update = {"mode": "objects", "object_run": run, "shown_drill": drill, "summary": None,
                   "drill_summary": {"n": len(ctx.view), "label": drill["label"]} if drill else None}
         try:
@@ -329,7 +305,7 @@ class QualityPerformancePanel(foo.Panel):
               figures={"object_bars": data["bars"]})
 
     def _show_bin(self, ctx, plot):
-        args = _event_args(ctx)
+        args = event_args(ctx)
         spec = parse_bin_id(args.get("id"))
         if spec is None:  # fall back on the point index and the bins in state
             bins = (PanelState(ctx).get("summary") or {}).get("bins", {}).get(plot) or []
@@ -344,31 +320,14 @@ class QualityPerformancePanel(foo.Panel):
         if not ctx.view.has_field(field):
             ctx.ops.notify(f"No field '{field}' in the current view", variant="warning")
             return
-        origin, _ = _context_view(ctx)  # a second click drills from the same view
-        origin = ctx.view if origin is None else origin
+        origin = origin_view(ctx)  # a second click drills from the same view
         view = bin_view(origin, field, float(lo), float(hi), bool(last))
         summary = PanelState(ctx).get("summary") or {}
         if outcome and summary.get("eval_key"):
             view = outcome_view(view, summary["eval_key"], summary["kind"], outcome)
         label = (f"{field} in [{fmt(float(lo))}, {fmt(float(hi))}{']' if last else ')'}"
                  + (f", {outcome} predictions" if outcome else ""))
-        self._drill_down(ctx, view, {"bin": bin_id(field, lo, hi, last, outcome=outcome)}, label, origin)
-
-    def _drill_down(self, ctx, view, highlight, label, origin=None):
-        """Sets the App's view; keeps the view it came from (for the plots, which highlight
-        the selection, and the Back button)."""
-        state = PanelState(ctx)
-        if not state.get("base_view"):
-            state.set("base_view", json_util.dumps((origin or ctx.view)._serialize()))
-        state.set("drill", {"stages": _stages(view), "highlight": highlight, "label": label})
-        ctx.ops.set_view(view)
-
-    def on_click_back(self, ctx):
-        stages = PanelState(ctx).get("base_view")
-        PanelState(ctx).set("base_view", None)
-        PanelState(ctx).set("drill", None)
-        if stages:
-            ctx.ops.set_view(fo.DatasetView._build(ctx.dataset, json_util.loads(stages)))
+        drill_down(ctx, view, {"bin": bin_id(field, lo, hi, last, outcome=outcome)}, label, origin)
 
     # -- layout --------------------------------------------------------------
 
@@ -388,6 +347,10 @@ class QualityPerformancePanel(foo.Panel):
                 runs.add_column(c, label=label)
             panel.list("runs", types.Object(), view=runs, label="Quality runs of this dataset")
 
+        videos = video_choices(ctx.dataset)
+        if videos:
+            render_video(panel, state, videos, self)
+            return types.Property(panel)
         objects = object_choices(ctx.dataset)
         if objects:
             modes = types.RadioGroup(orientation="horizontal")

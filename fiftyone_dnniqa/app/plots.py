@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Dict, Optional
 
 import numpy as np
@@ -145,3 +146,75 @@ def _scatter_figure(field, plots, stats, x_title, margin):
             },
         }
     return None
+
+
+#: the timeline's colours: quality, the low-quality segments, the clip shown, each outcome's mark
+TIMELINE_COLOR, SEGMENT_FILL, CLIP_LINE = "#FF6D04", "rgba(214, 39, 40, 0.15)", "#1F77B4"
+OUTCOME_STYLES = {"missed objects": {"symbol": "x", "color": "#D62728"},
+                  "false positives": {"symbol": "triangle-up", "color": "#9467BD"},
+                  "wrong": {"symbol": "x", "color": "#D62728"}}
+
+
+def timeline_point_id(sample_id: str, frame: int) -> str:
+    """The id a timeline point carries: its video and frame number (read back by a click)."""
+    return json.dumps([sample_id, int(frame)])
+
+
+def timeline_figure(tl: dict, highlight: Optional[dict] = None) -> Optional[dict]:
+    """The panel's video plot from :func:`~fiftyone_dnniqa.analysis.video_targets.video_timelines`:
+    one row per video, quality of the sampled frames over frame numbers, the level as a
+    dashed line, the low-quality segments shaded, the frames with an outcome of the
+    evaluation marked; ``highlight`` (``{"id", "support"}``) outlines the clip shown.
+    ``{"data", "layout"}``, or None without scored frames."""
+    videos = [v for v in tl["videos"] if v["frames"]]
+    if not videos:
+        return None
+    gap = 0.08 if len(videos) > 1 else 0.0
+    row = (1 - gap * (len(videos) - 1)) / len(videos)
+    data, shapes, layout, legend = [], [], {}, set()
+    for i, v in enumerate(videos):
+        axis = "" if i == 0 else str(i + 1)
+        top = 1 - i * (row + gap)
+        layout[f"yaxis{axis}"] = {"domain": [max(top - row, 0), top], "anchor": "x",
+                                  "title": {"text": v["name"] if len(v["name"]) <= 18 else v["name"][:16] + ".."}}
+        ids = [timeline_point_id(v["id"], f) for f in v["frames"]]
+        data.append({"type": "scatter", "mode": "lines+markers", "name": v["name"], "x": v["frames"],
+                     "y": v["quality"], "ids": ids, "yaxis": f"y{axis}", "showlegend": False,
+                     "marker": {"size": 8, "color": TIMELINE_COLOR}, "line": {"color": TIMELINE_COLOR},
+                     "hovertemplate": f"{v['name']}, frame %{{x}}: %{{y:.3f}}<extra>click for its clip</extra>"})
+        for label in tl["outcomes"]:
+            at = set(v["outcomes"].get(label, ()))
+            k = [j for j, f in enumerate(v["frames"]) if f in at]
+            style = OUTCOME_STYLES.get(label, {"symbol": "circle-open", "color": "#7F7F7F"})
+            data.append({"type": "scatter", "mode": "markers", "name": f"frame with {label}",
+                         "legendgroup": label, "showlegend": label not in legend, "yaxis": f"y{axis}",
+                         "x": [v["frames"][j] for j in k], "y": [v["quality"][j] for j in k],
+                         "ids": [ids[j] for j in k],
+                         "marker": {"size": 12, "symbol": style["symbol"], "color": style["color"],
+                                    "line": {"width": 2, "color": style["color"]}},
+                         "hovertemplate": f"{v['name']}, frame %{{x}}: %{{y:.3f}}, {label}<extra></extra>"})
+            legend.add(label)
+        half = max(v["step"], 1) / 2
+        ref = f"y{axis} domain"
+        shapes += [{"type": "rect", "xref": "x", "yref": ref, "x0": a - half, "x1": b + half, "y0": 0, "y1": 1,
+                    "fillcolor": SEGMENT_FILL, "line": {"width": 0}, "layer": "below"} for a, b in v["segments"]]
+        shapes.append({"type": "line", "xref": "x", "yref": f"y{axis}", "x0": min(v["frames"]),
+                       "x1": max(v["frames"]), "y0": tl["level"], "y1": tl["level"],
+                       "line": {"dash": "dash", "width": 1.5, "color": "#7F7F7F"}})
+        if highlight and highlight.get("id") == v["id"]:
+            a, b = highlight["support"]
+            shapes.append({"type": "rect", "xref": "x", "yref": ref, "x0": a - half, "x1": b + half, "y0": 0,
+                           "y1": 1, "line": {"width": 2, "color": CLIP_LINE}, "fillcolor": "rgba(0, 0, 0, 0)"})
+    worse = "below" if tl["higher_is_better"] else "above"
+    marks = " or ".join(tl["outcomes"])
+    layout.update({
+        "title": {"text": f"{tl['field']} of the sampled frames over time<br><sub>dashed: the low level "
+                          f"({fmt(tl['level'])}); shaded: low-quality segments ({worse} it)"
+                          + (f"; marked: frames with {marks} ({tl['eval_key']})" if marks else "")
+                          + "; click a point for its clip</sub>", "x": 0, "xanchor": "left", "xref": "paper"},
+        "xaxis": {"title": {"text": "frame number"}, "anchor": f"y{len(videos) if len(videos) > 1 else ''}"},
+        "shapes": shapes, "showlegend": bool(tl["outcomes"]), "hovermode": "closest",
+        "legend": {"orientation": "h", "x": 1, "xanchor": "right", "y": 1.0, "yanchor": "bottom"},
+        "margin": {"t": 80, "l": 64, "b": 48, "r": 16},
+    })
+    return {"data": data, "layout": layout}

@@ -1,0 +1,66 @@
+"""The panel's drill-downs: a click sets the App's view, and until the user changes the view
+(or presses Back) the panel keeps describing the view the drill-down started from, with the
+selection highlighted. Shared by the panel's image, object and video modes."""
+
+from __future__ import annotations
+
+import fiftyone as fo
+from bson import json_util
+
+from .panel_cache import PanelState
+
+__all__ = ["view_stages", "context_view", "origin_view", "event_args", "drill_down", "back"]
+
+
+def view_stages(view) -> str:
+    """A view's stages as text, without the ids the App may renew."""
+    return json_util.dumps([{k: v for k, v in st.items() if k != "_uuid"} for st in view._serialize()],
+                           sort_keys=True)
+
+
+def context_view(ctx):
+    """During a drill-down, the view it started from and the drill-down's record, else
+    ``(None, None)`` (also when the user has since moved to another view, which ends the
+    drill-down)."""
+    state = PanelState(ctx)
+    base, drill = state.get("base_view"), state.get("drill")
+    if not base or not drill:
+        return None, None
+    if view_stages(ctx.view) != drill.get("stages"):
+        state.set("base_view", None)
+        state.set("drill", None)
+        return None, None
+    return fo.DatasetView._build(ctx.dataset, json_util.loads(base)), drill
+
+
+def origin_view(ctx):
+    """The view the panel describes: the drill-down's start, else the App's view."""
+    view, _ = context_view(ctx)
+    return ctx.view if view is None else view
+
+
+def event_args(ctx) -> dict:
+    """Plotly event arguments: the App sends them at the top level of the params."""
+    args = dict(ctx.params.get("event_args") or {})
+    args.update(ctx.params)
+    return args
+
+
+def drill_down(ctx, view, highlight, label, origin=None):
+    """Sets the App's view to ``view``; keeps the view it came from (for the plots, which
+    highlight ``highlight``, and the Back button) and ``label`` (what the grid shows)."""
+    state = PanelState(ctx)
+    if not state.get("base_view"):
+        state.set("base_view", json_util.dumps((origin or ctx.view)._serialize()))
+    state.set("drill", {"stages": view_stages(view), "highlight": highlight, "label": label})
+    ctx.ops.set_view(view)
+
+
+def back(ctx):
+    """Ends the drill-down: the App's view goes back to where it started."""
+    state = PanelState(ctx)
+    stages = state.get("base_view")
+    state.set("base_view", None)
+    state.set("drill", None)
+    if stages:
+        ctx.ops.set_view(fo.DatasetView._build(ctx.dataset, json_util.loads(stages)))

@@ -1,0 +1,239 @@
+"""The panel on video datasets (issue 30 item 3): the timeline data against the frames as
+stored and the planted episodes and outcomes, the clip a click opens, the worst videos, and
+the panel's events as the App calls them.
+
+Three short real videos (pans over shared photos, libx264) with darkness episodes at known
+frames, scored in place every STEP-th frame by a brightness metric (the oracle of which
+frames are low is the planted episode); frame boxes that the "detector" misses mostly in
+the episodes, with a real ``evaluate_detections`` and ``evaluate_classifications`` on frames."""
+
+import json
+
+import numpy as np
+import pytest
+
+import fiftyone as fo
+
+import fiftyone_dnniqa as dq
+from fiftyone_dnniqa.analysis.video_targets import (clip_support, clip_view, timeline_videos, video_timelines,
+                                                    worst_video_rows)
+from fiftyone_dnniqa.analysis.video import find_segments
+from fiftyone_dnniqa.app import panels as P
+from fiftyone_dnniqa.app.plots import timeline_figure, timeline_point_id
+from fiftyone_dnniqa.core.images import read_image
+from fiftyone_dnniqa.core.video import write_video
+from fiftyone_dnniqa.corruptions.episodes import Episode, episode_frames
+from fiftyone_dnniqa.metrics.base import InputSpec, QualityMetric
+
+from test_panel import FakeApp, plugin  # noqa: F401  (the fixture)
+
+N, STEP, FPS = 36, 3, 12
+#: per video: its photo and its darkness episode (None: a clean video)
+PLAN = [(3, Episode(13, 24, "low_light", 5)), (7, Episode(4, 12, "low_light", 5)), (10, None)]
+FIELD = "iqa_brightness"
+
+
+class Brightness(QualityMetric):
+    """Mean pixel value (a dark frame scores low)."""
+
+    name = "brightness"
+    input_spec = InputSpec()
+
+    def score(self, images, references=None):
+        return images.double().mean(dim=(1, 2, 3))
+
+
+def _sampled():
+    return list(range(1, N + 1, STEP))
+
+
+@pytest.fixture(scope="module")
+def scored(imagenet_files, tmp_path_factory):
+    """The videos scored every STEP-th frame, their true episodes and planted outcomes
+    (per video, frame -> "miss", "extra" or "hit"; frame -> classification right)."""
+    folder = tmp_path_factory.mktemp("video-panel")
+    rng = np.random.default_rng(0)
+    ds = fo.Dataset()
+    truth = []
+    for k, (photo, episode) in enumerate(PLAN):
+        frames, _ = episode_frames(read_image(imagenet_files[photo]), N, size=(96, 72),
+                                   episodes=[episode] if episode else [], seed=k)
+        path = str(folder / f"clip{k}.mp4")
+        write_video(path, frames, fps=FPS, codec="libx264")
+        sample = fo.Sample(filepath=path)
+        outcomes, right = {}, {}
+        for fn in range(1, N + 1):
+            bad = episode is not None and fn in episode
+            u = rng.random()
+            outcomes[fn] = "miss" if u < (0.8 if bad else 0.1) else "extra" if u > 0.92 else "hit"
+            right[fn] = rng.random() > (0.7 if bad else 0.1)
+            sample.frames[fn] = _labels(outcomes[fn], right[fn])
+        ds.add_sample(sample)
+        truth.append((sample.id, episode, outcomes, right))
+    ds.evaluate_detections("frames.pred", gt_field="frames.gt", eval_key="det")
+    ds.evaluate_classifications("frames.cls_pred", gt_field="frames.cls_gt", eval_key="cls")
+    ds.persistent = True  # as the App's
+    dq.compute_quality(ds, Brightness(), frame_step=STEP, progress=False, num_workers=0)
+    yield ds, truth
+    ds.delete()
+
+
+def _labels(outcome, right):
+    box = [0.2, 0.2, 0.4, 0.4]
+    preds = [] if outcome == "miss" else [fo.Detection(label="car", bounding_box=box, confidence=0.9)]
+    if outcome == "extra":
+        preds.append(fo.Detection(label="car", bounding_box=[0.7, 0.7, 0.2, 0.2], confidence=0.5))
+    return fo.Frame(gt=fo.Detections(detections=[fo.Detection(label="car", bounding_box=box)]),
+                    pred=fo.Detections(detections=preds), cls_gt=fo.Classification(label="road"),
+                    cls_pred=fo.Classification(label="road" if right else "sky", confidence=0.8))
+
+
+def _stored(ds, sid):
+    """The video's scored frames and scores, read frame by frame."""
+    sample = ds[sid]
+    pairs = sorted((fn, f[FIELD]) for fn, f in sample.frames.items() if f[FIELD] is not None)
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def _hand_segments(frames, scores, level):
+    """Runs of at least 2 consecutive sampled frames below ``level`` (a plain loop)."""
+    runs, cur = [], []
+    for fn, q in zip(frames, scores):
+        if q < level:
+            cur.append(fn)
+        else:
+            runs.append(cur)
+            cur = []
+    runs.append(cur)
+    return [[r[0], r[-1]] for r in runs if len(r) >= 2]
+
+
+def _level(ds):
+    """The run's level, by hand: the 20th percentile of every scored frame."""
+    return np.percentile([q for sid in ds.values("id") for q in _stored(ds, sid)[1]], 20)
+
+
+def test_timelines_are_the_stored_frames_with_outcomes_and_segments(scored):
+    ds, truth = scored
+    ids = [t[0] for t in truth]
+    level = _level(ds)
+    tl = video_timelines(ds, FIELD, ids, eval_key="det")
+    assert tl["level"] == pytest.approx(level) and tl["eval_key"] == "det"
+    assert tl["outcomes"] == ["missed objects", "false positives"]
+    for v, (sid, episode, outcomes, _) in zip(tl["videos"], truth):
+        frames, scores = _stored(ds, sid)
+        assert v["id"] == sid and v["name"] == f"clip{ids.index(sid)}.mp4"
+        assert v["frames"] == frames == _sampled() and v["quality"] == pytest.approx(scores)
+        assert v["outcomes"]["missed objects"] == [f for f in frames if outcomes[f] == "miss"]
+        assert v["outcomes"]["false positives"] == [f for f in frames if outcomes[f] == "extra"]
+        assert v["segments"] == _hand_segments(frames, scores, level)
+        assert v["step"] == STEP and v["last_frame"] == N
+        if episode is None:
+            assert v["segments"] == []
+        else:  # the planted episode, within one sampling step
+            (first, last), = v["segments"]
+            assert episode.start <= first < episode.start + STEP and episode.end - STEP < last <= episode.end
+    cls = video_timelines(ds, FIELD, ids[:1], eval_key="cls")
+    _, _, _, right = truth[0]
+    assert cls["outcomes"] == ["wrong"]
+    assert cls["videos"][0]["outcomes"]["wrong"] == [f for f in _sampled() if not right[f]]
+
+
+def test_the_videos_shown_and_the_worst_rows(scored):
+    ds, truth = scored
+    level = _level(ds)
+    share = {sid: np.mean(np.asarray(_stored(ds, sid)[1]) < level) for sid, *_ in truth}
+    worst = sorted(share, key=lambda s: -share[s])
+    assert share[worst[0]] > share[worst[1]] > share[worst[2]] == 0
+    assert timeline_videos(ds, FIELD) == worst
+    assert timeline_videos(ds, FIELD, k=2) == worst[:2]
+    assert timeline_videos(ds, FIELD, video=worst[2]) == [worst[2]]
+    assert timeline_videos(ds.select(worst[1]), FIELD, video="not-a-video") == [worst[1]]
+    found = find_segments(ds, FIELD)
+    rows = worst_video_rows(ds, FIELD, found, k=2)
+    assert [r["id"] for r in rows] == worst[:2]
+    for r in rows:
+        scores = _stored(ds, r["id"])[1]
+        assert r["low_share"] == pytest.approx(share[r["id"]])
+        assert (r["mean"], r["min"], r["frames"]) == pytest.approx((np.mean(scores), np.min(scores), len(scores)))
+        assert r["segments"] == 1
+
+
+def test_a_click_opens_the_segment_or_a_window(scored):
+    ds, truth = scored
+    sid, episode = truth[0][:2]
+    v = video_timelines(ds, FIELD, [sid])["videos"][0]
+    (first, last), = v["segments"]
+    assert clip_support(v, first + STEP) == [first, last]  # inside the segment
+    assert clip_support(v, 1) == [1, 1 + 2 * STEP]  # a clean frame: two steps either side, from frame 1
+    assert clip_support(v, N - 2) == [N - 2 - 2 * STEP, N]  # not past the last frame
+    clip = clip_view(ds, sid, [first, last])
+    assert len(clip) == 1 and clip.values("support") == [[first, last]]
+    assert clip.values("sample_id") == [sid]
+    assert clip.first().frames.keys() and min(clip.first().frames.keys()) >= first
+
+
+def test_the_figure_draws_level_segments_outcomes_and_the_clip(scored):
+    ds, truth = scored
+    ids = [t[0] for t in truth]
+    tl = video_timelines(ds, FIELD, ids, eval_key="det")
+    fig = timeline_figure(tl, highlight={"id": ids[1], "support": [4, 10]})
+    quality = [t for t in fig["data"] if t["mode"] == "lines+markers"]
+    assert [t["name"] for t in quality] == [v["name"] for v in tl["videos"]]
+    assert [t["yaxis"] for t in quality] == ["y", "y2", "y3"]
+    for t, v in zip(quality, tl["videos"]):
+        assert t["ids"] == [json.dumps([v["id"], f]) for f in v["frames"]] and t["y"] == v["quality"]
+    misses = [t for t in fig["data"] if t["name"] == "frame with missed objects"]
+    assert [t["x"] for t in misses] == [v["outcomes"]["missed objects"] for v in tl["videos"]]
+    assert [t["showlegend"] for t in misses] == [True, False, False]
+    shapes = fig["layout"]["shapes"]
+    rects = [(s["yref"], s["x0"], s["x1"]) for s in shapes if s["type"] == "rect" and s["line"]["width"] == 0]
+    half = STEP / 2
+    assert rects == [(f"y{'' if i == 0 else i + 1} domain", a - half, b + half)
+                     for i, v in enumerate(tl["videos"]) for a, b in v["segments"]]
+    assert [s["y0"] for s in shapes if s["type"] == "line"] == [tl["level"]] * 3
+    outlined = [s for s in shapes if s["type"] == "rect" and s["line"]["width"] == 2]
+    assert [(o["yref"], o["x0"], o["x1"]) for o in outlined] == [("y2 domain", 4 - half, 10 + half)]
+    assert timeline_figure({**tl, "videos": [{**tl["videos"][0], "frames": []}]}) is None
+
+
+def test_the_panel_shows_the_timeline_and_a_click_shows_the_clip(plugin, scored):  # noqa: F811
+    ds, truth = scored
+    P.CACHE.clear()
+    app = FakeApp(ds)
+    app.call("on_load")
+    assert "patch_panel_state" not in app.names() and app.form_writes() == {}  # the App's own event
+    props = app.properties()
+    assert "timeline" in props and "ranking" not in props and props["video_field"].get("default") is None
+    traces = app.plots["timeline"]
+    level = _level(ds)
+    share = {sid: np.mean(np.asarray(_stored(ds, sid)[1]) < level) for sid, *_ in truth}
+    shown = [json.loads(t["ids"][0])[0] for t in traces if t["mode"] == "lines+markers"]
+    assert shown == sorted(share, key=lambda s: -share[s])
+    assert [r["segments"] for r in app.data["worst_videos"]] == [1, 1, 0]
+    assert app.rendered()["video_field"] == FIELD
+    header = props["video_header"]["default"]
+    assert header.startswith(f"**3** videos in the view, **{3 * len(_sampled())}** sampled frames")
+
+    sid, episode = truth[0][:2]
+    first, last = find_segments(ds, FIELD).by_video()[sid][0]
+    app.call("on_click_timeline", id=timeline_point_id(sid, first + STEP), x=first + STEP)
+    clip = app.set_views[-1]
+    assert clip._is_clips and clip.values("sample_id") == [sid] and clip.values("support") == [[first, last]]
+    app.view = clip
+    app.call("on_change_view")  # the App answers set_view: the panel keeps the 3 videos, the clip outlined
+    assert "patch_panel_state" not in app.names()
+    header = app.properties()["video_header"]["default"]
+    assert header.startswith(f"**1** clip in the grid (frames {first}-{last} of clip0.mp4)") and "**3** videos" in header
+    outlined = [s for s in app.properties()["timeline"]["view"]["layout"]["shapes"] if s["line"].get("width") == 2]
+    assert [(s["x0"], s["x1"]) for s in outlined] == [(first - STEP / 2, last + STEP / 2)]
+    app.call("on_click_back")
+    assert len(app.set_views[-1]) == 3 and not app.set_views[-1]._is_clips
+
+    app.view = ds.view()
+    app.call("on_change_view")
+    app.user_changes("video", truth[2][0], "on_change_video")  # one video: its timeline alone
+    assert [t["name"] for t in app.plots["timeline"] if t["mode"] == "lines+markers"] == ["clip2.mp4"]
+    n_views = len(app.set_views)
+    app.call("on_click_timeline", id="nonsense")
+    assert "notify" in app.names() and len(app.set_views) == n_views
