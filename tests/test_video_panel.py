@@ -183,7 +183,7 @@ def test_the_figure_draws_level_segments_outcomes_and_the_clip(scored):
     assert [t["yaxis"] for t in quality] == ["y", "y2", "y3"]
     for t, v in zip(quality, tl["videos"]):
         assert t["ids"] == [json.dumps([v["id"], f]) for f in v["frames"]] and t["y"] == v["quality"]
-    misses = [t for t in fig["data"] if t["name"] == "frame with missed objects"]
+    misses = [t for t in fig["data"] if t["name"] == "frames with missed objects (det)"]
     assert [t["x"] for t in misses] == [v["outcomes"]["missed objects"] for v in tl["videos"]]
     assert [t["showlegend"] for t in misses] == [True, False, False]
     shapes = fig["layout"]["shapes"]

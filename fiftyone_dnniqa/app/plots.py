@@ -176,7 +176,8 @@ def timeline_figure(tl: dict, highlight: Optional[dict] = None) -> Optional[dict
         axis = "" if i == 0 else str(i + 1)
         top = 1 - i * (row + gap)
         layout[f"yaxis{axis}"] = {"domain": [max(top - row, 0), top], "anchor": "x",
-                                  "title": {"text": v["name"] if len(v["name"]) <= 18 else v["name"][:16] + ".."}}
+                                  "title": {"text": v["name"] if len(v["name"]) <= 18 else v["name"][:16] + "..",
+                                            "font": {"size": 12}}}
         ids = [timeline_point_id(v["id"], f) for f in v["frames"]]
         data.append({"type": "scatter", "mode": "lines+markers", "name": v["name"], "x": v["frames"],
                      "y": v["quality"], "ids": ids, "yaxis": f"y{axis}", "showlegend": False,
@@ -186,7 +187,7 @@ def timeline_figure(tl: dict, highlight: Optional[dict] = None) -> Optional[dict
             at = set(v["outcomes"].get(label, ()))
             k = [j for j, f in enumerate(v["frames"]) if f in at]
             style = OUTCOME_STYLES.get(label, {"symbol": "circle-open", "color": "#7F7F7F"})
-            data.append({"type": "scatter", "mode": "markers", "name": f"frame with {label}",
+            data.append({"type": "scatter", "mode": "markers", "name": f"frames with {label} ({tl['eval_key']})",
                          "legendgroup": label, "showlegend": label not in legend, "yaxis": f"y{axis}",
                          "x": [v["frames"][j] for j in k], "y": [v["quality"][j] for j in k],
                          "ids": [ids[j] for j in k],
@@ -206,15 +207,15 @@ def timeline_figure(tl: dict, highlight: Optional[dict] = None) -> Optional[dict
             shapes.append({"type": "rect", "xref": "x", "yref": ref, "x0": a - half, "x1": b + half, "y0": 0,
                            "y1": 1, "line": {"width": 2, "color": CLIP_LINE}, "fillcolor": "rgba(0, 0, 0, 0)"})
     worse = "below" if tl["higher_is_better"] else "above"
-    marks = " or ".join(tl["outcomes"])
     layout.update({
         "title": {"text": f"{tl['field']} of the sampled frames over time<br><sub>dashed: the low level "
-                          f"({fmt(tl['level'])}); shaded: low-quality segments ({worse} it)"
-                          + (f"; marked: frames with {marks} ({tl['eval_key']})" if marks else "")
-                          + "; click a point for its clip</sub>", "x": 0, "xanchor": "left", "xref": "paper"},
+                          f"({fmt(tl['level'])}); shaded: low-quality segments ({worse} it)<br>"
+                          "click a point: its segment (or the frames around it) as a clip</sub>",
+                  "x": 0, "xanchor": "left", "xref": "paper", "y": 1, "yref": "container", "yanchor": "top",
+                  "pad": {"t": 24}},
         "xaxis": {"title": {"text": "frame number"}, "anchor": f"y{len(videos) if len(videos) > 1 else ''}"},
         "shapes": shapes, "showlegend": bool(tl["outcomes"]), "hovermode": "closest",
-        "legend": {"orientation": "h", "x": 1, "xanchor": "right", "y": 1.0, "yanchor": "bottom"},
-        "margin": {"t": 80, "l": 64, "b": 48, "r": 16},
+        "legend": {"orientation": "h", "x": 0, "xanchor": "left", "y": 1, "yanchor": "bottom"},
+        "margin": {"t": 132, "l": 64, "b": 48, "r": 16},
     })
     return {"data": data, "layout": layout}
