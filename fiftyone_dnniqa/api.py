@@ -79,7 +79,10 @@ def compute_quality(
         shards (None): split the view into this many disjoint id ranges and
             queue one delegated operation per range for ``fiftyone delegated
             launch`` workers (metrics by name only); returns a
-            :class:`~fiftyone_dnniqa.scoring.shards.ShardedRun` instead of results
+            :class:`~fiftyone_dnniqa.scoring.shards.ShardedRun` instead of results.
+            On video the ranges hold whole videos (a video's frames are never split):
+            each shard writes its videos' frames and summaries, and the last to end
+            writes the low shares against the level of the whole view, as one call would
         decode ("auto"): where images are decoded. ``"workers"``: the loader
             workers decode every file with PIL; ``"device"``: the workers read
             plain JPEGs' bytes and the main process decodes them in batches on

@@ -1,7 +1,8 @@
 """The Compute form on video (issue 30 item 3): a "Score every Nth frame" input on video
 collections only, its default from the videos' frame rate, no objects and no
-reference-image metrics for videos; the operator passes the step on, so every Nth frame
-of each (tiny, real MP4) video gets its frame field."""
+reference-image metrics for videos, Shards where the App can schedule; the operator passes
+the step on, so every Nth frame of each (tiny, real MP4) video gets its frame field, in one
+call or in delegated shards of whole videos."""
 
 import math
 
@@ -11,7 +12,9 @@ from PIL import Image
 
 import fiftyone as fo
 import fiftyone.operators as foo
+from fiftyone.operators.delegated import DelegatedOperationService
 
+import fiftyone_dnniqa as dq
 from fiftyone_dnniqa.app.forms import default_frame_step
 from fiftyone_dnniqa.app.plugin import PLUGIN_NAME
 from fiftyone_dnniqa.core.video import write_video
@@ -65,7 +68,7 @@ def test_the_form_offers_a_frame_step_on_video_only(datasets):
     assert valid.invalid and [e.path.strip(".") for e in valid.errors] == ["frame_step"]  # required
     _, valid = _resolve(videos, {"metrics": ["entropy"], "frame_step": step.default})  # as the App sends it
     assert not valid.invalid
-    assert "patches_field" not in props and "decode" not in props and "shards" not in props
+    assert "patches_field" not in props and "decode" not in props
     props, _ = _resolve(videos, {"metrics": ["entropy"], "frame_step": 0})
     assert props["frame_step"].invalid
     # frames of videos have no reference images
@@ -99,3 +102,30 @@ def test_the_operator_scores_every_nth_frame(datasets):
         assert all(math.isfinite(v) for v in scored.values())
         assert sample["iqa_entropy_frames"] == math.ceil(n / 3)
         assert sample["iqa_entropy_mean"] == pytest.approx(np.mean(list(scored.values())))
+
+
+def test_shards_are_offered_on_video_where_the_app_can_schedule(datasets, monkeypatch):
+    videos, _ = datasets
+    monkeypatch.setattr(fo.config, "allow_legacy_orchestrators", True)
+    props, _ = _resolve(videos, {"metrics": ["entropy"], "frame_step": 3})
+    assert "whole videos" in props["shards"].view.description and "schedule_note" not in props
+    monkeypatch.setattr(fo.config, "allow_legacy_orchestrators", False)
+    props, _ = _resolve(videos, {"metrics": ["entropy"], "frame_step": 3})
+    assert "shards" not in props and "fiftyone delegated launch" in props["schedule_note"].view.label
+
+
+def test_the_operator_queues_shards_of_whole_videos(datasets):
+    videos, _ = datasets
+    res = foo.execute_operator(URI, ctx={"view": videos.view(), "params": {
+        "metrics": ["entropy"], "field": "sharded", "frame_step": 4, "shards": 2, "num_workers": 0,
+        "device": "cpu"}})
+    assert res.error is None, res.error
+    assert res.result["status"] == "queued" and res.result["queued"] == 2
+    DelegatedOperationService().execute_queued_operations(dataset_name=videos.name)
+    videos.reload()
+    for sample, n in zip(videos, FRAMES):  # each video's sampled frames, in the shard that holds it
+        scored = sorted(fn for fn, f in sample.frames.items() if f["sharded"] is not None)
+        assert scored == list(range(1, n + 1, 4)) and sample["sharded_frames"] == len(scored)
+    r = dq.load_quality_run(videos, "sharded")
+    assert r.status == "completed" and [s["num_scored"] for s in r.shards] == [math.ceil(n / 4) for n in FRAMES]
+    dq.delete_quality_run(videos, "sharded")

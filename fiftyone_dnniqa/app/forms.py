@@ -356,20 +356,18 @@ def _run_inputs(inputs, n_samples, video=False):
                     description="workers: loader processes (PIL); device: batched on the scoring "
                                 "device, nvJPEG on CUDA; auto: the device on CUDA",
                     view=types.RadioGroup(orientation="horizontal"))
-    if video:  # runs on video are not split into shards (compute_quality refuses shards=N)
-        _delegate_note(inputs, n_samples, "videos")
-        return
     if delegation_available():
+        parts = "sets of whole videos" if video else "parts of the view"
         inputs.int("shards", default=1, label="Shards", required=False,
-                   description="Split into this many delegated operations over disjoint parts of the "
-                               "view. Choose Schedule, and start workers with `fiftyone delegated launch` "
+                   description=f"Split into this many delegated operations over disjoint {parts}. Choose "
+                               "Schedule, and start workers with `fiftyone delegated launch` "
                                "(one GPU each with CUDA_VISIBLE_DEVICES); leave 1 to run here")
     else:
         inputs.view("schedule_note", types.Notice(
             label="Schedule (delegated execution) is off in this App: set "
                   "FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS=true before starting it and run "
                   "`fiftyone delegated launch` to schedule runs or split them into shards"))
-    _delegate_note(inputs, n_samples, "images")
+    _delegate_note(inputs, n_samples, "videos" if video else "images")
 
 
 def _delegate_note(inputs, n_samples, unit):

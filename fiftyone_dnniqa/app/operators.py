@@ -146,7 +146,8 @@ def _score(ctx, progress) -> dict:
         progress=progress, **({"write_every": int(p["write_every"])} if p.get("write_every") else {}),
         **({"patches_field": p["patches_field"], "patch_margin": float(p.get("patch_margin", DEFAULT_MARGIN)),
             "min_patch_side": int(p.get("min_patch_side", DEFAULT_MIN_SIDE))} if objects else {}),
-        **({"frame_step": p.get("frame_step")} if video else {}),  # None: every frame
+        # on video, None: every frame, the default level (a shard gets the queuing call's)
+        **({"frame_step": p.get("frame_step"), "low_level": p.get("low_level")} if video else {}),
     )
     startup_s = time.perf_counter() - started  # building the metrics (the run's rate excludes it)
     if plan.device is None:

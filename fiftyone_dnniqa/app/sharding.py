@@ -6,7 +6,9 @@ another; pin one GPU per worker with ``CUDA_VISIBLE_DEVICES``) runs them. Scores
 by sample id in the shared field; each shard records its own progress
 (:class:`~fiftyone_dnniqa.scoring.shards.ShardStore`), and the run record of the field
 shows them together. A failed shard is re-run alone by re-queuing its operation: it
-scores only what its range still misses.
+scores only what its range still misses. On video a shard is a range of whole videos
+(:mod:`fiftyone_dnniqa.scoring.video_execute`): each video's frames and summaries are
+written by one shard, and the last shard to end writes what needs the whole view.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from fiftyone.operators.delegated import DelegatedOperationService
 
 from ..scoring import (QualityPlan, QualityRunResults, ShardedRun, ShardStore, build_run_config, failure_reason,
                        shard_specs)
+from ..scoring.video_execute import prepare_video_shards
 from ..scoring.writer import declare_fields
 
 logger = logging.getLogger(__name__)
@@ -41,21 +44,28 @@ def queue_shards(plan: QualityPlan, count: int) -> ShardedRun:
         raise RuntimeError(
             f"shards=N queues the operator {COMPUTE_QUALITY_URI}, which FiftyOne cannot find: run "
             "`fiftyone-dnniqa install-plugin` (or download the plugin) first") from None
-    specs = shard_specs(samples, count)
+    specs = shard_specs(samples, count)  # on video: ranges of videos, never one video's frames split
     n = len(samples)
     options = plan.options()
+    video = plan.frame_step is not None
+    # on video: fields declared once, summaries of another frame step marked unfinished, all
+    # before the record they are read against is replaced
+    if video:
+        prepare_video_shards(plan)
     registered = []
     try:
         for j, (f, m) in enumerate(zip(plan.fields, plan.metrics)):
+            extra = dict(frame_step=plan.frame_step, low_level=plan.low_level) if video else {}
             config = build_run_config(m, f, plan.reference_field, plan.label_field, overwrite=plan.overwrite,
                                       patches=plan.patch_settings(j), device=options["device"],
                                       batch_size=options["batch_size"], num_workers=options["num_workers"],
-                                      shards=len(specs))
+                                      shards=len(specs), **extra)
             samples.register_run(f, config, overwrite=True, cleanup=False)
             results = QualityRunResults(samples, config, f, status="queued", num_samples=n)
             dataset.save_run_results(f, results, overwrite=True, cache=False)
             registered.append(results)
-            declare_fields(dataset, SimpleNamespace(metric=m, field=f))  # once, before the shards start
+            if not video:
+                declare_fields(dataset, SimpleNamespace(metric=m, field=f))  # once, before the shards start
         op_ids = _queue_operations(plan, samples, specs, options)
         store = ShardStore()
         for f in plan.fields:

@@ -30,7 +30,7 @@ from .plan import QualityPlan
 from .runs import QualityRunResults, build_run_config, failure_reason
 from .scorers import Job, WorkerScorer, score_batch
 from .shards import ShardSpec, ShardStore
-from .video_execute import read_video_work, score_videos, video_loader, video_values
+from .video_execute import finish_video_shards, read_video_work, score_videos, video_loader, video_values
 from .video_fields import frame_path
 from .video_plan import check_video_fields
 from .writer import Progress, WriteCadence, declare_fields, flush
@@ -59,7 +59,7 @@ def execute_plan(plan: QualityPlan, shard: Optional[ShardSpec] = None):
     samples = shard.view(plan.samples) if shard is not None else plan.samples
     if plan.frame_step is not None:
         work = read_video_work(plan, samples)
-        writer = video_values(plan, work)
+        writer = video_values(plan, work, shard=shard is not None)
     elif plan.patches is not None:
         work = read_patch_work(plan, samples)
         writer = object_values(plan, work)
@@ -118,8 +118,23 @@ def execute_plan(plan: QualityPlan, shard: Optional[ShardSpec] = None):
             loader = _loader(plan, work, jobs, specs, batch_size, num_workers, raw_jpeg)
             _score_rows(plan, jobs, work, specs, loader, raw_jpeg, batch_size)
 
+    if shard is not None and plan.frame_step is not None:
+        _end_video_shards(plan, shard, jobs)
     out = {job.field: job.results for job in jobs}
     return out if plan.many else out[plan.fields[0]]
+
+
+def _end_video_shards(plan: QualityPlan, shard: ShardSpec, jobs: List[Job]) -> None:
+    """After a shard of a run on video has completed: the run's end, if it was the last
+    (:func:`~.video_execute.finish_video_shards`); should that fail, the shard is marked
+    failed, so that re-running it finishes the run."""
+    try:
+        finish_video_shards(plan)
+    except Exception as e:
+        for job in jobs:
+            ShardStore().update(plan.dataset, job.field, shard.index, status="failed",
+                                error=f"could not end the run: {failure_reason(e)}")
+        raise
 
 
 def _read_work(plan: QualityPlan, samples) -> _Work:
@@ -284,10 +299,13 @@ def _finish_run(dataset, job, status, error, elapsed, shard=None):
         except ValueError:  # the run failed before its field was created
             r.num_with_scores = 0
         if shard is not None:
+            extra = {k: getattr(r, k, None) for k in ("num_videos_done", "num_videos_failed")} if video else {}
+            if video:
+                extra["video_failures"] = dict(list(getattr(r, "video_failures", {}).items())[:1000])
             ShardStore().update(dataset, job.field, shard.index, status=status, error=error,
                                 num_scored=r.num_scored, num_failed=r.num_failed,
                                 failures=dict(list(job.failures.items())[:1000]),
-                                elapsed_s=r.elapsed_s, finished_at=r.finished_at)
+                                elapsed_s=r.elapsed_s, finished_at=r.finished_at, **extra)
             return
         dataset.save_run_results(job.field, r, overwrite=True, cache=False)
     except Exception:  # never mask the run's own outcome

@@ -8,6 +8,10 @@ ranges of sample ids (:func:`shard_specs`) and queues one delegated
 field; each shard records its own progress, and the run record of the field
 shows them together. A failed shard is re-run alone by re-queuing its
 operation: it scores only what its range still misses.
+
+On video the ranges are of video ids: a shard scores whole videos (their sampled frames,
+their summaries), so per-video summaries and per-video resume hold as in one call, and
+its counts are of frames (:mod:`.video_execute`).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from bson import ObjectId
 from fiftyone import ViewField as F
 
 from .store import SHARDS, collection, prune_orphans, utc_now
+from .video_fields import frame_path, summary_field
 
 
 @dataclass(frozen=True)
@@ -105,6 +110,31 @@ def merged_status(shards: List[dict]) -> str:
         if status in states:
             return status
     return "completed" if states == {"completed"} else "queued" if states == {"queued"} else "running"
+
+
+def merge_shards(dataset, key: str, results) -> None:
+    """A sharded run's record (``results``, as loaded): its shards' progress, added up. On
+    video the counts are of frames, as one call's are (``num_frames_scored``...), with the
+    videos that could not be read; ``progress`` is of videos."""
+    shards = ShardStore().get(dataset, key)
+    video = getattr(results.config, "frame_step", None) is not None
+    keys = ("index", "status", "num_todo", "num_scored", "num_failed", "operation_id", "error")
+    keys += ("num_videos_failed",) if video else ()
+    results.shards = [{k: s.get(k) for k in keys} for s in shards]
+    results.status = merged_status(shards) if shards else results.status
+    results.num_todo = sum(s.get("num_todo", 0) for s in shards)
+    results.num_scored = sum(s.get("num_scored", 0) for s in shards)
+    results.num_failed = sum(s.get("num_failed", 0) for s in shards)
+    results.failures = {k: v for s in shards for k, v in (s.get("failures") or {}).items()}
+    results.elapsed_s = max([s.get("elapsed_s") or 0 for s in shards] or [0])
+    results.num_with_scores = dataset.count(frame_path(key) if video else key)
+    done = results.num_with_scores
+    if video:
+        results.num_frames_scored, results.num_frames_failed = results.num_scored, results.num_failed
+        results.num_videos_failed = sum(s.get("num_videos_failed") or 0 for s in shards)
+        results.video_failures = {k: v for s in shards for k, v in (s.get("video_failures") or {}).items()}
+        done = dataset.count(summary_field(key, "frames"))  # videos ended
+    results.progress = done / results.num_samples if results.num_samples else 1.0
 
 
 @dataclass

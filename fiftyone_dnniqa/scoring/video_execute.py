@@ -10,6 +10,11 @@ Resumable per video: a video whose summaries a run with the same ``frame_step`` 
 with no frame or video failure, is not decoded again; any other is, and only its sampled
 frames without a score are converted and scored. Unreadable, truncated or empty videos
 and frames failing mid-stream are recorded with their reason, never fatal.
+
+Sharded (``shards=N``): a shard is a range of video ids (:func:`~.shards.shard_specs`), so
+no video's frames are split; :func:`prepare_video_shards` readies the fields before the
+shards are queued, each shard resumes and summarises its own videos, and the last shard to
+end writes what depends on the whole view (:func:`finish_video_shards`).
 """
 
 from __future__ import annotations
@@ -23,9 +28,10 @@ from .loading import batch_loader
 from .plan import QualityPlan
 from .runs import list_quality_runs
 from .scorers import Job, WorkerScorer, score_batch, structured
+from .shards import ShardStore, merged_status
 from .video_fields import frame_path, sampled, summary_field, video_error_field
 from .video_loading import VideoFrames, frame_batches
-from .video_writer import VideoValues
+from .video_writer import VideoValues, declare_video_fields, write_low_shares
 from .writer import Progress, WriteCadence
 
 
@@ -88,10 +94,39 @@ def read_video_work(plan: QualityPlan, samples) -> VideoWork:
     return VideoWork(list(ids), filepaths, labels, todo, rows, done, values, fill)
 
 
-def video_values(plan: QualityPlan, work: VideoWork) -> VideoValues:
-    """The writer's state for ``work``."""
+def video_values(plan: QualityPlan, work: VideoWork, shard: bool = False) -> VideoValues:
+    """The writer's state for ``work`` (``shard``: one shard of a sharded run)."""
     return VideoValues(work.ids, plan.fields, plan.metrics, work.values, plan.frame_step, plan.low_level,
-                       work.fill_metadata)
+                       work.fill_metadata, shard=shard)
+
+
+def prepare_video_shards(plan: QualityPlan) -> None:
+    """Before a sharded run on video is registered and queued: its fields, declared once for
+    all shards; and where the videos' summaries are not of a run with this frame step (the
+    record about to be replaced says so), they are marked unfinished, so every shard
+    revisits its videos as one call would (:func:`read_video_work`)."""
+    for f, m in zip(plan.fields, plan.metrics):
+        stale = not _same_step(plan.dataset, f, plan.frame_step)
+        if stale and plan.dataset.has_sample_field(summary_field(f, "frames")):
+            plan.samples.set_values(summary_field(f, "frames"), [None] * len(plan.samples))
+        declare_video_fields(plan.dataset, f, m)
+
+
+def finish_video_shards(plan: QualityPlan) -> None:
+    """Ends a sharded run on video once all its shards have completed (each shard calls it
+    after recording its own end; shards ending together write the same values): each
+    video's low share against the run's level, computed over the sampled frames of the whole
+    view as one call computes it, and the level in the run record."""
+    ids = None
+    for f, m in zip(plan.fields, plan.metrics):
+        if structured(m) or merged_status(ShardStore().get(plan.dataset, f)) != "completed":
+            continue
+        ids = ids if ids is not None else plan.samples.values("id")
+        held = _held(plan.samples, f, plan.frame_step, False, len(ids))
+        level = write_low_shares(plan.dataset, ids, f, m, held, plan.low_level)
+        results = plan.dataset.load_run_results(f, cache=False)
+        results.low_level = level
+        plan.dataset.save_run_results(f, results, overwrite=True, cache=False)
 
 
 def video_loader(plan: QualityPlan, work: VideoWork, jobs: List[Job], specs, batch_size: int, num_workers: int):

@@ -1,7 +1,8 @@
 """Planning a run on video: its settings and fields, checked before any video is opened.
 
 :func:`video_settings` resolves ``frame_step`` and ``low_level`` for a collection (refusing
-them on images, and what a run on video cannot do); :func:`check_video_fields` refuses
+them on images, and what a run on video cannot do: objects, to_clips views; reference metrics
+are refused by :func:`check_video_metrics`); :func:`check_video_fields` refuses
 fields (:mod:`.video_fields`' layout) that cannot hold what the run writes.
 """
 
@@ -22,7 +23,8 @@ from .video_fields import (FLOAT_SUMMARIES, INT_SUMMARIES, frame_error_path, fra
 
 def video_settings(samples, frame_step, low_level, patches_field=None, queued=False) -> Optional[int]:
     """The frame step of a call on ``samples`` (1 by default on video; None on images),
-    refusing settings the collection cannot take."""
+    refusing settings the collection cannot take. A ``queued`` call (``shards=N``) splits
+    the videos, whole, into shards (:mod:`.video_execute`), so it is planned as any other."""
     if samples.media_type != "video":
         if frame_step is not None or low_level is not None:
             raise ValueError(f"frame_step and low_level apply to video collections; this one holds "
@@ -34,9 +36,6 @@ def video_settings(samples, frame_step, low_level, patches_field=None, queued=Fa
     if patches_field is not None:
         raise ValueError("patches_field scores the objects of images; on video, score the frames "
                          "(or the objects of to_frames(sample_frames=True))")
-    if queued:
-        raise ValueError("shards=N does not split runs on video yet: score them in one call, or in "
-                         "calls on disjoint views of the videos")
     try:
         step = 1 if frame_step is None else None if isinstance(frame_step, bool) else operator.index(frame_step)
     except TypeError:

@@ -3,7 +3,10 @@ summaries as sample fields, in the layout of :mod:`.video_fields`.
 
 :class:`VideoValues` keeps every sampled frame's score per job (those read before the run
 and those scored in it), so a video's summaries are computed once its last frame is in,
-and the low share of every video at the end, against one level for the whole view.
+and the low share of every video at the end, against one level for the whole view. A shard
+of a sharded run (:mod:`.shards`) holds whole videos, so it writes their frames and summaries
+itself; with the default level, the low shares wait for the last shard to end
+(:func:`~.video_execute.finish_video_shards`), which computes the level over the whole view.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ class VideoValues:
     structured one (its labels are not summarised)."""
 
     def __init__(self, ids: List[str], fields: List[str], metrics, values, frame_step: int,
-                 low_level: Optional[float], fill_metadata: Dict[int, str]):
+                 low_level: Optional[float], fill_metadata: Dict[int, str], shard: bool = False):
         self.ids = list(ids)
         self._rows = {s: v for v, s in enumerate(self.ids)}  # sample id -> video
         self.fields = fields
@@ -46,29 +49,13 @@ class VideoValues:
         self.ended: Dict[int, dict] = {}  # video -> its end item, until flushed
         self.video_errors: Dict[str, str] = {}  # sample id -> why (this call)
         self.videos_done = 0
+        # a shard holds some of the view's videos: the default level, of all of them, waits for
+        # the last shard (video_execute.finish_video_shards)
+        self.level_later = shard and low_level is None
 
     def declare(self, dataset, j: int) -> bool:
-        """Declares job ``j``'s frame and summary fields; returns whether the frame error
-        field exists already."""
-        field, metric = self.fields[j], self.metrics[j]
-        name = frame_path(field)[len("frames."):]
-        if not dataset.has_frame_field(name):
-            if structured(metric):
-                dataset.add_frame_field(name, fo.EmbeddedDocumentField, embedded_doc_type=fo.Classifications)
-            else:
-                dataset.add_frame_field(name, fo.FloatField)
-        for extra in getattr(metric, "extra_fields", ()) if structured(metric) else ():
-            if not dataset.has_frame_field(extra_field(name, extra)):
-                dataset.add_frame_field(extra_field(name, extra), fo.FloatField)
-        kinds = {n: fo.IntField for n in INT_SUMMARIES}
-        if not structured(metric):
-            kinds.update({n: fo.FloatField for n in FLOAT_SUMMARIES})
-        for n, kind in kinds.items():
-            if not dataset.has_sample_field(summary_field(field, n)):
-                dataset.add_sample_field(summary_field(field, n), kind)
-        if not dataset.has_sample_field(video_error_field(field)):
-            dataset.add_sample_field(video_error_field(field), fo.StringField)
-        return dataset.has_frame_field(frame_error_path(field)[len("frames."):])
+        """Declares job ``j``'s frame and summary fields (:func:`declare_video_fields`)."""
+        return declare_video_fields(dataset, self.fields[j], self.metrics[j])
 
     def end_video(self, item: dict) -> None:
         """A video's stream has ended: its summaries are written with the next flush."""
@@ -150,18 +137,13 @@ class VideoValues:
     def finish(self, dataset, jobs) -> None:
         """The low share of every video of the view holding scores, against one level per
         float job: ``low_level``, or the default percentile over all their frames; the
-        level goes to the job's run record."""
+        level goes to the job's run record. A shard of a run with the default level leaves
+        them to the last shard (``level_later``)."""
         for j, job in enumerate(jobs):
-            if structured(job.metric):
+            if structured(job.metric) or self.level_later:
                 continue
-            everything = [s for frames in self.values[j] for s in frames.values()]
-            level = self.low_level if self.low_level is not None else default_low_level(
-                everything, job.metric.higher_is_better)
-            job.results.low_level = level
-            shares = {self.ids[v]: self._summary(j, v, level)["low_share"]
-                      for v, frames in enumerate(self.values[j]) if frames}
-            if shares:
-                dataset.set_values(summary_field(self.fields[j], "low_share"), shares, key_field="id")
+            job.results.low_level = write_low_shares(dataset, self.ids, self.fields[j], job.metric,
+                                                     self.values[j], self.low_level)
 
     def record_outcome(self, jobs) -> None:
         """What the run records besides its counts: frame step, videos that failed, why."""
@@ -170,6 +152,43 @@ class VideoValues:
             job.results.num_videos_done = self.videos_done
             job.results.num_videos_failed = len(self.video_errors)
             job.results.video_failures = dict(self.video_errors)
+
+
+def write_low_shares(dataset, ids: List[str], field: str, metric, values, low_level: Optional[float]):
+    """Writes each video's low share (``values[v]``: ``{frame_number: score}`` of the video
+    ``ids[v]``) against ``low_level``, or the default percentile over all these frames;
+    returns the level."""
+    everything = [s for frames in values for s in frames.values()]
+    level = low_level if low_level is not None else default_low_level(everything, metric.higher_is_better)
+    shares = {ids[v]: video_summary(list(frames.values()), 0, level, metric.higher_is_better)["low_share"]
+              for v, frames in enumerate(values) if frames}
+    if shares:
+        dataset.set_values(summary_field(field, "low_share"), shares, key_field="id")
+    return level
+
+
+def declare_video_fields(dataset, field: str, metric) -> bool:
+    """Declares the frame and summary fields a run on video of ``metric`` writes into
+    ``field``; returns whether the frame error field exists already (it is added with the
+    first failure)."""
+    name = frame_path(field)[len("frames."):]
+    if not dataset.has_frame_field(name):
+        if structured(metric):
+            dataset.add_frame_field(name, fo.EmbeddedDocumentField, embedded_doc_type=fo.Classifications)
+        else:
+            dataset.add_frame_field(name, fo.FloatField)
+    for extra in getattr(metric, "extra_fields", ()) if structured(metric) else ():
+        if not dataset.has_frame_field(extra_field(name, extra)):
+            dataset.add_frame_field(extra_field(name, extra), fo.FloatField)
+    kinds = {n: fo.IntField for n in INT_SUMMARIES}
+    if not structured(metric):
+        kinds.update({n: fo.FloatField for n in FLOAT_SUMMARIES})
+    for n, kind in kinds.items():
+        if not dataset.has_sample_field(summary_field(field, n)):
+            dataset.add_sample_field(summary_field(field, n), kind)
+    if not dataset.has_sample_field(video_error_field(field)):
+        dataset.add_sample_field(video_error_field(field), fo.StringField)
+    return dataset.has_frame_field(frame_error_path(field)[len("frames."):])
 
 
 def _by_video(values: dict) -> Dict[str, Dict[int, object]]:
