@@ -307,10 +307,9 @@ def timeline_videos(samples, field: str, video: Optional[str] = None, k: int = T
     return (worst + [i for i in ids if i not in worst])[:k]
 
 
-def _outcome_frames(samples, key: str, eval_key: Optional[str]) -> Dict[str, Dict[str, set]]:
+def _outcome_frames(samples, key: str, info: Optional[TargetInfo]) -> Dict[str, Dict[str, set]]:
     """Per outcome label, per video id, the scored frames that have it (none without a
-    frame evaluation or with one of another type)."""
-    info = next((t for t in frame_evaluations(samples) if eval_key in (None, t.eval_key)), None)
+    frame evaluation ``info`` or with one of another type)."""
     out: Dict[str, Dict[str, set]] = {}
     for label, kind in OUTCOME_MARKS.get(getattr(info, "type", None), ()):
         t = frame_table(samples, [key], info.eval_key, kind)
@@ -346,7 +345,8 @@ def video_timelines(samples, field: str, video_ids: Sequence[str], eval_key: Opt
     found = found if found is not None else find_segments(samples, key)
     chosen = samples.select(list(video_ids), ordered=True)
     ids, paths, numbers, scores = chosen.values(["id", "filepath", "frames.frame_number", f"frames.{key}"])
-    marks = _outcome_frames(chosen, key, eval_key)
+    info = next((t for t in frame_evaluations(samples) if eval_key in (None, t.eval_key)), None)
+    marks = _outcome_frames(chosen, key, info)
     spans = found.by_video()
     videos = []
     for sid, path, fns, vals in zip(ids, paths, numbers, scores):  # loop over the few videos shown
@@ -359,9 +359,8 @@ def video_timelines(samples, field: str, video_ids: Sequence[str], eval_key: Opt
                        "outcomes": {label: sorted(per.get(sid, ())) for label, per in marks.items()},
                        "segments": [list(s) for s in spans.get(sid, [])],
                        "step": int(found.steps.get(sid, 1)), "last_frame": int(fns.max()) if fns.size else 0})
-    used = next((t.eval_key for t in frame_evaluations(samples) if eval_key in (None, t.eval_key)), None)
     return {"field": key, "level": found.level, "higher_is_better": found.higher_is_better,
-            "eval_key": used if marks else None, "outcomes": list(marks), "videos": videos}
+            "eval_key": info.eval_key if marks else None, "outcomes": list(marks), "videos": videos}
 
 
 def clip_support(video: dict, frame: int, window: int = WINDOW_STEPS) -> List[int]:

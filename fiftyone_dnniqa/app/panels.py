@@ -126,7 +126,9 @@ class QualityPerformancePanel(VideoMode, foo.Panel):
                 f"(bootstrap {N_BOOT} resamples). Clicking a point of the curve or a bar of the "
                 "histogram, or lassoing points of the scatter, shows those samples in the grid; "
                 "the plots keep describing the view you started from, with the selection "
-                "highlighted, until you press Back (or change the view yourself)."),
+                "highlighted, until you press Back (or change the view yourself). On videos scored frame "
+                "by frame: the quality of the sampled frames over time beside the frame evaluation's "
+                "errors; clicking a point shows its clip."),
         )
 
     # -- events --------------------------------------------------------------
