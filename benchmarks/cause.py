@@ -46,7 +46,7 @@ from fiftyone_dnniqa.metrics.cause import (  # noqa: E402
     FAMILIES, FAMILY_OF, FORMAT_VERSION, NONE, SHIPPED_HEAD, cause_labels, load_cause_head,
 )
 from fiftyone_dnniqa.metrics.cause_training import (  # noqa: E402
-    Recipe, build_examples, load_clean_images, train_cause_head,
+    Recipe, build_examples, load_clean_images, train_cause_ensemble,
 )
 from fiftyone_dnniqa.metrics.backbones import load_backbone  # noqa: E402
 
@@ -111,12 +111,12 @@ def _write_pngs(clean, recipes, folder):
     return paths
 
 
-def predict(head, X, thresholds):
+def predict(head, X, thresholds, gate=None):
     """Probabilities, overall and per-family severities, and the stored labels."""
     with torch.no_grad():
         logits, sev, fam_sev = head(X.float())
     probs = torch.sigmoid(logits)
-    stored = [cause_labels(list(p) + [0.0], thresholds)[0] for p in probs.tolist()]
+    stored = [cause_labels(list(p) + [0.0], thresholds, gate)[0] for p in probs.tolist()]
     return probs, sev.clamp(0, 5), fam_sev.clamp(0, 5), stored
 
 
@@ -199,7 +199,7 @@ def nearest_families(test):
     return out
 
 
-def held_out(dev, test, thresholds):
+def held_out(dev, test, thresholds, gate=None):
     """Leave one corruption out (is its own family named?), then one family out (what is
     named instead?): the head refitted on the dev examples without them."""
     s, names = SETTINGS, test["names"]
@@ -207,20 +207,20 @@ def held_out(dev, test, thresholds):
 
     def refit(drop):
         keep = [k for k, r in enumerate(dev["recipes"]) if not any(drop(n) for n, _ in r.steps)]
-        return train_cause_head(dev["X"][keep], dev["Y"][keep], dev["severity"][keep], dev["family_severity"][keep],
-                                hidden=s["hidden"],
-                                epochs=epochs, weight_decay=s["weight_decay"], seed=s["seed"])
+        return train_cause_ensemble(dev["X"][keep], dev["Y"][keep], dev["severity"][keep],
+                                    dev["family_severity"][keep], hidden=s["hidden"], epochs=epochs,
+                                    weight_decay=s["weight_decay"], seed=s["seed"], members=s["members"])
 
     corr = {}
     for c in HELD_OUT:
-        probs, _, _, stored = predict(refit(lambda n, c=c: n == c), test["X"], thresholds)
+        probs, _, _, stored = predict(refit(lambda n, c=c: n == c), test["X"], thresholds, gate)
         corr[c] = {"accuracy": accuracy(names, stored, probs, lambda n, c=c: n == c),
                    "confusion": confusion(names, stored, [c])[c],
                    "argmax_confusion": confusion(names, stored, [c], probs)[c]}
         log(f"  held out {c}: arg-max {corr[c]['accuracy']['argmax']:.2f} {corr[c]['argmax_confusion']}")
     fams = {}
     for f in FAMILIES:
-        probs, _, _, stored = predict(refit(lambda n, f=f: FAMILY_OF.get(n) == f), test["X"], thresholds)
+        probs, _, _, stored = predict(refit(lambda n, f=f: FAMILY_OF.get(n) == f), test["X"], thresholds, gate)
         members = [c for c in EVAL if FAMILY_OF.get(c) == f]
         fams[f] = {}
         for kind, pick in (("stored", lambda k: stored[k][0][0]), ("argmax", lambda k: FAMILIES[int(probs[k].argmax())])):
@@ -246,13 +246,13 @@ def main(argv=None):
     head, config = load_cause_head(args.head)
     test = test_examples(args.cache, args.images, png_dir=f"{args.cache}/png-{args.images}")
     log(f"test features: {test['X'].shape[0]} examples ({test['seconds']:.0f} s to build)")
-    probs, sev, fam_sev, stored = predict(head, test["X"], config["thresholds"])
+    probs, sev, fam_sev, stored = predict(head, test["X"], config["thresholds"], config.get("gate"))
     res = {"head": args.head, "config": config, "num_test_images": args.images, "headline": headline(test, probs, sev, stored),
            "compound": compound_section(test, probs, fam_sev, stored)}
     log(json.dumps({k: v for k, v in res["headline"].items() if k != "per_corruption"}, indent=1))
     log("\n".join(compound_lines(res["compound"])))
     if not args.skip_held_out:
-        res["held_out"] = held_out(dev_examples(args.cache), test, config["thresholds"])
+        res["held_out"] = held_out(dev_examples(args.cache), test, config["thresholds"], config.get("gate"))
     if not args.skip_cleanvision:
         res["cleanvision"] = cleanvision_checks(test, probs, stored)
     if not args.skip_cost:

@@ -38,19 +38,22 @@ from fiftyone_dnniqa.core.images import InputSpec  # noqa: E402
 from fiftyone_dnniqa.metrics.backbones import load_backbone  # noqa: E402
 from fiftyone_dnniqa.metrics.cause import FAMILIES, FORMAT_VERSION, SHIPPED_HEAD, save_cause_head  # noqa: E402
 from fiftyone_dnniqa.metrics.cause_training import (  # noqa: E402
-    build_examples, calibrate_thresholds, draw_recipes, load_clean_images, train_cause_head,
+    build_examples, calibrate_gate, draw_recipes, load_clean_images, train_cause_ensemble,
 )
 
-#: the compound candidate's settings (issue 29; NOT the shipped head, which regresses less:
-#: benchmarks/results/cause.compound-candidate.md). The shipped head was trained by this
-#: script at commit 07c2241 with copies=8, compound=0.2, hidden=64, epochs=150 and no
-#: target_none. Chosen on the dev split alone (half its images held out):
-#: with compounds, 128 hidden units and 300 epochs named the single corruption right 98.2%
-#: of the time and left 98.0% of clean views clean, against 97.1% and 96.8% with 64 and 150.
-#: Thresholds leave 93% of clean views clean out of fold (96% raised the weather and
-#: exposure thresholds past 0.98: see benchmarks/results/cause.md)
-SETTINGS = dict(backbone="efficientnet_lite0", copies=12, clean_views=2, compound=0.5, hidden=128,
-                epochs=300, weight_decay=5e-2, seed=0, target_none=0.93)
+#: the gated candidate's settings (issue 29; NOT the shipped head, which meets more of the
+#: issue's goals: benchmarks/results/cause.search.md). The shipped head was trained by this
+#: script at commit 07c2241 with copies=8, compound=0.2, hidden=64, epochs=150, one member
+#: and per-family thresholds. Chosen on the dev split alone (5 folds by image, each fold's
+#: images scored by heads fitted without them): three heads of 128 hidden units from
+#: successive seeds merged into one kept 95.0% of ImageNet-C's single corruptions
+#: (severity 3-5) right and stored with 96% of clean views clean, against 93.3% for one
+#: head; the gate on the largest probability leaves 96% of the held-out clean views clean;
+#: a second family is named from 0.4 (0.3: 83.4% of the held-out combinations fully
+#: named but compression falsely named on 37% of them; 0.5: 80.0%). Uniform pairs of
+#: families (``pair_copies``) lowered single-corruption accuracy (94.1%).
+SETTINGS = dict(backbone="efficientnet_lite0", copies=12, clean_views=2, compound=0.5, pair_copies=0, hidden=128,
+                members=3, epochs=300, weight_decay=5e-2, seed=0, target_none=0.96, false_alarm=0.1, floor=0.4)
 #: corruption combinations never drawn in training, for the benchmark's compound section:
 #: a night shot (dark and noisy), soft and compressed, shaky hand-held (blurred and
 #: noisy), hazy and soft, a dirty lens on a compressed frame, a night shot dark, shaken and
@@ -92,8 +95,9 @@ def split_files(split: str):
 def dev_examples(cache: str, limit=None, corruptions=None, log=print):
     """Recipes, features, family targets and severities of the dev split (cached)."""
     s = SETTINGS
+    pairs = f"-p{s['pair_copies']}" if s["pair_copies"] else ""
     key = (f"{cache}/dev-v{FORMAT_VERSION}-{rendering_fingerprint()}-{limit or 'all'}-{s['copies']}-{s['clean_views']}-{s['compound']}"
-           f"-{s['seed']}.pt")
+           f"{pairs}-{s['seed']}.pt")
     if os.path.isfile(key):
         return torch.load(key, weights_only=False)
     proxy = load_backbone(s["backbone"])
@@ -101,7 +105,7 @@ def dev_examples(cache: str, limit=None, corruptions=None, log=print):
     files = split_files("dev")[:limit]
     clean, skipped = load_clean_images(files, InputSpec(resize=proxy.resize, crop=proxy.crop))
     recipes = draw_recipes(len(clean), s["copies"], s["clean_views"], s["compound"], corruptions, s["seed"],
-                           exclude=HELD_OUT_COMPOUNDS)
+                           exclude=HELD_OUT_COMPOUNDS, pair_copies=s["pair_copies"])
     t0 = time.time()
 
     calls = [0]
@@ -129,19 +133,23 @@ def main(argv=None):
     t0 = time.time()
     ex = dev_examples(args.cache, args.limit)
     s = SETTINGS
-    kw = dict(hidden=s["hidden"], epochs=s["epochs"], weight_decay=s["weight_decay"], seed=s["seed"])
-    head = train_cause_head(ex["X"], ex["Y"], ex["severity"], ex["family_severity"], **kw)
+    kw = dict(hidden=s["hidden"], epochs=s["epochs"], weight_decay=s["weight_decay"], seed=s["seed"],
+              members=s["members"])
+    head = train_cause_ensemble(ex["X"], ex["Y"], ex["severity"], ex["family_severity"], **kw)
     groups = torch.tensor([r.image for r in ex["recipes"]])
-    thresholds = calibrate_thresholds(ex["X"], ex["Y"], ex["severity"], ex["family_severity"], groups,
-                                      target_none=s["target_none"], **kw)
-    config = {"backbone": s["backbone"], "thresholds": thresholds, "corruptions": sorted({n for r in ex["recipes"] for n, _ in r.steps}),
+    gate, thresholds = calibrate_gate(ex["X"], ex["Y"], ex["severity"], ex["family_severity"], groups,
+                                      target_none=s["target_none"], false_alarm=s["false_alarm"],
+                                      floor=s["floor"], **kw)
+    config = {"backbone": s["backbone"], "gate": gate, "thresholds": thresholds,
+              "corruptions": sorted({n for r in ex["recipes"] for n, _ in r.steps}),
               "copies": s["copies"], "clean_views": s["clean_views"], "compound": s["compound"],
-              "seed": s["seed"], "epochs": s["epochs"], "weight_decay": s["weight_decay"], "target_none": s["target_none"],
+              "pair_copies": s["pair_copies"], "members": s["members"], "seed": s["seed"], "epochs": s["epochs"],
+              "weight_decay": s["weight_decay"], "target_none": s["target_none"], "false_alarm": s["false_alarm"],
               "num_images": ex["num_images"], "num_skipped": ex["num_skipped"],
               "num_examples": int(ex["X"].shape[0]), "trained_on": "ImageNet sample, dev split (even positions)",
               "held_out_compounds": [list(c) for c in HELD_OUT_COMPOUNDS]}
     save_cause_head(args.out, head, config)
-    print(f"thresholds {dict(zip(FAMILIES, thresholds))}")
+    print(f"gate {gate}, thresholds {dict(zip(FAMILIES, thresholds))}")
     print(f"wrote {args.out} ({os.path.getsize(args.out) / 1e6:.2f} MB) from {ex['num_images']} images, "
           f"{ex['X'].shape[0]} examples, in {time.time() - t0:.0f} s")
 

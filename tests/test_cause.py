@@ -85,12 +85,27 @@ def test_a_clean_image_stores_no_label_and_severity_zero(cause):
     """Issue 28, item 11: no "none" chip on every clean image in the App's grid. What
     ``cause_labels`` calls "none" is stored as no label (an empty ``Classifications``),
     with severity 0; a flagged image keeps its labels and the head's severity."""
-    below = [t - 0.01 for t in cause.thresholds]
-    assert cause_labels(below + [1.7], cause.thresholds)[0][0][0] == NONE
+    gate = cause.gate if cause.gate is not None else 0.0  # the shipped head has a gate
+    below = [min(t, gate) - 0.01 for t in cause.thresholds]
+    assert cause_labels(below + [1.7], cause.thresholds, cause.gate)[0][0][0] == NONE
     assert cause.labels(below + [1.7]) == ([], {"severity": 0.0})
     flagged, k = list(below), FAMILIES.index("noise")
-    flagged[k] = cause.thresholds[k]
+    flagged[k] = max(cause.thresholds[k], gate)
     assert cause.labels(flagged + [1.7]) == ([("noise", pytest.approx(flagged[k]))], {"severity": 1.7})
+
+
+def test_a_gate_decides_clean_once_then_names_the_most_likely_and_each_family_over_its_threshold():
+    """By hand, with a gate of 0.8 and thresholds of 0.3: under the gate nothing is named
+    however many families pass their thresholds; over it, the most likely family (even
+    under its own threshold) and every other one at or above its threshold."""
+    th = [0.3] * len(FAMILIES)
+    row = [0.5, 0.7, 0.2, 0.0, 0.0, 0.1, 0.0, 2.0]  # two families over 0.3, none over the gate
+    assert cause_labels(row, th, gate=0.8) == ([(NONE, pytest.approx(0.3))], 2.0)
+    assert cause_labels(row, th) == ([("noise", 0.7), ("blur", 0.5)], 2.0)  # no gate: thresholds alone
+    row = [0.5, 0.85, 0.2, 0.0, 0.31, 0.1, 0.0, 3.0]
+    assert cause_labels(row, th, gate=0.8) == ([("noise", 0.85), ("blur", 0.5), ("contrast_haze", 0.31)], 3.0)
+    high = [0.9] * len(FAMILIES)  # the most likely family is named even under its own threshold
+    assert cause_labels([0.1, 0.82, 0, 0, 0, 0, 0, 1.0], high, gate=0.8)[0] == [("noise", 0.82)]
 
 
 def test_the_training_targets_follow_the_families():

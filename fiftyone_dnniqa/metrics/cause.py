@@ -10,7 +10,9 @@ head (:data:`SHIPPED_HEAD`) is trained by ``python benchmarks/train_cause_head.p
 
 ``compute_quality(view, "cause")`` stores a ``Classifications`` field: every family
 whose probability reaches the threshold, most likely first, or no label at all (an empty
-``Classifications``, severity 0) where none does; and ``<field>_severity``.
+``Classifications``, severity 0) where none does; and ``<field>_severity``. A head with a
+``gate`` in its configuration decides clean or not once, on its largest probability,
+then names the most likely family and every other one over its own threshold.
 """
 
 from __future__ import annotations
@@ -174,14 +176,24 @@ def load_cause_head(path: str) -> Tuple[CauseHead, dict]:
     return head.eval(), config
 
 
-def cause_labels(row: Sequence[float], threshold=0.5) -> Tuple[List[Tuple[str, float]], float]:
+def cause_labels(row: Sequence[float], threshold=0.5, gate: Optional[float] = None
+                 ) -> Tuple[List[Tuple[str, float]], float]:
     """``([(family, probability), ...], severity)`` from one row of :meth:`CauseMetric.score`:
     the families at or above ``threshold`` (one number, or one per family), most likely
-    first, or ``[("none", 1 - max)]``."""
+    first, or ``[("none", 1 - max)]``. With a ``gate``, the image is degraded when its
+    most likely family reaches the gate: that family is named first, then every other
+    one at or above its threshold; below the gate it is "none"."""
     probs = [float(v) for v in row[:len(FAMILIES)]]
     thresholds = [float(threshold)] * len(FAMILIES) if isinstance(threshold, (int, float)) else list(threshold)
-    flagged = sorted(((f, p) for f, p, t in zip(FAMILIES, probs, thresholds) if p >= t), key=lambda t: -t[1])
-    return (flagged or [(NONE, 1.0 - max(probs))]), float(row[len(FAMILIES)])
+    top = max(range(len(FAMILIES)), key=probs.__getitem__)
+    if gate is None:
+        named = [k for k in range(len(FAMILIES)) if probs[k] >= thresholds[k]]
+    elif probs[top] >= gate:
+        named = [k for k in range(len(FAMILIES)) if k == top or probs[k] >= thresholds[k]]
+    else:
+        named = []
+    flagged = sorted(((FAMILIES[k], probs[k]) for k in named), key=lambda t: -t[1])
+    return (flagged or [(NONE, 1.0 - probs[top])]), float(row[len(FAMILIES)])
 
 
 def family_attributes(row: Sequence[float], family: str) -> Dict[str, object]:
@@ -208,12 +220,14 @@ class CauseMetric(QualityMetric):
             the shipped head (trained on the ImageNet sample)
         threshold (None): the probability from which a family is reported; ``None`` for
             the head's own thresholds, one per family, calibrated when it was fitted so
-            that held-out clean images are called "none" (at least 0.5)
+            that held-out clean images are called "none" (at least 0.5), and its own
+            ``gate`` if it has one (:func:`cause_labels`)
     """
 
     name = "cause"
     higher_is_better = False  # the severity: 0 is a clean image
     supports_amp = True
+    supports_lanes = True
     #: what ``score`` returns per image, for the engine: family probabilities and a severity
     outputs = "classifications"
     extra_fields = ("severity",)
@@ -227,6 +241,7 @@ class CauseMetric(QualityMetric):
         self.threshold = float(threshold) if threshold is not None else None
         self.thresholds = ([self.threshold] * len(FAMILIES) if threshold is not None
                            else [float(t) for t in self.config.get("thresholds", [0.5] * len(FAMILIES))])
+        self.gate = None if threshold is not None or self.config.get("gate") is None else float(self.config["gate"])
         self.backbone = load_backbone(self.config["backbone"])
         self.backbone.model.to(memory_format=torch.channels_last)
         self.input_spec = InputSpec(resize=self.backbone.resize, crop=self.backbone.crop)
@@ -267,7 +282,7 @@ class CauseMetric(QualityMetric):
         An image in which no family reaches its threshold (:func:`cause_labels` calls it
         ``"none"``) stores no label, an empty ``Classifications`` (no chip on a clean image
         in the App's grid), and severity 0."""
-        labels, severity = cause_labels(row, self.thresholds)
+        labels, severity = cause_labels(row, self.thresholds, self.gate)
         if [label for label, _ in labels] == [NONE]:
             return [], {"severity": 0.0}
         return labels, {"severity": severity}
@@ -280,4 +295,4 @@ class CauseMetric(QualityMetric):
     def describe(self):
         shipped = self.path == SHIPPED_HEAD
         return {"path": "shipped" if shipped else self.path, "sha1": self.sha1, "threshold": self.threshold,
-                "thresholds": dict(zip(FAMILIES, self.thresholds)), "backbone": self.config["backbone"]}
+                "thresholds": dict(zip(FAMILIES, self.thresholds)), "gate": self.gate, "backbone": self.config["backbone"]}

@@ -67,25 +67,32 @@ def _draw_families(keys: Sequence[str], compound: float, rng) -> List[str]:
 
 def draw_recipes(num_images: int, copies: int = 8, clean_views: int = 2, compound: float = 0.2,
                  corruptions: Optional[Sequence[str]] = None, seed: int = 0,
-                 exclude: Sequence[Sequence[str]] = ()) -> List[Recipe]:
+                 exclude: Sequence[Sequence[str]] = (), pair_copies: int = 0) -> List[Recipe]:
     """Per image: ``clean_views`` clean views (the second and later mirrored) and
-    ``copies`` corrupted ones, a ``compound`` share of them with several families.
-    A copy holding every corruption of one of the ``exclude`` sets (held out for an
-    evaluation) is drawn again."""
+    ``copies`` corrupted ones, a ``compound`` share of them with several families; then
+    (after every image's, so that they leave those draws as they were) ``pair_copies``
+    per image of two families drawn uniformly among the pairs, so that every pair (a
+    weather family under compression, say) is seen. A copy holding every corruption of
+    one of the ``exclude`` sets (held out for an evaluation) is drawn again."""
     fams = corruptions_by_family(corruptions)
     keys = sorted(fams, key=FAMILIES.index)
     held = [set(e) for e in exclude]
     rng = np.random.default_rng(seed)
+
+    def copy(i, draw_families):
+        while True:
+            fam_list = draw_families()
+            steps = tuple((fams[f][rng.integers(len(fams[f]))], int(rng.integers(1, 6))) for f in fam_list)
+            if not any(h <= {n for n, _ in steps} for h in held):
+                return Recipe(i, steps, flip=bool(rng.integers(2)))
+
     out = []
     for i in range(num_images):
         out += [Recipe(i, (), flip=v % 2 == 1) for v in range(clean_views)]
-        for _ in range(copies):
-            while True:
-                fam_list = _draw_families(keys, compound, rng)
-                steps = tuple((fams[f][rng.integers(len(fams[f]))], int(rng.integers(1, 6))) for f in fam_list)
-                if not any(h <= {n for n, _ in steps} for h in held):
-                    break
-            out.append(Recipe(i, steps, flip=bool(rng.integers(2))))
+        out += [copy(i, lambda: _draw_families(keys, compound, rng)) for _ in range(copies)]
+    pair = (lambda: [keys[j] for j in sorted(rng.choice(len(keys), 2, replace=False))]) if len(keys) > 1 else None
+    for i in range(num_images if pair else 0):
+        out += [copy(i, pair) for _ in range(pair_copies)]
     return out
 
 
@@ -169,36 +176,47 @@ def train_cause_head(X: torch.Tensor, Y: torch.Tensor, severity: torch.Tensor, f
     return head.eval()
 
 
-def calibrate_thresholds(X: torch.Tensor, Y: torch.Tensor, severity: torch.Tensor, family_severity: torch.Tensor,
-                         groups: torch.Tensor,
-                         target_none: float = 0.93, folds: int = 2, **train_kw) -> List[float]:
-    """Per-family thresholds (at least 0.5) under which a share ``target_none`` of clean
-    images not seen in training are called "none": the head is refitted ``folds`` times,
-    each time without one fold of images (``groups``: each example's image), and the
-    out-of-fold clean views' probabilities set one common false-alarm rate per family."""
-    probs = []
+def train_cause_ensemble(X: torch.Tensor, Y: torch.Tensor, severity: torch.Tensor, family_severity: torch.Tensor,
+                         members: int = 1, seed: int = 0, **train_kw) -> CauseHead:
+    """``members`` heads (seeds ``seed``, ``seed + 1``...) merged into one
+    :class:`~.cause.CauseHead`: their hidden units side by side, the outputs averaged (the
+    logits and severities of the members' mean; they share the standardisation)."""
+    heads = [train_cause_head(X, Y, severity, family_severity, seed=seed + m, **train_kw) for m in range(members)]
+    if members == 1:
+        return heads[0]
+    merged = CauseHead(X.shape[1], sum(h.net[0].out_features for h in heads))
+    with torch.no_grad():
+        merged.mean.copy_(heads[0].mean)
+        merged.std.copy_(heads[0].std)
+        merged.net[0].weight.copy_(torch.cat([h.net[0].weight for h in heads]))
+        merged.net[0].bias.copy_(torch.cat([h.net[0].bias for h in heads]))
+        merged.net[2].weight.copy_(torch.cat([h.net[2].weight for h in heads], dim=1) / members)
+        merged.net[2].bias.copy_(torch.stack([h.net[2].bias for h in heads]).mean(0))
+    return merged.eval()
+
+
+def calibrate_gate(X: torch.Tensor, Y: torch.Tensor, severity: torch.Tensor, family_severity: torch.Tensor,
+                   groups: torch.Tensor, target_none: float = 0.96, false_alarm: float = 0.1, floor: float = 0.4,
+                   folds: int = 5, **train_kw) -> Tuple[float, List[float]]:
+    """The gate and the per-family thresholds of :func:`~.cause.cause_labels`, from
+    out-of-fold probabilities (the head refitted ``folds`` times, each time without one
+    fold of images, ``groups``): the gate leaves a share ``target_none`` of the clean
+    views clean (their largest probability under it); a family besides the most likely
+    is named from the probability that a share ``false_alarm`` of the corrupted views
+    without it reach (at least ``floor``)."""
+    probs = torch.zeros(len(X), len(FAMILIES))
     for k in range(folds):
-        train, held = groups % folds != k, (groups % folds == k) & (severity == 0)
-        head = train_cause_head(X[train], Y[train], severity[train], family_severity[train], **train_kw)
+        train = groups % folds != k
+        head = train_cause_ensemble(X[train], Y[train], severity[train], family_severity[train], **train_kw)
         with torch.no_grad():
-            probs.append(torch.sigmoid(head(X[held].float())[0]))
-    clean = torch.cat(probs)
-    lo, hi = 0.0, 0.5
-    for _ in range(30):  # bisection on the per-family false-alarm rate
-        mid = (lo + hi) / 2
-        if _none_rate(clean, _quantile_thresholds(clean, mid)) >= target_none:
-            lo = mid
-        else:
-            hi = mid
-    return [round(float(t), 6) for t in _quantile_thresholds(clean, lo)]
-
-
-def _quantile_thresholds(probs, rate):
-    return torch.quantile(probs, 1 - rate, dim=0).clamp(0.5, 0.99999)
-
-
-def _none_rate(probs, thresholds):
-    return float((probs < thresholds).all(1).float().mean())
+            probs[~train] = torch.sigmoid(head(X[~train].float())[0])
+    clean = severity == 0
+    gate = float(torch.quantile(probs[clean].max(1).values, target_none))
+    thresholds = []
+    for k in range(len(FAMILIES)):
+        without = probs[~clean & (family_severity[:, k] == 0), k]
+        thresholds.append(round(max(floor, float(torch.quantile(without, 1 - false_alarm))), 6))
+    return round(gate, 6), thresholds
 
 
 def load_clean_images(images, spec: InputSpec) -> Tuple[List[torch.Tensor], int]:
@@ -223,8 +241,9 @@ def load_clean_images(images, spec: InputSpec) -> Tuple[List[torch.Tensor], int]
 
 def fit_cause_head(clean_images, path: str, backbone: str = "efficientnet_lite0", copies: int = 12,
                    clean_views: int = 2, compound: float = 0.5, corruptions: Optional[Sequence[str]] = None,
-                   hidden: int = 128, epochs: int = 300, weight_decay: float = 5e-2, target_none: float = 0.93,
-                   device: str = "auto", batch_size: int = 16, seed: int = 0, progress=None) -> CauseMetric:
+                   hidden: int = 128, epochs: int = 300, weight_decay: float = 5e-2, members: int = 3,
+                   target_none: float = 0.96, false_alarm: float = 0.1, device: str = "auto", batch_size: int = 16,
+                   seed: int = 0, progress=None) -> CauseMetric:
     """Fits a cause head on corrupted copies of clean images (no labels needed) and saves
     it to ``path`` (a ``.safetensors`` file).
 
@@ -237,13 +256,16 @@ def fit_cause_head(clean_images, path: str, backbone: str = "efficientnet_lite0"
             views, and the share of copies with several families (:func:`draw_recipes`)
         corruptions (None): corruption names (default: every one with a family, :data:`~.cause.FAMILY_OF`)
         hidden, epochs, weight_decay: the head and its full-batch AdamW training
-        target_none (0.93): the share of held-out clean views the thresholds leave clean
+        members (3): heads trained from successive seeds, merged into one (:func:`train_cause_ensemble`)
+        target_none (0.96), false_alarm (0.1): the share of held-out clean views the gate
+            leaves clean, and of corrupted views a family they lack is named on (:func:`calibrate_gate`)
         device ("auto"), batch_size (16): where and how the proxy runs
         seed (0): seeds the draws, the corruptions and the head
         progress (None): callable ``f(fraction, label)``
 
-    With 8 images or more, the per-family thresholds are calibrated on images left out
-    of two refits (:func:`calibrate_thresholds`); with fewer they are 0.5.
+    With 10 images or more, the gate and the per-family thresholds are calibrated on
+    images left out of five refits (:func:`calibrate_gate`); with fewer the thresholds
+    are 0.5 and there is no gate.
 
     Returns:
         the fitted :class:`~.cause.CauseMetric`
@@ -257,14 +279,16 @@ def fit_cause_head(clean_images, path: str, backbone: str = "efficientnet_lite0"
         raise ValueError(f"the cause head needs at least 4 readable clean images, got {len(clean)}")
     recipes = draw_recipes(len(clean), copies, clean_views, compound, corruptions, seed)
     X, Y, sev, fam_sev = build_examples(clean, recipes, proxy, dev, seed, batch_size, progress)
-    kw = dict(hidden=hidden, epochs=epochs, weight_decay=weight_decay, seed=seed)
-    head = train_cause_head(X, Y, sev, fam_sev, **kw)
+    kw = dict(hidden=hidden, epochs=epochs, weight_decay=weight_decay, seed=seed, members=members)
+    head = train_cause_ensemble(X, Y, sev, fam_sev, **kw)
     groups = torch.tensor([r.image for r in recipes])
-    thresholds = (calibrate_thresholds(X, Y, sev, fam_sev, groups, target_none, **kw) if len(clean) >= 8
-                  else [0.5] * len(FAMILIES))
-    config = {"backbone": backbone, "thresholds": thresholds, "corruptions": sorted({n for r in recipes for n, _ in r.steps}),
-              "copies": copies, "clean_views": clean_views, "compound": compound, "seed": seed,
-              "epochs": epochs, "weight_decay": weight_decay, "target_none": target_none, "num_images": len(clean),
+    gate, thresholds = (calibrate_gate(X, Y, sev, fam_sev, groups, target_none, false_alarm, **kw) if len(clean) >= 10
+                        else (None, [0.5] * len(FAMILIES)))
+    config = {"backbone": backbone, "gate": gate, "thresholds": thresholds,
+              "corruptions": sorted({n for r in recipes for n, _ in r.steps}),
+              "copies": copies, "clean_views": clean_views, "compound": compound, "seed": seed, "members": members,
+              "epochs": epochs, "weight_decay": weight_decay, "target_none": target_none, "false_alarm": false_alarm,
+              "num_images": len(clean),
               "num_skipped": skipped, "num_examples": int(X.shape[0])}
     save_cause_head(path, head, config)
     return CauseMetric(path)
