@@ -25,7 +25,7 @@ import fiftyone as fo
 import fiftyone.core.runs as fors
 
 from .names import error_field_for
-from .shards import ShardStore, merged_status
+from .shards import ShardStore, merge_shards
 from .video_fields import (FLOAT_SUMMARIES, INT_SUMMARIES, frame_error_path, frame_path, segments_field,
                            summary_field)
 
@@ -298,23 +298,8 @@ def load_quality_run(samples, key) -> QualityRunResults:
     _check_quality_run(dataset, key)
     results = dataset.load_run_results(key, cache=False)
     if getattr(results.config, "shards", None):
-        _merge_shards(dataset, key, results)
+        merge_shards(dataset, key, results)
     return results
-
-
-def _merge_shards(dataset, key, results):
-    """A sharded run's record: its shards' progress, added up."""
-    shards = ShardStore().get(dataset, key)
-    results.shards = [{k: s.get(k) for k in ("index", "status", "num_todo", "num_scored", "num_failed",
-                                            "operation_id", "error")} for s in shards]
-    results.status = merged_status(shards) if shards else results.status
-    results.num_todo = sum(s.get("num_todo", 0) for s in shards)
-    results.num_scored = sum(s.get("num_scored", 0) for s in shards)
-    results.num_failed = sum(s.get("num_failed", 0) for s in shards)
-    results.failures = {k: v for s in shards for k, v in (s.get("failures") or {}).items()}
-    results.elapsed_s = max([s.get("elapsed_s") or 0 for s in shards] or [0])
-    results.num_with_scores = dataset.count(key)
-    results.progress = results.num_with_scores / results.num_samples if results.num_samples else 1.0
 
 
 def delete_quality_run(samples, key) -> None:
