@@ -163,6 +163,7 @@ class AlignedMetric(QualityMetric):
     name = "aligned"
     higher_is_better = True
     supports_amp = True
+    supports_lanes = True
 
     def __init__(self, proxy: ProxyArg = None, weights: WeightsArg = None, statistic: str = "max_prob",
                  temperature: float = 1.0, tta=None, backbone: ProxyArg = None):

@@ -35,6 +35,9 @@ class QualityMetric:
     #: process than batched across intra-op threads; the engine then scores
     #: them inside its loader workers when running on CPU
     cpu_per_image: bool = False
+    #: ``score`` keeps no state between calls, so copies of the metric may score
+    #: different batches at once (the engine's CPU lanes, ``scoring/lanes.py``)
+    supports_lanes: bool = False
 
     def __init__(self) -> None:
         self.device = torch.device("cpu")

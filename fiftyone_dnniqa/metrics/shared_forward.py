@@ -5,11 +5,13 @@ maps. When a call scores both, the engine hands each metric an equal batch in tu
 first metric runs the proxy and the second reuses its outputs. The memo keeps one batch
 per backbone (its name, and its weights file's hash for a user's weights) and is reused
 only for an input exactly equal to it (same shape, dtype, device, mixed-precision state
-and values), so a miss only costs a forward pass, never a wrong answer.
+and values), so a miss only costs a forward pass, never a wrong answer. Each thread has
+its own memo: CPU lanes (``scoring/lanes.py``) score different batches at once.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
@@ -19,7 +21,14 @@ import torch
 #: per-channel statistics: for EfficientNet-Lite, strides 2, 4, 8 and 16
 NUM_LEVELS = 4
 
-_MEMO: Dict[str, tuple] = {}
+_LOCAL = threading.local()
+
+
+def _memo() -> Dict[str, tuple]:
+    """This thread's memo: one batch per backbone slot."""
+    if not hasattr(_LOCAL, "memo"):
+        _LOCAL.memo = {}
+    return _LOCAL.memo
 
 
 @dataclass(frozen=True)
@@ -91,14 +100,15 @@ def proxy_outputs(backbone, x: torch.Tensor) -> ProxyOutputs:
         return ProxyOutputs(model(inp), None)
     key = _key(model, x)
     slot = memo_slot(backbone)
-    hit = _MEMO.get(slot)
+    memo = _memo()
+    hit = memo.get(slot)
     if hit is not None and hit[0] == key and torch.equal(hit[1], x):
         return hit[2]
     out = _run(model, inp)
-    _MEMO[slot] = (key, x.clone(), out)  # a copy: callers may reuse x
+    memo[slot] = (key, x.clone(), out)  # a copy: callers may reuse x
     return out
 
 
 def clear_memo() -> None:
-    """Forgets the last batch of every backbone (frees its memory)."""
-    _MEMO.clear()
+    """Forgets this thread's last batch of every backbone (frees its memory)."""
+    _memo().clear()

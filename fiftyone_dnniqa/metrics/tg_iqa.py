@@ -94,6 +94,7 @@ class TGIQAMetric(QualityMetric):
     name = "tg_iqa"
     higher_is_better = True
     supports_amp = True
+    supports_lanes = True
 
     def __init__(self, path: Optional[str] = None):
         super().__init__()

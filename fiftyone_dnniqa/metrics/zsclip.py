@@ -125,6 +125,7 @@ class ZSCLIPMetric(QualityMetric):
     needs_reference = False
     needs_labels = True  # task-guided: prompts come from the task's class names
     supports_amp = True
+    supports_lanes = True
 
     def __init__(
         self,

@@ -23,6 +23,7 @@ from typing import List, Optional
 import numpy as np
 
 from .field_checks import check_field_can_hold_scores
+from .lanes import open_lanes, scored_batches
 from .loading import SampleImages, batch_loader, decode_jpegs
 from .locks import FieldLock
 from .patch_execute import object_values, patch_loader, read_patch_work, score_patches
@@ -202,7 +203,8 @@ def _loader(plan, work, jobs, specs, batch_size, num_workers, raw_jpeg):
 
 def _score_rows(plan, jobs: List[Job], work: _Work, specs, loader, raw_jpeg, batch_size):
     """Decodes and scores the rows of the view, writing scores as it goes (the caller's
-    :class:`_Outcome` ends the runs, and saves what a failed call had not written yet)."""
+    :class:`_Outcome` ends the runs, and saves what a failed call had not written yet).
+    On a CPU, several batches are scored at once in lanes (:mod:`.lanes`)."""
     for i, reason in work.not_images.items():
         for j, job in enumerate(jobs):
             if work.todo[i, j]:
@@ -212,20 +214,24 @@ def _score_rows(plan, jobs: List[Job], work: _Work, specs, loader, raw_jpeg, bat
     bar = Progress(plan.progress, len(work.rows))
     state = {"max_batch": batch_size}
     cadence = WriteCadence(plan.write_every)
+
+    def score(batch, lane_jobs):
+        if raw_jpeg:
+            decode_jpegs(batch, specs, plan.device, plan.max_pixels)
+        for job_index, job in enumerate(lane_jobs):
+            score_batch(job, job_index, batch, sub_ids, sub_todo, plan.device, plan.amp, state)
+
     try:
         if not plan.skip_failures:  # a non-image sample of a mixed view, even with no batch to load
             _raise_first_failure(jobs)
-        for batch in loader:
-            if raw_jpeg:
-                decode_jpegs(batch, specs, plan.device, plan.max_pixels)
-            for job_index, job in enumerate(jobs):
-                score_batch(job, job_index, batch, sub_ids, sub_todo, plan.device, plan.amp, state)
-            bar.update(len(batch))
-            if cadence.due(len(batch)):
-                flush(plan.dataset, jobs)
-                cadence.written()
-            if not plan.skip_failures:
-                _raise_first_failure(jobs)
+        with open_lanes(jobs, plan.device) as lanes:
+            for batch in scored_batches(lanes, loader, score, jobs):
+                bar.update(len(batch))
+                if cadence.due(len(batch)):
+                    flush(plan.dataset, jobs)
+                    cadence.written()
+                if not plan.skip_failures:
+                    _raise_first_failure(jobs)
         flush(plan.dataset, jobs)
     finally:
         bar.close()
