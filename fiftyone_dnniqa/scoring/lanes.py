@@ -4,9 +4,9 @@ metrics on its own thread, instead of one batch at a time across torch's intra-o
 Torch's intra-op threads meet at the end of every parallel region, so one core taken by
 another program (the browser drawing the App, a test suite, even a job at ``nice 19``)
 stalls every operator on its slowest thread. Lanes share nothing while they score: a busy
-core slows one lane, not all. Measured on 2 cores (EfficientNet-Lite0, batches of 4,
-``benchmarks/throughput.py --lanes``): idle, 2 intra-op threads 52-58 img/s against 67-69
-for 2 lanes of 1 thread; beside a niced background job, 2-7 against 24-38.
+core slows one lane, not all. ``benchmarks/lanes.py`` (``aligned``, 120 real photos, 2
+cores): idle, 50.4 img/s in lanes against 40.8 in one lane; beside one busy process, 33.5
+against 6.1; beside one at ``nice 19``, 43.5 against 35.8.
 
 A lane records into a :class:`LaneJob` and hands the records over when its batch is done;
 the calling thread replays them into the real :class:`~.scorers.Job` in the loader's order,
