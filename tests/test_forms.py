@@ -17,12 +17,12 @@ import fiftyone.operators as foo
 from fiftyone.operators.executor import ExecutionContext, ValidationContext
 
 import fiftyone_dnniqa as dq
-from fiftyone_dnniqa.app import operators
 from fiftyone_dnniqa.analysis.fields import quality_fields
 from fiftyone_dnniqa.app.operators import _scoring_output
 from fiftyone_dnniqa.app.plugin import PLUGIN_NAME
 from fiftyone_dnniqa.metrics import catalog as C
 from fiftyone_dnniqa.metrics.registry import OFFLINE_PYIQA_METRICS
+from fiftyone_dnniqa.scoring import lanes as lanes_module
 from fiftyone_dnniqa.scoring import plan_quality
 
 URI = f"{PLUGIN_NAME}/compute_quality"
@@ -134,28 +134,28 @@ def test_the_operator_runs_several_metrics_from_the_form(installed_plugin, image
     assert res.result["field"] == "iqa_piqe, iqa_entropy" and res.result["scored"] == 4
 
 
-def test_the_operator_leaves_a_core_to_the_app_and_restores_the_threads(installed_plugin, imagenet_files,
-                                                                         make_dataset, monkeypatch):
-    """With every core in torch's parallel regions, the browser beside the App server
-    stalled each region (0.46x the command line on 2 cores): App runs score with one core
-    fewer than the machine has, and give the threads back afterwards."""
+def test_the_operator_scores_in_lanes_over_every_core(installed_plugin, imagenet_files, make_dataset, monkeypatch):
+    """On CPU the App's runs score in lanes over every core (scoring/lanes.py): a core the
+    browser takes slows one lane, where it stalled every intra-op region (0.46x the command
+    line on 2 cores). The threads are given back afterwards."""
     cores = len(os.sched_getaffinity(0))
-    seen, real = [], operators.execute_plan
+    opened, real_enter = [], lanes_module.Lanes.__enter__
 
-    def spy(plan, shard=None):
-        seen.append(torch.get_num_threads())
-        return real(plan, shard=shard)
+    def spy(self):
+        opened.append((self.n, self.threads_per_lane))
+        return real_enter(self)
 
-    monkeypatch.setattr(operators, "execute_plan", spy)
+    monkeypatch.setattr(lanes_module.Lanes, "__enter__", spy)
     before = torch.get_num_threads()
     torch.set_num_threads(cores)
     try:
-        ds = make_dataset(imagenet_files[:2])
+        ds = make_dataset(imagenet_files[:4])
         ds.persistent = True
-        res = foo.execute_operator(URI, ctx={"view": ds.view(), "params": {"metrics": ["entropy"], "num_workers": 0}})
+        res = foo.execute_operator(URI, ctx={"view": ds.view(), "params": {
+            "metrics": ["aligned"], "num_workers": 0, "batch_size": 1}})
         assert res.error is None, res.error
-        assert seen == [max(1, cores - 1)] and res.result["cpu_threads"] == max(1, cores - 1)
-        assert torch.get_num_threads() == cores
+        assert opened == ([lanes_module.lane_split(cores)] if cores > 1 else [])
+        assert ds.count("iqa_aligned") == 4 and torch.get_num_threads() == cores
     finally:
         torch.set_num_threads(before)
 

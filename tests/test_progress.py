@@ -3,7 +3,6 @@ operator yields FiftyOne's ``set_progress`` messages with a count and the time l
 the result dialog, through FiftyOne's own generator execution path."""
 
 import asyncio
-import os
 import threading
 import time
 
@@ -101,8 +100,7 @@ def test_the_operator_streams_its_progress_then_the_result(installed_plugin, mak
     assert [uri for uri, _ in calls[-2:]] == ["reload_dataset", "show_output"]
     shown = calls[-1][1]
     assert shown["results"]["scored"] == 6 and shown["results"]["field"] == "q"
-    assert set(shown["outputs"]["type"]["properties"]) == {"field", "scored", "startup_s", "images_per_s", "cpu_threads"}
-    assert shown["results"]["cpu_threads"] == max(1, len(os.sched_getaffinity(0)) - 1)  # a core left to the App
+    assert set(shown["outputs"]["type"]["properties"]) == {"field", "scored", "startup_s", "images_per_s"}
     assert shown["results"]["startup_s"] >= 0.3  # building the metric, shown apart from the rate
     # the scores landed
     ds.reload()

@@ -13,7 +13,6 @@ import fiftyone.operators.types as types
 from fiftyone.operators.message import GeneratedMessage, MessageType
 
 from ..analysis.report import safe_join, write_report
-from ..core.devices import leave_cores_free
 from ..corruptions import SUITES, build_sweep, list_corruptions, resolve_corruptions
 from ..metrics.options import metric_options_with_proxy
 from ..metrics.training import fit_tg_iqa
@@ -153,9 +152,8 @@ def _score(ctx, progress) -> dict:
     if plan.device is None:
         outcome = _scoring_outcome(queue_shards(plan, int(p["shards"])))
     else:
-        with leave_cores_free() as threads:  # a core for the App and the browser
-            outcome = _scoring_outcome(execute_plan(plan, shard=shard))
-        outcome.update(startup_s=round(startup_s, 2), cpu_threads=threads)
+        outcome = _scoring_outcome(execute_plan(plan, shard=shard))  # on CPU in lanes (scoring/lanes.py)
+        outcome.update(startup_s=round(startup_s, 2))
     if objects:  # scores and failure reasons are attributes of the objects
         outcome.update(unit="objects", patches_field=p["patches_field"], attributes=", ".join(plan.attributes))
     elif video:  # counts and rates are of sampled frames
@@ -221,8 +219,6 @@ def _scoring_output(result: dict):
         outputs.float("startup_s", label="Start-up: building the metric (seconds)")
     rate = "Frames" if unit == "frames" else "Images"
     outputs.float("images_per_s", label=f"{rate} per second (after building the metric)")
-    if result.get("cpu_threads"):
-        outputs.int("cpu_threads", label="CPU threads (one core left to the App)")
     return types.Property(outputs, view=types.View(label="Quality scores stored"))
 
 
