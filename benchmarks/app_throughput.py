@@ -8,6 +8,10 @@ field of the same dataset of real photos:
                   pressed (captured with Playwright): an immediate run that streams its progress
   App (Chromium)  headless Chromium on the App: the operator browser, the form's Field filled,
                   Execute pressed, until the result dialog shows
+  App (Chromium without animations)
+                  the same, with the page's CSS animations and transitions switched off for the
+                  run (a diagnostic, not a user's path: what the App's own animations, drawn in
+                  software by headless Chromium, cost the run)
 The App server runs on loopback with the plugin installed into a plugins folder of its own.
 For each run: the run record's images/s (``execute_plan`` alone: reading the view, the
 loader, scoring, writing; building the metric excluded), the wall time of the call (the
@@ -115,6 +119,10 @@ def run_app(url: str, dataset_name: str, metric: str, field: str) -> dict:
     return {"wall_s": wall, "messages": len(lines)}
 
 
+#: CSS that stops every animation and transition of the page
+STILL = "*, *::before, *::after { animation: none !important; transition: none !important; }"
+
+
 class Browser:
     """Headless Chromium on the App: the form filled and Execute pressed, as a user does."""
 
@@ -146,8 +154,15 @@ class Browser:
         item.first.click()
         page.get_by_text("Sample field for the scores (also the run key)").wait_for(timeout=120_000)
 
-    def run(self, field: str) -> dict:
+    def idle_cpu(self, seconds: float = 5.0) -> float:
+        """Cores the browser uses on the App's dataset page, doing nothing."""
+        cpu0 = cpu_seconds(self.procs)
+        time.sleep(seconds)
+        return (cpu_seconds(self.procs) - cpu0) / seconds
+
+    def run(self, field: str, still: bool = False) -> dict:
         page = self.page
+        style = page.add_style_tag(content=STILL) if still else None
         self._open_form()
         box = page.locator('xpath=//p[text()="Field"]/ancestor::div[contains(@class,"MuiGrid-item")][1]//input')
         box.first.fill(field)
@@ -157,6 +172,8 @@ class Browser:
         page.get_by_text("Images scored").wait_for(timeout=900_000)
         wall, cpu = time.perf_counter() - t0, cpu_seconds(self.procs) - cpu0
         page.get_by_role("button", name="Done").click(timeout=60_000)
+        if style is not None:
+            style.evaluate("e => e.remove()")
         return {"wall_s": wall, "browser_cpu_s": cpu}
 
     def close(self):
@@ -195,11 +212,12 @@ def make_dataset(n: int):
     return ds
 
 
-PATHS = ("CLI", "App (HTTP)", "App (Chromium)")
+PATHS = ("CLI", "App (HTTP)", "App (Chromium)", "App (Chromium without animations)")
 
 
-def measure(n: int, repeats: int, metric: str, paths=PATHS) -> dict:
-    """Each path ``repeats`` times, interleaved; each run writes a field of its own."""
+def measure(n: int, repeats: int, metric: str, paths=PATHS):
+    """Each path ``repeats`` times, interleaved; each run writes a field of its own.
+    Returns the runs by path and the cores the browser used idle on the page (or None)."""
     import psutil
 
     ds = make_dataset(n)
@@ -207,7 +225,8 @@ def measure(n: int, repeats: int, metric: str, paths=PATHS) -> dict:
     folder = tempfile.mkdtemp(prefix="dnniqa-app-throughput-")
     proc, url = start_server(folder)
     server = psutil.Process(proc.pid)
-    browser = Browser(url, ds.name) if "App (Chromium)" in paths else None
+    browser = Browser(url, ds.name) if any(p.startswith("App (Chromium") for p in paths) else None
+    idle = browser.idle_cpu() if browser is not None else None
     try:
         for rep in range(repeats):
             for k, path in enumerate(paths):
@@ -218,7 +237,7 @@ def measure(n: int, repeats: int, metric: str, paths=PATHS) -> dict:
                 elif path == "App (HTTP)":
                     out = run_app(url, ds.name, metric, field)
                 else:
-                    out = browser.run(field)
+                    out = browser.run(field, still="without animations" in path)
                 out["server_cpu_s"] = cpu_seconds([server]) - server_cpu0
                 out.update(record(ds, field))
                 rows[path].append(out)
@@ -234,14 +253,14 @@ def measure(n: int, repeats: int, metric: str, paths=PATHS) -> dict:
             proc.kill()
             proc.wait()
         ds.delete()
-    return rows
+    return rows, idle
 
 
 def _join(runs, key, digits):
     return ", ".join(f"{r[key]:.{digits}f}" for r in runs)
 
 
-def table(rows: dict, n: int, metric: str) -> str:
+def table(rows: dict, n: int, metric: str, idle=None) -> str:
     import torch
 
     def med(path, key):
@@ -267,7 +286,11 @@ def table(rows: dict, n: int, metric: str) -> str:
                      f"{med(path, 'browser_cpu_s'):.1f} |")
     lines += ["", f"Scores identical across all runs: {same} (largest difference from the first run: {gap:.2e}). "
               "Real photos, a real metric, the real App "
-              "server and Chromium; nothing synthetic.", ""]
+              "server and Chromium; nothing synthetic."]
+    if idle is not None:
+        lines.append(f"The browser on the App's dataset page, before any run and doing nothing, used {idle:.2f} "
+                     "of a core (measured over 5 s).")
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -280,8 +303,8 @@ def main(argv=None):
     ap.add_argument("--out", help="write the markdown table to this file")
     args = ap.parse_args(argv)
     os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
-    rows = measure(args.n, args.repeats, args.metric, [p.strip() for p in args.paths.split(",")])
-    text = table(rows, args.n, args.metric)
+    rows, idle = measure(args.n, args.repeats, args.metric, [p.strip() for p in args.paths.split(",")])
+    text = table(rows, args.n, args.metric, idle)
     print(text)
     if args.out:
         with open(args.out, "w") as f:
