@@ -8,6 +8,7 @@ import os
 import av
 import numpy as np
 import pytest
+import torch
 from sklearn.metrics import roc_auc_score
 
 import fiftyone as fo
@@ -15,6 +16,7 @@ import fiftyone_dnniqa as dq
 from fiftyone_dnniqa.analysis.video import hard_segments
 from fiftyone_dnniqa.core.video import write_video
 from fiftyone_dnniqa.metrics.base import InputSpec, QualityMetric
+from fiftyone_dnniqa.scoring import lanes as lanes_module
 from fiftyone_dnniqa.scoring import video_loading
 
 from test_video_core import episode_clip, spoil
@@ -274,3 +276,29 @@ def test_the_command_line_scores_every_nth_frame(videos, capsys):
         vals = np.array([v for _, v in scored])
         assert mean == pytest.approx(vals.mean()) and low == pytest.approx((vals < 6.5).mean())
     assert dq.load_quality_run(videos, "iqa_entropy").config.frame_step == 7
+
+
+class LaneFrameMean(FrameMean):
+    """FrameMean, declared safe to copy: runs on video score it in CPU lanes."""
+
+    supports_lanes = True
+
+
+def test_frames_scored_in_lanes_equal_the_hand_computation(videos, clips, monkeypatch):
+    opened, real_enter = [], lanes_module.Lanes.__enter__
+
+    def spy(self):
+        opened.append((self.n, self.threads_per_lane))
+        return real_enter(self)
+
+    monkeypatch.setattr(lanes_module.Lanes, "__enter__", spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        r = dq.compute_quality(videos, LaneFrameMean(), frame_step=2, num_workers=0, batch_size=3, progress=False)
+    finally:
+        torch.set_num_threads(before)
+    assert opened == [(2, 1)] and r.num_frames_scored == 2 * len(range(1, N + 1, 2))
+    for vals, (path, _, _) in zip(videos.values("frames.iqa_frame_mean"), clips):
+        assert np.allclose(vals, [f.mean() for f in pyav_frames(path)][::2], atol=1e-6)
+    assert videos.values("iqa_frame_mean_frames") == [N // 2, N // 2]

@@ -16,6 +16,7 @@ from typing import List, Optional
 import numpy as np
 
 from ..core.boxes import polyline_box
+from .lanes import open_lanes, scored_batches
 from .loading import SampleImages, batch_loader, decode_jpegs
 from .patch_writer import ObjectValues
 from .patches import NATIVE, PatchCropper, batch_objects, box_problem
@@ -136,21 +137,25 @@ def score_patches(plan, jobs: List[Job], work: PatchWork, specs, loader, raw_jpe
     bar = Progress(plan.progress, len(work.rows))
     state = {"max_batch": batch_size}
     cadence = WriteCadence(plan.write_every)
+
+    def score(batch, lane_jobs):
+        if raw_jpeg:
+            decode_jpegs(batch, [NATIVE], plan.device, plan.max_pixels)
+        objects = batch_objects(batch, cropper)
+        for j, job in enumerate(lane_jobs):
+            score_batch(job, j, objects, work.ids, work.todo, plan.device, plan.amp, state)
+
     try:
         if not plan.skip_failures:
             raise_first_failure(jobs)
-        for batch in loader:
-            if raw_jpeg:
-                decode_jpegs(batch, [NATIVE], plan.device, plan.max_pixels)
-            objects = batch_objects(batch, cropper)
-            for j, job in enumerate(jobs):
-                score_batch(job, j, objects, work.ids, work.todo, plan.device, plan.amp, state)
-            bar.update(len(batch))
-            if cadence.due(len(batch)):
-                writer.flush(plan.dataset, jobs)
-                cadence.written()
-            if not plan.skip_failures:
-                raise_first_failure(jobs)
+        with open_lanes(jobs, plan.device) as lanes:
+            for batch in scored_batches(lanes, loader, score, jobs):
+                bar.update(len(batch))
+                if cadence.due(len(batch)):
+                    writer.flush(plan.dataset, jobs)
+                    cadence.written()
+                if not plan.skip_failures:
+                    raise_first_failure(jobs)
         writer.flush(plan.dataset, jobs)
     finally:
         bar.close()

@@ -24,6 +24,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from .lanes import open_lanes, scored_batches
 from .loading import batch_loader
 from .plan import QualityPlan
 from .runs import list_quality_runs
@@ -147,24 +148,35 @@ def score_videos(plan: QualityPlan, jobs: List[Job], work: VideoWork, loader, ba
     bar = Progress(plan.progress, len(work.rows), unit="videos")
     state = {"max_batch": batch_size}
     cadence = WriteCadence(plan.write_every)
+
+    def score(prepared, lane_jobs):
+        frames, keys, todo, _ = prepared
+        for j, job in enumerate(lane_jobs):
+            score_batch(job, j, frames, keys, todo, plan.device, plan.amp, state)
+
     try:
-        for batch in loader:
-            frames, keys, todo, ends = frame_batches(batch, work.ids)
-            for j, job in enumerate(jobs):
-                score_batch(job, j, frames, keys, todo, plan.device, plan.amp, state)
-            for end in ends:
-                writer.end_video(end)
-            bar.update(len(ends))
-            if cadence.due(len(frames)):
-                writer.flush(plan.dataset, jobs)
-                cadence.written()
-            if not plan.skip_failures:
-                raise_first_failure(jobs)
-                if writer.video_errors:
-                    sid, reason = next(iter(writer.video_errors.items()))
-                    raise RuntimeError(f"could not read video {sid}: {reason}")
+        prepared = (frame_batches(batch, work.ids) for batch in loader)
+        with open_lanes(jobs, plan.device) as lanes:
+            for frames, _, _, ends in scored_batches(lanes, prepared, score, jobs):
+                _after_batch(plan, jobs, writer, bar, cadence, frames, ends, raise_first_failure)
         writer.flush(plan.dataset, jobs)
         writer.finish(plan.dataset, jobs)
     finally:
         writer.record_outcome(jobs)
         bar.close()
+
+
+def _after_batch(plan, jobs, writer, bar, cadence, frames, ends, raise_first_failure) -> None:
+    """Once a batch's scores are recorded: its finished videos, progress, write-back, and
+    the first failure raised unless failures are skipped."""
+    for end in ends:
+        writer.end_video(end)
+    bar.update(len(ends))
+    if cadence.due(len(frames)):
+        writer.flush(plan.dataset, jobs)
+        cadence.written()
+    if not plan.skip_failures:
+        raise_first_failure(jobs)
+        if writer.video_errors:
+            sid, reason = next(iter(writer.video_errors.items()))
+            raise RuntimeError(f"could not read video {sid}: {reason}")
