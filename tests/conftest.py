@@ -239,3 +239,18 @@ def worker_exit_codes(monkeypatch):
 
     monkeypatch.setattr(_MultiProcessingDataLoaderIter, "_shutdown_workers", shutdown_and_record)
     return codes
+
+
+@pytest.fixture
+def lanes_opened(monkeypatch):
+    """``(lanes, threads per lane)`` of every CPU-lanes context the test opens (scoring/lanes.py)."""
+    from fiftyone_dnniqa.scoring import lanes  # after the database settings above
+
+    opened, real_enter = [], lanes.Lanes.__enter__
+
+    def spy(self):
+        opened.append((self.n, self.threads_per_lane))
+        return real_enter(self)
+
+    monkeypatch.setattr(lanes.Lanes, "__enter__", spy)
+    return opened

@@ -134,18 +134,11 @@ def test_the_operator_runs_several_metrics_from_the_form(installed_plugin, image
     assert res.result["field"] == "iqa_piqe, iqa_entropy" and res.result["scored"] == 4
 
 
-def test_the_operator_scores_in_lanes_over_every_core(installed_plugin, imagenet_files, make_dataset, monkeypatch):
+def test_the_operator_scores_in_lanes_over_every_core(installed_plugin, imagenet_files, make_dataset, lanes_opened):
     """On CPU the App's runs score in lanes over every core (scoring/lanes.py): a core the
     browser takes slows one lane, where it stalled every intra-op region (0.46x the command
     line on 2 cores). The threads are given back afterwards."""
     cores = len(os.sched_getaffinity(0))
-    opened, real_enter = [], lanes_module.Lanes.__enter__
-
-    def spy(self):
-        opened.append((self.n, self.threads_per_lane))
-        return real_enter(self)
-
-    monkeypatch.setattr(lanes_module.Lanes, "__enter__", spy)
     before = torch.get_num_threads()
     torch.set_num_threads(cores)
     try:
@@ -154,7 +147,7 @@ def test_the_operator_scores_in_lanes_over_every_core(installed_plugin, imagenet
         res = foo.execute_operator(URI, ctx={"view": ds.view(), "params": {
             "metrics": ["aligned"], "num_workers": 0, "batch_size": 1}})
         assert res.error is None, res.error
-        assert opened == ([lanes_module.lane_split(cores)] if cores > 1 else [])
+        assert lanes_opened == ([lanes_module.lane_split(cores)] if cores > 1 else [])
         assert ds.count("iqa_aligned") == 4 and torch.get_num_threads() == cores
     finally:
         torch.set_num_threads(before)

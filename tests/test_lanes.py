@@ -11,7 +11,6 @@ import fiftyone as fo
 import fiftyone_dnniqa as dq
 from fiftyone_dnniqa.core.images import InputSpec, prepare, read_image, to_float
 from fiftyone_dnniqa.metrics import QualityMetric
-from fiftyone_dnniqa.scoring import lanes as lanes_module
 from fiftyone_dnniqa.scoring.lanes import Lanes, lane_split, open_lanes, scored_batches
 from fiftyone_dnniqa.scoring.scorers import Job, score_batch
 
@@ -168,19 +167,11 @@ def two_threads():
 
 
 def test_aligned_on_real_photos_through_two_lanes_equals_the_metric_called_directly(
-        imagenet_files, make_dataset, two_threads, monkeypatch):
+        imagenet_files, make_dataset, two_threads, lanes_opened):
     files = imagenet_files[:10]
     ds = make_dataset(files)
-    opened = []
-    real_enter = Lanes.__enter__
-
-    def spy(self):
-        opened.append((self.n, self.threads_per_lane))
-        return real_enter(self)
-
-    monkeypatch.setattr(lanes_module.Lanes, "__enter__", spy)
     res = dq.compute_quality(ds, "aligned", batch_size=2, num_workers=0)
-    assert opened == [(2, 1)] and res.num_scored == 10
+    assert lanes_opened == [(2, 1)] and res.num_scored == 10
     metric = dq.create_metric("aligned")
     with torch.inference_mode():
         direct = metric.score(to_float(torch.stack([prepare(read_image(f), metric.input_spec) for f in files])))

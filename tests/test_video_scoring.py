@@ -16,7 +16,6 @@ import fiftyone_dnniqa as dq
 from fiftyone_dnniqa.analysis.video import hard_segments
 from fiftyone_dnniqa.core.video import write_video
 from fiftyone_dnniqa.metrics.base import InputSpec, QualityMetric
-from fiftyone_dnniqa.scoring import lanes as lanes_module
 from fiftyone_dnniqa.scoring import video_loading
 
 from test_video_core import episode_clip, spoil
@@ -284,21 +283,14 @@ class LaneFrameMean(FrameMean):
     supports_lanes = True
 
 
-def test_frames_scored_in_lanes_equal_the_hand_computation(videos, clips, monkeypatch):
-    opened, real_enter = [], lanes_module.Lanes.__enter__
-
-    def spy(self):
-        opened.append((self.n, self.threads_per_lane))
-        return real_enter(self)
-
-    monkeypatch.setattr(lanes_module.Lanes, "__enter__", spy)
+def test_frames_scored_in_lanes_equal_the_hand_computation(videos, clips, lanes_opened):
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
         r = dq.compute_quality(videos, LaneFrameMean(), frame_step=2, num_workers=0, batch_size=3, progress=False)
     finally:
         torch.set_num_threads(before)
-    assert opened == [(2, 1)] and r.num_frames_scored == 2 * len(range(1, N + 1, 2))
+    assert lanes_opened == [(2, 1)] and r.num_frames_scored == 2 * len(range(1, N + 1, 2))
     for vals, (path, _, _) in zip(videos.values("frames.iqa_frame_mean"), clips):
         assert np.allclose(vals, [f.mean() for f in pyav_frames(path)][::2], atol=1e-6)
     assert videos.values("iqa_frame_mean_frames") == [N // 2, N // 2]
