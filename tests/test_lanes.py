@@ -11,7 +11,8 @@ import fiftyone as fo
 import fiftyone_dnniqa as dq
 from fiftyone_dnniqa.core.images import InputSpec, prepare, read_image, to_float
 from fiftyone_dnniqa.metrics import QualityMetric
-from fiftyone_dnniqa.scoring.lanes import Lanes, lane_split, open_lanes, scored_batches
+from fiftyone_dnniqa.scoring import lanes as lanes_module
+from fiftyone_dnniqa.scoring.lanes import Lanes, lane_split, open_lanes, scored_batches, weight_bytes
 from fiftyone_dnniqa.scoring.scorers import Job, score_batch
 
 
@@ -202,3 +203,29 @@ def test_a_slow_batch_never_waits_on_a_lane_held_by_a_later_one():
         done = list(scored_batches(lanes, batches, score, [job]))
     assert waited == [True]
     assert [b[0]["index"] for b in done] == [0, 2, 4] and list(job.scores) == [f"s{i}" for i in range(6)]
+
+
+class Heavy(Copyable):
+    """Holds 4 MiB of weights, in a list of objects holding modules (as aligned holds its backbones)."""
+
+    def __init__(self):
+        super().__init__()
+
+        class Holder:
+            pass
+
+        self.parts = [Holder()]
+        self.parts[0].model = torch.nn.Linear(1024, 1024, bias=False)  # 4 MiB of float32
+        self.parts[0].same = self.parts[0].model  # shared: counted once
+
+
+def test_copies_stay_within_the_weight_budget(monkeypatch):
+    job = Job(metric=Heavy(), field="q", spec_index=0, in_worker=False, todo=np.ones(1, dtype=bool))
+    assert weight_bytes(job.metric) == 1024 * 1024 * 4
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(lanes_module, "COPY_BUDGET_BYTES", 2 * 4 * 2**20)  # two copies fit
+    with open_lanes([job], cpu, threads=4) as lanes:
+        assert lanes.n == 3 and lanes.threads_per_lane == 1
+    monkeypatch.setattr(lanes_module, "COPY_BUDGET_BYTES", 4 * 2**20 - 1)  # not one copy
+    with open_lanes([job], cpu, threads=4) as lanes:
+        assert lanes is None

@@ -28,12 +28,14 @@ import torch
 
 from .scorers import Job
 
-__all__ = ["LaneJob", "Lanes", "lane_split", "open_lanes", "scored_batches"]
+__all__ = ["LaneJob", "Lanes", "lane_split", "open_lanes", "scored_batches", "weight_bytes"]
 
 logger = logging.getLogger(__name__)
 
 #: at most this many lanes: each holds a copy of every metric the main process runs
 MAX_LANES = 4
+#: the copies of every lane but the first together hold at most this many bytes of weights
+COPY_BUDGET_BYTES = 2 * 2**30
 
 
 def lane_split(threads: int, max_lanes: int = MAX_LANES) -> Tuple[int, int]:
@@ -127,15 +129,46 @@ class Lanes:
             yield batch_done, future.result()
 
 
+def _modules(value, depth: int, seen: set) -> Iterator[torch.nn.Module]:
+    """The torch modules ``value`` holds: itself, or inside its attributes, lists and dicts,
+    ``depth`` levels down."""
+    if id(value) in seen or depth < 0:
+        return
+    seen.add(id(value))
+    if isinstance(value, torch.nn.Module):
+        yield value
+    elif isinstance(value, (list, tuple, set)):
+        for item in value:
+            yield from _modules(item, depth - 1, seen)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _modules(item, depth - 1, seen)
+    elif hasattr(value, "__dict__") and not isinstance(value, (type, torch.Tensor)):
+        for item in vars(value).values():
+            yield from _modules(item, depth - 1, seen)
+
+
+def weight_bytes(metric) -> int:
+    """Bytes of the parameters and buffers of the torch modules a metric holds (in its
+    attributes, three levels down: a list of backbone objects holding their models)."""
+    tensors = {id(t): t for m in _modules(metric, 3, set()) for t in (*m.parameters(), *m.buffers())}
+    return sum(t.numel() * t.element_size() for t in tensors.values())
+
+
 def open_lanes(jobs: Sequence[Job], device: torch.device, threads: Optional[int] = None):
     """:class:`Lanes` for a run on the CPU whose metrics score in the main process and
     all declare ``supports_lanes``, with the budget of ``threads`` intra-op threads
-    (default: torch's current count); a null context (``None``) on CUDA, with one thread,
-    or when nothing scores in the main process."""
+    (default: torch's current count), as many as :data:`COPY_BUDGET_BYTES` of copied
+    weights allow; a null context (``None``) on CUDA, with one thread, or when nothing
+    scores in the main process."""
     budget = torch.get_num_threads() if threads is None else threads
     n, per_lane = lane_split(budget)
     main = [job.metric for job in jobs if not job.in_worker]
     if device.type != "cpu" or n < 2 or not main or not all(getattr(m, "supports_lanes", False) for m in main):
+        return contextlib.nullcontext(None)
+    per_copy = sum(weight_bytes(m) for m in main)
+    n = min(n, 1 + COPY_BUDGET_BYTES // max(1, per_copy))  # big models: fewer copies
+    if n < 2:
         return contextlib.nullcontext(None)
     try:
         return Lanes(jobs, n, per_lane)
