@@ -181,6 +181,10 @@ def test_the_figure_draws_level_segments_outcomes_and_the_clip(scored):
     quality = [t for t in fig["data"] if t["mode"] == "lines+markers"]
     assert [t["name"] for t in quality] == [v["name"] for v in tl["videos"]]
     assert [t["yaxis"] for t in quality] == ["y", "y2", "y3"]
+    every = [q for v in tl["videos"] for q in v["quality"]] + [tl["level"]]
+    ranges = [fig["layout"][f"yaxis{a}"]["range"] for a in ("", "2", "3")]
+    assert ranges[0] == ranges[1] == ranges[2]  # one scale: a clean video does not zoom into its noise
+    assert ranges[0][0] < min(every) and ranges[0][1] > max(every)
     for t, v in zip(quality, tl["videos"]):
         assert t["ids"] == [json.dumps([v["id"], f]) for f in v["frames"]] and t["y"] == v["quality"]
     misses = [t for t in fig["data"] if t["name"] == "frames with missed objects (det)"]

@@ -172,10 +172,13 @@ def timeline_figure(tl: dict, highlight: Optional[dict] = None) -> Optional[dict
     gap = 0.08 if len(videos) > 1 else 0.0
     row = (1 - gap * (len(videos) - 1)) / len(videos)
     data, shapes, layout, legend = [], [], {}, set()
+    shown = [q for v in videos for q in v["quality"]] + [tl["level"]]
+    pad = 0.08 * (max(shown) - min(shown)) or 0.05
+    y_range = [min(shown) - pad, max(shown) + pad]  # one scale for every row: rows compare at a glance
     for i, v in enumerate(videos):
         axis = "" if i == 0 else str(i + 1)
         top = 1 - i * (row + gap)
-        layout[f"yaxis{axis}"] = {"domain": [max(top - row, 0), top], "anchor": "x",
+        layout[f"yaxis{axis}"] = {"domain": [max(top - row, 0), top], "anchor": "x", "range": y_range,
                                   "title": {"text": v["name"] if len(v["name"]) <= 18 else v["name"][:16] + "..",
                                             "font": {"size": 12}}}
         ids = [timeline_point_id(v["id"], f) for f in v["frames"]]
