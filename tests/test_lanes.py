@@ -28,10 +28,16 @@ class Copyable(QualityMetric):
     barrier = None
     fail_value = None
     calls = 0
+    modules: set = set()
+
+    def __init__(self):
+        super().__init__()
+        self.inner = torch.nn.Identity()  # a lane's copy must hold its own modules
 
     def score(self, images, references=None):
         me = id(self)
         with Copyable.lock:
+            Copyable.modules.add(id(self.inner))
             first_two = Copyable.calls < 2
             Copyable.calls += 1
             Copyable.active[me] = Copyable.active.get(me, 0) + 1
@@ -55,6 +61,7 @@ class Copyable(QualityMetric):
 def copyable():
     Copyable.active, Copyable.overlap = {}, {"max_per_copy": 0, "max_total": 0}
     Copyable.barrier, Copyable.fail_value, Copyable.calls = threading.Barrier(2), None, 0
+    Copyable.modules = set()
     yield Copyable
     Copyable.barrier, Copyable.fail_value = None, None
 
@@ -101,6 +108,7 @@ def test_lanes_score_at_once_on_their_own_copies_and_record_in_loader_order(copy
     assert copyable.overlap["max_total"] >= 2  # two lanes met at the barrier
     assert copyable.overlap["max_per_copy"] == 1  # never one copy in two lanes at once
     assert len(copyable.active) == 3 and id(metric) in copyable.active  # lane 0 keeps the original
+    assert len(copyable.modules) == 3  # deep copies: no module shared between lanes
 
 
 def test_a_failing_sample_in_a_lane_is_isolated_like_in_one_lane(copyable):
@@ -206,7 +214,8 @@ def test_a_slow_batch_never_waits_on_a_lane_held_by_a_later_one():
 
 
 class Heavy(Copyable):
-    """Holds 4 MiB of weights, in a list of objects holding modules (as aligned holds its backbones)."""
+    """Holds 4 MiB of weights (a weight and a bias), in a list of objects holding modules (as
+    aligned holds its backbones)."""
 
     def __init__(self):
         super().__init__()
@@ -215,17 +224,44 @@ class Heavy(Copyable):
             pass
 
         self.parts = [Holder()]
-        self.parts[0].model = torch.nn.Linear(1024, 1024, bias=False)  # 4 MiB of float32
+        self.parts[0].model = torch.nn.Linear(1024, 1023)  # 4 MiB of float32, weight and bias
         self.parts[0].same = self.parts[0].model  # shared: counted once
 
 
 def test_copies_stay_within_the_weight_budget(monkeypatch):
     job = Job(metric=Heavy(), field="q", spec_index=0, in_worker=False, todo=np.ones(1, dtype=bool))
-    assert weight_bytes(job.metric) == 1024 * 1024 * 4
+    assert weight_bytes(job.metric) == (1024 * 1023 + 1023) * 4
     cpu = torch.device("cpu")
-    monkeypatch.setattr(lanes_module, "COPY_BUDGET_BYTES", 2 * 4 * 2**20)  # two copies fit
+    size = weight_bytes(job.metric)
+    monkeypatch.setattr(lanes_module, "COPY_BUDGET_BYTES", 2 * size)  # two copies fit
     with open_lanes([job], cpu, threads=4) as lanes:
         assert lanes.n == 3 and lanes.threads_per_lane == 1
-    monkeypatch.setattr(lanes_module, "COPY_BUDGET_BYTES", 4 * 2**20 - 1)  # not one copy
+    monkeypatch.setattr(lanes_module, "COPY_BUDGET_BYTES", size - 1)  # not one copy
     with open_lanes([job], cpu, threads=4) as lanes:
+        assert lanes is None
+
+
+def test_without_lanes_batches_are_scored_in_order_into_the_jobs_themselves():
+    items, images = _items(6)
+    job = Job(metric=Copyable(), field="q", spec_index=0, in_worker=False, todo=np.ones(6, dtype=bool))
+    seen = []
+
+    def score(batch, lane_jobs):
+        seen.append((batch[0]["index"], lane_jobs[0] is job))
+        for item in batch:
+            lane_jobs[0].record(f"s{item['index']}", float(item["index"]), None)
+
+    done = list(scored_batches(None, [items[i:i + 2] for i in range(0, 6, 2)], score, [job]))
+    assert seen == [(0, True), (2, True), (4, True)] and [b[0]["index"] for b in done] == [0, 2, 4]
+    assert job.scores == {f"s{i}": float(i) for i in range(6)}
+
+
+def test_a_metric_that_cannot_be_copied_scores_in_one_lane():
+    class Locked(Copyable):
+        def __init__(self):
+            super().__init__()
+            self.lock_held = threading.Lock()  # deepcopy refuses locks
+
+    job = Job(metric=Locked(), field="q", spec_index=0, in_worker=False, todo=np.ones(1, dtype=bool))
+    with open_lanes([job], torch.device("cpu"), threads=2) as lanes:
         assert lanes is None
