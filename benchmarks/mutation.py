@@ -60,6 +60,7 @@ MODULES = {
     # the loader: its dataset and DataLoader reach the tests through the engine's runs
     "scoring/loading.py": (["tests/test_loading.py", "tests/test_device_decode.py", "tests/test_execute.py",
                             "tests/test_objects.py"], []),
+    "scoring/lanes.py": (["tests/test_lanes.py"], []),
 }
 
 
