@@ -63,10 +63,6 @@ class LaneJob:
     def in_worker(self):
         return self.job.in_worker
 
-    @property
-    def field(self):
-        return self.job.field
-
     def record(self, sid, score, reason) -> None:
         self.records.append((sid, score, reason))
 
