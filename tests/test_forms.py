@@ -316,6 +316,10 @@ def test_the_result_dialog_names_the_error_field_and_shows_only_its_rows():
     assert frames["scored"].view.label == "Frames scored"
     assert frames["failed"].view.label == "Frames that could not be scored (reasons in frames.iqa_a_error)"
     assert frames["images_per_s"].view.label == "Frames per second (after building the metric)"
+    objects = _scoring_output({"field": "iqa_a", "scored": 9, "failed": 0, "images_per_s": 4.0, "unit": "objects",
+                               "patches_field": "boxes", "attributes": "iqa_a"}).type.properties
+    assert objects["scored"].view.label == "Objects scored"  # the run record's rate counts objects too
+    assert objects["images_per_s"].view.label == "Objects per second (after building the metric)"
     queued = _scoring_output({"field": "iqa_a", "status": "queued", "queued": 3}).type.properties
     assert set(queued) == {"field", "queued"}
 

@@ -152,8 +152,8 @@ def _score(ctx, progress) -> dict:
     if plan.device is None:
         outcome = _scoring_outcome(queue_shards(plan, int(p["shards"])))
     else:
-        outcome = _scoring_outcome(execute_plan(plan, shard=shard))  # on CPU in lanes (scoring/lanes.py)
-        outcome.update(startup_s=round(startup_s, 2))
+        outcome = _scoring_outcome(execute_plan(plan, shard=shard))
+        outcome["startup_s"] = round(startup_s, 2)
     if objects:  # scores and failure reasons are attributes of the objects
         outcome.update(unit="objects", patches_field=p["patches_field"], attributes=", ".join(plan.attributes))
     elif video:  # counts and rates are of sampled frames
@@ -217,8 +217,7 @@ def _scoring_output(result: dict):
         outputs.int("failed", label=f"{unit.capitalize()} that could not be scored (reasons in {where})")
     if result.get("startup_s") is not None:
         outputs.float("startup_s", label="Start-up: building the metric (seconds)")
-    rate = "Frames" if unit == "frames" else "Images"
-    outputs.float("images_per_s", label=f"{rate} per second (after building the metric)")
+    outputs.float("images_per_s", label=f"{unit.capitalize()} per second (after building the metric)")
     return types.Property(outputs, view=types.View(label="Quality scores stored"))
 
 
