@@ -304,6 +304,8 @@ def test_walk_through_compute_rank_drill_down_and_back(sync_playwright, demo_dat
         # progress while it runs (start-up first, then counts), then the result
         page.get_by_text(re.compile(r"^(Starting: building the metric|scored \d+ of 16 images)")).first \
             .wait_for(timeout=60_000)
+        # the form's dialog has closed: no hidden "Executing..." bar animates under the progress
+        assert _wait_for(lambda: page.locator(".MuiLinearProgress-indeterminate").count() == 0, timeout=1.0)
         _save(page, tmp_path, "walk_3_progress.png")
         page.get_by_text("Images scored").wait_for(timeout=240_000)
         _save(page, tmp_path, "walk_3_result.png")

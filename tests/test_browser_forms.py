@@ -62,9 +62,9 @@ def test_a_misspelt_option_is_refused_inline_and_a_build_error_ends_the_run(
         _labelled_input(page, "Proxy weights").fill("/nowhere/my_classifier.pth")
         assert _wait_for(lambda: _execute(page).is_enabled(), timeout=30)
         _execute(page).click(timeout=30_000)
-        page.get_by_text(re.compile(r"^Failed: weights file '/nowhere/my_classifier\.pth'.*no such file")).first \
+        page.get_by_text(re.compile(r"^weights file '/nowhere/my_classifier\.pth'.*no such file")).first \
             .wait_for(timeout=120_000)
-        page.get_by_text("Error occurred during operator execution").first.wait_for(timeout=30_000)
+        page.get_by_text("Quality scoring failed").first.wait_for(timeout=30_000)
         _save(page, tmp_path, "forms_build_error.png")
         assert page.get_by_text(re.compile(r"^Starting: building the metric")).count() == 0
         assert page.get_by_text("Images scored").count() == 0

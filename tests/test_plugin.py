@@ -235,9 +235,11 @@ def test_an_error_while_building_the_metric_ends_the_app_run_with_its_message(
     lines = _streamed(ds, {"metric": "broken", "field": "q"})
     assert lines[0]["body"]["params"]["label"].startswith("Starting")  # the App showed the start
     assert lines[-1]["error"] == "cannot read the weights file /weights/broken.pth: truncated"
-    labels = [line["body"]["params"].get("label") for line in lines if line.get("body")]
-    assert labels[-2:] == ["Failed: cannot read the weights file /weights/broken.pth: truncated", None]
-    assert not any("show_output" in json.dumps(line) for line in lines)  # no "completed" dialog
+    shown = [line["body"]["params"] for line in lines if (line.get("body") or {}).get("operator_uri") == "show_output"]
+    assert len(shown) == 1 and "Images scored" not in json.dumps(shown)  # a failure dialog, not "completed"
+    failure = shown[0]["outputs"]["type"]["properties"]["failure"]["view"]
+    assert (failure["label"], failure["description"]) == (
+        "Quality scoring failed", "cannot read the weights file /weights/broken.pth: truncated")
     assert dq.list_quality_runs(ds) == [] and not ds.has_sample_field("q")
     # a run that fails once its record exists is recorded failed, and the App told so too
     monkeypatch.setattr(execute_module, "batch_loader", _raise_disk_error)

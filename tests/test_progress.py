@@ -116,12 +116,25 @@ def test_python_calls_still_return_the_result(installed_plugin, make_dataset, im
     assert not result.is_generator and result.result["scored"] == 2
 
 
-def test_an_app_request_streams_without_being_asked(installed_plugin, make_dataset, imagenet_files):
-    """The App's requests carry ``current_sample`` (Python's do not): they get the stream."""
+def test_the_apps_execute_hands_the_run_to_an_operation_that_streams(installed_plugin, make_dataset,
+                                                                      imagenet_files):
+    """The App's requests carry ``current_sample`` (Python's do not). Execute on the form only
+    triggers the same operator with the same params and ``STREAM_PARAM``, and ends, so the
+    form's dialog (and its "Executing..." bar) closes; the App then runs that request, as it
+    runs every trigger with its own context, and gets the progress and the result."""
     ds = make_dataset(imagenet_files[:2])
     ds.persistent = True
-    request = {"dataset_name": ds.name, "current_sample": None, "operator_uri": URI,
-               "params": {"metric": "entropy", "field": "q", "num_workers": 0}}
+    params = {"metric": "entropy", "field": "q", "num_workers": 0}
+    request = {"dataset_name": ds.name, "current_sample": None, "operator_uri": URI, "params": params}
     result = asyncio.run(foe.execute_or_delegate_operator(URI, request, exhaust=False))
     assert result.is_generator
-    assert [m.body.operator_uri for m in result.result][-1] == "show_output"
+    (trigger,) = list(result.result)
+    assert (trigger.body.operator_uri, trigger.body.params) == (URI, {**params, STREAM_PARAM: True})
+    ds.reload()
+    assert not ds.has_sample_field("q")  # nothing scored yet
+    result = asyncio.run(foe.execute_or_delegate_operator(
+        URI, {**request, "params": trigger.body.params}, exhaust=False))
+    calls = [m.body.operator_uri for m in result.result]
+    assert calls[0] == "set_progress" and calls[-1] == "show_output"
+    ds.reload()
+    assert ds.count("q") == 2

@@ -58,12 +58,22 @@ class ComputeQuality(foo.Operator):
         return _execution_options(ctx, DELEGATE_ABOVE)
 
     def execute(self, ctx):
+        if _hands_off(ctx):
+            return self._hand_off(ctx)
         if _streams_progress(ctx):
             return self._stream(ctx)  # the App: progress drawn from the messages yielded
         outcome = _score(ctx, lambda fraction, label: ctx.set_progress(progress=fraction, label=label))
         if not ctx.delegated:
             ctx.trigger("reload_dataset")
         return outcome
+
+    def _hand_off(self, ctx):
+        """The App's Execute: the form's dialog closes at once and the run goes on as an
+        operation of its own, with the same params, that streams its progress. FiftyOne
+        animates an "Executing..." bar under the progress for as long as the operation that
+        the form started runs: hidden, but drawn, and on a 2-core machine a software-drawing
+        browser spent about a third of a core on it that the scoring lacked."""
+        yield ctx.trigger(self.uri, params={**ctx.params, STREAM_PARAM: True})
 
     def _stream(self, ctx):
         try:
@@ -72,8 +82,8 @@ class ComputeQuality(foo.Operator):
                 lambda fraction, label: ctx.ops.set_progress(label=label, progress=fraction))
         except Exception as e:  # an exception inside a streamed response never reaches the App
             logger.exception("compute_quality failed")
-            yield ctx.ops.set_progress(label=f"Failed: {failure_text(e)}", progress=0.0)  # not "Starting"
             yield ctx.ops.reload_dataset()  # a run record marked failed, if one was written
+            yield ctx.ops.show_output(_failure_output(failure_text(e)).to_json(), {})
             yield FailureMessage(failure_text(e))
             return
         yield ctx.ops.reload_dataset()
@@ -111,6 +121,12 @@ class ComputeQuality(foo.Operator):
         if not results:  # a streamed run shows its own output; a failed one shows its error only
             return None
         return _scoring_output(results)
+
+
+def _hands_off(ctx) -> bool:
+    """Whether this is the App's Execute of the form, which :meth:`ComputeQuality._hand_off`
+    passes on (the run it triggers carries ``STREAM_PARAM``)."""
+    return not ctx.delegated and not ctx.params.get(STREAM_PARAM) and "current_sample" in (ctx.request_params or {})
 
 
 def _streams_progress(ctx) -> bool:
@@ -219,6 +235,13 @@ def _scoring_output(result: dict):
         outputs.float("startup_s", label="Start-up: building the metric (seconds)")
     outputs.float("images_per_s", label=f"{unit.capitalize()} per second (after building the metric)")
     return types.Property(outputs, view=types.View(label="Quality scores stored"))
+
+
+def _failure_output(message: str):
+    """The dialog of a run that failed: its error, in place of the progress."""
+    outputs = types.Object()
+    outputs.view("failure", types.Error(label="Quality scoring failed", description=message))
+    return types.Property(outputs, view=types.View(label="Quality scoring failed"))
 
 
 def _run_choice(ctx, inputs, description):
