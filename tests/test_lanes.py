@@ -164,6 +164,11 @@ def test_lanes_open_only_on_cpu_with_threads_and_copyable_metrics():
         assert lanes is None
     with open_lanes([job(Stateful(), in_worker=True)], cpu, threads=4) as lanes:
         assert lanes is None  # nothing scores in the main process
+    worker, main = Copyable(), Copyable()  # a metric of the loader workers is never copied into lanes
+    lanes = Lanes([job(worker, in_worker=True), job(main)], 3, 1)
+    metrics = [[lane_job.metric for lane_job in lanes._free.get_nowait()] for _ in range(3)]
+    assert [m[0] is worker for m in metrics] == [True] * 3
+    assert [m[1] is main for m in metrics] == [True, False, False]
 
 
 @pytest.fixture

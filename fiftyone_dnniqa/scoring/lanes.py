@@ -160,7 +160,7 @@ def open_lanes(jobs: Sequence[Job], device: torch.device, threads: Optional[int]
     budget = torch.get_num_threads() if threads is None else threads
     n, per_lane = lane_split(budget)
     main = [job.metric for job in jobs if not job.in_worker]
-    if device.type != "cpu" or n < 2 or not main or not all(getattr(m, "supports_lanes", False) for m in main):
+    if device.type != "cpu" or n < 2 or not main or not all(m.supports_lanes for m in main):
         return contextlib.nullcontext(None)
     per_copy = sum(weight_bytes(m) for m in main)
     n = min(n, 1 + COPY_BUDGET_BYTES // max(1, per_copy))  # big models: fewer copies
