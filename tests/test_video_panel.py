@@ -8,14 +8,19 @@ frames are low is the planted episode); frame boxes that the "detector" misses m
 the episodes, with a real ``evaluate_detections`` and ``evaluate_classifications`` on frames."""
 
 import json
+from unittest import mock
 
 import numpy as np
 import pytest
 
 import fiftyone as fo
+import fiftyone.operators as foo
+
+from bson import ObjectId
 
 import fiftyone_dnniqa as dq
-from fiftyone_dnniqa.analysis.video_targets import (clip_support, clip_view, timeline_videos, video_timelines,
+from fiftyone_dnniqa.analysis.video_targets import (clip_support, clip_view, current_video, frame_seconds,
+                                                    timeline_videos, video_timelines,
                                                     worst_video_rows)
 from fiftyone_dnniqa.analysis.video import find_segments
 from fiftyone_dnniqa.app import panels as P
@@ -176,7 +181,8 @@ def test_a_click_opens_the_segment_or_a_window(scored):
 def test_the_figure_draws_level_segments_outcomes_and_the_clip(scored):
     ds, truth = scored
     ids = [t[0] for t in truth]
-    tl = video_timelines(ds, FIELD, ids, eval_key="det")
+    tl = video_timelines(ds.set_field("metadata.frame_rate", None), FIELD, ids, eval_key="det")  # in frames
+    assert [v["frame_rate"] for v in tl["videos"]] == [None] * 3 and [v["seconds"] for v in tl["videos"]] == [None] * 3
     fig = timeline_figure(tl, highlight={"id": ids[1], "support": [4, 10]})
     quality = [t for t in fig["data"] if t["mode"] == "lines+markers"]
     assert [t["name"] for t in quality] == [v["name"] for v in tl["videos"]]
@@ -198,6 +204,8 @@ def test_the_figure_draws_level_segments_outcomes_and_the_clip(scored):
     assert [s["y0"] for s in shapes if s["type"] == "line"] == [tl["level"]] * 3
     outlined = [s for s in shapes if s["type"] == "rect" and s["line"]["width"] == 2]
     assert [(o["yref"], o["x0"], o["x1"]) for o in outlined] == [("y2 domain", 4 - half, 10 + half)]
+    assert fig["layout"]["xaxis"]["title"]["text"] == "frame number (frame rate unknown)"
+    assert quality[0]["text"][:2] == ["frame 1", f"frame {1 + STEP}"]
     assert timeline_figure({**tl, "videos": [{**tl["videos"][0], "frames": []}]}) is None
 
 
@@ -230,7 +238,8 @@ def test_the_panel_shows_the_timeline_and_a_click_shows_the_clip(plugin, scored)
     header = app.properties()["video_header"]["default"]
     assert header.startswith(f"**1** clip in the grid (frames {first}-{last} of clip0.mp4)") and "**3** videos" in header
     outlined = [s for s in app.properties()["timeline"]["view"]["layout"]["shapes"] if s["line"].get("width") == 2]
-    assert [(s["x0"], s["x1"]) for s in outlined] == [(first - STEP / 2, last + STEP / 2)]
+    assert [x for s in outlined for x in (s["x0"], s["x1"])] == pytest.approx(  # seconds: the rate is known
+        [(first - 1 - STEP / 2) / FPS, (last - 1 + STEP / 2) / FPS])
     app.call("on_click_back")
     assert len(app.set_views[-1]) == 3 and not app.set_views[-1]._is_clips
 
@@ -241,3 +250,107 @@ def test_the_panel_shows_the_timeline_and_a_click_shows_the_clip(plugin, scored)
     n_views = len(app.set_views)
     app.call("on_click_timeline", id="nonsense")
     assert "notify" in app.names() and len(app.set_views) == n_views
+
+
+def test_seconds_are_frame_numbers_over_the_frame_rate(scored):
+    """FiftyOne's frame 1 shows at 0 s: frame n at (n - 1) / fps, here 12 fps (written so)."""
+    ds, truth = scored
+    assert frame_seconds([1, 4, 13, 37], 12) == [0.0, 0.25, 1.0, 3.0]  # by hand
+    assert frame_seconds([1, 2], 0.0) is None and frame_seconds([1], None) is None
+    assert frame_seconds([1], float("nan")) is None
+    ids = [t[0] for t in truth]
+    assert [ds[sid].metadata.frame_rate for sid in ids] == [FPS] * 3  # as stored by the scoring
+    tl = video_timelines(ds, FIELD, ids, eval_key="det")
+    fig = timeline_figure(tl, highlight={"id": ids[0], "support": [4, 10]})
+    quality = [t for t in fig["data"] if t["mode"] == "lines+markers"]
+    for t, sid in zip(quality, ids):
+        frames = _stored(ds, sid)[0]
+        assert t["x"] == pytest.approx([(f - 1) / FPS for f in frames])
+        assert t["text"][1] == f"frame {frames[1]}, {(frames[1] - 1) / FPS:.2f} s"  # the hover says both
+    assert fig["layout"]["xaxis"]["title"]["text"] == "time (s)"
+    (first, last), = tl["videos"][0]["segments"]
+    step_s = STEP / FPS
+    segment = [s for s in fig["layout"]["shapes"] if s["type"] == "rect" and s["yref"] == "y domain"
+               and s["line"]["width"] == 0]
+    assert [x for s in segment for x in (s["x0"], s["x1"])] == pytest.approx(
+        [(first - 1) / FPS - step_s / 2, (last - 1) / FPS + step_s / 2])
+    outlined = [s for s in fig["layout"]["shapes"] if s["line"].get("width") == 2]
+    assert [x for s in outlined for x in (s["x0"], s["x1"])] == pytest.approx([3 / FPS - step_s / 2,
+                                                                                9 / FPS + step_s / 2])
+    # one video of unknown rate: the shared axis in frame numbers, the hover of the others says both
+    mixed = ds.set_field("metadata.frame_rate", (fo.ViewField("$_id") == ObjectId(ids[1])).if_else(None, FPS))
+    fig = timeline_figure(video_timelines(mixed, FIELD, ids, eval_key="det"))
+    quality = [t for t in fig["data"] if t["mode"] == "lines+markers"]
+    assert [t["x"] for t in quality] == [_stored(ds, sid)[0] for sid in ids]
+    assert [t["text"][1] for t in quality] == [f"frame {1 + STEP}, {STEP / FPS:.2f} s", f"frame {1 + STEP}",
+                                                f"frame {1 + STEP}, {STEP / FPS:.2f} s"]
+
+
+def test_the_video_behind_the_sample_viewer(scored):
+    ds, truth = scored
+    sid, other = truth[0][0], truth[1][0]
+    assert current_video(ds, sid) == sid and current_video(ds.view(), other) == other
+    assert current_video(ds, None) is None and current_video(ds, "not-an-id") is None
+    assert current_video(ds.select(other), sid) is None  # not in the view
+    clips = clip_view(ds, sid, [4, 10])
+    assert current_video(clips, clips.first().id) == sid  # a clip: the video it cuts
+    images = fo.Dataset()
+    try:
+        image = fo.Sample(filepath="/nowhere/a.jpg")
+        images.add_sample(image)
+        assert current_video(images, image.id) is None
+    finally:
+        images.delete()
+
+
+class ModalApp(FakeApp):
+    """The App with its sample viewer: ``current_sample`` (None: closed) goes with every event."""
+
+    current_sample = None
+
+    def call(self, method, **event):
+        execute = foo.execute_operator
+
+        def with_sample(uri, ctx=None, **kwargs):
+            return execute(uri, ctx={**ctx, "current_sample": self.current_sample}, **kwargs)
+
+        with mock.patch.object(foo, "execute_operator", with_sample):
+            return super().call(method, **event)
+
+
+def _plotted(app):
+    """The videos the timeline plots, from its points' ids."""
+    return [json.loads(t["ids"][0])[0] for t in app.plots["timeline"] if t["mode"] == "lines+markers"]
+
+
+def test_the_panel_follows_the_video_in_the_sample_viewer(plugin, scored):  # noqa: F811
+    ds, truth = scored
+    P.CACHE.clear()
+    app = ModalApp(ds)
+    app.call("on_load")
+    assert len(_plotted(app)) == 3 and "video" in app.properties()
+    for k, (sid, *_) in enumerate(truth[1:], start=1):  # open a video, then the next one
+        app.current_sample = sid
+        app.call("on_change_current_sample", value=sid)
+        assert "patch_panel_state" not in app.names() and app.form_writes() == {}  # the App's own event
+        assert _plotted(app) == [sid]
+        frames, scores = _stored(ds, sid)
+        line, = [t for t in app.plots["timeline"] if t["mode"] == "lines+markers"]
+        assert line["y"] == pytest.approx(scores) and line["x"] == pytest.approx([(f - 1) / FPS for f in frames])
+        props = app.properties()
+        n_segments = len(_hand_segments(frames, scores, _level(ds)))
+        assert props["video_header"]["default"].startswith(
+            f"**clip{k}.mp4**, the video open in the sample viewer: **{len(frames)}** frames scored in "
+            f"`{FIELD}` (every {STEP}rd frame at {FPS} fps); **{n_segments}** low-quality segment")
+        assert "video" not in props and "worst_videos" not in props  # the viewer picks; no table of the view
+    app.current_sample = None  # the viewer closed: the view's videos again
+    app.call("on_change_current_sample", value=None)
+    assert len(_plotted(app)) == 3 and "video" in app.properties() and "patch_panel_state" not in app.names()
+    sid = truth[2][0]
+    app.call("on_click_timeline", id=timeline_point_id(sid, 1 + 2 * STEP))
+    assert "close_sample" not in app.names() and app.set_views[-1].values("support") == [[1, 1 + 4 * STEP]]
+    app.current_sample = sid  # a click in the viewer: it closes first, then the grid shows the clip
+    app.call("on_click_timeline", id=timeline_point_id(sid, 1 + 2 * STEP))
+    names = app.names()
+    assert "close_sample" in names and names.index("close_sample") < names.index("set_view")
+    assert app.set_views[-1].values("sample_id") == [sid] and app.set_views[-1].values("support") == [[1, 1 + 4 * STEP]]

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
+from bson import ObjectId
 from scipy import stats
 
 from ..scoring.runs import list_quality_runs
@@ -48,7 +49,7 @@ from .video import SUMMARIES, SegmentsFound, find_segments, frame_field, worst_v
 __all__ = ["FrameTable", "video_quality_fields", "frame_targets", "frame_table",
            "frame_statistics", "summary_statistics", "segment_performance", "quality_timeline",
            "frame_evaluations", "OUTCOME_MARKS", "timeline_videos", "video_timelines", "clip_support",
-           "clip_view", "worst_video_rows"]
+           "clip_view", "worst_video_rows", "frame_seconds", "current_video"]
 
 
 @dataclass
@@ -339,28 +340,65 @@ def video_timelines(samples, field: str, video_ids: Sequence[str], eval_key: Opt
         ``outcomes`` (the labels marked) and ``videos``: per video ``id``, ``name`` (the
         file name), ``frames`` (the scored frames' numbers, ascending), ``quality``,
         ``outcomes`` (label -> the scored frames with it), ``segments`` (``[first, last]``),
-        ``step`` and ``last_frame`` (the video's last frame number).
+        ``step``, ``last_frame`` (the video's last frame number), ``frame_rate`` (its
+        metadata's, None when unknown) and ``seconds`` (:func:`frame_seconds` of ``frames``).
     """
     key = frame_field(field)
     found = found if found is not None else find_segments(samples, key)
     chosen = samples.select(list(video_ids), ordered=True)
-    ids, paths, numbers, scores = chosen.values(["id", "filepath", "frames.frame_number", f"frames.{key}"])
+    ids, paths, rates, numbers, scores = chosen.values(
+        ["id", "filepath", "metadata.frame_rate", "frames.frame_number", f"frames.{key}"])
     info = next((t for t in frame_evaluations(samples) if eval_key in (None, t.eval_key)), None)
     marks = _outcome_frames(chosen, key, info)
     spans = found.by_video()
     videos = []
-    for sid, path, fns, vals in zip(ids, paths, numbers, scores):  # loop over the few videos shown
+    for sid, path, rate, fns, vals in zip(ids, paths, rates, numbers, scores):  # the few videos shown
         fns = np.asarray(fns or [], dtype=np.int64)
         q = to_floats(vals or [])
         ok = np.isfinite(q)
         order = np.argsort(fns[ok], kind="stable")
         frames, quality = fns[ok][order].tolist(), q[ok][order].tolist()
         videos.append({"id": sid, "name": path.rsplit("/", 1)[-1], "frames": frames, "quality": quality,
+                       "frame_rate": _known_rate(rate), "seconds": frame_seconds(frames, rate),
                        "outcomes": {label: sorted(per.get(sid, ())) for label, per in marks.items()},
                        "segments": [list(s) for s in spans.get(sid, [])],
                        "step": int(found.steps.get(sid, 1)), "last_frame": int(fns.max()) if fns.size else 0})
     return {"field": key, "level": found.level, "higher_is_better": found.higher_is_better,
             "eval_key": info.eval_key if marks else None, "outcomes": list(marks), "videos": videos}
+
+
+def _known_rate(frame_rate) -> Optional[float]:
+    """``frame_rate`` as a float, None when unknown (missing, zero, negative or NaN)."""
+    try:
+        rate = float(frame_rate)
+    except (TypeError, ValueError):
+        return None
+    return rate if np.isfinite(rate) and rate > 0 else None
+
+
+def frame_seconds(frame_numbers: Sequence[int], frame_rate) -> Optional[List[float]]:
+    """When each of ``frame_numbers`` (FiftyOne's, 1-based) shows, in seconds from the
+    video's start at ``frame_rate`` frames per second: frame 1 at 0 s, frame ``n`` at
+    ``(n - 1) / frame_rate``. None when the rate is unknown (the plots then use frame
+    numbers)."""
+    rate = _known_rate(frame_rate)
+    if rate is None:
+        return None
+    return [(int(n) - 1) / rate for n in frame_numbers]
+
+
+def current_video(samples, sample_id: Optional[str]) -> Optional[str]:
+    """The id of the video behind ``sample_id``, the sample the App's sample viewer shows
+    from ``samples``: that sample in a video collection, the video of a clip in a
+    ``to_clips`` view; None without a sample or when ``sample_id`` is none of ``samples``'."""
+    if not sample_id or not ObjectId.is_valid(str(sample_id)):
+        return None
+    match = samples.select(str(sample_id))
+    if getattr(samples, "_is_clips", False):
+        ids = match.values("sample_id")
+    else:
+        ids = match.values("id") if samples.media_type == "video" else []
+    return str(ids[0]) if ids else None
 
 
 def clip_support(video: dict, frame: int, window: int = WINDOW_STEPS) -> List[int]:

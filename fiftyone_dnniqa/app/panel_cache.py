@@ -70,8 +70,9 @@ def cache_key(view, fields, eval_key, kind) -> str:
     return hashlib.sha1(raw.encode()).hexdigest()
 
 
-#: the events the App fires by itself: a panel opening, a change of view or of sidebar filters
-QUIET_EVENTS = frozenset({"on_load", "on_change_view"})
+#: the events the App fires by itself: a panel opening, a change of view or of sidebar filters,
+#: a sample opened, changed or closed in the sample viewer
+QUIET_EVENTS = frozenset({"on_load", "on_change_view", "on_change_current_sample"})
 #: the panel's inputs: the user sets them in the App's form (which writes them into the App's
 #: panel state); the values the panel resolved go to panel data, which the form shows over it
 INPUTS = ("mode", "object_run", "target", "fields", "field", "slice_by")

@@ -118,7 +118,7 @@ class QualityPerformancePanel(VideoMode, foo.Panel):
         return foo.PanelConfig(
             name="quality_vs_performance",
             label="Quality vs Performance",
-            surfaces="grid",
+            surfaces="grid modal",
             icon="insights",
             help_markdown=(
                 "How well do image-quality scores track model performance? The table ranks "
@@ -128,7 +128,8 @@ class QualityPerformancePanel(VideoMode, foo.Panel):
                 "the plots keep describing the view you started from, with the selection "
                 "highlighted, until you press Back (or change the view yourself). On videos scored frame "
                 "by frame: the quality of the sampled frames over time beside the frame evaluation's "
-                "errors; clicking a point shows its clip."),
+                "errors; clicking a point shows its clip. In the sample viewer, the panel plots the video "
+                "open there and follows it from video to video."),
         )
 
     # -- events --------------------------------------------------------------

@@ -10,6 +10,7 @@ import numpy as np
 from ..analysis.panel_stats import bin_id
 from ..analysis.results import fmt, fmt_ci, fmt_size
 from ..analysis.targets import to_floats
+from ..analysis.video_targets import frame_seconds
 
 
 #: selected and other marks while a drill-down is highlighted
@@ -160,15 +161,18 @@ def timeline_point_id(sample_id: str, frame: int) -> str:
     return json.dumps([sample_id, int(frame)])
 
 
-def timeline_figure(tl: dict, highlight: Optional[dict] = None) -> Optional[dict]:
+def timeline_figure(tl: dict, highlight: Optional[dict] = None, in_viewer: bool = False) -> Optional[dict]:
     """The panel's video plot from :func:`~fiftyone_dnniqa.analysis.video_targets.video_timelines`:
-    one row per video, quality of the sampled frames over frame numbers, the level as a
-    dashed line, the low-quality segments shaded, the frames with an outcome of the
-    evaluation marked; ``highlight`` (``{"id", "support"}``) outlines the clip shown.
-    ``{"data", "layout"}``, or None without scored frames."""
+    one row per video, quality of the sampled frames over time, the level as a dashed line,
+    the low-quality segments shaded, the frames with an outcome of the evaluation marked;
+    ``highlight`` (``{"id", "support"}``) outlines the clip shown. The x axis is in seconds
+    when every video's frame rate is known (``seconds``), else in frame numbers; a point's
+    hover says both. ``in_viewer``: the plot sits beside the sample viewer, which a click
+    closes (the hint says so). ``{"data", "layout"}``, or None without scored frames."""
     videos = [v for v in tl["videos"] if v["frames"]]
     if not videos:
         return None
+    in_seconds = all(v.get("seconds") for v in videos)
     gap = 0.08 if len(videos) > 1 else 0.0
     row = (1 - gap * (len(videos) - 1)) / len(videos)
     data, shapes, layout, legend = [], [], {}, set()
@@ -181,44 +185,66 @@ def timeline_figure(tl: dict, highlight: Optional[dict] = None) -> Optional[dict
         layout[f"yaxis{axis}"] = {"domain": [max(top - row, 0), top], "anchor": "x", "range": y_range,
                                   "title": {"text": v["name"] if len(v["name"]) <= 18 else v["name"][:16] + "..",
                                             "font": {"size": 12}}}
+        x = v["seconds"] if in_seconds else v["frames"]
+        when = [f"frame {f}, {t:.2f} s" if v.get("seconds") else f"frame {f}"
+                for f, t in zip(v["frames"], v.get("seconds") or v["frames"])]
         ids = [timeline_point_id(v["id"], f) for f in v["frames"]]
-        data.append({"type": "scatter", "mode": "lines+markers", "name": v["name"], "x": v["frames"],
-                     "y": v["quality"], "ids": ids, "yaxis": f"y{axis}", "showlegend": False,
+        data.append({"type": "scatter", "mode": "lines+markers", "name": v["name"], "x": x,
+                     "y": v["quality"], "ids": ids, "text": when, "yaxis": f"y{axis}", "showlegend": False,
                      "marker": {"size": 8, "color": TIMELINE_COLOR}, "line": {"color": TIMELINE_COLOR},
-                     "hovertemplate": f"{v['name']}, frame %{{x}}: %{{y:.3f}}<extra>click for its clip</extra>"})
+                     "hovertemplate": f"{v['name']}, %{{text}}: %{{y:.3f}}<extra>click for its clip</extra>"})
         for label in tl["outcomes"]:
             at = set(v["outcomes"].get(label, ()))
             k = [j for j, f in enumerate(v["frames"]) if f in at]
             style = OUTCOME_STYLES.get(label, {"symbol": "circle-open", "color": "#7F7F7F"})
             data.append({"type": "scatter", "mode": "markers", "name": f"frames with {label} ({tl['eval_key']})",
                          "legendgroup": label, "showlegend": label not in legend, "yaxis": f"y{axis}",
-                         "x": [v["frames"][j] for j in k], "y": [v["quality"][j] for j in k],
-                         "ids": [ids[j] for j in k],
+                         "x": [x[j] for j in k], "y": [v["quality"][j] for j in k],
+                         "ids": [ids[j] for j in k], "text": [when[j] for j in k],
                          "marker": {"size": 12, "symbol": style["symbol"], "color": style["color"],
                                     "line": {"width": 2, "color": style["color"]}},
-                         "hovertemplate": f"{v['name']}, frame %{{x}}: %{{y:.3f}}, {label}<extra></extra>"})
+                         "hovertemplate": f"{v['name']}, %{{text}}: %{{y:.3f}}, {label}<extra></extra>"})
             legend.add(label)
-        half = max(v["step"], 1) / 2
-        ref = f"y{axis} domain"
-        shapes += [{"type": "rect", "xref": "x", "yref": ref, "x0": a - half, "x1": b + half, "y0": 0, "y1": 1,
-                    "fillcolor": SEGMENT_FILL, "line": {"width": 0}, "layer": "below"} for a, b in v["segments"]]
-        shapes.append({"type": "line", "xref": "x", "yref": f"y{axis}", "x0": min(v["frames"]),
-                       "x1": max(v["frames"]), "y0": tl["level"], "y1": tl["level"],
-                       "line": {"dash": "dash", "width": 1.5, "color": "#7F7F7F"}})
-        if highlight and highlight.get("id") == v["id"]:
-            a, b = highlight["support"]
-            shapes.append({"type": "rect", "xref": "x", "yref": ref, "x0": a - half, "x1": b + half, "y0": 0,
-                           "y1": 1, "line": {"width": 2, "color": CLIP_LINE}, "fillcolor": "rgba(0, 0, 0, 0)"})
+        shapes += _timeline_shapes(v, tl["level"], axis, in_seconds, highlight)
+    layout.update(_timeline_layout(tl, len(videos), in_seconds, in_viewer))
+    layout["shapes"] = shapes
+    return {"data": data, "layout": layout}
+
+
+def _timeline_shapes(v, level, axis, in_seconds, highlight):
+    """One video's row: its segments shaded (half a sampling step beyond their ends), the
+    level dashed, the clip shown outlined; x in seconds or frame numbers as the points."""
+
+    def x_of(frame):
+        return frame_seconds([frame], v["frame_rate"])[0] if in_seconds else frame
+
+    half = (x_of(1 + max(v["step"], 1)) - x_of(1)) / 2
+    ref = f"y{axis} domain"
+    shapes = [{"type": "rect", "xref": "x", "yref": ref, "x0": x_of(a) - half, "x1": x_of(b) + half,
+               "y0": 0, "y1": 1, "fillcolor": SEGMENT_FILL, "line": {"width": 0}, "layer": "below"}
+              for a, b in v["segments"]]
+    shapes.append({"type": "line", "xref": "x", "yref": f"y{axis}", "x0": x_of(v["frames"][0]),
+                   "x1": x_of(v["frames"][-1]), "y0": level, "y1": level,
+                   "line": {"dash": "dash", "width": 1.5, "color": "#7F7F7F"}})
+    if highlight and highlight.get("id") == v["id"]:
+        a, b = highlight["support"]
+        shapes.append({"type": "rect", "xref": "x", "yref": ref, "x0": x_of(a) - half, "x1": x_of(b) + half,
+                       "y0": 0, "y1": 1, "line": {"width": 2, "color": CLIP_LINE}, "fillcolor": "rgba(0, 0, 0, 0)"})
+    return shapes
+
+
+def _timeline_layout(tl, n_videos, in_seconds, in_viewer):
     worse = "below" if tl["higher_is_better"] else "above"
-    layout.update({
+    click = "click a point: its segment (or the frames around it) as a clip" + (
+        " in the grid (the sample viewer closes)" if in_viewer else "")
+    return {
         "title": {"text": f"{tl['field']} of the sampled frames over time<br><sub>dashed: the low level "
-                          f"({fmt(tl['level'])}); shaded: low-quality segments ({worse} it)<br>"
-                          "click a point: its segment (or the frames around it) as a clip</sub>",
+                          f"({fmt(tl['level'])}); shaded: low-quality segments ({worse} it)<br>{click}</sub>",
                   "x": 0, "xanchor": "left", "xref": "paper", "y": 1, "yref": "container", "yanchor": "top",
                   "pad": {"t": 24}},
-        "xaxis": {"title": {"text": "frame number"}, "anchor": f"y{len(videos) if len(videos) > 1 else ''}"},
-        "shapes": shapes, "showlegend": bool(tl["outcomes"]), "hovermode": "closest",
+        "xaxis": {"title": {"text": "time (s)" if in_seconds else "frame number (frame rate unknown)"},
+                  "anchor": f"y{n_videos if n_videos > 1 else ''}"},
+        "showlegend": bool(tl["outcomes"]), "hovermode": "closest",
         "legend": {"orientation": "h", "x": 0, "xanchor": "left", "y": 1, "yanchor": "bottom"},
         "margin": {"t": 132, "l": 64, "b": 48, "r": 16},
-    })
-    return {"data": data, "layout": layout}
+    }

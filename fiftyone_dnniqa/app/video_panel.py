@@ -16,7 +16,7 @@ import fiftyone.operators.types as types
 
 from ..analysis.results import fmt
 from ..analysis.video import DEFAULT_MIN_LENGTH, find_segments
-from ..analysis.video_targets import (TIMELINE_VIDEOS, clip_support, clip_view, frame_evaluations,
+from ..analysis.video_targets import (TIMELINE_VIDEOS, clip_support, clip_view, current_video, frame_evaluations,
                                       timeline_videos, video_quality_fields, video_timelines, worst_video_rows)
 from .drill_down import context_view, drill_down, event_args, origin_view
 from .panel_cache import CACHE, PanelState, cache_key
@@ -24,7 +24,7 @@ from .panel_tables import unwrapped
 from .plots import timeline_figure
 
 __all__ = ["VIEW_VIDEOS", "VideoMode", "video_choices", "video_data", "video_update", "render_video",
-           "timeline_click"]
+           "timeline_click", "modal_video"]
 
 #: the video input's choice for "the view's worst videos" (else a video's id)
 VIEW_VIDEOS = "view"
@@ -62,29 +62,40 @@ def _row_cells(row: dict) -> dict:
             "min": fmt(row["min"]), "frames": row["frames"], "segments": row["segments"]}
 
 
+def modal_video(ctx) -> Optional[str]:
+    """The video open in the App's sample viewer (the modal), None while it is closed: the
+    panel then follows it, in the modal and in the grid beneath."""
+    return current_video(ctx.view, ctx.current_sample)
+
+
 def video_update(ctx) -> Tuple[dict, dict, dict]:
     """``(state update, panel data, figures)`` of the video mode for the App's view (during
-    a drill-down, the view it started from, the clip shown outlined)."""
+    a drill-down, the view it started from, the clip shown outlined): the timeline of the
+    video open in the sample viewer, else of the video input's choice."""
     state, ch = PanelState(ctx), video_choices(ctx.dataset)
     field = state.get("video_field") if state.get("video_field") in ch["fields"] else ch["fields"][0]
     video = state.get("video") or VIEW_VIDEOS
+    opened = modal_video(ctx)
     base, drill = context_view(ctx)
     view = videos_of(ctx.view if base is None else base)
     update = {"mode": "video", "summary": None, "video_field": field, "video": video, "shown_drill": drill,
               "drill_summary": {"n": len(ctx.view), "label": drill["label"]} if drill else None}
-    key = cache_key(view, [field], None, f"video:{video}")
+    plotted = opened or (None if video == VIEW_VIDEOS else video)
+    key = cache_key(view, [field], None, f"video:{plotted or VIEW_VIDEOS}")
     data = CACHE.get(key)
     if data is None:
         try:
-            data = video_data(view, field, None if video == VIEW_VIDEOS else video)
+            data = video_data(view, field, plotted)
         except ValueError as e:
             return {**update, "video_summary": None, "video_message": str(e)}, {}, {}
         CACHE.put(key, data)
     tl = data["timeline"]
-    figure = timeline_figure(tl, highlight=(drill or {}).get("highlight"))
+    opened = opened if [v["id"] for v in tl["videos"]] == [opened] else None
+    figure = timeline_figure(tl, highlight=(drill or {}).get("highlight"), in_viewer=bool(opened))
     summary = {k: data[k] for k in ("n_videos", "n_frames", "n_segments")}
     summary.update({"field": field, "level": tl["level"], "higher_is_better": tl["higher_is_better"],
                     "eval_key": tl["eval_key"], "layout": figure["layout"] if figure else None,
+                    "opened": _opened_summary(tl["videos"][0]) if opened else None,
                     "shown": [v["name"] for v in tl["videos"]],
                     "clips": {v["id"]: {k: v[k] for k in ("name", "segments", "step", "last_frame")}
                               for v in tl["videos"]},
@@ -92,6 +103,12 @@ def video_update(ctx) -> Tuple[dict, dict, dict]:
     return ({**update, "video_summary": summary, "video_message": None},
             {"worst_videos": unwrapped([_row_cells(r) for r in data["rows"]]), "video_field": field, "video": video},
             {"timeline": figure["data"] if figure else []})
+
+
+def _opened_summary(v: dict) -> dict:
+    """What the header says of the video open in the sample viewer."""
+    return {"id": v["id"], "name": v["name"], "frames": len(v["frames"]), "segments": len(v["segments"]),
+            "step": v["step"], "frame_rate": v["frame_rate"]}
 
 
 def timeline_click(args: dict, clips: dict) -> Optional[Tuple[str, list, str]]:
@@ -120,6 +137,10 @@ class VideoMode:
         PanelState(ctx).set("video", ctx.params.get("value") or VIEW_VIDEOS)
         self._refresh(ctx, force=True)
 
+    def on_change_current_sample(self, ctx):
+        if video_choices(ctx.dataset):  # the App's event: a video opened, changed or closed
+            self._refresh(ctx, force=True)
+
     def on_click_timeline(self, ctx):
         summary = PanelState(ctx).get("video_summary") or {}
         clicked = timeline_click(event_args(ctx), summary.get("clips") or {})
@@ -129,22 +150,38 @@ class VideoMode:
         sample_id, support, name = clicked
         origin = videos_of(origin_view(ctx))
         view = clip_view(origin, sample_id, support)
+        if modal_video(ctx):  # FiftyOne 1.22 fails on a view change under an open sample: close it first
+            ctx.ops.close_sample()
         drill_down(ctx, view, {"id": sample_id, "support": support},
                    f"frames {support[0]}-{support[1]} of {name}", origin)
 
 
 def _header(panel, state, s):
     worse = "below" if s["higher_is_better"] else "above"
-    segments = (f"**{s['n_segments']:,}** low-quality segments (at least {DEFAULT_MIN_LENGTH} sampled frames "
-                f"{worse} {fmt(s['level'])}, the run's level)")
-    drill = state.get("drill_summary")
-    if drill:
+    low = f"at least {DEFAULT_MIN_LENGTH} sampled frames {worse} {fmt(s['level'])}, the run's level"
+    segments = f"**{s['n_segments']:,}** low-quality segments ({low})"
+    drill, opened = state.get("drill_summary"), s.get("opened")
+    if opened:
+        rate = f" at {opened['frame_rate']:.4g} fps" if opened["frame_rate"] else " (frame rate unknown)"
+        n_seg = opened["segments"]
+        panel.md(f"**{opened['name']}**, the video open in the sample viewer: **{opened['frames']:,}** frames "
+                 f"scored in `{s['field']}` ({_every(opened['step'])}{rate}); **{n_seg}** low-quality "
+                 f"segment{'' if n_seg == 1 else 's'} ({low}).", name="video_header")
+    elif drill:
         panel.md(f"**{drill['n']:,}** clip in the grid ({drill['label']}), outlined on the timeline. The "
                  f"panel describes the **{s['n_videos']:,}** videos of the view before the drill-down: "
                  f"{segments}.", name="video_header")
     else:
         panel.md(f"**{s['n_videos']:,}** videos in the view, **{s['n_frames']:,}** sampled frames scored "
                  f"in `{s['field']}`; {segments}.", name="video_header")
+
+
+def _every(step: int) -> str:
+    """1 -> "every frame", 3 -> "every 3rd frame", 11 -> "every 11th frame"."""
+    if step <= 1:
+        return "every frame"
+    suffix = "th" if 10 <= step % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(step % 10, "th")
+    return f"every {step}{suffix} frame"
 
 
 def render_video(panel, state, ch: dict, handlers):
@@ -159,15 +196,19 @@ def render_video(panel, state, ch: dict, handlers):
         panel.view("video_message", types.Notice(label=state.get("video_message") or "Computing..."))
         return
     _header(panel, state, summary)
-    videos = types.DropdownView()
-    videos.add_choice(VIEW_VIDEOS, label=f"the view's worst videos (up to {TIMELINE_VIDEOS})")
-    for sid, name in summary["choices"]:
-        videos.add_choice(sid, label=name)
-    panel.enum("video", videos.values(), label="Video to plot", view=videos, on_change=handlers.on_change_video)
+    if not summary.get("opened"):  # the sample viewer picks the video while it is open
+        videos = types.DropdownView()
+        videos.add_choice(VIEW_VIDEOS, label=f"the view's worst videos (up to {TIMELINE_VIDEOS})")
+        for sid, name in summary["choices"]:
+            videos.add_choice(sid, label=name)
+        panel.enum("video", videos.values(), label="Video to plot", view=videos,
+                   on_change=handlers.on_change_video)
     if summary.get("layout"):
         panel.plot("timeline", data=(state.get("figures") or {}).get("timeline"), layout=summary["layout"],
                    config={"displaylogo": False, "responsive": True},
                    height=140 + 150 * len(summary["shown"]), on_click=handlers.on_click_timeline)
+    if summary.get("opened"):
+        return
     table = types.TableView()
     for c, label in (("video", "Video"), ("low_share", "Low share"), ("mean", "Mean"), ("min", "Min"),
                      ("frames", "Frames scored"), ("segments", "Segments")):
