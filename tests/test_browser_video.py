@@ -1,6 +1,8 @@
 """The panel on a video dataset in a real browser (issue 30 item 3): compute frame quality
 from the Compute form with a frame step, open the panel, see the timeline, click a point of a
-dip and check that the App's grid now shows that episode's clip.
+dip and check that the App's grid now shows that episode's clip; then open a video in the
+sample viewer, where the panel plots that video (in seconds) and follows the viewer to the
+next video, and a click on a dip closes the viewer and shows the clip.
 
 Three short real videos (pans over shared photos, libx264, 12 fps) with a blur and a
 darkness episode at known frames and one clean video; frame boxes that a "detector" misses
@@ -19,6 +21,7 @@ import pytest
 
 import fiftyone as fo
 
+import fiftyone_dnniqa as dq
 from fiftyone_dnniqa.core.images import read_image
 from fiftyone_dnniqa.core.video import video_info, write_video
 from fiftyone_dnniqa.corruptions.episodes import Episode, episode_frames
@@ -32,9 +35,11 @@ PLAN = [(0, Episode(13, 21, "dk_gaussian_blur", 4)), (7, Episode(4, 12, "low_lig
 FIELD = "iqa_aligned"
 
 
-@pytest.fixture
-def videos(imagenet_files, tmp_path):
-    """The dataset (persistent, as the App's) and per video its true episode."""
+@pytest.fixture(scope="module")
+def videos(imagenet_files, tmp_path_factory):
+    """The dataset (persistent, as the App's) and per video its true episode; shared by the
+    module's tests (the first scores it from the Compute form)."""
+    tmp_path = tmp_path_factory.mktemp("browser-video")
     ds = fo.Dataset(f"dnniqa-browser-video-{uuid.uuid4().hex[:8]}", persistent=True)
     rng = np.random.default_rng(0)
     box = [0.2, 0.2, 0.4, 0.4]
@@ -157,4 +162,83 @@ def test_the_timeline_of_a_video_dataset_and_a_click_on_a_dip(sync_playwright, v
         _save(page, tmp_path, "video_5_back.png")
         assert not [e for e in errors if "entry is loading" not in e], errors
     print("\nseconds: form to scores {:.1f}, panel with its timeline {:.1f}, click to clip {:.1f}".format(
+        *np.diff(t)))
+
+
+def _timeline_of(content):
+    """The timeline's quality lines as plotly holds them: ``(video id, frames, x)`` per line."""
+    plot = content.locator(".js-plotly-plot").first
+    lines = plot.evaluate("gd => gd.data.filter(d => d.mode === 'lines+markers').map(d => [d.ids, d.x])")
+    return [(json.loads(ids[0])[0], [json.loads(i)[1] for i in ids], x) for ids, x in lines]
+
+
+def _shows_only(content, sid):
+    """True once the timeline plots video ``sid`` alone (read again while the App re-renders)."""
+    try:
+        lines = _timeline_of(content)
+    except Exception:  # the plot is being replaced
+        return False
+    return [line[0] for line in lines] == [sid]
+
+
+def test_the_panel_in_the_sample_viewer_follows_the_video(sync_playwright, videos, app_server, tmp_path):
+    """Open a scored video in the sample viewer (the modal): the panel's tab there plots that
+    video's quality over time in seconds (12 fps: frame n at (n - 1) / 12 s), beside the
+    player; the viewer's next arrow moves the panel to the next video, writing no workspace
+    (as the grid's panel, issue 28); a click on a dip closes the viewer and the grid shows
+    the episode's clip."""
+    url, log_path = app_server
+    ds, truth = videos
+    ds.reload()
+    if not ds.has_frame_field(FIELD):  # run alone: scored here rather than from the form
+        dq.compute_quality(ds, "aligned", frame_step=STEP, progress=False, num_workers=0)
+    sampled = list(range(1, N + 1, STEP))
+    with _app_page(sync_playwright, tmp_path, log_path, "video_modal_failure.png") as (page, errors):
+        t = [time.perf_counter()]
+        views = _views_requested(page)
+        page.goto(f"{url}/datasets/{ds.name}", wait_until="domcontentloaded")
+        page.locator('[data-cy="looker"]').first.wait_for(timeout=60_000)
+        page.wait_for_timeout(1500)  # the App's "Explore Enterprise" popover comes, and covers the grid
+        _dismiss(page)
+        page.locator('[data-cy="looker"]').first.click(timeout=60_000)  # the grid's first video: clip0
+        modal = page.locator("#modal")
+        modal.locator('[data-cy="panel-tab-quality_vs_performance"]').click(timeout=60_000)
+        modal.locator('[title="Split horizontally"]').first.click(timeout=30_000)  # the player beside the panel
+        content = modal.locator('[data-cy="panel-content-quality_vs_performance"]')
+        content.get_by_text(re.compile(r"^clip0\.mp4, the video open in the sample viewer: 10 frames scored in "
+                                       rf"{FIELD} \(every 3rd frame at 12 fps\); 1 low-quality segment ")) \
+            .wait_for(timeout=120_000)
+        assert _wait_for(lambda: _shows_only(content, truth[0][0]), 60)
+        (_, frames, x), = _timeline_of(content)
+        assert frames == sampled and x == pytest.approx([(f - 1) / FPS for f in sampled])
+        assert content.locator("svg text", has_text="time (s)").count() == 1
+        t.append(time.perf_counter())
+
+        writes = []  # the App's workspace writes: none while the panel follows the viewer
+        page.on("request", lambda r: writes.append(r.post_data) if r.method == "POST" and
+                "setSpaces" in (r.post_data or "") else None)
+        modal.locator('[data-cy="nav-right-button"]').click(timeout=30_000)
+        sid, episode = truth[1]
+        assert _wait_for(lambda: _shows_only(content, sid), 60), _timeline_of(content)
+        content.get_by_text(re.compile(r"^clip1\.mp4, the video open in the sample viewer")).wait_for(timeout=60_000)
+        page.wait_for_timeout(1000)  # plotly lays the points out
+        _dismiss(page)
+        _save(page, tmp_path, "video_6_sample_viewer.png")
+        assert writes == [], writes
+        t.append(time.perf_counter())
+
+        dip = next(f for f in sampled if f in episode)
+        px, py = _point(content, sid, dip)
+        page.mouse.move(px, py)
+        page.wait_for_timeout(300)
+        page.mouse.click(px, py)
+        assert _wait_for(lambda: _count(page) == 1 and not modal.locator('[data-cy="modal-content"]').count(), 60)
+        clip = fo.DatasetView._build(ds, next(v for v in reversed(views) if "ToClips" in json.dumps(v)))
+        assert len(clip) == 1 and clip.values("sample_id") == [sid]
+        (first, last), = clip.values("support")
+        assert episode.start <= first < episode.start + STEP and episode.end - STEP < last <= episode.end
+        _save(page, tmp_path, "video_7_clip_from_the_viewer.png")
+        assert not [e for e in errors if "entry is loading" not in e], errors
+        t.append(time.perf_counter())
+    print("\nseconds: viewer with the panel's timeline {:.1f}, next video {:.1f}, click to clip {:.1f}".format(
         *np.diff(t)))

@@ -354,3 +354,13 @@ def test_the_panel_follows_the_video_in_the_sample_viewer(plugin, scored):  # no
     names = app.names()
     assert "close_sample" in names and names.index("close_sample") < names.index("set_view")
     assert app.set_views[-1].values("sample_id") == [sid] and app.set_views[-1].values("support") == [[1, 1 + 4 * STEP]]
+    app.view = app.set_views[-1]  # the grid shows the clip; the user opens it in the viewer
+    app.current_sample = app.view.first().id
+    app.call("on_change_current_sample", value=app.current_sample)
+    assert _plotted(app) == [sid]  # the clip's video, the clip outlined
+    outlined = [s for s in app.properties()["timeline"]["view"]["layout"]["shapes"] if s["line"].get("width") == 2]
+    assert [x for s in outlined for x in (s["x0"], s["x1"])] == pytest.approx(
+        [(0 - STEP / 2) / FPS, (4 * STEP + STEP / 2) / FPS])
+    app.call("on_click_back")  # Back from the viewer: it closes first (the clip is not in the view)
+    names = app.names()
+    assert names.index("close_sample") < names.index("set_view") and len(app.set_views[-1]) == 3

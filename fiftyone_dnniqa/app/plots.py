@@ -235,8 +235,8 @@ def _timeline_shapes(v, level, axis, in_seconds, highlight):
 
 def _timeline_layout(tl, n_videos, in_seconds, in_viewer):
     worse = "below" if tl["higher_is_better"] else "above"
-    click = "click a point: its segment (or the frames around it) as a clip" + (
-        " in the grid (the sample viewer closes)" if in_viewer else "")
+    click = ("click a point: its clip in the grid (closes the viewer)" if in_viewer
+             else "click a point: its segment (or the frames around it) as a clip")
     return {
         "title": {"text": f"{tl['field']} of the sampled frames over time<br><sub>dashed: the low level "
                           f"({fmt(tl['level'])}); shaded: low-quality segments ({worse} it)<br>{click}</sub>",
