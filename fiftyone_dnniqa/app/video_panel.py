@@ -2,7 +2,11 @@
 over time, for one video or the view's worst, beside the frame evaluation's outcomes and the
 low-quality segments (:func:`~fiftyone_dnniqa.analysis.video_targets.video_timelines`); a
 click on a point shows its clip (the segment holding the frame, else a few sampled steps
-around it) as the App's view; the view's worst videos as a table.
+around it) as the App's view; the view's worst videos as a table. While a video is open in
+the App's sample viewer (the modal, where the panel also lives) the panel plots that video
+and follows the viewer from video to video; a click there closes the viewer, then shows the
+clip in the grid (FiftyOne 1.22 has no operator that seeks the viewer's player: its
+``set_frame_number`` moves only the image-sequence timeline, checked in Chromium).
 
 Like the image mode, the App's own events write no panel state and the inputs carry no
 default (:class:`~.panel_cache.PanelState`); the plot's traces go in its view."""
