@@ -277,8 +277,9 @@ def test_panel_is_registered(plugin):
     panel = foo.get_operator(URI)
     assert isinstance(panel, P.QualityPerformancePanel)
     cfg = panel.resolve_panel_config()
-    assert cfg["name"] == "quality_vs_performance" and cfg["surfaces"] == "grid"
+    assert cfg["name"] == "quality_vs_performance" and cfg["surfaces"] == "grid modal"
     assert cfg["on_load"].endswith("#on_load") and cfg["on_change_view"].endswith("#on_change_view")
+    assert cfg["on_change_current_sample"].endswith("#on_change_current_sample")
 
 
 def test_on_load_renders_table_and_plots(plugin, cls_ds):

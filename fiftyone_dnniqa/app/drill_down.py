@@ -9,7 +9,7 @@ from bson import json_util
 
 from .panel_cache import PanelState
 
-__all__ = ["view_stages", "context_view", "origin_view", "event_args", "drill_down", "back"]
+__all__ = ["view_stages", "context_view", "origin_view", "event_args", "drill_down", "back", "leave_viewer"]
 
 
 def view_stages(view) -> str:
@@ -46,9 +46,19 @@ def event_args(ctx) -> dict:
     return args
 
 
+def leave_viewer(ctx):
+    """Closes the App's sample viewer, if open, before a drill-down or Back changes the view:
+    FiftyOne 1.22 fails ("sample with id ... not found") when the view changes under an open
+    sample that the new view lacks (seen in Chromium)."""
+    if ctx.current_sample:
+        ctx.ops.close_sample()
+
+
 def drill_down(ctx, view, highlight, label, origin=None):
-    """Sets the App's view to ``view``; keeps the view it came from (for the plots, which
-    highlight ``highlight``, and the Back button) and ``label`` (what the grid shows)."""
+    """Sets the App's view to ``view`` (the sample viewer closed first); keeps the view it
+    came from (for the plots, which highlight ``highlight``, and the Back button) and
+    ``label`` (what the grid shows)."""
+    leave_viewer(ctx)
     state = PanelState(ctx)
     if not state.get("base_view"):
         state.set("base_view", json_util.dumps((origin or ctx.view)._serialize()))
@@ -57,7 +67,9 @@ def drill_down(ctx, view, highlight, label, origin=None):
 
 
 def back(ctx):
-    """Ends the drill-down: the App's view goes back to where it started."""
+    """Ends the drill-down: the App's view goes back to where it started (the sample viewer
+    closed first)."""
+    leave_viewer(ctx)
     state = PanelState(ctx)
     stages = state.get("base_view")
     state.set("base_view", None)

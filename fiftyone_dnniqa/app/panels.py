@@ -38,7 +38,7 @@ from .object_panel import object_choices, object_data, render_objects, show_bin
 from .panel_cache import CACHE, SHOWN, PanelState, cache_key
 from .panel_tables import run_rows, unwrapped
 from .plots import plot_traces
-from .video_panel import VideoMode, leave_viewer, render_video, video_choices, video_update
+from .video_panel import VideoMode, render_video, video_choices, video_update
 from .view_operators import evaluable_fields
 from .sharding import PLUGIN_NAME
 
@@ -167,7 +167,6 @@ class QualityPerformancePanel(VideoMode, foo.Panel):
         self._refresh(ctx, force=True)
 
     def on_click_back(self, ctx):
-        leave_viewer(ctx)
         back(ctx)
 
     def on_click_object_bars(self, ctx):
@@ -175,7 +174,6 @@ class QualityPerformancePanel(VideoMode, foo.Panel):
         if view is None:
             ctx.ops.notify("Could not tell which bin was clicked", variant="warning")
             return
-        leave_viewer(ctx)
         drill_down(ctx, view, None, f"{len(view)} objects of the clicked quality bin")
 
     def on_change_slice(self, ctx):
@@ -194,7 +192,6 @@ class QualityPerformancePanel(VideoMode, foo.Panel):
         if not ids:
             return
         origin = origin_view(ctx)
-        leave_viewer(ctx)
         drill_down(ctx, origin.select(ids), {"ids": ids}, f"{len(ids)} lassoed samples", origin)
 
     # -- helpers -------------------------------------------------------------
@@ -333,7 +330,6 @@ class QualityPerformancePanel(VideoMode, foo.Panel):
             view = outcome_view(view, summary["eval_key"], summary["kind"], outcome)
         label = (f"{field} in [{fmt(float(lo))}, {fmt(float(hi))}{']' if last else ')'}"
                  + (f", {outcome} predictions" if outcome else ""))
-        leave_viewer(ctx)
         drill_down(ctx, view, {"bin": bin_id(field, lo, hi, last, outcome=outcome)}, label, origin)
 
     # -- layout --------------------------------------------------------------

@@ -28,7 +28,7 @@ from .panel_tables import unwrapped
 from .plots import timeline_figure
 
 __all__ = ["VIEW_VIDEOS", "VideoMode", "video_choices", "video_data", "video_update", "render_video",
-           "timeline_click", "modal_video", "leave_viewer"]
+           "timeline_click", "modal_video"]
 
 #: the video input's choice for "the view's worst videos" (else a video's id)
 VIEW_VIDEOS = "view"
@@ -70,14 +70,6 @@ def modal_video(ctx) -> Optional[str]:
     """The video open in the App's sample viewer (the modal), None while it is closed: the
     panel then follows it, in the modal and in the grid beneath."""
     return current_video(ctx.view, ctx.current_sample)
-
-
-def leave_viewer(ctx):
-    """Closes the App's sample viewer, if open, before a drill-down or Back changes the view:
-    FiftyOne 1.22 fails ("sample with id ... not found") when the view changes under an open
-    sample that the new view lacks (seen in Chromium)."""
-    if ctx.current_sample:
-        ctx.ops.close_sample()
 
 
 def video_update(ctx) -> Tuple[dict, dict, dict]:
@@ -162,7 +154,6 @@ class VideoMode:
         sample_id, support, name = clicked
         origin = videos_of(origin_view(ctx))
         view = clip_view(origin, sample_id, support)
-        leave_viewer(ctx)
         drill_down(ctx, view, {"id": sample_id, "support": support},
                    f"frames {support[0]}-{support[1]} of {name}", origin)
 
