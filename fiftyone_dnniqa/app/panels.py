@@ -38,6 +38,7 @@ from .object_panel import object_choices, object_data, render_objects, show_bin
 from .panel_cache import CACHE, SHOWN, PanelState, cache_key
 from .panel_tables import run_rows, unwrapped
 from .plots import plot_traces
+from .sample_panel import SampleMode, keep_standing, render_standing
 from .video_panel import VideoMode, render_video, video_choices, video_update
 from .view_operators import evaluable_fields
 from .sharding import PLUGIN_NAME
@@ -109,7 +110,7 @@ def _expected(view, stats, field):
     return memo[field]
 
 
-class QualityPerformancePanel(VideoMode, foo.Panel):
+class QualityPerformancePanel(SampleMode, VideoMode, foo.Panel):
     """Ranks the quality fields by how well they track a performance target and plots
     the target against quality; clicking a bin or lassoing points shows those samples."""
 
@@ -129,7 +130,8 @@ class QualityPerformancePanel(VideoMode, foo.Panel):
                 "highlighted, until you press Back (or change the view yourself). On videos scored frame "
                 "by frame: the quality of the sampled frames over time beside the frame evaluation's "
                 "errors; clicking a point shows its clip. In the sample viewer, the panel plots the video "
-                "open there and follows it from video to video."),
+                "open there and follows it from video to video; beside an image, it says first where that "
+                "image stands in the view, its predicted cause and its evaluation."),
         )
 
     # -- events --------------------------------------------------------------
@@ -230,6 +232,7 @@ class QualityPerformancePanel(VideoMode, foo.Panel):
         if field not in fields:
             field = None
         update = {"mode": "images", "target": target, "fields": fields, "field": field}
+        keep_standing(ctx, fields, _parse_target(target)[0])  # the image open in the sample viewer
 
         message = None
         if target is None:
@@ -434,8 +437,9 @@ class QualityPerformancePanel(VideoMode, foo.Panel):
         return True
 
     def _render_header(self, panel, state, summary):
-        """What the numbers describe (the view, or during a drill-down the view it started
-        from) and the Back button."""
+        """The image open in the sample viewer first, then what the numbers describe (the
+        view, or during a drill-down the view it started from) and the Back button."""
+        render_standing(panel, state)
         drill = state.get("drill_summary")
         if summary and drill:
             panel.md(f"**{drill['n']:,}** samples in the grid ({drill['label']}). The plots and tables "
