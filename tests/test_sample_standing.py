@@ -36,7 +36,7 @@ def ds():
     a cause run, a classification and a detection evaluation."""
     rng = np.random.default_rng(3)
     sharp = np.round(rng.uniform(0, 1, N), 1).tolist()  # one decimal: ties
-    sharp[5] = None
+    sharp[5], sharp[8] = None, float("nan")  # not scored
     gts = [["cat", "dog"][i % 2] for i in range(N)]
     preds = [g if rng.random() < 0.6 else "bird" for g in gts]
     causes = [_labels(("blur", 3.54, None), ("exposure", 2.0, "dark"))] + [_labels()] * (N - 2) + [None]
@@ -74,19 +74,19 @@ def test_each_value_stands_against_the_other_images_in_its_fields_direction(ds):
         s = image_standing(ds.view(), ids[k], ["sharp", "blurry", "noise"])
         up, down, raw = s["fields"]
         assert (up["higher_is_better"], down["higher_is_better"], raw["known"]) == (True, False, False)
-        if k == 5:  # not scored
-            assert up["value"] is None and standing_words(up) == "not scored" and up["n"] == N - 1
+        if k in (5, 8):  # not scored
+            assert up["value"] is None and standing_words(up) == "not scored" and up["n"] == N - 2
             continue
-        assert up["n"] == down["n"] == N - 2 and raw["n"] == N - 1  # the others with a value
+        assert up["n"] == down["n"] == N - 3 and raw["n"] == N - 1  # the others with a value
         assert (up["worse_than"], up["better_than"]) == pytest.approx(_oracle(values, k, True))
         assert (down["worse_than"], down["better_than"]) == pytest.approx(_oracle(values, k, False))
         assert (raw["worse_than"], raw["better_than"]) == pytest.approx(_oracle(noise, k, True))  # assumed higher
     # the worst sharp image, by hand: lowest sharp is worst, and the same value is best as "blurry"
     k = int(np.nanargmin(values))
     s = image_standing(ds.view(), ids[k], ["sharp", "blurry"])
-    share = np.mean(np.delete(values, [k, 5]) > values[k])
-    assert standing_words(s["fields"][0]) == f"worse than {100 * share:.0f}% of the other 28 scored images of the view"
-    assert standing_words(s["fields"][1]) == f"better than {100 * share:.0f}% of the other 28 scored images of the view"
+    share = np.mean(np.delete(values, [k, 5, 8]) > values[k])
+    assert standing_words(s["fields"][0]) == f"worse than {100 * share:.0f}% of the other 27 scored images of the view"
+    assert standing_words(s["fields"][1]) == f"better than {100 * share:.0f}% of the other 27 scored images of the view"
     k = int(np.argmax(noise))
     assert standing_words(image_standing(ds.view(), ids[k], ["noise"])["fields"][0]) == (
         "higher than 100% of the other 29 scored images of the view")
@@ -138,12 +138,12 @@ def test_the_panel_shows_the_image_open_in_the_viewer_and_follows_it(plugin, ds)
         text = props["this_image"]["default"]
         assert list(props).index("this_image") < list(props).index("header")  # first
         assert text.startswith(f"**This image** (img{k:02d}.jpg), open in the sample viewer:")
-        others = np.array([v for i, v in enumerate(values) if i not in (k, 5)])
+        others = np.array([v for i, v in enumerate(values) if i not in (k, 5, 8)])
         worse, better = np.mean(others > values[k]), np.mean(others < values[k])  # sharp: higher is better
         sharp, blurry = (("worse", worse), ("better", worse)) if worse >= better else (("better", better),
                                                                                       ("worse", better))
-        assert f"- `sharp` {values[k]:.3f}: {sharp[0]} than {100 * sharp[1]:.0f}% of the other 28 scored" in text
-        assert f"- `blurry` {values[k]:.3f}: {blurry[0]} than {100 * blurry[1]:.0f}% of the other 28 scored" in text
+        assert f"- `sharp` {values[k]:.3f}: {sharp[0]} than {100 * sharp[1]:.0f}% of the other 27 scored" in text
+        assert f"- `blurry` {values[k]:.3f}: {blurry[0]} than {100 * blurry[1]:.0f}% of the other 27 scored" in text
         assert "- evaluation `" in text and "- predicted cause (`iqa_cause`): " in text
         assert app.data["ranking"] == ranking  # the view's statistics stay
     assert "blurred (severity 3.5) and dark (severity 2.0)" not in text

@@ -9,7 +9,9 @@ import os
 from typing import Optional, Sequence
 
 import numpy as np
+import fiftyone as fo
 from bson import ObjectId
+from fiftyone import ViewField as F
 
 from .breakdowns import cause_field, labels_text
 from .panel_stats import direction
@@ -18,22 +20,30 @@ from .targets import binary_correct, pick_target, to_floats
 __all__ = ["image_standing", "standing_words", "outcome_words"]
 
 
-def _field_standing(view, sample_id: str, field: str, value) -> dict:
-    """``value`` of ``field`` against the view's other images with a finite value:
-    ``worse_than`` / ``better_than`` (shares of them strictly better / strictly worse in
-    the field's direction; where the direction is unknown, higher counts as better)."""
-    hib, known = direction(view, field)
-    ids, values = view.values(["id", field])
-    others = to_floats(values)[np.asarray(ids) != sample_id]
-    others = others[np.isfinite(others)]
-    out = {"field": field, "value": None, "higher_is_better": hib, "known": known, "n": int(len(others)),
-           "worse_than": None, "better_than": None}
-    if value is None or isinstance(value, bool) or not np.isfinite(float(value)):
-        return out
-    out["value"] = v = float(value)
-    if len(others):
-        higher, lower = float(np.mean(others > v)), float(np.mean(others < v))
-        out.update(worse_than=higher if hib else lower, better_than=lower if hib else higher)
+def _count(condition):
+    return fo.Sum(condition.if_else(1, 0))
+
+
+def _standings(view, values: dict) -> list:
+    """Each field's ``value`` (the image's, one of ``view``'s; ``{field: value}``) against
+    the view's other images with a finite value: ``worse_than`` / ``better_than`` (shares
+    of them strictly better / strictly worse in the field's direction; where the direction
+    is unknown, higher counts as better). Counted in the database in one pass (None and
+    NaN fail both bounds); the image is neither above nor below its own value, so only the
+    count of the others leaves it out."""
+    aggs, out = [], []
+    for field, value in values.items():
+        v = None if value is None or isinstance(value, bool) or not np.isfinite(float(value)) else float(value)
+        finite = (F(field) > -np.inf) & (F(field) < np.inf)
+        aggs += [_count(finite & (F(field) > (v or 0.0))), _count(finite & (F(field) < (v or 0.0))), _count(finite)]
+        hib, known = direction(view, field)
+        out.append({"field": field, "value": v, "higher_is_better": hib, "known": known})
+    counts = view.aggregate(aggs) if aggs else []
+    for k, entry in enumerate(out):
+        higher, lower, n = counts[3 * k: 3 * k + 3]
+        entry["n"] = n = int(n) - (entry["value"] is not None)
+        shares = (higher / n, lower / n) if entry["value"] is not None and n else (None, None)
+        entry["worse_than"], entry["better_than"] = shares if entry["higher_is_better"] else shares[::-1]
     return out
 
 
@@ -112,7 +122,7 @@ def image_standing(view, sample_id: Optional[str], fields: Sequence[str],
     if sample is None:
         return None
     sid = str(sample_id)
-    entries = [_field_standing(view, sid, f, _get(sample, f)) for f in fields]
+    entries = _standings(view, {f: _get(sample, f) for f in fields})
     cf = cause_field(view)
     return {"sample_id": sid, "name": os.path.basename(sample.filepath), "fields": entries, "cause_field": cf,
             "cause": labels_text(_get(sample, cf)),
