@@ -227,9 +227,7 @@ def _score_rows(plan, jobs: List[Job], work: _Work, specs, loader, raw_jpeg, bat
         with open_lanes(jobs, plan.device) as lanes:
             for batch in scored_batches(lanes, loader, score, jobs):
                 bar.update(len(batch))
-                if cadence.due(len(batch)):
-                    flush(plan.dataset, jobs)
-                    cadence.written()
+                cadence.add(len(batch), lambda: flush(plan.dataset, jobs))
                 if not plan.skip_failures:
                     _raise_first_failure(jobs)
         flush(plan.dataset, jobs)

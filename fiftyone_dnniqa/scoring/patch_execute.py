@@ -151,9 +151,7 @@ def score_patches(plan, jobs: List[Job], work: PatchWork, specs, loader, raw_jpe
         with open_lanes(jobs, plan.device) as lanes:
             for batch in scored_batches(lanes, loader, score, jobs):
                 bar.update(len(batch))
-                if cadence.due(len(batch)):
-                    writer.flush(plan.dataset, jobs)
-                    cadence.written()
+                cadence.add(len(batch), lambda: writer.flush(plan.dataset, jobs))
                 if not plan.skip_failures:
                     raise_first_failure(jobs)
         writer.flush(plan.dataset, jobs)

@@ -172,9 +172,7 @@ def _after_batch(plan, jobs, writer, bar, cadence, frames, ends, raise_first_fai
     for end in ends:
         writer.end_video(end)
     bar.update(len(ends))
-    if cadence.due(len(frames)):
-        writer.flush(plan.dataset, jobs)
-        cadence.written()
+    cadence.add(len(frames), lambda: writer.flush(plan.dataset, jobs))
     if not plan.skip_failures:
         raise_first_failure(jobs)
         if writer.video_errors:

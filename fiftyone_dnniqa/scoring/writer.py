@@ -9,6 +9,7 @@ A float metric's scores go to its field. A structured metric (``outputs =
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 import fiftyone as fo
 import fiftyone.core.utils as fou
@@ -92,13 +93,12 @@ class WriteCadence:
         self.write_every, self.seconds = write_every, seconds
         self.pending, self.last_write = 0, time.perf_counter()
 
-    def due(self, items: int) -> bool:
-        """Counts ``items`` more pending; whether to write now (then call :meth:`written`)."""
+    def add(self, items: int, write: Callable[[], None]) -> None:
+        """Counts ``items`` more pending, and calls ``write()`` when it is time."""
         self.pending += items
-        return self.pending >= self.write_every or time.perf_counter() - self.last_write > self.seconds
-
-    def written(self) -> None:
-        self.pending, self.last_write = 0, time.perf_counter()
+        if self.pending >= self.write_every or time.perf_counter() - self.last_write > self.seconds:
+            write()
+            self.pending, self.last_write = 0, time.perf_counter()
 
 
 class Progress:
