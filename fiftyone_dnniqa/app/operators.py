@@ -124,18 +124,16 @@ class ComputeQuality(foo.Operator):
 
 
 def _hands_off(ctx) -> bool:
-    """Whether this is the App's Execute of the form, which :meth:`ComputeQuality._hand_off`
-    passes on (the run it triggers carries ``STREAM_PARAM``)."""
+    """Whether this is the App's Execute of the form (the App's requests carry
+    ``current_sample``, which Python's ``execute_operator`` does not send), which
+    :meth:`ComputeQuality._hand_off` passes on as a run that streams."""
     return not ctx.delegated and not ctx.params.get(STREAM_PARAM) and "current_sample" in (ctx.request_params or {})
 
 
 def _streams_progress(ctx) -> bool:
-    """Whether to yield progress messages: an immediate run requested by the App (whose
-    requests carry ``current_sample``, which Python's ``execute_operator`` does not send),
-    or by anyone passing ``STREAM_PARAM``. A Python call gets its result returned."""
-    if ctx.delegated:
-        return False
-    return bool(ctx.params.get(STREAM_PARAM)) or "current_sample" in (ctx.request_params or {})
+    """Whether to yield progress messages: the run the App's Execute triggered, or anyone
+    passing ``STREAM_PARAM``. A Python call gets its result returned."""
+    return not ctx.delegated and bool(ctx.params.get(STREAM_PARAM))
 
 
 def _score(ctx, progress) -> dict:
