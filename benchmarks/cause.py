@@ -1,7 +1,7 @@
 """The cause head on images it was not trained on: which imaging condition it names.
 
-    python benchmarks/train_cause_head.py   # the shipped head, from the dev split
-    python benchmarks/cause.py              # this benchmark, on the test split
+    python benchmarks/cause.py                        # the shipped head, on the test split
+    python benchmarks/cause.py --head candidate.safetensors   # another (train_cause_head.py --out ...)
 
 Test set: the ImageNet sample's test split (odd positions by file name, 250 images; the
 head saw only the even ones), resized and cropped to the proxy's 224 px as in training.
@@ -201,7 +201,9 @@ def nearest_families(test):
 
 def held_out(dev, test, thresholds, gate=None):
     """Leave one corruption out (is its own family named?), then one family out (what is
-    named instead?): the head refitted on the dev examples without them."""
+    named instead?): a head of ``SETTINGS``' recipe (issue 29's gated candidate, not the
+    shipped head's recipe of commit 07c2241) refitted on the dev examples without them,
+    read with the measured head's ``thresholds`` and ``gate``."""
     s, names = SETTINGS, test["names"]
     epochs = s["epochs"]
 
