@@ -38,7 +38,9 @@ sys.path.insert(0, HERE)
 
 from cause_compound import compound_lines, compound_recipes, compound_section  # noqa: E402
 from cause_report import cleanvision_checks, cost_of_cause, write_report  # noqa: E402
-from train_cause_head import SETTINGS, dev_examples, rendering_fingerprint, split_files  # noqa: E402
+from train_cause_head import (  # noqa: E402
+    SETTINGS, SHIPPED_DRAW, SHIPPED_RECIPE, dev_examples, rendering_fingerprint, split_files, train_single_head,
+)
 
 from fiftyone_dnniqa.core.images import InputSpec  # noqa: E402
 from fiftyone_dnniqa.corruptions import SUITES  # noqa: E402
@@ -199,19 +201,28 @@ def nearest_families(test):
     return out
 
 
-def held_out(dev, test, thresholds, gate=None):
+def refit_recipe(head, cache):
+    """The dev examples and the refit of ``head``'s recipe: a one-severity (format 2) head
+    is the shipped head's recipe (``SHIPPED_DRAW``, ``train_single_head``), a per-family
+    one ``SETTINGS``' (merged heads); both on examples rendered by today's code."""
+    if not head.per_family:
+        return dev_examples(cache, draw=SHIPPED_DRAW), lambda X, Y, sev, fam: train_single_head(X, Y, sev,
+                                                                                                 **SHIPPED_RECIPE)
+    s = SETTINGS
+    return dev_examples(cache), lambda X, Y, sev, fam: train_cause_ensemble(
+        X, Y, sev, fam, hidden=s["hidden"], epochs=s["epochs"], weight_decay=s["weight_decay"], seed=s["seed"],
+        members=s["members"])
+
+
+def held_out(dev, fit, test, thresholds, gate=None):
     """Leave one corruption out (is its own family named?), then one family out (what is
-    named instead?): a head of ``SETTINGS``' recipe (issue 29's gated candidate, not the
-    shipped head's recipe of commit 07c2241) refitted on the dev examples without them,
-    read with the measured head's ``thresholds`` and ``gate``."""
-    s, names = SETTINGS, test["names"]
-    epochs = s["epochs"]
+    named instead?): the measured head's recipe (:func:`refit_recipe`) refitted on the
+    dev examples without them, read with its ``thresholds`` and ``gate``."""
+    names = test["names"]
 
     def refit(drop):
         keep = [k for k, r in enumerate(dev["recipes"]) if not any(drop(n) for n, _ in r.steps)]
-        return train_cause_ensemble(dev["X"][keep], dev["Y"][keep], dev["severity"][keep],
-                                    dev["family_severity"][keep], hidden=s["hidden"], epochs=epochs,
-                                    weight_decay=s["weight_decay"], seed=s["seed"], members=s["members"])
+        return fit(dev["X"][keep], dev["Y"][keep], dev["severity"][keep], dev["family_severity"][keep])
 
     corr = {}
     for c in HELD_OUT:
@@ -254,7 +265,7 @@ def main(argv=None):
     log(json.dumps({k: v for k, v in res["headline"].items() if k != "per_corruption"}, indent=1))
     log("\n".join(compound_lines(res["compound"])))
     if not args.skip_held_out:
-        res["held_out"] = held_out(dev_examples(args.cache), test, config["thresholds"], config.get("gate"))
+        res["held_out"] = held_out(*refit_recipe(head, args.cache), test, config["thresholds"], config.get("gate"))
     if not args.skip_cleanvision:
         res["cleanvision"] = cleanvision_checks(test, probs, stored)
     if not args.skip_cost:

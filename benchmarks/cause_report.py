@@ -180,9 +180,9 @@ def _held_out_lines(ho):
     if not ho:
         return []
     lines = ["## Held out of training", "",
-             "One corruption left out (its family keeps other members), a head of `train_cause_head.SETTINGS`' "
-             "recipe refitted on the dev examples without it, read with the measured head's thresholds: is its "
-             "own family the most likely (arg-max), and is it stored?", "",
+             "One corruption left out (its family keeps other members), the measured head's recipe refitted on "
+             "the dev examples (rendered by today's code) without it: is its own family the most likely "
+             "(arg-max), and is it stored?", "",
              "| held-out corruption | family | arg-max = own family | stored = own family | arg-max confusions |",
              "|---|---|---|---|---|"]
     for c, v in ho["corruptions"].items():

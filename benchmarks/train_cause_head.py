@@ -28,6 +28,7 @@ import sys
 import time
 
 import torch
+import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
@@ -40,10 +41,13 @@ import fiftyone_dnniqa.metrics.cause as cause_module  # noqa: E402
 import fiftyone_dnniqa.metrics.cause_training as cause_training  # noqa: E402
 from fiftyone_dnniqa.core.images import InputSpec  # noqa: E402
 from fiftyone_dnniqa.metrics.backbones import load_backbone  # noqa: E402
-from fiftyone_dnniqa.metrics.cause import FAMILIES, FORMAT_VERSION, SHIPPED_HEAD, save_cause_head  # noqa: E402
+from fiftyone_dnniqa.metrics.cause import (  # noqa: E402
+    FAMILIES, FORMAT_VERSION, SHIPPED_HEAD, CauseHead, save_cause_head,
+)
 from fiftyone_dnniqa.metrics.cause_training import (  # noqa: E402
     build_examples, calibrate_gate, draw_recipes, load_clean_images, train_cause_ensemble,
 )
+from fiftyone_dnniqa.metrics.training import seeded_standardised_head  # noqa: E402
 
 #: the gated candidate's settings (issue 29; NOT the shipped head, which meets more of the
 #: issue's goals: benchmarks/results/cause.search.md). The shipped head was trained by this
@@ -58,6 +62,10 @@ from fiftyone_dnniqa.metrics.cause_training import (  # noqa: E402
 #: families (``pair_copies``) lowered single-corruption accuracy (94.1%).
 SETTINGS = dict(backbone="efficientnet_lite0", copies=12, clean_views=2, compound=0.5, pair_copies=0, hidden=128,
                 members=3, epochs=300, weight_decay=5e-2, seed=0, target_none=0.96, false_alarm=0.1, floor=0.4)
+#: the shipped head's recipe (this script at commit 07c2241): its draw (8 copies per image,
+#: a fifth of them compounds, 2 clean views) and its training (:func:`train_single_head`)
+SHIPPED_DRAW = dict(copies=8, clean_views=2, compound=0.2, pair_copies=0, seed=0)
+SHIPPED_RECIPE = dict(hidden=64, epochs=150, weight_decay=5e-2, seed=0)
 #: corruption combinations never drawn in training, for the benchmark's compound section:
 #: a night shot (dark and noisy), soft and compressed, shaky hand-held (blurred and
 #: noisy), hazy and soft, a dirty lens on a compressed frame, a night shot dark, shaken and
@@ -96,15 +104,16 @@ def split_files(split: str):
     return [os.path.join(IMAGES, f) for f in (files[0::2] if split == "dev" else files[1::2])]
 
 
-def dev_examples(cache: str, limit=None, corruptions=None, log=print):
-    """Recipes, features, family targets and severities of the dev split (cached)."""
-    s = SETTINGS
+def dev_examples(cache: str, limit=None, corruptions=None, log=print, draw=None):
+    """Recipes, features, family targets and severities of the dev split (cached), drawn
+    as ``draw`` says (copies, clean_views, compound, pair_copies, seed; default :data:`SETTINGS`)."""
+    s = draw or SETTINGS
     pairs = f"-p{s['pair_copies']}" if s["pair_copies"] else ""
     key = (f"{cache}/dev-v{FORMAT_VERSION}-{rendering_fingerprint()}-{limit or 'all'}-{s['copies']}-{s['clean_views']}-{s['compound']}"
            f"{pairs}-{s['seed']}.pt")
     if os.path.isfile(key):
         return torch.load(key, weights_only=False)
-    proxy = load_backbone(s["backbone"])
+    proxy = load_backbone(SETTINGS["backbone"])
     proxy.model.to(memory_format=torch.channels_last)
     files = split_files("dev")[:limit]
     clean, skipped = load_clean_images(files, InputSpec(resize=proxy.resize, crop=proxy.crop))
@@ -125,6 +134,24 @@ def dev_examples(cache: str, limit=None, corruptions=None, log=print):
     os.makedirs(cache, exist_ok=True)
     torch.save(out, key)
     return out
+
+
+def train_single_head(X, Y, severity, hidden=64, epochs=150, lr=3e-3, weight_decay=5e-2, severity_weight=0.5,
+                      clean_weight=3.0, mild_target=0.5, seed=0) -> CauseHead:
+    """The shipped head's training (format 2: one severity for the image), as committed at 07c2241."""
+    X, Y, severity = X.float(), Y.float().clone(), severity.float()
+    Y[severity == 1] *= mild_target
+    weight = torch.where(severity == 0, clean_weight, 1.0).unsqueeze(1)
+    head = seeded_standardised_head(lambda: CauseHead(X.shape[1], hidden, per_family=False), X, seed)
+    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
+    for _ in range(epochs):
+        opt.zero_grad()
+        logits, sev, _ = head(X)
+        bce = (F.binary_cross_entropy_with_logits(logits, Y, reduction="none") * weight).mean()
+        loss = bce + severity_weight * F.mse_loss(sev / 5, severity / 5)
+        loss.backward()
+        opt.step()
+    return head.eval()
 
 
 def main(argv=None):
