@@ -65,7 +65,7 @@ def named(metric, x):
 
 
 #: tests of what a compound-trained head does; strict: they tell when such a head is shipped
-COMPOUND_HEAD = pytest.mark.xfail(strict=True, reason="issue 29: the shipped head is the single-degradation one (format 2); no compound-trained head yet meets every goal at once (benchmarks/results/cause.search.md): the gated candidate names these but also a third family on some (a blurred and noisy PNG read as compressed too) and stores ImageNet-C 95.1% against 95.9%; combined with compound-trained heads it cannot name every family of 82% of the dev held-out combinations with each family's false alarms under 10%")
+COMPOUND_HEAD = pytest.mark.xfail(strict=True, reason="issue 29: the shipped head is the single-degradation one (format 2) and names every family of 22% of held-out combinations (benchmarks/results/cause.md); no head that names more meets every goal at once (benchmarks/results/cause.search.md): the paired candidate of session 19 names 77% but adds a wrong family to 28.6% of single degradations and finds a cause on 7.2% of clean photos")
 
 
 @COMPOUND_HEAD
