@@ -11,6 +11,7 @@ import scipy.stats
 import fiftyone as fo
 
 from fiftyone_dnniqa.analysis.sample_standing import image_standing, outcome_words, standing_words
+from fiftyone_dnniqa.analysis.samples import one_sample
 from fiftyone_dnniqa.app import panels as P
 from fiftyone_dnniqa.scoring.runs import QualityRunConfig
 
@@ -156,3 +157,14 @@ def test_the_panel_shows_the_image_open_in_the_viewer_and_follows_it(plugin, ds)
     app.user_changes("fields", ["blurry"], "on_change_fields")  # the user's choice of fields
     text = app.properties()["this_image"]["default"]
     assert "`blurry`" in text and "`sharp`" not in text
+
+
+def test_one_sample_by_the_ids_the_app_sends(ds):
+    """The sample viewer's id selects that sample alone; an id of no sample of the view
+    selects nothing; no id, or a string that is not an ObjectId, is None (not a query)."""
+    ids = ds.values("id")
+    assert one_sample(ds, ids[3]).values("id") == [ids[3]]
+    assert len(one_sample(ds.select(ids[:2]), ids[3])) == 0
+    assert one_sample(ds, "0" * 24).values("id") == []  # a valid id of no sample
+    for bad in (None, "", "not-an-id", "12345"):
+        assert one_sample(ds, bad) is None

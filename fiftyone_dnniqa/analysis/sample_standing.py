@@ -10,11 +10,11 @@ from typing import Optional, Sequence
 
 import numpy as np
 import fiftyone as fo
-from bson import ObjectId
 from fiftyone import ViewField as F
 
 from .breakdowns import cause_field, labels_text
 from .panel_stats import direction
+from .samples import one_sample
 from .targets import binary_correct, pick_target, to_floats
 
 __all__ = ["image_standing", "standing_words", "outcome_words"]
@@ -115,12 +115,10 @@ def image_standing(view, sample_id: Optional[str], fields: Sequence[str],
     standing, see :func:`standing_words`), ``cause`` (its predicted causes in words, where
     a ``cause`` run exists: ``cause_field``; None where the run did not score it) and ``outcome`` (of evaluation ``eval_key``); None when
     ``sample_id`` is none of ``view``'s samples."""
-    if not sample_id or not ObjectId.is_valid(str(sample_id)):
+    one = one_sample(view, sample_id)
+    if one is None or not len(one):
         return None
-    one = view.select(str(sample_id))
-    sample = one.first() if len(one) else None
-    if sample is None:
-        return None
+    sample = one.first()
     sid = str(sample_id)
     entries = _standings(view, {f: _get(sample, f) for f in fields})
     cf = cause_field(view)

@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
-from bson import ObjectId
 from scipy import stats
 
 from ..scoring.runs import list_quality_runs
@@ -42,6 +41,7 @@ from .correlation import rank_fields
 from .fields import field_direction
 from .grouping import binned_performance, group_level_correlations, wilson_interval
 from .resampling import is_binary
+from .samples import one_sample
 from .targets import (BINARY_KINDS, TargetInfo, binary_correct, detection_rates, get_target, list_targets,
                       pick_target, to_floats)
 from .video import SUMMARIES, SegmentsFound, find_segments, frame_field, worst_videos
@@ -391,9 +391,9 @@ def current_video(samples, sample_id: Optional[str]) -> Optional[str]:
     """The id of the video behind ``sample_id``, the sample the App's sample viewer shows
     from ``samples``: that sample in a video collection, the video of a clip in a
     ``to_clips`` view; None without a sample or when ``sample_id`` is none of ``samples``'."""
-    if not sample_id or not ObjectId.is_valid(str(sample_id)):
+    match = one_sample(samples, sample_id)
+    if match is None:
         return None
-    match = samples.select(str(sample_id))
     if getattr(samples, "_is_clips", False):
         ids = match.values("sample_id")
     else:
