@@ -38,7 +38,9 @@ sys.path.insert(0, HERE)
 
 from cause_compound import compound_lines, compound_recipes, compound_section  # noqa: E402
 from cause_report import cleanvision_checks, cost_of_cause, write_report  # noqa: E402
-from train_cause_head import SETTINGS, dev_examples, rendering_fingerprint, split_files  # noqa: E402
+from train_cause_head import (  # noqa: E402
+    SETTINGS, decider_examples, dev_examples, fit_paired_head, rendering_fingerprint, split_files,
+)
 
 from fiftyone_dnniqa.core.images import InputSpec  # noqa: E402
 from fiftyone_dnniqa.corruptions import SUITES  # noqa: E402
@@ -46,7 +48,7 @@ from fiftyone_dnniqa.metrics.cause import (  # noqa: E402
     FAMILIES, FAMILY_OF, FORMAT_VERSION, NONE, SHIPPED_HEAD, cause_labels, load_cause_head,
 )
 from fiftyone_dnniqa.metrics.cause_training import (  # noqa: E402
-    Recipe, build_examples, load_clean_images, train_cause_ensemble,
+    Recipe, build_examples, load_clean_images,
 )
 from fiftyone_dnniqa.metrics.backbones import load_backbone  # noqa: E402
 
@@ -112,11 +114,12 @@ def _write_pngs(clean, recipes, folder):
 
 
 def predict(head, X, thresholds, gate=None):
-    """Probabilities, overall and per-family severities, and the stored labels."""
+    """The deciding probabilities, overall and per-family severities, and the stored
+    labels (from rows laid out as :meth:`CauseMetric.score`'s)."""
     with torch.no_grad():
-        logits, sev, fam_sev = head(X.float())
-    probs = torch.sigmoid(logits)
-    stored = [cause_labels(list(p) + [0.0], thresholds, gate)[0] for p in probs.tolist()]
+        probs, naming, sev, fam_sev = head.outputs(X.float())
+    rows = torch.cat([probs, sev.unsqueeze(1), fam_sev, torch.zeros(len(X), 1), naming], dim=1)
+    stored = [cause_labels(row, thresholds, gate)[0] for row in rows.tolist()]
     return probs, sev.clamp(0, 5), fam_sev.clamp(0, 5), stored
 
 
@@ -199,17 +202,14 @@ def nearest_families(test):
     return out
 
 
-def held_out(dev, test, thresholds, gate=None):
+def held_out(decider_ex, namer_ex, test, thresholds, gate=None):
     """Leave one corruption out (is its own family named?), then one family out (what is
-    named instead?): the head refitted on the dev examples without them."""
-    s, names = SETTINGS, test["names"]
-    epochs = s["epochs"]
+    named instead?): the shipped kind of head refitted on the dev examples without them."""
+    names = test["names"]
 
     def refit(drop):
-        keep = [k for k, r in enumerate(dev["recipes"]) if not any(drop(n) for n, _ in r.steps)]
-        return train_cause_ensemble(dev["X"][keep], dev["Y"][keep], dev["severity"][keep],
-                                    dev["family_severity"][keep], hidden=s["hidden"], epochs=epochs,
-                                    weight_decay=s["weight_decay"], seed=s["seed"], members=s["members"])
+        return fit_paired_head(decider_ex, namer_ex,
+                               lambda rs: torch.tensor([not any(drop(n) for n, _ in r.steps) for r in rs]))
 
     corr = {}
     for c in HELD_OUT:
@@ -252,7 +252,8 @@ def main(argv=None):
     log(json.dumps({k: v for k, v in res["headline"].items() if k != "per_corruption"}, indent=1))
     log("\n".join(compound_lines(res["compound"])))
     if not args.skip_held_out:
-        res["held_out"] = held_out(dev_examples(args.cache), test, config["thresholds"], config.get("gate"))
+        res["held_out"] = held_out(decider_examples(args.cache), dev_examples(args.cache), test, config["thresholds"],
+                                   config.get("gate"))
     if not args.skip_cleanvision:
         res["cleanvision"] = cleanvision_checks(test, probs, stored)
     if not args.skip_cost:

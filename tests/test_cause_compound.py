@@ -64,15 +64,15 @@ def named(metric, x):
     return [{lab for lab, _ in metric.labels(r)[0]} for r in rows], [metric.label_attributes(r) for r in rows]
 
 
-#: tests of what a compound-trained head does; strict: they tell when such a head is shipped
-COMPOUND_HEAD = pytest.mark.xfail(strict=True, reason="issue 29: the shipped head is the single-degradation one (format 2); no compound-trained head yet meets every goal at once (benchmarks/results/cause.search.md): the gated candidate names these but also a third family on some (a blurred and noisy PNG read as compressed too) and stores ImageNet-C 95.1% against 95.9%; combined with compound-trained heads it cannot name every family of 82% of the dev held-out combinations with each family's false alarms under 10%")
+#: what the shipped paired head still misses; strict: they tell when a head does better
+COMPOUND_HEAD = pytest.mark.xfail(strict=True, reason="issue 29: the shipped paired head (format 4) names every family of about 80% of held-out combinations (benchmarks/results/cause.md); motion blur at severity 3 under noise and JPEG is missed on half the photos, and a real blurred and noisy photo is also called washed out")
 
 
-@COMPOUND_HEAD
 @pytest.mark.parametrize("steps, families", [
     ((("low_light", 4), ("gaussian_noise", 4)), {"exposure", "noise"}),  # a night shot (held out of training)
     ((("defocus_blur", 4), ("jpeg_compression", 4)), {"blur", "compression"}),  # held out of training
-    ((("motion_blur", 3), ("shot_noise", 4), ("dk_jpeg", 4)), {"blur", "noise", "compression"}),
+    pytest.param((("motion_blur", 3), ("shot_noise", 4), ("dk_jpeg", 4)), {"blur", "noise", "compression"},
+                 marks=COMPOUND_HEAD),
 ])
 def test_every_family_of_a_compound_is_named(cause, photos, steps, families):
     labels, attrs = named(cause, degraded(photos, *steps))
@@ -81,7 +81,6 @@ def test_every_family_of_a_compound_is_named(cause, photos, steps, families):
         assert set(a) == s and all(0 <= v["severity"] <= 5 for v in a.values())
 
 
-@COMPOUND_HEAD
 def test_each_family_has_its_own_severity(cause, photos):
     """Oracle: the severities the photos were degraded at. Blur 2 -> 5 under the same
     noise raises blur's severity; noise 2 -> 5 under the same blur raises noise's."""
@@ -161,14 +160,14 @@ def test_a_head_of_format_2_still_reads_with_one_severity_for_every_family(tmp_p
     """A format-2 head (one severity for the image) loads; every family's severity is the
     image's (the last output by hand)."""
     torch.manual_seed(0)
-    old = CauseHead(cause.head.mean.numel(), 16, per_family=False)
+    old = CauseHead(cause.head.in_features, 16, per_family=False)
     path = str(tmp_path / "v2.safetensors")
     save_cause_head(path, old, {"backbone": "efficientnet_lite0", "thresholds": [0.5] * K})
     with safe_open(path, framework="pt") as f:
         assert json.loads(f.metadata()["config"])["format_version"] == 2
     head, config = load_cause_head(path)
     assert not head.per_family and config["format_version"] == 2
-    x = torch.randn(3, cause.head.mean.numel())
+    x = torch.randn(3, cause.head.in_features)
     logits, sev, fam = head(x)
     with torch.no_grad():
         out = old.net(x)
