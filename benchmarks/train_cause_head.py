@@ -48,7 +48,7 @@ from fiftyone_dnniqa.core.images import InputSpec  # noqa: E402
 from fiftyone_dnniqa.corruptions.compound import family_severities  # noqa: E402
 from fiftyone_dnniqa.metrics.backbones import load_backbone  # noqa: E402
 from fiftyone_dnniqa.metrics.cause import (  # noqa: E402
-    FAMILIES, FORMAT_VERSION, SHIPPED_HEAD, CauseHead, PairedCauseHead, save_cause_head,
+    FAMILIES, FAMILY_OF, FORMAT_VERSION, SHIPPED_HEAD, CauseHead, PairedCauseHead, save_cause_head,
 )
 from fiftyone_dnniqa.metrics.cause_training import (  # noqa: E402
     build_examples, draw_recipes, load_clean_images, train_cause_ensemble,
@@ -60,15 +60,19 @@ FOLDS = 5
 #: the namer (issue 29; chosen on the dev split alone, out of fold:
 #: benchmarks/results/cause.search.md): three heads of 128 hidden units from successive
 #: seeds merged into one; 12 copies per image, half compounds, 4 uniform pairs of families
-#: and 10 copies of one family then compression per image; a second family is named from
-#: the lowest threshold keeping its false alarms at 8% on held-out combinations
+#: and 10 copies of one family then compression per image. The gate leaves 98% of the dev
+#: clean views clean (a margin for the test split's resolution: a gate set at 96% on 125
+#: photos left 89.6-91.6% clean on the other 125 one time in 20). Second families spend a
+#: budget: wrong extra families on at most 4.5% of the dev single degradations (severity
+#: 3-5), each family's false alarms on held-out combinations at most 8%
+#: (:func:`budgeted_thresholds`)
 SETTINGS = dict(backbone="efficientnet_lite0", copies=12, clean_views=2, compound=0.5, pair_copies=4,
-                compressed_copies=10, hidden=128, members=3, epochs=300, weight_decay=5e-2, seed=0, target_none=0.96,
-                false_alarm=0.08)
+                compressed_copies=10, hidden=128, members=3, epochs=300, weight_decay=5e-2, seed=0, target_none=0.98,
+                false_alarm=0.08, extra_budget=0.045)
 #: the decider: the recipe of the single-degradation head shipped before (commit 07c2241):
 #: 8 copies per image, a fifth of them compounds, 64 hidden units, one severity per image
 DECIDER = dict(copies=8, clean_views=2, compound=0.2, hidden=64, epochs=150, weight_decay=5e-2, seed=2)
-#: the lowest thresholds :func:`second_thresholds` tries, and its step
+#: the thresholds :func:`budgeted_thresholds` tries
 THRESHOLD_GRID = np.round(np.arange(0.3, 1.0, 0.05), 2)
 #: the corruption modules that render the examples (not the sweeps' or the videos')
 RENDERING_MODULES = ("filters.py", "dodge_karam.py", "imagenet_c.py", "imagenet_c_ops.py", "camera.py", "table.py",
@@ -87,7 +91,8 @@ def rendering_fingerprint() -> str:
     for fn in (cause_training.Recipe, cause_training._draw_families, cause_training.draw_recipes,
                cause_training.targets, cause_training.render, cause_training.build_examples,
                cause_training.recipe_generator, compound_recipes,
-               cause_module.image_statistics, cause_module.regional_statistics, cause_module.cause_features):
+               cause_module.image_statistics, cause_module.regional_statistics, cause_module.multiscale_statistics,
+               cause_module.cause_features):
         digest.update(inspect.getsource(fn).encode())
     digest.update(repr(HELD_OUT_COMPOUNDS).encode())
     return digest.hexdigest()[:10]
@@ -224,17 +229,72 @@ def second_thresholds(deciding, naming, truths, gate, rate):
     return out
 
 
+def named_families(deciding, naming, gate, thresholds) -> torch.Tensor:
+    """(N, K) booleans: the families stored per row (the deciding most likely one from the
+    gate, then every family whose naming probability reaches its threshold)."""
+    named = naming >= torch.tensor(thresholds, dtype=naming.dtype)
+    named[torch.arange(len(named)), deciding.argmax(1)] = True
+    return named & (deciding.max(1).values >= gate).unsqueeze(1)
+
+
+def budgeted_thresholds(singles, own, combos, truths, gate, budget, rate):
+    """Per family, the second-family threshold (of :data:`THRESHOLD_GRID`, 1.0 = never
+    second): starting from none, lower one family's threshold a step at a time, each time
+    the family whose step names every family of the most more ``combos`` (held-out
+    combinations: (deciding, naming) probabilities and ``truths``, each image's family
+    indices) per wrong extra family added on ``singles`` (single degradations, ``own``:
+    their family index), as long as the share of singles with a wrong extra family stays
+    within ``budget`` and every family's false alarms on the combinations within ``rate``."""
+    own_mask = torch.nn.functional.one_hot(own, K).bool()
+    truth_mask = torch.zeros(len(truths), K, dtype=torch.bool)
+    for i, t in enumerate(truths):
+        truth_mask[i, list(t)] = True
+
+    def measure(th):
+        s, c = named_families(*singles, gate, th), named_families(*combos, gate, th)
+        extra = float((s & ~own_mask).any(1).float().mean())
+        all_named = float((c | ~truth_mask).all(1).float().mean())
+        false = (c & ~truth_mask).float().sum(0) / (~truth_mask).float().sum(0).clamp_min(1)
+        return extra, all_named, float(false.max())
+
+    grid = [1.0] + sorted(THRESHOLD_GRID.tolist(), reverse=True)
+    steps = [0] * K
+    while True:
+        extra0, named0, _ = measure([grid[j] for j in steps])
+        best = None
+        for k in range(K):
+            if steps[k] + 1 == len(grid):
+                continue
+            trial = list(steps)
+            trial[k] += 1
+            extra, named, false = measure([grid[j] for j in trial])
+            if extra > budget or false > rate or named <= named0:
+                continue
+            gain = (named - named0) / max(extra - extra0, 1e-4)
+            if best is None or gain > best[0]:
+                best = (gain, trial)
+        if best is None:
+            return [float(grid[j]) for j in steps]
+        steps = best[1]
+
+
 def calibrate(decider_ex, namer_ex, held, log=print):
     """The gate (from the namer's clean views, out of fold) and the second thresholds
-    (from the held-out combinations, out of fold)."""
+    (:func:`budgeted_thresholds` on the namer's single degradations at severity 3-5 and
+    the held-out combinations, out of fold)."""
     t0 = time.time()
     probs = out_of_fold(decider_ex, namer_ex, {"dev": namer_ex, "held": held})
     clean = namer_ex["severity"] == 0
     gate = gate_for(probs["dev"][0][clean], SETTINGS["target_none"])
+    recipes = namer_ex["recipes"]
+    single = [i for i, r in enumerate(recipes) if len(r.steps) == 1 and r.steps[0][1] >= 3
+              and r.steps[0][0] in FAMILY_OF]
+    own = torch.tensor([FAMILIES.index(FAMILY_OF[recipes[i].steps[0][0]]) for i in single])
     combos = [i for i, n in enumerate(held["names"]) if " + " in n]
-    truths = [set(family_severities(held["recipes"][i].steps)) for i in combos]
-    second = second_thresholds(probs["held"][0][combos], probs["held"][1][combos], truths, gate,
-                               SETTINGS["false_alarm"])
+    truths = [{FAMILIES.index(f) for f in family_severities(held["recipes"][i].steps)} for i in combos]
+    second = budgeted_thresholds((probs["dev"][0][single], probs["dev"][1][single]), own,
+                                 (probs["held"][0][combos], probs["held"][1][combos]), truths, gate,
+                                 SETTINGS["extra_budget"], SETTINGS["false_alarm"])
     log(f"  calibrated out of fold in {time.time() - t0:.0f} s")
     return round(gate, 6), second
 
@@ -256,7 +316,9 @@ def main(argv=None):
               "namer_recipe": {k: s[k] for k in ("copies", "clean_views", "compound", "pair_copies", "compressed_copies",
                                           "members", "seed", "epochs", "weight_decay")},
               "decider_recipe": DECIDER, "target_none": s["target_none"], "false_alarm": s["false_alarm"],
-              "thresholds_from": "the benchmark's held-out combinations on the dev images, out of fold",
+              "extra_budget": s["extra_budget"],
+              "thresholds_from": "dev single degradations and the benchmark's held-out combinations on the dev "
+                                 "images, out of fold (budgeted_thresholds)",
               "num_images": namer_ex["num_images"], "num_skipped": namer_ex["num_skipped"],
               "num_examples": int(namer_ex["X"].shape[0] + decider_ex["X"].shape[0]),
               "trained_on": "ImageNet sample, dev split (even positions)",

@@ -75,6 +75,11 @@ REGIONAL_STATISTICS = ("region_mean_min", "region_mean_max", "region_mean_spread
                        "region_saturation_min", "region_saturation_spread")
 #: the regions per side of :func:`regional_statistics`
 REGIONS = 4
+#: the scales of :func:`multiscale_statistics` (full, half and quarter size)
+SCALES = 3
+MULTISCALE_STATISTICS = tuple(f"{name}_{direction}_scale{scale}" for scale in range(SCALES) for direction in
+                              ("0", "90", "45", "135") for name in ("log_energy", "kurtosis")
+                              ) + tuple(f"weakest_to_strongest_direction_scale{scale}" for scale in range(SCALES))
 _DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 #: the head trained by ``benchmarks/train_cause_head.py`` on the ImageNet sample's dev split
 SHIPPED_HEAD = os.path.join(_DATA, "cause_head.safetensors")
@@ -130,12 +135,38 @@ def regional_statistics(x: torch.Tensor) -> torch.Tensor:
                         contrast.std(1), low - contrast.median(1).values, sat.min(1).values, sat.std(1)], dim=1)
 
 
+def multiscale_statistics(x: torch.Tensor) -> torch.Tensor:
+    """(B, len(MULTISCALE_STATISTICS)) of ``x`` (B, 3, H, W) in [0, 1]: at each of
+    :data:`SCALES` (2 x 2 averages in between) and for the luminance's first differences
+    along 0, 90, 45 and 135 degrees, their log energy and kurtosis, then the log ratio of
+    the weakest direction's energy to the strongest. Noise makes the differences Gaussian
+    (kurtosis 3) at the fine scale and averages away at the coarse ones, where blur still
+    shows as lost energy; motion blur takes one direction's energy."""
+    x = x.float().clamp(0, 1)
+    lum = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
+    out = []
+    for scale in range(SCALES):
+        if scale:
+            lum = F.avg_pool2d(lum, 2)
+        y = lum[:, 0]
+        energies = []
+        for d in (y[:, :, 1:] - y[:, :, :-1], y[:, 1:] - y[:, :-1], y[:, 1:, 1:] - y[:, :-1, :-1],
+                  y[:, 1:, :-1] - y[:, :-1, 1:]):
+            d = d.flatten(1)
+            energy = d.square().mean(1) + 1e-10
+            energies.append(energy)
+            out += [torch.log(energy), torch.log(d.pow(4).mean(1) / energy.square() + 1e-6)]
+        e = torch.stack(energies, 1)
+        out.append(torch.log(e.min(1).values / e.max(1).values))
+    return torch.stack(out, dim=1)
+
+
 def cause_features(backbone, images: torch.Tensor) -> torch.Tensor:
     """The head's input: :func:`image_statistics` of ``images`` (B, 3, H, W) in [0, 1],
     then the per-channel mean and spread of the proxy's first feature levels (from the
     pass shared with ``aligned`` on the same batch, :func:`~.shared_forward.proxy_outputs`),
-    then :func:`regional_statistics`. A head reads its first ``in_features`` columns
-    (heads saved before the regional statistics read the others).
+    then :func:`regional_statistics` and :func:`multiscale_statistics`. A head reads its
+    first ``in_features`` columns (heads saved before the later statistics ignore them).
     The pooled features are not used: they are trained to ignore the imaging conditions
     (on the benchmark's dev split they named the family right 62% of the time, the
     feature levels 94%)."""
@@ -144,7 +175,7 @@ def cause_features(backbone, images: torch.Tensor) -> torch.Tensor:
     if levels is None:
         raise ValueError(f"the cause head needs a timm backbone with feature levels (efficientnet_lite* or "
                          f"timm:<name>), not {backbone.name}")
-    return torch.cat([image_statistics(x), levels.float(), regional_statistics(x)], dim=1)
+    return torch.cat([image_statistics(x), levels.float(), regional_statistics(x), multiscale_statistics(x)], dim=1)
 
 
 class CauseHead(torch.nn.Module):
