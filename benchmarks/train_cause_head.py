@@ -244,7 +244,8 @@ def budgeted_thresholds(singles, own, combos, truths, gate, budget, rate):
     combinations: (deciding, naming) probabilities and ``truths``, each image's family
     indices) per wrong extra family added on ``singles`` (single degradations, ``own``:
     their family index), as long as the share of singles with a wrong extra family stays
-    within ``budget`` and every family's false alarms on the combinations within ``rate``."""
+    within ``budget`` and every family's false alarms on the combinations within ``rate``.
+    A step that names no more combinations is not taken, so a family stops at a plateau."""
     own_mask = torch.nn.functional.one_hot(own, K).bool()
     truth_mask = torch.zeros(len(truths), K, dtype=torch.bool)
     for i, t in enumerate(truths):

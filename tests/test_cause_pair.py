@@ -11,8 +11,8 @@ from fiftyone_dnniqa.core.images import InputSpec, prepare, read_image, to_float
 from fiftyone_dnniqa.demo import packaged_photos
 from fiftyone_dnniqa.metrics import create_metric
 from fiftyone_dnniqa.metrics.cause import (
-    FAMILIES, FAMILY_OF, NONE, REGIONAL_STATISTICS, STATISTICS, CauseHead, PairedCauseHead, cause_features,
-    cause_labels, load_cause_head, regional_statistics, save_cause_head,
+    FAMILIES, FAMILY_OF, MULTISCALE_STATISTICS, NONE, REGIONAL_STATISTICS, STATISTICS, CauseHead, PairedCauseHead,
+    cause_features, cause_labels, load_cause_head, multiscale_statistics, regional_statistics, save_cause_head,
 )
 from fiftyone_dnniqa.metrics.cause_training import draw_recipes
 
@@ -47,6 +47,50 @@ def test_regional_statistics_against_numpy_blocks(photos):
         assert np.allclose(row.numpy(), regional_by_hand(x.double().numpy()), atol=2e-3)
 
 
+def multiscale_by_hand(img: np.ndarray) -> list:
+    """Oracle in numpy: 2 x 2 block means by reshaping, differences by slicing."""
+    lum = 0.299 * img[0] + 0.587 * img[1] + 0.114 * img[2]
+    out = []
+    for scale in range(3):
+        if scale:
+            h, w = lum.shape[0] // 2 * 2, lum.shape[1] // 2 * 2
+            lum = lum[:h, :w].reshape(h // 2, 2, w // 2, 2).mean((1, 3))
+        energies = []
+        for d in (np.diff(lum, axis=1), np.diff(lum, axis=0), lum[1:, 1:] - lum[:-1, :-1], lum[1:, :-1] - lum[:-1, 1:]):
+            energy = np.mean(d ** 2) + 1e-10
+            energies.append(energy)
+            out += [np.log(energy), np.log(np.mean(d ** 4) / energy ** 2 + 1e-6)]
+        out.append(np.log(min(energies) / max(energies)))
+    return out
+
+
+def test_multiscale_statistics_against_numpy(photos):
+    got = multiscale_statistics(photos)
+    assert got.shape == (len(photos), len(MULTISCALE_STATISTICS))
+    for x, row in zip(photos, got):
+        assert np.allclose(row.numpy(), multiscale_by_hand(x.double().numpy()), atol=1e-3)
+
+
+def test_noise_is_gaussian_at_the_fine_scale_and_motion_blur_takes_one_direction(photos):
+    """White noise alone: differences of Gaussian pixels are Gaussian (kurtosis 3) in
+    every direction. A horizontal box blur of 9 px takes the horizontal differences'
+    energy far more than the vertical ones'."""
+    i = MULTISCALE_STATISTICS.index
+    noise = (0.5 + 0.1 * torch.randn(2, 1, 224, 224, generator=torch.Generator().manual_seed(0))).expand(2, 3, 224, 224)
+    kurt = multiscale_statistics(noise)[:, [i(f"kurtosis_{d}_scale0") for d in ("0", "90", "45", "135")]]
+    assert torch.allclose(kurt.exp(), torch.full_like(kurt, 3.0), atol=0.1)
+    kernel = torch.full((3, 1, 1, 9), 1 / 9)
+    blurred = torch.nn.functional.conv2d(torch.nn.functional.pad(photos, (4, 4, 0, 0), mode="replicate"), kernel,
+                                         groups=3)
+    base, moved = multiscale_statistics(photos), multiscale_statistics(blurred)
+    for scale in range(3):
+        drop_h = base[:, i(f"log_energy_0_scale{scale}")] - moved[:, i(f"log_energy_0_scale{scale}")]
+        drop_v = base[:, i(f"log_energy_90_scale{scale}")] - moved[:, i(f"log_energy_90_scale{scale}")]
+        assert (drop_h > drop_v + 0.5).all()
+        assert (moved[:, i(f"weakest_to_strongest_direction_scale{scale}")]
+                < base[:, i(f"weakest_to_strongest_direction_scale{scale}")]).all()
+
+
 def test_a_dark_band_and_a_smudge_move_the_regional_statistics_a_uniform_change_does_not(photos):
     """A blockage darkens one edge's regions only; a blurred patch lowers one region's
     contrast only; a global darkening shifts every region alike."""
@@ -67,17 +111,19 @@ def test_a_dark_band_and_a_smudge_move_the_regional_statistics_a_uniform_change_
     assert torch.allclose(dim[:, i("region_contrast_spread")], base[:, i("region_contrast_spread")], atol=0.02)
 
 
-def test_the_features_end_with_the_regional_statistics_and_an_older_head_reads_the_columns_before(
+def test_the_features_end_with_the_regional_then_multiscale_statistics_and_an_older_head_reads_the_columns_before(
         tmp_path, photos):
     """A head saved before the regional statistics (397 inputs) scores as it did: on the
     first 397 columns (the head called by hand on them)."""
     metric = create_metric("cause")
     with torch.inference_mode():
         feats = cause_features(metric.backbone, photos[:2])
-    assert feats.shape[1] == len(STATISTICS) + 2 * (16 + 24 + 40 + 112) + len(REGIONAL_STATISTICS)
-    assert torch.allclose(feats[:, -len(REGIONAL_STATISTICS):], regional_statistics(photos[:2]))
+    later = len(REGIONAL_STATISTICS) + len(MULTISCALE_STATISTICS)
+    assert feats.shape[1] == len(STATISTICS) + 2 * (16 + 24 + 40 + 112) + later
+    assert torch.allclose(feats[:, -later:-len(MULTISCALE_STATISTICS)], regional_statistics(photos[:2]))
+    assert torch.allclose(feats[:, -len(MULTISCALE_STATISTICS):], multiscale_statistics(photos[:2]))
     torch.manual_seed(0)
-    older = CauseHead(feats.shape[1] - len(REGIONAL_STATISTICS), 16)
+    older = CauseHead(feats.shape[1] - later, 16)
     path = str(tmp_path / "older.safetensors")
     save_cause_head(path, older, {"backbone": "efficientnet_lite0", "thresholds": [0.5] * K})
     rows = create_metric("cause", path=path).score(photos[:2])
