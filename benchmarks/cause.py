@@ -1,7 +1,7 @@
 """The cause head on images it was not trained on: which imaging condition it names.
 
-    python benchmarks/train_cause_head.py   # the shipped head, from the dev split
-    python benchmarks/cause.py              # this benchmark, on the test split
+    python benchmarks/cause.py                        # the shipped head, on the test split
+    python benchmarks/cause.py --head candidate.safetensors   # another (train_cause_head.py --out ...)
 
 Test set: the ImageNet sample's test split (odd positions by file name, 250 images; the
 head saw only the even ones), resized and cropped to the proxy's 224 px as in training.
@@ -39,16 +39,17 @@ sys.path.insert(0, HERE)
 from cause_compound import compound_lines, compound_recipes, compound_section  # noqa: E402
 from cause_report import cleanvision_checks, cost_of_cause, write_report  # noqa: E402
 from train_cause_head import (  # noqa: E402
-    SETTINGS, decider_examples, dev_examples, fit_paired_head, rendering_fingerprint, split_files,
+    DECIDER, SETTINGS, decider_examples, dev_examples, fit_paired_head, rendering_fingerprint, split_files,
+    train_decider,
 )
 
 from fiftyone_dnniqa.core.images import InputSpec  # noqa: E402
 from fiftyone_dnniqa.corruptions import SUITES  # noqa: E402
 from fiftyone_dnniqa.metrics.cause import (  # noqa: E402
-    FAMILIES, FAMILY_OF, FORMAT_VERSION, NONE, SHIPPED_HEAD, cause_labels, load_cause_head,
+    FAMILIES, FAMILY_OF, FORMAT_VERSION, NONE, SHIPPED_HEAD, PairedCauseHead, cause_labels, load_cause_head,
 )
 from fiftyone_dnniqa.metrics.cause_training import (  # noqa: E402
-    Recipe, build_examples, load_clean_images,
+    Recipe, build_examples, load_clean_images, train_cause_ensemble,
 )
 from fiftyone_dnniqa.metrics.backbones import load_backbone  # noqa: E402
 
@@ -202,15 +203,34 @@ def nearest_families(test):
     return out
 
 
-def held_out(decider_ex, namer_ex, test, thresholds, gate=None):
+def refit_recipe(head, cache):
+    """``refit(drop)``: ``head``'s recipe refitted on the dev examples without the
+    corruptions ``drop(name)`` is true of. A paired head (format 4) refits both of its
+    heads (:func:`~train_cause_head.fit_paired_head`), a one-severity head (format 2) the
+    decider's recipe, a per-family one (format 3) :data:`SETTINGS`' merged heads; all on
+    examples rendered by today's code."""
+    def keep(recipes, drop):
+        return torch.tensor([not any(drop(n) for n, _ in r.steps) for r in recipes])
+
+    if isinstance(head, PairedCauseHead):
+        decider_ex, namer_ex = decider_examples(cache), dev_examples(cache)
+        return lambda drop: fit_paired_head(decider_ex, namer_ex, lambda rs: keep(rs, drop))
+    if not head.per_family:
+        ex, d = decider_examples(cache), DECIDER
+        return lambda drop: train_decider(*(ex[k][keep(ex["recipes"], drop)] for k in ("X", "Y", "severity")),
+                                          hidden=d["hidden"], epochs=d["epochs"], weight_decay=d["weight_decay"],
+                                          seed=d["seed"])
+    ex, s = dev_examples(cache), SETTINGS
+    return lambda drop: train_cause_ensemble(
+        *(ex[k][keep(ex["recipes"], drop)] for k in ("X", "Y", "severity", "family_severity")), hidden=s["hidden"],
+        epochs=s["epochs"], weight_decay=s["weight_decay"], seed=s["seed"], members=s["members"])
+
+
+def held_out(refit, test, thresholds, gate=None):
     """Leave one corruption out (is its own family named?), then one family out (what is
-    named instead?): the shipped kind of head refitted on the dev examples without them."""
+    named instead?): the measured head's recipe refitted without them (:func:`refit_recipe`),
+    read with its ``thresholds`` and ``gate``."""
     names = test["names"]
-
-    def refit(drop):
-        return fit_paired_head(decider_ex, namer_ex,
-                               lambda rs: torch.tensor([not any(drop(n) for n, _ in r.steps) for r in rs]))
-
     corr = {}
     for c in HELD_OUT:
         probs, _, _, stored = predict(refit(lambda n, c=c: n == c), test["X"], thresholds, gate)
@@ -252,8 +272,7 @@ def main(argv=None):
     log(json.dumps({k: v for k, v in res["headline"].items() if k != "per_corruption"}, indent=1))
     log("\n".join(compound_lines(res["compound"])))
     if not args.skip_held_out:
-        res["held_out"] = held_out(decider_examples(args.cache), dev_examples(args.cache), test, config["thresholds"],
-                                   config.get("gate"))
+        res["held_out"] = held_out(refit_recipe(head, args.cache), test, config["thresholds"], config.get("gate"))
     if not args.skip_cleanvision:
         res["cleanvision"] = cleanvision_checks(test, probs, stored)
     if not args.skip_cost:

@@ -10,6 +10,8 @@ Measured per group: the share of images whose most likely family is one of the t
 the share where every true family is stored (named), per-family recall and false-alarm
 rate (a family stored on an image that does not hold it), and per family the Spearman
 correlation of its severity output with the true severity over the images holding it.
+The other side of naming second families: on the test set's single degradations, the
+share of images on which a family they do not hold is stored too (:func:`extra_families`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from fiftyone_dnniqa.corruptions.compound import family_severities
-from fiftyone_dnniqa.metrics.cause import FAMILIES
+from fiftyone_dnniqa.metrics.cause import FAMILIES, FAMILY_OF, NONE
 from fiftyone_dnniqa.metrics.cause_training import Recipe
 
 #: corruption combinations never drawn in training (``train_cause_head.py``): a night shot
@@ -84,8 +86,19 @@ def compound_section(test, probs, fam_sev, stored):
                                              fam_sev, stored)
     res["held_out_orders"] = _measures([k for k, n in enumerate(names) if " > " in n], recipes, probs,
                                        fam_sev, stored)
+    res["singles_extra"] = extra_families(names, recipes, stored)
     res["goals"] = GOALS
     return res
+
+
+def extra_families(names, recipes, stored):
+    """On single degradations (one corruption with a family): the share of images on which
+    a family they do not hold is stored besides, and each family's share of being that
+    extra one."""
+    idx = [k for k, n in enumerate(names) if n in FAMILY_OF and len(recipes[k].steps) == 1]
+    extra = [{lab for lab, _ in stored[k]} - {FAMILY_OF[names[k]], NONE} for k in idx]
+    return {"n": len(idx), "share": float(np.mean([bool(e) for e in extra])) if idx else None,
+            "by_family": {f: float(np.mean([f in e for e in extra])) for f in FAMILIES} if idx else {}}
 
 
 def _pct(v):
@@ -119,5 +132,10 @@ def compound_lines(sec):
               "Severity per family (Spearman of the family's own severity output with its true severity, over "
               "the held-out combinations holding it): "
               + ", ".join(f"{f} {v:.2f}" for f, v in h["severity_spearman"].items() if v is not None) + "."]
+    extra = sec.get("singles_extra")
+    if extra and extra["n"]:
+        lines += ["", f"On the {extra['n']} single degradations above (one corruption, severity 3-5), a family the image "
+                  f"does not hold is stored too on {_pct(extra['share'])} of them (by family: "
+                  + (_families({f: v for f, v in extra["by_family"].items() if v > 0}) or "none") + ")."]
     return lines
 

@@ -181,8 +181,9 @@ def _held_out_lines(ho):
     if not ho:
         return []
     lines = ["## Held out of training", "",
-             "One corruption left out (its family keeps other members), the head refitted on the dev "
-             "examples without it: is its own family the most likely (arg-max), and is it stored?", "",
+             "One corruption left out (its family keeps other members), the measured head's recipe refitted on "
+             "the dev examples (rendered by today's code) without it: is its own family the most likely "
+             "(arg-max), and is it stored?", "",
              "| held-out corruption | family | arg-max = own family | stored = own family | arg-max confusions |",
              "|---|---|---|---|---|"]
     for c, v in ho["corruptions"].items():

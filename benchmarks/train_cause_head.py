@@ -302,7 +302,8 @@ def calibrate(decider_ex, namer_ex, held, log=print):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=SHIPPED_HEAD)
+    ap.add_argument("--out", required=True,
+                    help=f"the file to write (install it as {SHIPPED_HEAD} to ship it)")
     ap.add_argument("--cache", default="/tmp/dnniqa-cause")
     args = ap.parse_args(argv)
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "2"))))

@@ -237,6 +237,11 @@ def test_the_panel_in_the_sample_viewer_follows_the_video(sync_playwright, video
         assert len(clip) == 1 and clip.values("sample_id") == [sid]
         (first, last), = clip.values("support")
         assert episode.start <= first < episode.start + STEP and episode.end - STEP < last <= episode.end
+        grid = page.locator('[data-cy="panel-content-quality_vs_performance"]')  # the grid's panel now
+        grid.get_by_text(re.compile(rf"^1 clip in the grid \(frames {first}-{last} of clip1\.mp4\)")) \
+            .wait_for(timeout=60_000)
+        grid.get_by_role("button", name="Back to the view before the drill-down").wait_for(timeout=30_000)
+        page.wait_for_timeout(1000)  # plotly lays the points out
         _save(page, tmp_path, "video_7_clip_from_the_viewer.png")
         assert not [e for e in errors if "entry is loading" not in e], errors
         t.append(time.perf_counter())

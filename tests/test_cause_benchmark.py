@@ -116,6 +116,34 @@ def test_the_compound_measures_against_a_hand_count():
     assert "low_light + gaussian_noise" in names and "shot_noise > defocus_blur" in names
 
 
+def test_extra_families_on_single_degradations_against_a_hand_count():
+    """Five images: a clean one and a compound (not counted), a blurred one stored blur
+    and compression (one extra), a noisy one stored "none" (no extra), a dark one stored
+    exposure and noise (one extra): 2 of 3 single degradations carry an extra family."""
+    import cause_compound
+
+    from fiftyone_dnniqa.metrics.cause import FAMILIES, NONE
+
+    names = ["clean", "low_light + gaussian_noise", "defocus_blur", "gaussian_noise", "low_light"]
+    recipes = [Recipe(0, ()), Recipe(1, (("low_light", 4), ("gaussian_noise", 3))), Recipe(2, (("defocus_blur", 3),)),
+               Recipe(3, (("gaussian_noise", 4),)), Recipe(4, (("low_light", 5),))]
+    stored = [[("blur", 0.9)], [("exposure", 0.9), ("blur", 0.6)], [("blur", 0.9), ("compression", 0.5)],
+              [(NONE, 0.8)], [("exposure", 0.9), ("noise", 0.7)]]
+    out = cause_compound.extra_families(names, recipes, stored)
+    assert out["n"] == 3 and out["share"] == pytest.approx(2 / 3)
+    assert out["by_family"]["compression"] == pytest.approx(1 / 3) and out["by_family"]["noise"] == pytest.approx(1 / 3)
+    assert out["by_family"]["blur"] == 0 and set(out["by_family"]) == set(FAMILIES)
+    lines = cause_compound.compound_lines({"groups": {}, "held_out_combinations": _empty_measures(),
+                                           "held_out_orders": _empty_measures(), "singles_extra": out})
+    assert lines[-1] == ("On the 3 single degradations above (one corruption, severity 3-5), a family the image does "
+                         "not hold is stored too on 66.7% of them (by family: noise 33.3%, compression 33.3%).")
+
+
+def _empty_measures():
+    return {"n": 0, "top1_in_true_set": None, "all_named": None, "recall": {}, "false_alarm": {},
+            "severity_spearman": {}}
+
+
 def _budget_case():
     """Hand-made probabilities (deciding, naming) over the 7 families: 20 combinations of
     blur + noise whose namer gives blur 0.96, 0.91, ... 0.51 on ten of them (noise decides);

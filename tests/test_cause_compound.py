@@ -64,8 +64,8 @@ def named(metric, x):
     return [{lab for lab, _ in metric.labels(r)[0]} for r in rows], [metric.label_attributes(r) for r in rows]
 
 
-#: what the shipped paired head still misses; strict: they tell when a head does better
-COMPOUND_HEAD = pytest.mark.xfail(strict=True, reason="issue 29: the shipped paired head (format 4) names every family of about 80% of held-out combinations (benchmarks/results/cause.md); motion blur at severity 3 under noise and JPEG is missed on half the photos, and a real blurred and noisy photo is also called washed out")
+#: tests of what a compound-trained head does; strict: they tell when such a head is shipped
+COMPOUND_HEAD = pytest.mark.xfail(strict=True, reason="issue 29: the shipped head is the single-degradation one (format 2) and names every family of 22% of held-out combinations (benchmarks/results/cause.md); no head that names more meets every goal at once (benchmarks/results/cause.search.md): the paired candidate of session 19 names 77% but adds a wrong family to 28.6% of single degradations and finds a cause on 7.2% of clean photos")
 
 
 @pytest.mark.parametrize("steps, families", [

@@ -364,3 +364,34 @@ def test_the_panel_follows_the_video_in_the_sample_viewer(plugin, scored):  # no
     app.call("on_click_back")  # Back from the viewer: it closes first (the clip is not in the view)
     names = app.names()
     assert names.index("close_sample") < names.index("set_view") and len(app.set_views[-1]) == 3
+
+
+def test_a_click_in_the_viewers_panel_reads_as_a_drill_down_in_the_grids(plugin, scored):  # noqa: F811
+    """The sample viewer's panel and the grid's are two panels (two ids, two states); a
+    click in the viewer's shows the clip in the grid, where the grid's panel must then say
+    so, outline it and offer Back (found walking the App in Chromium)."""
+    ds, truth = scored
+    P.CACHE.clear()
+    grid, viewer = FakeApp(ds), ModalApp(ds)
+    grid.call("on_load")
+    sid = truth[1][0]
+    viewer.current_sample = sid
+    viewer.call("on_load")
+    viewer.call("on_click_timeline", id=timeline_point_id(sid, 1 + 2 * STEP))
+    clip = viewer.set_views[-1]
+    assert clip.values("sample_id") == [sid]
+    grid.view = clip  # the viewer closed; the App's view is the clip
+    grid.call("on_change_view")
+    props = grid.properties()
+    assert props["video_header"]["default"].startswith("**1** clip in the grid (frames ")
+    assert "back" in props and len(_plotted(grid)) == 3  # the view before the drill-down, clip outlined
+    outlined = [s for s in props["timeline"]["view"]["layout"]["shapes"] if s["line"].get("width") == 2]
+    assert len(outlined) == 1
+    grid.call("on_click_back")
+    assert len(grid.set_views[-1]) == 3
+    grid.view = grid.set_views[-1]
+    grid.call("on_change_view")
+    assert "back" not in grid.properties()
+    grid.view = clip  # the same clip set again by hand later: no drill-down is left to read
+    grid.call("on_change_view")
+    assert "back" not in grid.properties()

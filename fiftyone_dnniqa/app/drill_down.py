@@ -7,9 +7,20 @@ from __future__ import annotations
 import fiftyone as fo
 from bson import json_util
 
-from .panel_cache import PanelState
+from .panel_cache import LRU, PanelState
 
-__all__ = ["view_stages", "context_view", "origin_view", "event_args", "drill_down", "back", "leave_viewer"]
+__all__ = ["DRILLS", "view_stages", "context_view", "origin_view", "event_args", "drill_down", "back",
+           "leave_viewer"]
+
+
+#: each drill-down by the view it set (its dataset and stages): the panel in the sample
+#: viewer and the one beside the grid are two panels with two states (FiftyOne 1.22), so a
+#: drill-down that one starts, the other reads from here while the App's view is the one set
+DRILLS = LRU(size=64)
+
+
+def _drill_key(ctx, stages: str) -> str:
+    return f"{ctx.dataset.name}\n{stages}"
 
 
 def view_stages(view) -> str:
@@ -24,8 +35,11 @@ def context_view(ctx):
     drill-down)."""
     state = PanelState(ctx)
     base, drill = state.get("base_view"), state.get("drill")
-    if not base or not drill:
-        return None, None
+    if not base or not drill:  # one the other surface's panel started, for the App's view
+        base, drill = DRILLS.get(_drill_key(ctx, view_stages(ctx.view))) or (None, None)
+        if not base:
+            return None, None
+        state.set({"base_view": base, "drill": drill})
     if view_stages(ctx.view) != drill.get("stages"):
         state.set("base_view", None)
         state.set("drill", None)
@@ -62,7 +76,9 @@ def drill_down(ctx, view, highlight, label, origin=None):
     state = PanelState(ctx)
     if not state.get("base_view"):
         state.set("base_view", json_util.dumps((origin or ctx.view)._serialize()))
-    state.set("drill", {"stages": view_stages(view), "highlight": highlight, "label": label})
+    drill = {"stages": view_stages(view), "highlight": highlight, "label": label}
+    state.set("drill", drill)
+    DRILLS.put(_drill_key(ctx, drill["stages"]), (state.get("base_view"), drill))
     ctx.ops.set_view(view)
 
 
@@ -72,6 +88,9 @@ def back(ctx):
     leave_viewer(ctx)
     state = PanelState(ctx)
     stages = state.get("base_view")
+    drill = state.get("drill")
+    if drill:
+        DRILLS.put(_drill_key(ctx, drill["stages"]), None)  # ended, for every surface
     state.set("base_view", None)
     state.set("drill", None)
     if stages:

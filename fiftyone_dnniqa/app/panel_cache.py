@@ -14,11 +14,12 @@ from bson import json_util
 
 from ..analysis.panel_stats import BINS, HIST_BINS, MAX_POINTS, N_BOOT
 
-__all__ = ["CACHE", "cache_key", "PanelState", "SHOWN", "QUIET_EVENTS", "INPUTS"]
+__all__ = ["LRU", "CACHE", "cache_key", "PanelState", "SHOWN", "QUIET_EVENTS", "INPUTS"]
 
 
-class _LRU:
-    """A small thread-safe LRU of statistics (the App runs callbacks in threads)."""
+class LRU:
+    """A small thread-safe LRU (the App runs callbacks in threads): statistics, what each
+    panel decided, drill-downs."""
 
     def __init__(self, size=16):
         self.size = size
@@ -50,7 +51,7 @@ class _LRU:
 
 
 #: statistics computed by the panel, keyed by :func:`cache_key`
-CACHE = _LRU()
+CACHE = LRU()
 
 
 def cache_key(view, fields, eval_key, kind) -> str:
@@ -77,7 +78,7 @@ QUIET_EVENTS = frozenset({"on_load", "on_change_view", "on_change_current_sample
 #: panel state); the values the panel resolved go to panel data, which the form shows over it
 INPUTS = ("mode", "object_run", "target", "fields", "field", "slice_by")
 #: per panel id, what the panel last decided (read over the App's panel state)
-SHOWN = _LRU(size=64)
+SHOWN = LRU(size=64)
 
 
 class PanelState:

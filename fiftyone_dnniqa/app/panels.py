@@ -38,7 +38,7 @@ from .object_panel import object_choices, object_data, render_objects, show_bin
 from .panel_cache import CACHE, SHOWN, PanelState, cache_key
 from .panel_tables import run_rows, unwrapped
 from .plots import plot_traces
-from .sample_panel import SampleMode, keep_standing, render_standing
+from .sample_panel import keep_standing, render_standing
 from .video_panel import VideoMode, render_video, video_choices, video_update
 from .view_operators import evaluable_fields
 from .sharding import PLUGIN_NAME
@@ -110,7 +110,7 @@ def _expected(view, stats, field):
     return memo[field]
 
 
-class QualityPerformancePanel(SampleMode, VideoMode, foo.Panel):
+class QualityPerformancePanel(VideoMode, foo.Panel):
     """Ranks the quality fields by how well they track a performance target and plots
     the target against quality; clicking a bin or lassoing points shows those samples."""
 
@@ -141,6 +141,11 @@ class QualityPerformancePanel(SampleMode, VideoMode, foo.Panel):
         self._refresh(ctx, force=True)
 
     def on_change_view(self, ctx):
+        self._refresh(ctx)
+
+    def on_change_current_sample(self, ctx):
+        """A sample opened, changed or closed in the sample viewer: the image's standing
+        above the view's cached statistics, or the timeline of the video open there."""
         self._refresh(ctx)
 
     def on_change_dataset(self, ctx):
@@ -212,8 +217,9 @@ class QualityPerformancePanel(SampleMode, VideoMode, foo.Panel):
 
     def _refresh(self, ctx, force=False, target=None, fields=None, field=None):
         state = PanelState(ctx)
-        if video_choices(ctx.dataset):  # frames of videos: app/video_panel.py
-            _show(ctx, *video_update(ctx))
+        videos = video_choices(ctx.dataset)
+        if videos:  # frames of videos: app/video_panel.py
+            _show(ctx, *video_update(ctx, videos))
             return
         if state.get("mode") == "objects" and object_choices(ctx.dataset):
             self._refresh_objects(ctx, target or state.get("target"))

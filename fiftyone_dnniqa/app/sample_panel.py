@@ -12,9 +12,8 @@ from ..analysis.results import fmt
 from ..analysis.sample_standing import image_standing, outcome_words, standing_words
 from .drill_down import origin_view
 from .panel_cache import PanelState
-from .video_panel import video_choices
 
-__all__ = ["SampleMode", "keep_standing", "standing_markdown", "render_standing"]
+__all__ = ["keep_standing", "standing_markdown", "render_standing"]
 
 
 def keep_standing(ctx, fields, eval_key) -> None:
@@ -45,13 +44,3 @@ def render_standing(panel, state) -> None:
     if standing and state.get("mode") in (None, "images"):
         panel.md(standing_markdown(standing), name="this_image")
 
-
-class SampleMode:
-    """The sample viewer's event on image datasets, mixed into the panel before
-    :class:`~.video_panel.VideoMode` (which handles videos)."""
-
-    def on_change_current_sample(self, ctx):
-        if video_choices(ctx.dataset):
-            super().on_change_current_sample(ctx)
-        else:  # an image opened, changed or closed: the view's statistics stay cached
-            self._refresh(ctx)

@@ -72,11 +72,12 @@ def modal_video(ctx) -> Optional[str]:
     return current_video(ctx.view, ctx.current_sample)
 
 
-def video_update(ctx) -> Tuple[dict, dict, dict]:
+def video_update(ctx, choices: Optional[dict] = None) -> Tuple[dict, dict, dict]:
     """``(state update, panel data, figures)`` of the video mode for the App's view (during
     a drill-down, the view it started from, the clip shown outlined): the timeline of the
-    video open in the sample viewer, else of the video input's choice."""
-    state, ch = PanelState(ctx), video_choices(ctx.dataset)
+    video open in the sample viewer, else of the video input's choice. ``choices``: the
+    dataset's :func:`video_choices`, where the caller has them."""
+    state, ch = PanelState(ctx), choices or video_choices(ctx.dataset)
     field = state.get("video_field") if state.get("video_field") in ch["fields"] else ch["fields"][0]
     video = state.get("video") or VIEW_VIDEOS
     opened = modal_video(ctx)
@@ -140,10 +141,6 @@ class VideoMode:
     def on_change_video(self, ctx):
         PanelState(ctx).set("video", ctx.params.get("value") or VIEW_VIDEOS)
         self._refresh(ctx, force=True)
-
-    def on_change_current_sample(self, ctx):
-        if video_choices(ctx.dataset):  # the App's event: a video opened, changed or closed
-            self._refresh(ctx, force=True)
 
     def on_click_timeline(self, ctx):
         summary = PanelState(ctx).get("video_summary") or {}
