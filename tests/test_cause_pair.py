@@ -73,8 +73,9 @@ def test_multiscale_statistics_against_numpy(photos):
 
 def test_noise_is_gaussian_at_the_fine_scale_and_motion_blur_takes_one_direction(photos):
     """White noise alone: differences of Gaussian pixels are Gaussian (kurtosis 3) in
-    every direction. A horizontal box blur of 9 px takes the horizontal differences'
-    energy far more than the vertical ones'."""
+    every direction. A horizontal box blur of 9 px takes far more of the horizontal
+    differences' energy than of the vertical ones' at full size (the coarser scales
+    decimate, so aliasing can move energy there) and leaves the directions unequal."""
     i = MULTISCALE_STATISTICS.index
     noise = (0.5 + 0.1 * torch.randn(2, 1, 224, 224, generator=torch.Generator().manual_seed(0))).expand(2, 3, 224, 224)
     kurt = multiscale_statistics(noise)[:, [i(f"kurtosis_{d}_scale0") for d in ("0", "90", "45", "135")]]
@@ -83,12 +84,11 @@ def test_noise_is_gaussian_at_the_fine_scale_and_motion_blur_takes_one_direction
     blurred = torch.nn.functional.conv2d(torch.nn.functional.pad(photos, (4, 4, 0, 0), mode="replicate"), kernel,
                                          groups=3)
     base, moved = multiscale_statistics(photos), multiscale_statistics(blurred)
-    for scale in range(3):
-        drop_h = base[:, i(f"log_energy_0_scale{scale}")] - moved[:, i(f"log_energy_0_scale{scale}")]
-        drop_v = base[:, i(f"log_energy_90_scale{scale}")] - moved[:, i(f"log_energy_90_scale{scale}")]
-        assert (drop_h > drop_v + 0.5).all()
-        assert (moved[:, i(f"weakest_to_strongest_direction_scale{scale}")]
-                < base[:, i(f"weakest_to_strongest_direction_scale{scale}")]).all()
+    drop_h = base[:, i("log_energy_0_scale0")] - moved[:, i("log_energy_0_scale0")]
+    drop_v = base[:, i("log_energy_90_scale0")] - moved[:, i("log_energy_90_scale0")]
+    assert (drop_h > drop_v + 0.5).all()
+    assert (moved[:, i("weakest_to_strongest_direction_scale0")]
+            < base[:, i("weakest_to_strongest_direction_scale0")] - 0.3).all()
 
 
 def test_a_dark_band_and_a_smudge_move_the_regional_statistics_a_uniform_change_does_not(photos):
