@@ -1,6 +1,6 @@
 """Trains the shipped cause head, reproducibly, from the ImageNet sample's dev split.
 
-    python benchmarks/train_cause_head.py            # writes fiftyone_dnniqa/metrics/data/cause_head.safetensors
+    python benchmarks/train_cause_head.py --out fiftyone_dnniqa/metrics/data/cause_head.safetensors
 
 The dev split is the alignment benchmark's: the sample's images sorted by file name, even
 positions (250 images; the odd ones are the test split, which ``benchmarks/cause.py``
@@ -13,10 +13,10 @@ The shipped head is a :class:`~fiftyone_dnniqa.metrics.cause.PairedCauseHead`: a
 single-degradation head (:data:`DECIDER`: mostly one degradation per copy) and
 compound-trained heads (:data:`SETTINGS`: half the copies compounds, uniform pairs, and
 every other family under compression). The mean of their probabilities decides clean or
-not (the gate leaves 96% of the dev clean views clean, out of fold) and names the most
-likely family; the namer names the others, each from the lowest threshold that keeps its
-false alarms at ``SETTINGS["false_alarm"]`` on the benchmark's held-out combinations
-rendered on the dev images (out of fold). The combinations of
+not (the gate leaves 98% of the dev clean views clean, out of fold) and names the most
+likely family; the namer names the others, from thresholds that spend a budget of wrong
+extra families on the dev single degradations where they name the most of the benchmark's
+held-out combinations rendered on the dev images (:func:`budgeted_thresholds`, out of fold). The combinations of
 ``cause_compound.HELD_OUT_COMPOUNDS`` never occur in training (a copy that would hold
 one is drawn again): ``benchmarks/cause.py`` asks the head about them on the test split.
 """
