@@ -14,7 +14,8 @@ Reported: top-1 family accuracy of the *stored* label (the first of the ``Classi
 a corrupted image called "none" counts as wrong) and of the arg-max family; "none" on clean
 images; the compound section; held-out corruptions and families (the head
 refitted on the dev examples without them, then asked about them) with their confusions;
-and cleanvision's blurry / dark / light / low-information checks on the same images
+real photos blurred beyond the training's range (``cause_report.real_photo_checks``: a gate
+can leave them "clean"); and cleanvision's blurry / dark / light / low-information checks on the same images
 (written as PNG). ``elastic_transform`` and ``saturate`` belong to no family: their
 predictions are listed, not scored. Finally the extra cost of ``cause`` over ``aligned``.
 Writes ``benchmarks/results/cause.md`` and ``cause.json``.
@@ -37,7 +38,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
 from cause_compound import compound_lines, compound_recipes, compound_section  # noqa: E402
-from cause_report import cleanvision_checks, cost_of_cause, write_report  # noqa: E402
+from cause_report import cleanvision_checks, cost_of_cause, real_photo_checks, write_report  # noqa: E402
 from train_cause_head import (  # noqa: E402
     DECIDER, SETTINGS, decider_examples, dev_examples, fit_paired_head, rendering_fingerprint, split_files,
     train_decider,
@@ -273,6 +274,9 @@ def main(argv=None):
     log("\n".join(compound_lines(res["compound"])))
     if not args.skip_held_out:
         res["held_out"] = held_out(refit_recipe(head, args.cache), test, config["thresholds"], config.get("gate"))
+    res["real_photos"] = real_photo_checks(args.head)
+    log(f"real photos blurred beyond the training's range: blur stored on {res['real_photos']['blurred_named_blur']:.2f}"
+        if res["real_photos"] else "real photos: none packaged (install scikit-image)")
     if not args.skip_cleanvision:
         res["cleanvision"] = cleanvision_checks(test, probs, stored)
     if not args.skip_cost:

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from fiftyone_dnniqa.core.images import InputSpec, prepare, read_image, to_float
+from fiftyone_dnniqa.demo import packaged_photos
 from fiftyone_dnniqa.corruptions import SUITES
 from fiftyone_dnniqa.metrics import create_metric
 from fiftyone_dnniqa.metrics.cause import FAMILIES, FAMILY_OF, NONE, image_statistics, regional_statistics
@@ -139,6 +140,42 @@ def cost_of_cause(files, log=print):
             "parts_ms_per_image": parts, "compute_quality_ms_per_image": engine, "example_stored": example}
 
 
+#: the real-photo check's blur: a Gaussian of this radius (px) on 256 px thumbnails, about
+#: 7 px at the head's 224 px input, stronger than any blur of the training (severity 5)
+STRONG_BLUR = 8
+
+
+def real_photo_checks(head_path, photos=None):
+    """The head at ``head_path`` on real photos (default: scikit-image's, as packaged), each
+    a 256 px thumbnail, clean and blurred by a Gaussian of :data:`STRONG_BLUR` px (beyond the
+    training's range, where a head's gate can leave a blurred photo "clean"): each photo's
+    stored families, and the shares of blurred photos stored ``blur`` and of clean photos
+    with no cause. The same photos as ``tests/test_report_every_run.py``'s fixture."""
+    from PIL import Image, ImageFilter  # deferred: only this check reads photos with PIL
+
+    photos = packaged_photos() if photos is None else photos
+    if not photos:
+        return None
+    metric = create_metric("cause", path=head_path)
+    spec = InputSpec(resize=metric.backbone.resize, crop=metric.backbone.crop)
+    names, clean, blurred = [], [], []
+    for name, path in photos:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            im.thumbnail((256, 256))
+            for kind, image in ((clean, im), (blurred, im.filter(ImageFilter.GaussianBlur(STRONG_BLUR)))):
+                kind.append(to_float(prepare(torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1),
+                                             spec).unsqueeze(0))[0])
+        names.append(name)
+    stored = {}
+    for kind, images in (("clean", clean), ("blurred", blurred)):
+        rows = metric.score(torch.stack(images)).tolist()
+        stored[kind] = [[label for label, _ in metric.labels(r)[0]] for r in rows]
+    return {"photos": names, "stored": stored, "blur_radius": STRONG_BLUR,
+            "blurred_named_blur": float(np.mean(["blur" in s for s in stored["blurred"]])),
+            "clean_no_cause": float(np.mean([not s for s in stored["clean"]]))}
+
+
 def _pct(v):
     return "-" if v is None else f"{100 * v:.1f}%"
 
@@ -172,7 +209,8 @@ def write_report(res, folder):
     for c, a in h["per_corruption"].items():
         lines.append(f"| {c} | {FAMILY_OF[c]} | {_pct(a['stored'])} | {_pct(a['argmax'])} | {a['n']} |")
     lines += ["", f"No family (predictions listed, not scored): {json.dumps(h['unassigned'])}", ""]
-    lines += _held_out_lines(res.get("held_out")) + _cleanvision_lines(res.get("cleanvision")) + _cost_lines(res.get("cost"))
+    lines += (_held_out_lines(res.get("held_out")) + _real_photo_lines(res.get("real_photos"))
+              + _cleanvision_lines(res.get("cleanvision")) + _cost_lines(res.get("cost")))
     with open(os.path.join(folder, "cause.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
 
@@ -219,6 +257,20 @@ def _nearest_cell(order, named):
     if not order:
         return "-"
     return ", ".join(f + (" (named)" if f == named else "") for f in order[:3])
+
+
+def _real_photo_lines(rp):
+    if not rp:
+        return []
+    lines = ["## Real photos blurred beyond the training's range", "",
+             f"{len(rp['photos'])} packaged photos (scikit-image) as 256 px thumbnails, clean and blurred by a "
+             f"Gaussian of {rp['blur_radius']} px (about 7 px at 224, stronger than the training's severity 5): "
+             f"blur stored on {_pct(rp['blurred_named_blur'])} of the blurred ones, no cause on "
+             f"{_pct(rp['clean_no_cause'])} of the clean ones.", "",
+             "| photo | clean: stored | blurred: stored |", "|---|---|---|"]
+    for name, c, b in zip(rp["photos"], rp["stored"]["clean"], rp["stored"]["blurred"]):
+        lines.append(f"| {name} | {', '.join(c) or '(no cause)'} | {', '.join(b) or '(no cause)'} |")
+    return lines + [""]
 
 
 def _cleanvision_lines(cv):

@@ -159,6 +159,9 @@ def test_the_timeline_of_a_video_dataset_and_a_click_on_a_dip(sync_playwright, v
 
         content.get_by_role("button", name="Back to the view before the drill-down").click(timeout=30_000)
         assert _wait_for(lambda: _count(page) == 3, 60), _count(page)
+        content.get_by_text(re.compile(r"^3 videos in the view, 30 sampled frames scored")).wait_for(timeout=60_000)
+        assert content.get_by_role("button", name="Back to the view before the drill-down").count() == 0
+        page.wait_for_timeout(1000)  # plotly lays the points out
         _save(page, tmp_path, "video_5_back.png")
         assert not [e for e in errors if "entry is loading" not in e], errors
     print("\nseconds: form to scores {:.1f}, panel with its timeline {:.1f}, click to clip {:.1f}".format(

@@ -4,9 +4,12 @@ mean effect on the features, against a hand computation."""
 import os
 import sys
 
+import numpy as np
 import pytest
 import torch
+from scipy.ndimage import laplace
 
+from fiftyone_dnniqa.demo import packaged_photos
 from fiftyone_dnniqa.metrics.cause_training import Recipe
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -180,3 +183,40 @@ def test_budgeted_thresholds_spend_the_budget_where_combinations_gain(budget, ra
     singles, own, combos, truths = _budget_case()
     got = train_cause_head.budgeted_thresholds(singles, own, combos, truths, 0.5, budget, rate)
     assert got == [blur, 1.0, 1.0, 0.95, 1.0, 1.0, 1.0]
+
+
+class _SharpnessMetric:
+    """A stand-in for the cause metric: "blur" wherever the image's mean absolute Laplacian
+    (scipy's, on its luminance) is under 0.01, no cause elsewhere."""
+
+    def __init__(self):
+        import types
+        self.backbone = types.SimpleNamespace(resize=256, crop=224)
+        self.shapes = []
+
+    def score(self, x):
+        self.shapes.append(tuple(x.shape))
+        lum = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).numpy()
+        return torch.tensor([[float(np.abs(laplace(im.astype(np.float64))).mean())] for im in lum])
+
+    def labels(self, row):
+        return ([("blur", 1.0)] if row[0] < 0.01 else []), {}
+
+
+def test_real_photo_checks_blur_the_thumbnails_and_count_what_is_stored(monkeypatch):
+    """With a stand-in that names blur from the pixels' sharpness alone, every blurred
+    thumbnail is stored blur and every clean one nothing: the check blurs the blurred
+    copies only, scores both at the head's 224 px, and counts each list on its own."""
+    photos = packaged_photos()
+    if len(photos) < 4:
+        pytest.skip("fewer than 4 packaged photographs")
+    fake = _SharpnessMetric()
+    monkeypatch.setattr(cause_report, "create_metric", lambda name, path=None: fake)
+    out = cause_report.real_photo_checks("any.safetensors", photos)
+    assert out["photos"] == [n for n, _ in photos]
+    assert out["stored"] == {"clean": [[]] * len(photos), "blurred": [["blur"]] * len(photos)}
+    assert out["blurred_named_blur"] == 1.0 and out["clean_no_cause"] == 1.0
+    assert fake.shapes == [(len(photos), 3, 224, 224)] * 2
+    lines = cause_report._real_photo_lines(out)
+    assert "blur stored on 100.0% of the blurred ones, no cause on 100.0% of the clean ones." in lines[2]
+    assert lines[-2] == f"| {photos[-1][0]} | (no cause) | blur |"

@@ -65,7 +65,7 @@ def named(metric, x):
 
 
 #: tests of what a compound-trained head does; strict: they tell when such a head is shipped
-COMPOUND_HEAD = pytest.mark.xfail(strict=True, reason="issue 29: the shipped head is the single-degradation one (format 2) and names every family of 22% of held-out combinations (benchmarks/results/cause.md); no head that names more meets every goal at once (benchmarks/results/cause.search.md): the paired candidate of session 19 names 77% but adds a wrong family to 28.6% of single degradations; session 20's multiscale candidate names 72.6% with 6.0% and 98% of clean photos clean, and stores 0.6 points fewer Dodge & Karam images")
+COMPOUND_HEAD = pytest.mark.xfail(strict=True, reason="issue 29: the shipped head is the single-degradation one (format 2) and names every family of 22% of held-out combinations (benchmarks/results/cause.md); no head that names more meets every goal at once (benchmarks/results/cause.search.md): the paired candidate of session 19 names 77% but adds a wrong family to 28.6% of single degradations; session 20's multiscale candidate names 72.6% with 6.0%, but stores 0.6 points fewer Dodge & Karam images and finds no cause on 4 of 9 photos blurred beyond severity 5")
 
 
 @pytest.mark.parametrize("steps, families", [

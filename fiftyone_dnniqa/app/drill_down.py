@@ -33,14 +33,14 @@ def context_view(ctx):
     """During a drill-down, the view it started from and the drill-down's record, else
     ``(None, None)`` (also when the user has since moved to another view, which ends the
     drill-down)."""
-    state = PanelState(ctx)
+    state, stages = PanelState(ctx), view_stages(ctx.view)
     base, drill = state.get("base_view"), state.get("drill")
     if not base or not drill:  # one the other surface's panel started, for the App's view
-        base, drill = DRILLS.get(_drill_key(ctx, view_stages(ctx.view))) or (None, None)
+        base, drill = DRILLS.get(_drill_key(ctx, stages)) or (None, None)
         if not base:
             return None, None
         state.set({"base_view": base, "drill": drill})
-    if view_stages(ctx.view) != drill.get("stages"):
+    elif stages != drill.get("stages"):
         state.set("base_view", None)
         state.set("drill", None)
         return None, None
@@ -90,7 +90,7 @@ def back(ctx):
     stages = state.get("base_view")
     drill = state.get("drill")
     if drill:
-        DRILLS.put(_drill_key(ctx, drill["stages"]), None)  # ended, for every surface
+        DRILLS.discard(_drill_key(ctx, drill["stages"]))  # ended, for every surface
     state.set("base_view", None)
     state.set("drill", None)
     if stages:

@@ -44,6 +44,10 @@ class LRU:
             while len(self._d) > self.size:
                 self._d.popitem(last=False)
 
+    def discard(self, key):
+        with self._lock:
+            self._d.pop(key, None)
+
     def clear(self):
         with self._lock:
             self._d.clear()
