@@ -67,11 +67,11 @@ FOLDS = 5
 #: 3-5), each family's false alarms on held-out combinations at most 8%
 #: (:func:`budgeted_thresholds`)
 SETTINGS = dict(backbone="efficientnet_lite0", copies=12, clean_views=2, compound=0.5, pair_copies=4,
-                compressed_copies=10, hidden=128, members=3, epochs=300, weight_decay=5e-2, seed=0, target_none=0.98,
+                compressed_copies=10, strong_blur_copies=2, hidden=128, members=3, epochs=300, weight_decay=5e-2, seed=0, target_none=0.98,
                 false_alarm=0.08, extra_budget=0.045)
 #: the decider: the recipe of the single-degradation head shipped before (commit 07c2241):
 #: 8 copies per image, a fifth of them compounds, 64 hidden units, one severity per image
-DECIDER = dict(copies=8, clean_views=2, compound=0.2, hidden=64, epochs=150, weight_decay=5e-2, seed=2)
+DECIDER = dict(copies=8, clean_views=2, compound=0.2, strong_blur_copies=1, hidden=64, epochs=150, weight_decay=5e-2, seed=2)
 #: the thresholds :func:`budgeted_thresholds` tries
 THRESHOLD_GRID = np.round(np.arange(0.3, 1.0, 0.05), 2)
 #: the corruption modules that render the examples (not the sweeps' or the videos')
@@ -130,18 +130,20 @@ def dev_examples(cache, log=print):
     """The namer's training examples (:data:`SETTINGS`' draw on the dev images, cached)."""
     s = SETTINGS
     name = (f"dev-{s['copies']}-{s['clean_views']}-{s['compound']}-p{s['pair_copies']}-c{s['compressed_copies']}"
-            f"-{s['seed']}")
+            f"-b{s['strong_blur_copies']}-{s['seed']}")
     return _cached(cache, name, lambda: _features(
         draw_recipes(250, s["copies"], s["clean_views"], s["compound"], None, s["seed"], exclude=HELD_OUT_COMPOUNDS,
-                     pair_copies=s["pair_copies"], compressed_copies=s["compressed_copies"]), s["seed"], log))
+                     pair_copies=s["pair_copies"], compressed_copies=s["compressed_copies"],
+                     strong_blur_copies=s["strong_blur_copies"]), s["seed"], log))
 
 
 def decider_examples(cache, log=print):
     """The decider's training examples (:data:`DECIDER`'s draw on the dev images, cached)."""
     d = DECIDER
-    return _cached(cache, f"decider-{d['copies']}-{d['clean_views']}-{d['compound']}-{d['seed']}", lambda: _features(
-        draw_recipes(250, d["copies"], d["clean_views"], d["compound"], None, d["seed"], exclude=HELD_OUT_COMPOUNDS),
-        d["seed"], log))
+    return _cached(cache, f"decider-{d['copies']}-{d['clean_views']}-{d['compound']}-b{d['strong_blur_copies']}-{d['seed']}",
+                   lambda: _features(draw_recipes(250, d["copies"], d["clean_views"], d["compound"], None, d["seed"],
+                                                  exclude=HELD_OUT_COMPOUNDS,
+                                                  strong_blur_copies=d["strong_blur_copies"]), d["seed"], log))
 
 
 def held_out_combinations(cache, log=print):
@@ -316,7 +318,7 @@ def main(argv=None):
     config = {"backbone": s["backbone"], "gate": gate, "thresholds": thresholds,
               "corruptions": sorted({n for r in namer_ex["recipes"] for n, _ in r.steps}),
               "namer_recipe": {k: s[k] for k in ("copies", "clean_views", "compound", "pair_copies", "compressed_copies",
-                                          "members", "seed", "epochs", "weight_decay")},
+                                          "strong_blur_copies", "members", "seed", "epochs", "weight_decay")},
               "decider_recipe": DECIDER, "target_none": s["target_none"], "false_alarm": s["false_alarm"],
               "extra_budget": s["extra_budget"],
               "thresholds_from": "dev single degradations and the benchmark's held-out combinations on the dev "

@@ -68,15 +68,17 @@ def _draw_families(keys: Sequence[str], compound: float, rng) -> List[str]:
 def draw_recipes(num_images: int, copies: int = 8, clean_views: int = 2, compound: float = 0.2,
                  corruptions: Optional[Sequence[str]] = None, seed: int = 0,
                  exclude: Sequence[Sequence[str]] = (), pair_copies: int = 0,
-                 compressed_copies: int = 0) -> List[Recipe]:
+                 compressed_copies: int = 0, strong_blur_copies: int = 0) -> List[Recipe]:
     """Per image: ``clean_views`` clean views (the second and later mirrored) and
     ``copies`` corrupted ones, a ``compound`` share of them with several families; then
     (after every image's, so that they leave those draws as they were) ``pair_copies``
     per image of two families drawn uniformly among the pairs, so that every pair (a
     weather family under compression, say) is seen; then ``compressed_copies`` per image
     of one other family followed by compression, as every camera's picture ends
-    compressed. A copy holding every corruption of one of the ``exclude`` sets (held out
-    for an evaluation) is drawn again."""
+    compressed; then ``strong_blur_copies`` per image blurred beyond severity 5 (a blur at
+    severity 5, then another at 3-5, half of them with one other family at 1-5), so that a
+    photo far out of focus is still called blurred. A copy holding every corruption of one
+    of the ``exclude`` sets (held out for an evaluation) is drawn again."""
     fams = corruptions_by_family(corruptions)
     keys = sorted(fams, key=FAMILIES.index)
     held = [set(e) for e in exclude]
@@ -86,6 +88,16 @@ def draw_recipes(num_images: int, copies: int = 8, clean_views: int = 2, compoun
         while True:
             fam_list = draw_families()
             steps = tuple((fams[f][rng.integers(len(fams[f]))], int(rng.integers(1, 6))) for f in fam_list)
+            if not any(h <= {n for n, _ in steps} for h in held):
+                return Recipe(i, steps, flip=bool(rng.integers(2)))
+
+    def strong_blur(i):
+        blurs, others = fams["blur"], [k for k in keys if k != "blur"]
+        while True:
+            steps = ((blurs[rng.integers(len(blurs))], 5), (blurs[rng.integers(len(blurs))], int(rng.integers(3, 6))))
+            if others and rng.random() < 0.5:
+                family = others[rng.integers(len(others))]
+                steps += ((fams[family][rng.integers(len(fams[family]))], int(rng.integers(1, 6))),)
             if not any(h <= {n for n, _ in steps} for h in held):
                 return Recipe(i, steps, flip=bool(rng.integers(2)))
 
@@ -100,6 +112,8 @@ def draw_recipes(num_images: int, copies: int = 8, clean_views: int = 2, compoun
     compressed = (lambda: [others[rng.integers(len(others))], "compression"]) if "compression" in keys and others else None
     for i in range(num_images if compressed else 0):
         out += [copy(i, compressed) for _ in range(compressed_copies)]
+    for i in range(num_images if "blur" in keys else 0):
+        out += [strong_blur(i) for _ in range(strong_blur_copies)]
     return out
 
 
