@@ -40,13 +40,14 @@ sys.path.insert(0, HERE)
 from cause_compound import compound_lines, compound_recipes, compound_section  # noqa: E402
 from cause_report import cleanvision_checks, cost_of_cause, real_photo_checks, write_report  # noqa: E402
 from train_cause_head import (  # noqa: E402
-    SETTINGS, SHIPPED_DRAW, SHIPPED_RECIPE, dev_examples, rendering_fingerprint, split_files, train_single_head,
+    DECIDER, SETTINGS, decider_examples, dev_examples, fit_paired_head, rendering_fingerprint, split_files,
+    train_decider,
 )
 
 from fiftyone_dnniqa.core.images import InputSpec  # noqa: E402
 from fiftyone_dnniqa.corruptions import SUITES  # noqa: E402
 from fiftyone_dnniqa.metrics.cause import (  # noqa: E402
-    FAMILIES, FAMILY_OF, FORMAT_VERSION, NONE, SHIPPED_HEAD, cause_labels, load_cause_head,
+    FAMILIES, FAMILY_OF, FORMAT_VERSION, NONE, SHIPPED_HEAD, PairedCauseHead, cause_labels, load_cause_head,
 )
 from fiftyone_dnniqa.metrics.cause_training import (  # noqa: E402
     Recipe, build_examples, load_clean_images, train_cause_ensemble,
@@ -115,11 +116,12 @@ def _write_pngs(clean, recipes, folder):
 
 
 def predict(head, X, thresholds, gate=None):
-    """Probabilities, overall and per-family severities, and the stored labels."""
+    """The deciding probabilities, overall and per-family severities, and the stored
+    labels (from rows laid out as :meth:`CauseMetric.score`'s)."""
     with torch.no_grad():
-        logits, sev, fam_sev = head(X.float())
-    probs = torch.sigmoid(logits)
-    stored = [cause_labels(list(p) + [0.0], thresholds, gate)[0] for p in probs.tolist()]
+        probs, naming, sev, fam_sev = head.outputs(X.float())
+    rows = torch.cat([probs, sev.unsqueeze(1), fam_sev, torch.zeros(len(X), 1), naming], dim=1)
+    stored = [cause_labels(row, thresholds, gate)[0] for row in rows.tolist()]
     return probs, sev.clamp(0, 5), fam_sev.clamp(0, 5), stored
 
 
@@ -203,28 +205,33 @@ def nearest_families(test):
 
 
 def refit_recipe(head, cache):
-    """The dev examples and the refit of ``head``'s recipe: a one-severity (format 2) head
-    is the shipped head's recipe (``SHIPPED_DRAW``, ``train_single_head``), a per-family
-    one ``SETTINGS``' (merged heads); both on examples rendered by today's code."""
+    """``refit(drop)``: ``head``'s recipe refitted on the dev examples without the
+    corruptions ``drop(name)`` is true of. A paired head (format 4) refits both of its
+    heads (:func:`~train_cause_head.fit_paired_head`), a one-severity head (format 2) the
+    decider's recipe, a per-family one (format 3) :data:`SETTINGS`' merged heads; all on
+    examples rendered by today's code."""
+    def keep(recipes, drop):
+        return torch.tensor([not any(drop(n) for n, _ in r.steps) for r in recipes])
+
+    if isinstance(head, PairedCauseHead):
+        decider_ex, namer_ex = decider_examples(cache), dev_examples(cache)
+        return lambda drop: fit_paired_head(decider_ex, namer_ex, lambda rs: keep(rs, drop))
     if not head.per_family:
-        return dev_examples(cache, draw=SHIPPED_DRAW), lambda X, Y, sev, fam: train_single_head(X, Y, sev,
-                                                                                                 **SHIPPED_RECIPE)
-    s = SETTINGS
-    return dev_examples(cache), lambda X, Y, sev, fam: train_cause_ensemble(
-        X, Y, sev, fam, hidden=s["hidden"], epochs=s["epochs"], weight_decay=s["weight_decay"], seed=s["seed"],
-        members=s["members"])
+        ex, d = decider_examples(cache), DECIDER
+        return lambda drop: train_decider(*(ex[k][keep(ex["recipes"], drop)] for k in ("X", "Y", "severity")),
+                                          hidden=d["hidden"], epochs=d["epochs"], weight_decay=d["weight_decay"],
+                                          seed=d["seed"])
+    ex, s = dev_examples(cache), SETTINGS
+    return lambda drop: train_cause_ensemble(
+        *(ex[k][keep(ex["recipes"], drop)] for k in ("X", "Y", "severity", "family_severity")), hidden=s["hidden"],
+        epochs=s["epochs"], weight_decay=s["weight_decay"], seed=s["seed"], members=s["members"])
 
 
-def held_out(dev, fit, test, thresholds, gate=None):
+def held_out(refit, test, thresholds, gate=None):
     """Leave one corruption out (is its own family named?), then one family out (what is
-    named instead?): the measured head's recipe (:func:`refit_recipe`) refitted on the
-    dev examples without them, read with its ``thresholds`` and ``gate``."""
+    named instead?): the measured head's recipe refitted without them (:func:`refit_recipe`),
+    read with its ``thresholds`` and ``gate``."""
     names = test["names"]
-
-    def refit(drop):
-        keep = [k for k, r in enumerate(dev["recipes"]) if not any(drop(n) for n, _ in r.steps)]
-        return fit(dev["X"][keep], dev["Y"][keep], dev["severity"][keep], dev["family_severity"][keep])
-
     corr = {}
     for c in HELD_OUT:
         probs, _, _, stored = predict(refit(lambda n, c=c: n == c), test["X"], thresholds, gate)
@@ -266,7 +273,7 @@ def main(argv=None):
     log(json.dumps({k: v for k, v in res["headline"].items() if k != "per_corruption"}, indent=1))
     log("\n".join(compound_lines(res["compound"])))
     if not args.skip_held_out:
-        res["held_out"] = held_out(*refit_recipe(head, args.cache), test, config["thresholds"], config.get("gate"))
+        res["held_out"] = held_out(refit_recipe(head, args.cache), test, config["thresholds"], config.get("gate"))
     res["real_photos"] = real_photo_checks(args.head)
     log(f"real photos blurred beyond the training's range: blur stored on {res['real_photos']['blurred_named_blur']:.2f}"
         if res["real_photos"] else "real photos: none packaged (install scikit-image)")

@@ -16,7 +16,7 @@ from fiftyone_dnniqa.demo import packaged_photos
 from fiftyone_dnniqa.metrics import create_metric
 from fiftyone_dnniqa.metrics.cause import (
     FAMILIES, FAMILY_OF, NONE, SHIPPED_HEAD, cause_features, cause_labels, image_statistics,
-    load_cause_head, save_cause_head,
+    load_cause_head, multiscale_statistics, regional_statistics, save_cause_head,
 )
 from fiftyone_dnniqa.metrics.cause_training import draw_recipes, fit_cause_head, targets
 
@@ -147,10 +147,11 @@ def test_the_head_reads_the_statistics_of_the_proxys_first_feature_levels(cause,
             if i in (0, 1, 2, 4):
                 maps.append(h)
     by_hand = [image_statistics(x)] + [torch.cat([o.mean((2, 3)), o.std((2, 3))], 1) for o in maps]
+    by_hand += [regional_statistics(x), multiscale_statistics(x)]  # both checked against numpy in test_cause_pair.py
     expected = torch.cat(by_hand, 1)
-    assert feats.shape == (2, 13 + 2 * (16 + 24 + 40 + 112)) == expected.shape
+    assert feats.shape == (2, 13 + 2 * (16 + 24 + 40 + 112) + 9 + 27) == expected.shape
     assert torch.allclose(feats, expected, rtol=1e-4, atol=1e-4)
-    assert cause.head.mean.numel() == feats.shape[1]
+    assert cause.head.in_features == feats.shape[1]
 
 
 def test_a_head_of_the_old_format_or_a_backbone_without_levels_is_refused(tmp_path, cause):
@@ -224,8 +225,9 @@ def test_refit_on_a_few_clean_photographs_is_seeded(tmp_path, photos):
     w = {k: v for k, v in a.head.state_dict().items()}
     assert all(torch.equal(w[k], v) for k, v in b.head.state_dict().items())
     assert not torch.equal(w["net.0.weight"], c.head.state_dict()["net.0.weight"])
-    assert not torch.equal(w["net.0.weight"], shipped.state_dict()["net.0.weight"])
-    assert a.config["num_images"] == 4 and a.config["num_examples"] == 12
+    assert not torch.equal(w["net.0.weight"], shipped.namer.state_dict()["net.0.weight"])
+    # per image: 2 copies, 1 clean view, 4 uniform pairs; no compressed copies without a compression
+    assert a.config["num_images"] == 4 and a.config["num_examples"] == 4 * (2 + 1 + 4)
     assert a.config["corruptions"] and set(a.config["corruptions"]) <= set(kw["corruptions"])
 
 
@@ -278,7 +280,8 @@ def test_bad_input_gets_a_clear_error(tmp_path, cause, photos):
     with pytest.raises(ValueError, match="threshold must be between 0 and 1"):
         create_metric("cause", threshold=1.5)
     assert create_metric("cause", threshold=0.6).thresholds == [0.6] * len(FAMILIES)
-    assert all(0.5 <= t < 1 for t in cause.thresholds) and len(cause.thresholds) == len(FAMILIES)
+    assert all(0.3 <= t <= 1 for t in cause.thresholds) and len(cause.thresholds) == len(FAMILIES)
+    assert 0.3 <= cause.gate < 1
     with pytest.raises(FileNotFoundError, match="no cause head at"):
         create_metric("cause", path=str(tmp_path / "nope.safetensors"))
     other = str(tmp_path / "other.safetensors")

@@ -147,6 +147,44 @@ def _empty_measures():
             "severity_spearman": {}}
 
 
+def _budget_case():
+    """Hand-made probabilities (deciding, naming) over the 7 families: 20 combinations of
+    blur + noise whose namer gives blur 0.96, 0.91, ... 0.51 on ten of them (noise decides);
+    10 of compression + exposure (compression decides, exposure named at 0.97), one of
+    which the namer also calls blur at 0.74 (a false alarm from 0.70); 40 single
+    degradations (20 noise, 20 compression), two noise ones called blur at 0.62 and 0.57."""
+    K = 7
+    def rows(n, top):
+        deciding = torch.full((n, K), 0.05)
+        deciding[:, top] = 0.9
+        return deciding, torch.zeros(n, K)
+    d1, n1 = rows(20, 1)
+    n1[:10, 0] = torch.tensor([0.96 - 0.05 * i for i in range(10)])
+    d2, n2 = rows(10, 2)
+    n2[:, 3] = 0.97
+    n2[0, 0] = 0.74
+    combos = (torch.cat([d1, d2]), torch.cat([n1, n2]))
+    truths = [{0, 1}] * 20 + [{2, 3}] * 10
+    s1, m1 = rows(20, 1)
+    m1[0, 0], m1[1, 0] = 0.62, 0.57
+    s2, m2 = rows(20, 2)
+    singles = (torch.cat([s1, s2]), torch.cat([m1, m2]))
+    own = torch.tensor([1] * 20 + [2] * 20)
+    return singles, own, combos, truths
+
+
+@pytest.mark.parametrize("budget, rate, blur", [
+    (0.03, 0.08, 0.75),  # blur at 0.70 would call the compression + exposure image blurred: 10% false alarms
+    (0.03, 0.2, 0.6),    # at 0.55 a second noise image gets blur too: 2 of 40 singles, over 3%
+    (0.06, 0.2, 0.5),    # both within 6%; under 0.50 no combination gains, so the search stops there
+])
+def test_budgeted_thresholds_spend_the_budget_where_combinations_gain(budget, rate, blur):
+    import train_cause_head
+    singles, own, combos, truths = _budget_case()
+    got = train_cause_head.budgeted_thresholds(singles, own, combos, truths, 0.5, budget, rate)
+    assert got == [blur, 1.0, 1.0, 0.95, 1.0, 1.0, 1.0]
+
+
 class _SharpnessMetric:
     """A stand-in for the cause metric: "blur" wherever the image's mean absolute Laplacian
     (scipy's, on its luminance) is under 0.01, no cause elsewhere."""

@@ -27,6 +27,7 @@ from fiftyone_dnniqa.analysis.breakdowns import NO_CAUSE, NO_TAGS
 from fiftyone_dnniqa.analysis.report import render_report
 from fiftyone_dnniqa.demo import packaged_photos
 from fiftyone_dnniqa.metrics.base import InputSpec, QualityMetric
+from fiftyone_dnniqa.metrics.cause import SHIPPED_HEAD, load_cause_head
 
 from conftest import _missing_data
 from doc_pictures import doc_picture
@@ -239,7 +240,8 @@ def test_the_cause_section_matches_hand_counts(every_run, page):
     sec = section(blocks(page), "iqa_cause")
     record = dict(zip(sec[1][1], sec[1][2][0]))
     assert record["missing in view"] == "2" and record["scored"] == str(len(ds) - 2)
-    assert "thresholds: (blur: 0.500;" in record["options"]  # the options, in the one format
+    blur_threshold = load_cause_head(SHIPPED_HEAD)[1]["thresholds"][0]
+    assert f"thresholds: (blur: {blur_threshold:.3f};" in record["options"]  # the options, in the one format
     header, rows = table_after(sec, "Predicted causes")[1:]
     assert header == ["cause", "images (most likely cause)", "images (any of its labels)", "mean severity"]
     want = {}

@@ -35,9 +35,12 @@ from .base import InputSpec, QualityMetric
 from .registry import register_metric
 from .shared_forward import proxy_outputs
 
+#: 4: a paired head (a single-degradation head and a compound-trained one, :class:`PairedCauseHead`);
 #: 3: a severity per family besides the overall one; 2: the head reads feature-level
 #: statistics (1 read the pooled features)
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
+#: the formats this version reads
+READABLE_FORMATS = (2, 3, 4)
 #: the degradation families, in the order of the head's outputs
 FAMILIES = ("blur", "noise", "compression", "exposure", "contrast_haze", "weather_occlusion",
             "low_resolution")
@@ -65,6 +68,18 @@ FAMILY_TEXT = {
 DARK_BELOW = 0.42
 STATISTICS = ("mean", "std", "dark", "bright", "log_laplacian", "log_noise", "log_gradient",
               "entropy", "saturation", "dark_channel", "block8", "flat_diffs", "hf_ratio")
+#: statistics over the image's 4 x 4 regions (a blockage, a smudge or a vignette darkens
+#: or softens part of the frame only), after the feature levels' in the head's input
+REGIONAL_STATISTICS = ("region_mean_min", "region_mean_max", "region_mean_spread", "region_contrast_min",
+                       "region_contrast_max", "region_contrast_spread", "region_contrast_min_to_median",
+                       "region_saturation_min", "region_saturation_spread")
+#: the regions per side of :func:`regional_statistics`
+REGIONS = 4
+#: the scales of :func:`multiscale_statistics` (full, half and quarter size)
+SCALES = 3
+MULTISCALE_STATISTICS = tuple(f"{name}_{direction}_scale{scale}" for scale in range(SCALES) for direction in
+                              ("0", "90", "45", "135") for name in ("log_energy", "kurtosis")
+                              ) + tuple(f"weakest_to_strongest_direction_scale{scale}" for scale in range(SCALES))
 _DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 #: the head trained by ``benchmarks/train_cause_head.py`` on the ImageNet sample's dev split
 SHIPPED_HEAD = os.path.join(_DATA, "cause_head.safetensors")
@@ -103,10 +118,55 @@ def image_statistics(x: torch.Tensor) -> torch.Tensor:
     return torch.stack(stats, dim=1)
 
 
+def regional_statistics(x: torch.Tensor) -> torch.Tensor:
+    """(B, len(REGIONAL_STATISTICS)) of ``x`` (B, 3, H, W) in [0, 1] over :data:`REGIONS`
+    x :data:`REGIONS` regions: the lowest, highest and spread of the regions' mean
+    luminance and of their log contrast (luminance standard deviation), the lowest
+    contrast against the median, the lowest and spread of their mean saturation."""
+    x = x.float().clamp(0, 1)
+    lum = 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]
+    mx = x.max(1).values
+    saturation = (mx - x.min(1).values) / mx.clamp_min(1e-3)
+    pooled = F.adaptive_avg_pool2d(torch.stack([lum, lum * lum, saturation], 1), REGIONS).flatten(2)
+    mean, sat = pooled[:, 0], pooled[:, 2]
+    contrast = torch.log((pooled[:, 1] - mean * mean).clamp_min(0).sqrt() + 1e-3)
+    low = contrast.min(1).values
+    return torch.stack([mean.min(1).values, mean.max(1).values, mean.std(1), low, contrast.max(1).values,
+                        contrast.std(1), low - contrast.median(1).values, sat.min(1).values, sat.std(1)], dim=1)
+
+
+def multiscale_statistics(x: torch.Tensor) -> torch.Tensor:
+    """(B, len(MULTISCALE_STATISTICS)) of ``x`` (B, 3, H, W) in [0, 1]: at each of
+    :data:`SCALES` (2 x 2 averages in between) and for the luminance's first differences
+    along 0, 90, 45 and 135 degrees, their log energy and kurtosis, then the log ratio of
+    the weakest direction's energy to the strongest. Noise makes the differences Gaussian
+    (kurtosis 3) at the fine scale and averages away at the coarse ones, where blur still
+    shows as lost energy; motion blur takes one direction's energy."""
+    x = x.float().clamp(0, 1)
+    lum = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
+    out = []
+    for scale in range(SCALES):
+        if scale:
+            lum = F.avg_pool2d(lum, 2)
+        y = lum[:, 0]
+        energies = []
+        for d in (y[:, :, 1:] - y[:, :, :-1], y[:, 1:] - y[:, :-1], y[:, 1:, 1:] - y[:, :-1, :-1],
+                  y[:, 1:, :-1] - y[:, :-1, 1:]):
+            d = d.flatten(1)
+            energy = d.square().mean(1) + 1e-10
+            energies.append(energy)
+            out += [torch.log(energy), torch.log(d.pow(4).mean(1) / energy.square() + 1e-6)]
+        e = torch.stack(energies, 1)
+        out.append(torch.log(e.min(1).values / e.max(1).values))
+    return torch.stack(out, dim=1)
+
+
 def cause_features(backbone, images: torch.Tensor) -> torch.Tensor:
     """The head's input: :func:`image_statistics` of ``images`` (B, 3, H, W) in [0, 1],
     then the per-channel mean and spread of the proxy's first feature levels (from the
-    pass shared with ``aligned`` on the same batch, :func:`~.shared_forward.proxy_outputs`).
+    pass shared with ``aligned`` on the same batch, :func:`~.shared_forward.proxy_outputs`),
+    then :func:`regional_statistics` and :func:`multiscale_statistics`. A head reads its
+    first ``in_features`` columns (heads saved before the later statistics ignore them).
     The pooled features are not used: they are trained to ignore the imaging conditions
     (on the benchmark's dev split they named the family right 62% of the time, the
     feature levels 94%)."""
@@ -115,7 +175,7 @@ def cause_features(backbone, images: torch.Tensor) -> torch.Tensor:
     if levels is None:
         raise ValueError(f"the cause head needs a timm backbone with feature levels (efficientnet_lite* or "
                          f"timm:<name>), not {backbone.name}")
-    return torch.cat([image_statistics(x), levels.float()], dim=1)
+    return torch.cat([image_statistics(x), levels.float(), regional_statistics(x), multiscale_statistics(x)], dim=1)
 
 
 class CauseHead(torch.nn.Module):
@@ -133,6 +193,19 @@ class CauseHead(torch.nn.Module):
         self.net = torch.nn.Sequential(torch.nn.Linear(in_features, hidden), torch.nn.GELU(),
                                        torch.nn.Linear(hidden, outputs))
 
+    @property
+    def in_features(self) -> int:
+        """How many of :func:`cause_features`' first columns the head reads."""
+        return int(self.mean.numel())
+
+    def outputs(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What :class:`CauseMetric` stores, from features ``x`` (B, D >= in_features): the
+        probabilities that decide clean or not and name the most likely family, those that
+        name the others (here the same), the overall and the per-family severities."""
+        logits, severity, family_severity = self(x[:, :self.in_features])
+        probs = torch.sigmoid(logits)
+        return probs, probs, severity, family_severity
+
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Family logits (B, K), the overall severity (B,) and each family's severity
         (B, K), 0..5 (unclamped); a family's severity means "if it is present"."""
@@ -144,18 +217,54 @@ class CauseHead(torch.nn.Module):
         return out[:, :k], 5 * out[:, k], 5 * out[:, k + 1:]
 
 
-def save_cause_head(path: str, head: CauseHead, config: dict) -> None:
-    """Writes ``head`` and its ``config`` (JSON, in the file's metadata) to ``path``."""
+class PairedCauseHead(torch.nn.Module):
+    """Format 4: a single-degradation head (``decider``, trained mostly on one
+    degradation at a time) and a compound-trained one (``namer``). The mean of their
+    probabilities decides clean or not and names the most likely family (more single
+    degradations named right than either alone); the namer's probabilities name the
+    other families and its severities are the image's."""
+
+    def __init__(self, decider: CauseHead, namer: CauseHead):
+        super().__init__()
+        self.decider, self.namer = decider, namer
+
+    @property
+    def in_features(self) -> int:
+        return max(self.decider.in_features, self.namer.in_features)
+
+    def outputs(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """As :meth:`CauseHead.outputs`: the mean probabilities decide, the namer's name the others."""
+        decider = torch.sigmoid(self.decider(x[:, :self.decider.in_features])[0])
+        naming, _, severity, family_severity = self.namer.outputs(x)
+        return (decider + naming) / 2, naming, severity, family_severity
+
+
+def _shape(head: CauseHead) -> dict:
+    return {"in_features": head.in_features, "hidden": int(head.net[0].out_features), "per_family": head.per_family}
+
+
+def _from_shape(shape: dict) -> CauseHead:
+    return CauseHead(shape["in_features"], shape["hidden"], per_family=shape["per_family"])
+
+
+def save_cause_head(path: str, head, config: dict) -> None:
+    """Writes ``head`` (a :class:`CauseHead` or :class:`PairedCauseHead`) and its
+    ``config`` (JSON, in the file's metadata) to ``path``."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    config = dict(config, format_version=FORMAT_VERSION if head.per_family else 2, families=list(FAMILIES),
-                  in_features=int(head.mean.numel()), hidden=int(head.net[0].out_features))
+    if isinstance(head, PairedCauseHead):
+        config = dict(config, format_version=FORMAT_VERSION, families=list(FAMILIES), decider=_shape(head.decider),
+                      namer=_shape(head.namer))
+    else:
+        config = dict(config, format_version=3 if head.per_family else 2, families=list(FAMILIES),
+                      in_features=head.in_features, hidden=int(head.net[0].out_features))
     save_file({k: v.detach().contiguous().cpu() for k, v in head.state_dict().items()}, path,
               metadata={"config": json.dumps(config)})
 
 
-def load_cause_head(path: str) -> Tuple[CauseHead, dict]:
-    """The head saved at ``path`` and its configuration."""
+def load_cause_head(path: str):
+    """The head saved at ``path`` (a :class:`CauseHead`, or a :class:`PairedCauseHead`
+    for format 4) and its configuration."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no cause head at {path!r}: train one with fit_cause_head "
                                 "(or python benchmarks/train_cause_head.py for the shipped one)")
@@ -165,13 +274,16 @@ def load_cause_head(path: str) -> Tuple[CauseHead, dict]:
     if "config" not in meta:
         raise ValueError(f"{path}: not a cause head (no configuration in its metadata)")
     config = json.loads(meta["config"])
-    if config.get("format_version") not in (2, FORMAT_VERSION):
-        raise ValueError(f"{path}: unsupported format_version {config.get('format_version')} (this version reads 2 "
-                         f"and {FORMAT_VERSION}); refit the head with fit_cause_head")
+    if config.get("format_version") not in READABLE_FORMATS:
+        raise ValueError(f"{path}: unsupported format_version {config.get('format_version')} (this version reads "
+                         f"{', '.join(map(str, READABLE_FORMATS))}); refit the head with fit_cause_head")
     if tuple(config.get("families", ())) != FAMILIES:
         raise ValueError(f"{path}: trained for families {config.get('families')}, expected {list(FAMILIES)}")
     # format 2 (one severity for the image) still reads: each family gets the image's severity
-    head = CauseHead(config["in_features"], config["hidden"], per_family=config["format_version"] == FORMAT_VERSION)
+    if config["format_version"] == 4:
+        head = PairedCauseHead(_from_shape(config["decider"]), _from_shape(config["namer"]))
+    else:
+        head = CauseHead(config["in_features"], config["hidden"], per_family=config["format_version"] == 3)
     head.load_state_dict(state)
     return head.eval(), config
 
@@ -182,18 +294,24 @@ def cause_labels(row: Sequence[float], threshold=0.5, gate: Optional[float] = No
     the families at or above ``threshold`` (one number, or one per family), most likely
     first, or ``[("none", 1 - max)]``. With a ``gate``, the image is degraded when its
     most likely family reaches the gate: that family is named first, then every other
-    one at or above its threshold; below the gate it is "none"."""
-    probs = [float(v) for v in row[:len(FAMILIES)]]
-    thresholds = [float(threshold)] * len(FAMILIES) if isinstance(threshold, (int, float)) else list(threshold)
-    top = max(range(len(FAMILIES)), key=probs.__getitem__)
+    one at or above its threshold; below the gate it is "none". A paired head's row
+    (:class:`PairedCauseHead`) also holds the namer's probabilities (after the
+    brightness): the families besides the deciding ones are named from those."""
+    k = len(FAMILIES)
+    probs = [float(v) for v in row[:k]]
+    naming = [float(v) for v in row[2 * k + 2:3 * k + 2]] if len(row) >= 3 * k + 2 else probs
+    thresholds = [float(threshold)] * k if isinstance(threshold, (int, float)) else list(threshold)
+    top = max(range(k), key=probs.__getitem__)
     if gate is None:
-        named = [k for k in range(len(FAMILIES)) if probs[k] >= thresholds[k]]
-    elif probs[top] >= gate:
-        named = [k for k in range(len(FAMILIES)) if k == top or probs[k] >= thresholds[k]]
+        decided = [j for j in range(k) if probs[j] >= thresholds[j]]
     else:
-        named = []
-    flagged = sorted(((FAMILIES[k], probs[k]) for k in named), key=lambda t: -t[1])
-    return (flagged or [(NONE, 1.0 - probs[top])]), float(row[len(FAMILIES)])
+        decided = [top] if probs[top] >= gate else []
+    if not decided:
+        return [(NONE, 1.0 - probs[top])], float(row[k])
+    first = sorted(((FAMILIES[j], probs[j]) for j in decided), key=lambda t: -t[1])
+    others = sorted(((FAMILIES[j], naming[j]) for j in range(k) if j not in decided and naming[j] >= thresholds[j]),
+                    key=lambda t: -t[1])
+    return first + others, float(row[k])
 
 
 def family_attributes(row: Sequence[float], family: str) -> Dict[str, object]:
@@ -211,8 +329,8 @@ class CauseMetric(QualityMetric):
     """The imaging condition behind a low score: a probability per degradation family
     (:data:`FAMILIES`) and a severity.
 
-    ``score`` returns (B, K + 1): the K family probabilities, then the severity (0 clean ..
-    5). The engine stores them as a ``Classifications`` field (:func:`cause_labels`) and a
+    ``score`` returns (B, 3K + 2): the K family probabilities, the severity (0 clean ..
+    5) and more (:meth:`score`). The engine stores them as a ``Classifications`` field (:func:`cause_labels`) and a
     float ``<field>_severity`` (``outputs = "classifications"``).
 
     Args:
@@ -258,23 +376,26 @@ class CauseMetric(QualityMetric):
     def probabilities(self, images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Family probabilities (B, K), overall severities (B,) and each family's severity
         (B, K, "if present") of ``images`` (B, 3, H, W) in [0, 1]."""
-        probs, severity, family_severity, _ = self._forward(images)
+        probs, severity, family_severity, _, _ = self._forward(images)
         return probs, severity, family_severity
 
     def _forward(self, images):
         self._check_batch(images)
         feats = cause_features(self.backbone, images.to(self.device))
         with torch.autocast(self.device.type, enabled=False):
-            logits, severity, family_severity = self.head(feats.float())
+            probs, naming, severity, family_severity = self.head.outputs(feats.float())
         brightness = feats[:, STATISTICS.index("mean")].float()
-        return torch.sigmoid(logits), severity.clamp(0, 5), family_severity.clamp(0, 5), brightness
+        return probs, severity.clamp(0, 5), family_severity.clamp(0, 5), brightness, naming
 
     @torch.inference_mode()
     def score(self, images, references=None):
-        """(B, 2K + 2): the K family probabilities, the overall severity, the K family
-        severities, and the mean luminance (which way an exposure problem goes)."""
-        probs, severity, family_severity, brightness = self._forward(images)
-        return torch.cat([probs, severity.unsqueeze(1), family_severity, brightness.unsqueeze(1)], dim=1).double().cpu()
+        """(B, 3K + 2): the K family probabilities that decide (:func:`cause_labels`), the
+        overall severity, the K family severities, the mean luminance (which way an
+        exposure problem goes), and the K probabilities that name the other families
+        (a paired head's namer's; otherwise the first K again)."""
+        probs, severity, family_severity, brightness, naming = self._forward(images)
+        return torch.cat([probs, severity.unsqueeze(1), family_severity, brightness.unsqueeze(1), naming],
+                         dim=1).double().cpu()
 
     def labels(self, row: Sequence[float]) -> Tuple[List[Tuple[str, float]], Dict[str, float]]:
         """One image's stored values: ``[(label, confidence)]`` and ``{"severity": s}``.

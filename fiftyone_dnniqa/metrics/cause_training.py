@@ -67,13 +67,18 @@ def _draw_families(keys: Sequence[str], compound: float, rng) -> List[str]:
 
 def draw_recipes(num_images: int, copies: int = 8, clean_views: int = 2, compound: float = 0.2,
                  corruptions: Optional[Sequence[str]] = None, seed: int = 0,
-                 exclude: Sequence[Sequence[str]] = (), pair_copies: int = 0) -> List[Recipe]:
+                 exclude: Sequence[Sequence[str]] = (), pair_copies: int = 0,
+                 compressed_copies: int = 0, strong_blur_copies: int = 0) -> List[Recipe]:
     """Per image: ``clean_views`` clean views (the second and later mirrored) and
     ``copies`` corrupted ones, a ``compound`` share of them with several families; then
     (after every image's, so that they leave those draws as they were) ``pair_copies``
     per image of two families drawn uniformly among the pairs, so that every pair (a
-    weather family under compression, say) is seen. A copy holding every corruption of
-    one of the ``exclude`` sets (held out for an evaluation) is drawn again."""
+    weather family under compression, say) is seen; then ``compressed_copies`` per image
+    of one other family followed by compression, as every camera's picture ends
+    compressed; then ``strong_blur_copies`` per image blurred beyond severity 5 (a blur at
+    severity 5, then another at 3-5, half of them with one other family at 1-5), so that a
+    photo far out of focus is still called blurred. A copy holding every corruption of one
+    of the ``exclude`` sets (held out for an evaluation) is drawn again."""
     fams = corruptions_by_family(corruptions)
     keys = sorted(fams, key=FAMILIES.index)
     held = [set(e) for e in exclude]
@@ -86,6 +91,16 @@ def draw_recipes(num_images: int, copies: int = 8, clean_views: int = 2, compoun
             if not any(h <= {n for n, _ in steps} for h in held):
                 return Recipe(i, steps, flip=bool(rng.integers(2)))
 
+    def strong_blur(i):
+        blurs, others = fams["blur"], [k for k in keys if k != "blur"]
+        while True:
+            steps = ((blurs[rng.integers(len(blurs))], 5), (blurs[rng.integers(len(blurs))], int(rng.integers(3, 6))))
+            if others and rng.random() < 0.5:
+                family = others[rng.integers(len(others))]
+                steps += ((fams[family][rng.integers(len(fams[family]))], int(rng.integers(1, 6))),)
+            if not any(h <= {n for n, _ in steps} for h in held):
+                return Recipe(i, steps, flip=bool(rng.integers(2)))
+
     out = []
     for i in range(num_images):
         out += [Recipe(i, (), flip=v % 2 == 1) for v in range(clean_views)]
@@ -93,6 +108,12 @@ def draw_recipes(num_images: int, copies: int = 8, clean_views: int = 2, compoun
     pair = (lambda: [keys[j] for j in sorted(rng.choice(len(keys), 2, replace=False))]) if len(keys) > 1 else None
     for i in range(num_images if pair else 0):
         out += [copy(i, pair) for _ in range(pair_copies)]
+    others = [k for k in keys if k != "compression"]
+    compressed = (lambda: [others[rng.integers(len(others))], "compression"]) if "compression" in keys and others else None
+    for i in range(num_images if compressed else 0):
+        out += [copy(i, compressed) for _ in range(compressed_copies)]
+    for i in range(num_images if "blur" in keys else 0):
+        out += [strong_blur(i) for _ in range(strong_blur_copies)]
     return out
 
 
@@ -243,7 +264,7 @@ def fit_cause_head(clean_images, path: str, backbone: str = "efficientnet_lite0"
                    clean_views: int = 2, compound: float = 0.5, corruptions: Optional[Sequence[str]] = None,
                    hidden: int = 128, epochs: int = 300, weight_decay: float = 5e-2, members: int = 3,
                    target_none: float = 0.96, false_alarm: float = 0.1, device: str = "auto", batch_size: int = 16,
-                   seed: int = 0, progress=None) -> CauseMetric:
+                   seed: int = 0, progress=None, pair_copies: int = 4, compressed_copies: int = 10) -> CauseMetric:
     """Fits a cause head on corrupted copies of clean images (no labels needed) and saves
     it to ``path`` (a ``.safetensors`` file).
 
@@ -254,6 +275,8 @@ def fit_cause_head(clean_images, path: str, backbone: str = "efficientnet_lite0"
         backbone ("efficientnet_lite0"): the frozen proxy (a timm backbone)
         copies (12), clean_views (2), compound (0.5): per image, corrupted copies, clean
             views, and the share of copies with several families (:func:`draw_recipes`)
+        pair_copies (4), compressed_copies (10): per image, copies of two families drawn
+            uniformly, and of one family then compression (the shipped head's namer's draw)
         corruptions (None): corruption names (default: every one with a family, :data:`~.cause.FAMILY_OF`)
         hidden, epochs, weight_decay: the head and its full-batch AdamW training
         members (3): heads trained from successive seeds, merged into one (:func:`train_cause_ensemble`)
@@ -277,7 +300,8 @@ def fit_cause_head(clean_images, path: str, backbone: str = "efficientnet_lite0"
     clean, skipped = load_clean_images(clean_images, spec)
     if len(clean) < 4:
         raise ValueError(f"the cause head needs at least 4 readable clean images, got {len(clean)}")
-    recipes = draw_recipes(len(clean), copies, clean_views, compound, corruptions, seed)
+    recipes = draw_recipes(len(clean), copies, clean_views, compound, corruptions, seed, pair_copies=pair_copies,
+                           compressed_copies=compressed_copies)
     X, Y, sev, fam_sev = build_examples(clean, recipes, proxy, dev, seed, batch_size, progress)
     kw = dict(hidden=hidden, epochs=epochs, weight_decay=weight_decay, seed=seed, members=members)
     head = train_cause_ensemble(X, Y, sev, fam_sev, **kw)
@@ -286,7 +310,8 @@ def fit_cause_head(clean_images, path: str, backbone: str = "efficientnet_lite0"
                         else (None, [0.5] * len(FAMILIES)))
     config = {"backbone": backbone, "gate": gate, "thresholds": thresholds,
               "corruptions": sorted({n for r in recipes for n, _ in r.steps}),
-              "copies": copies, "clean_views": clean_views, "compound": compound, "seed": seed, "members": members,
+              "copies": copies, "clean_views": clean_views, "compound": compound, "pair_copies": pair_copies,
+              "compressed_copies": compressed_copies, "seed": seed, "members": members,
               "epochs": epochs, "weight_decay": weight_decay, "target_none": target_none, "false_alarm": false_alarm,
               "num_images": len(clean),
               "num_skipped": skipped, "num_examples": int(X.shape[0])}
