@@ -14,7 +14,7 @@ from fiftyone_dnniqa.metrics.cause import (
     FAMILIES, FAMILY_OF, MULTISCALE_STATISTICS, NONE, REGIONAL_STATISTICS, STATISTICS, CauseHead, PairedCauseHead,
     cause_features, cause_labels, load_cause_head, multiscale_statistics, regional_statistics, save_cause_head,
 )
-from fiftyone_dnniqa.metrics.cause_training import draw_recipes
+from fiftyone_dnniqa.metrics.cause_training import draw_recipes, targets
 
 K = len(FAMILIES)
 
@@ -220,3 +220,26 @@ def test_compressed_copies_put_one_other_family_under_compression_after_every_ot
         assert 1 <= s1 <= 5 and 1 <= s2 <= 5 and (first, second) != held[0]
         firsts.add(FAMILY_OF[first])
     assert firsts == set(FAMILIES) - {"compression"}  # every other family, over 120 copies
+
+
+def test_strong_blur_copies_blur_twice_beyond_severity_5_after_every_other_draw():
+    """``strong_blur_copies`` leave every earlier draw as it was; each copy is a blur at
+    severity 5 then another blur at 3-5 (stronger than any one blur of the suites), half of
+    them with one family of another kind; none holds a held-out combination; and the
+    target is blur at severity 5 (the largest of the family's steps)."""
+    held = [("motion_blur", "shot_noise")]
+    plain = draw_recipes(40, copies=4, clean_views=2, compound=0.5, seed=6, exclude=held, compressed_copies=2)
+    more = draw_recipes(40, copies=4, clean_views=2, compound=0.5, seed=6, exclude=held, compressed_copies=2,
+                        strong_blur_copies=3)
+    assert more[:len(plain)] == plain and len(more) == len(plain) + 40 * 3
+    extra = more[len(plain):]
+    assert [r.image for r in extra] == [i for i in range(40) for _ in range(3)]
+    with_other = 0
+    for r in extra:
+        (b1, s1), (b2, s2), *rest = r.steps
+        assert FAMILY_OF[b1] == FAMILY_OF[b2] == "blur" and s1 == 5 and 3 <= s2 <= 5
+        assert len(rest) <= 1 and all(FAMILY_OF[n] != "blur" and 1 <= s <= 5 for n, s in rest)
+        assert not {"motion_blur", "shot_noise"} <= {n for n, _ in r.steps}
+        assert targets(r)[2][FAMILIES.index("blur")] == 5
+        with_other += bool(rest)
+    assert 0.35 < with_other / len(extra) < 0.65  # about half, over 120 copies
