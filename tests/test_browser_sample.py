@@ -6,8 +6,17 @@ as in ``test_browser.py``."""
 
 import os
 import re
+import uuid
 
 import numpy as np
+import torch
+from PIL import Image
+
+import fiftyone as fo
+
+import fiftyone_dnniqa as dq
+from fiftyone_dnniqa.core.images import InputSpec, prepare, read_image, to_float
+from fiftyone_dnniqa.corruptions.compound import compose
 
 from test_browser import _app_page, _dismiss, _save, _wait_for, demo_dataset, sync_playwright  # noqa: F401
 
@@ -58,3 +67,49 @@ def test_the_panel_beside_an_image_in_the_sample_viewer(sync_playwright, demo_da
         assert writes == [], writes
         assert _wait_for(lambda: content.get_by_text(names[0]).count() == 0, 30)  # the first image's section went
         assert not [e for e in errors if "entry is loading" not in e], errors
+
+
+def test_the_panel_reads_a_compound_cause_beside_the_image(sync_playwright, imagenet_files, app_server, tmp_path):  # noqa: F811
+    """Issue 29, item 4, as a user sees it: the shipped head run on real photos degraded by
+    combinations it never saw in training (a night shot, dark and noisy; a shaky one, blurred
+    and noisy), and the sample viewer's panel reads each image's stored labels as one phrase,
+    every family with its own severity. The oracle: the labels as stored, read by hand."""
+    steps = [(("low_light", 4), ("gaussian_noise", 4)), (("motion_blur", 4), ("shot_noise", 4))]
+    paths = []
+    for k, (f, recipe) in enumerate(zip(imagenet_files[:2], steps)):
+        x = to_float(prepare(read_image(f), InputSpec(resize=256, crop=224)).unsqueeze(0))
+        y = compose(x, recipe, torch.Generator().manual_seed(k))[0]
+        paths.append(str(tmp_path / f"compound_{k}.png"))
+        Image.fromarray((y.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(paths[-1])
+    ds = fo.Dataset(f"dnniqa-browser-{uuid.uuid4().hex[:8]}", persistent=True)
+    try:
+        ds.add_samples([fo.Sample(filepath=p) for p in paths], progress=False)
+        dq.compute_quality(ds, "cause", num_workers=0, progress=False)
+        stored = ds.values("iqa_cause")
+        expected = []
+        for labels, want in zip(stored, ({"exposure", "noise"}, {"blur", "noise"})):
+            assert {c.label for c in labels.classifications} == want, labels  # both families named
+            # exposure reads as its stored direction (dark), the others as adjectives
+            words = {"noise": "noisy", "blur": "blurred"}
+            parts = [f"{c['direction'] if c.label == 'exposure' else words[c.label]} (severity {c['severity']:.1f})"
+                     for c in labels.classifications]
+            expected.append(f"predicted cause (iqa_cause): {' and '.join(parts)}")
+        url, log_path = app_server
+        with _app_page(sync_playwright, tmp_path, log_path, "compound_cause_failure.png") as (page, errors):
+            page.goto(f"{url}/datasets/{ds.name}", wait_until="domcontentloaded")
+            page.locator('[data-cy="looker"]').first.wait_for(timeout=60_000)
+            page.wait_for_timeout(1500)
+            _dismiss(page)
+            page.locator('[data-cy="looker"]').first.click(timeout=60_000)
+            modal = page.locator("#modal")
+            modal.locator('[data-cy="panel-tab-quality_vs_performance"]').click(timeout=60_000)
+            content = modal.locator('[data-cy="panel-content-quality_vs_performance"]')
+            for k in (0, 1):
+                content.get_by_text(re.compile(rf"^This image \(compound_{k}\.png\)")).wait_for(timeout=120_000)
+                content.get_by_text(expected[k], exact=True).wait_for(timeout=30_000)
+                _save(page, tmp_path, f"compound_cause_{k}.png")
+                if k == 0:
+                    modal.locator('[data-cy="nav-right-button"]').click(timeout=30_000)
+            assert not [e for e in errors if "entry is loading" not in e], errors
+    finally:
+        ds.delete()
