@@ -205,14 +205,20 @@ def test_the_metric_stores_a_paired_heads_labels(tmp_path, photos):
         assert set(m.label_attributes(r)) == {lab for lab, _ in labels} and attrs["severity"] >= 0
 
 
+def _appended(images, per_image, held, seed, before, added):
+    """The recipes that ``draw_recipes(**{added: per_image})`` appends after a draw with
+    ``before``, checked to leave that draw as it was and to come ``per_image`` per image."""
+    kw = dict(copies=6, clean_views=2, compound=0.5, seed=seed, exclude=held, **before)
+    plain, more = draw_recipes(images, **kw), draw_recipes(images, **kw, **{added: per_image})
+    assert more[:len(plain)] == plain and len(more) == len(plain) + images * per_image
+    extra = more[len(plain):]
+    assert [r.image for r in extra] == [i for i in range(images) for _ in range(per_image)]
+    return extra
+
+
 def test_compressed_copies_put_one_other_family_under_compression_after_every_other_draw():
     held = [("lens_dirt", "dk_jpeg")]
-    plain = draw_recipes(30, copies=6, clean_views=2, compound=0.5, seed=5, exclude=held, pair_copies=2)
-    more = draw_recipes(30, copies=6, clean_views=2, compound=0.5, seed=5, exclude=held, pair_copies=2,
-                        compressed_copies=4)
-    assert more[:len(plain)] == plain and len(more) == len(plain) + 30 * 4
-    extra = more[len(plain):]
-    assert [r.image for r in extra] == [i for i in range(30) for _ in range(4)]
+    extra = _appended(30, 4, held, 5, {"pair_copies": 2}, "compressed_copies")
     firsts = set()
     for r in extra:
         (first, s1), (second, s2) = r.steps
@@ -228,12 +234,7 @@ def test_strong_blur_copies_blur_twice_beyond_severity_5_after_every_other_draw(
     them with one family of another kind; none holds a held-out combination; and the
     target is blur at severity 5 (the largest of the family's steps)."""
     held = [("motion_blur", "shot_noise")]
-    plain = draw_recipes(40, copies=4, clean_views=2, compound=0.5, seed=6, exclude=held, compressed_copies=2)
-    more = draw_recipes(40, copies=4, clean_views=2, compound=0.5, seed=6, exclude=held, compressed_copies=2,
-                        strong_blur_copies=3)
-    assert more[:len(plain)] == plain and len(more) == len(plain) + 40 * 3
-    extra = more[len(plain):]
-    assert [r.image for r in extra] == [i for i in range(40) for _ in range(3)]
+    extra = _appended(40, 3, held, 6, {"compressed_copies": 2}, "strong_blur_copies")
     with_other = 0
     for r in extra:
         (b1, s1), (b2, s2), *rest = r.steps
