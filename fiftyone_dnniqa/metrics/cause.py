@@ -1,12 +1,13 @@
 """Why an image is hard: the imaging condition behind a low score.
 
 A small head on the ``aligned`` proxy's early feature maps (each channel's mean and
-spread at strides 2 to 16, where blur, noise and blocking still show) plus a few cheap
-image statistics predicts an independent probability for each degradation family
+spread at strides 2 to 16, where blur, noise and blocking still show) plus cheap image,
+regional and multiscale statistics predicts an independent probability for each degradation family
 (:data:`FAMILIES`) and a severity (0 clean .. 5). It is trained without human labels on
 the corruption suites applied to clean photographs (:func:`~.cause_training.fit_cause_head`),
 and saved as one safetensors file whose metadata holds its configuration. The shipped
-head (:data:`SHIPPED_HEAD`) is trained by ``python benchmarks/train_cause_head.py``.
+head (:data:`SHIPPED_HEAD`) is a :class:`PairedCauseHead` trained by
+``python benchmarks/train_cause_head.py``.
 
 ``compute_quality(view, "cause")`` stores a ``Classifications`` field: every family
 whose probability reaches the threshold, most likely first, or no label at all (an empty
