@@ -13,6 +13,9 @@ recipe of its candidate B), out of fold (5 folds by image), four questions:
 - **strong blur**: 2 copies per image blurred beyond severity 5 (a blur at 5 then another at
   3-5, half with one other family) in the namer's training, and 1 in the decider's: whether
   strongly blurred photos need them (dev photos blurred by a Gaussian of 7, 10 and 14 px at 224 px);
+- **another codec**: 4 copies per image of one other family then heavy WebP (quality 12, 6
+  or 2 for severity 3, 4 or 5), a codec the benchmark never uses: whether heavy compression of
+  another kind teaches the namer to see dirt under heavy JPEG;
 - **separability**: per family of each held-out combination, the AUC of the namer's probability
   against the dev single degradations (severity 3-5) that lack the family, and the share named at
   the threshold that 5% of those single degradations reach; and, for lens dirt under Dodge &
@@ -24,12 +27,14 @@ Prints markdown (``results/cause.search.md``, section "Session 21").
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 import time
 
 import numpy as np
 import torch
+from PIL import Image
 from sklearn.metrics import roc_auc_score
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -43,10 +48,13 @@ from cause_compound import HELD_OUT_COMPOUNDS, compound_recipes  # noqa: E402
 from train_cause_head import SETTINGS, split_files  # noqa: E402
 
 from fiftyone_dnniqa.core.images import InputSpec  # noqa: E402
+from fiftyone_dnniqa.corruptions.compound import compose  # noqa: E402
 from fiftyone_dnniqa.corruptions.filters import _gauss_filter  # noqa: E402
 from fiftyone_dnniqa.metrics.backbones import load_backbone  # noqa: E402
 from fiftyone_dnniqa.metrics.cause import FAMILIES, FAMILY_OF, cause_features  # noqa: E402
-from fiftyone_dnniqa.metrics.cause_training import Recipe, draw_recipes, load_clean_images  # noqa: E402
+from fiftyone_dnniqa.metrics.cause_training import (  # noqa: E402
+    Recipe, draw_recipes, load_clean_images, recipe_generator,
+)
 
 K = len(FAMILIES)
 BLUR, WEATHER = FAMILIES.index("blur"), FAMILIES.index("weather_occlusion")
@@ -73,6 +81,53 @@ def strong_blur_recipes(num_images, copies, seed):
                     out.append(Recipe(i, steps, flip=bool(rng.integers(2))))
                     break
     return out
+
+
+#: WebP quality per severity of the "another codec" question
+WEBP_QUALITY = {3: 12, 4: 6, 5: 2}
+
+
+def _webp(x, quality):
+    """``x`` (3, H, W) in [0, 1] through PIL's WebP encoder at ``quality`` and back."""
+    buf = io.BytesIO()
+    Image.fromarray((x.permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)).save(
+        buf, "WEBP", quality=quality)
+    buf.seek(0)
+    return torch.from_numpy(np.asarray(Image.open(buf).convert("RGB")).copy()).permute(2, 0, 1).float() / 255
+
+
+def webp_set(out, copies=4, seed=505):
+    """Per dev image ``copies`` of one family other than compression (any of its corruptions,
+    severity 1-5) then WebP at a severity of 3-5 (:data:`WEBP_QUALITY`), as examples with
+    both families' targets (cached)."""
+    key = f"{out}/generalisation-webp.pt"
+    if os.path.isfile(key):
+        return torch.load(key, weights_only=False)
+    rng = np.random.default_rng(seed)
+    proxy = load_backbone(SETTINGS["backbone"])
+    clean, _ = load_clean_images(split_files("dev"), InputSpec(resize=proxy.resize, crop=proxy.crop))
+    others = sorted({f for f in FAMILY_OF.values() if f != "compression"})
+    images, recipes, Y, severity, family_severity = [], [], [], [], []
+    for i in range(len(clean)):
+        for c in range(copies):
+            family = others[rng.integers(len(others))]
+            names = [n for n, f in FAMILY_OF.items() if f == family]
+            name, s, cs = names[rng.integers(len(names))], int(rng.integers(1, 6)), int(rng.integers(3, 6))
+            images.append(_webp(compose(clean[i], ((name, s),), recipe_generator(seed, i * copies + c)),
+                                WEBP_QUALITY[cs]))
+            recipes.append(Recipe(i, ((name, s),)))
+            fam = {family: s, "compression": cs}
+            Y.append([1.0 if f in fam else 0.0 for f in FAMILIES])
+            severity.append(float(max(s, cs)))
+            family_severity.append([float(fam.get(f, 0)) for f in FAMILIES])
+    X = []
+    for k in range(0, len(images), 16):
+        with torch.inference_mode():
+            X.append(cause_features(proxy, torch.stack(images[k:k + 16])))
+    out_set = {"recipes": recipes, "X": torch.cat(X), "Y": torch.tensor(Y), "severity": torch.tensor(severity),
+               "family_severity": torch.tensor(family_severity)}
+    torch.save(out_set, key)
+    return out_set
 
 
 def extra_sets(out):
@@ -161,7 +216,9 @@ def main(argv=None):
                 "coverage: + 8 pairs and 20 compressed copies per image": (s["single"],
                                                                            combine.with_pairs(base, new["coverage"])),
                 "strong blur: + 2 copies beyond severity 5 (1 for the decider)":
-                    (combine.with_pairs(s["single"], new["strong_S"]), combine.with_pairs(base, new["strong_C"]))}
+                    (combine.with_pairs(s["single"], new["strong_S"]), combine.with_pairs(base, new["strong_C"])),
+                "another codec: + 4 copies per image of one family then heavy WebP":
+                    (s["single"], combine.with_pairs(base, webp_set(args.out)))}
     shipped = combine.load_cause_head(combine.SHIPPED_HEAD)[1]["thresholds"]
     scored = {"dev": s["dev"], "held": s["held"], "check": new["check"]}
     results = {}
