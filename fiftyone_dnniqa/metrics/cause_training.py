@@ -84,36 +84,40 @@ def draw_recipes(num_images: int, copies: int = 8, clean_views: int = 2, compoun
     held = [set(e) for e in exclude]
     rng = np.random.default_rng(seed)
 
-    def copy(i, draw_families):
+    def pick(family):
+        return fams[family][rng.integers(len(fams[family]))]
+
+    def copy(i, draw_steps):
+        """Image ``i`` under ``draw_steps()``, drawn again while it holds a held-out set."""
         while True:
-            fam_list = draw_families()
-            steps = tuple((fams[f][rng.integers(len(fams[f]))], int(rng.integers(1, 6))) for f in fam_list)
+            steps = draw_steps()
             if not any(h <= {n for n, _ in steps} for h in held):
                 return Recipe(i, steps, flip=bool(rng.integers(2)))
 
-    def strong_blur(i):
-        blurs, others = fams["blur"], [k for k in keys if k != "blur"]
-        while True:
-            steps = ((blurs[rng.integers(len(blurs))], 5), (blurs[rng.integers(len(blurs))], int(rng.integers(3, 6))))
-            if others and rng.random() < 0.5:
-                family = others[rng.integers(len(others))]
-                steps += ((fams[family][rng.integers(len(fams[family]))], int(rng.integers(1, 6))),)
-            if not any(h <= {n for n, _ in steps} for h in held):
-                return Recipe(i, steps, flip=bool(rng.integers(2)))
+    def at_any_severity(draw_families):
+        return lambda: tuple((pick(f), int(rng.integers(1, 6))) for f in draw_families())
+
+    not_blur = [k for k in keys if k != "blur"]
+
+    def strong_blur():
+        steps = ((pick("blur"), 5), (pick("blur"), int(rng.integers(3, 6))))
+        if not_blur and rng.random() < 0.5:
+            steps += ((pick(not_blur[rng.integers(len(not_blur))]), int(rng.integers(1, 6))),)
+        return steps
 
     out = []
     for i in range(num_images):
         out += [Recipe(i, (), flip=v % 2 == 1) for v in range(clean_views)]
-        out += [copy(i, lambda: _draw_families(keys, compound, rng)) for _ in range(copies)]
+        out += [copy(i, at_any_severity(lambda: _draw_families(keys, compound, rng))) for _ in range(copies)]
     pair = (lambda: [keys[j] for j in sorted(rng.choice(len(keys), 2, replace=False))]) if len(keys) > 1 else None
     for i in range(num_images if pair else 0):
-        out += [copy(i, pair) for _ in range(pair_copies)]
+        out += [copy(i, at_any_severity(pair)) for _ in range(pair_copies)]
     others = [k for k in keys if k != "compression"]
     compressed = (lambda: [others[rng.integers(len(others))], "compression"]) if "compression" in keys and others else None
     for i in range(num_images if compressed else 0):
-        out += [copy(i, compressed) for _ in range(compressed_copies)]
+        out += [copy(i, at_any_severity(compressed)) for _ in range(compressed_copies)]
     for i in range(num_images if "blur" in keys else 0):
-        out += [strong_blur(i) for _ in range(strong_blur_copies)]
+        out += [copy(i, strong_blur) for _ in range(strong_blur_copies)]
     return out
 
 
