@@ -1,5 +1,5 @@
 """Parts of ``benchmarks/cause.py``: the cleanvision comparison, the cost of ``cause``
-beside ``aligned``, and the written report."""
+beside ``aligned``, the real-photo check, and the written report."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import time
 
 import numpy as np
 import torch
+from PIL import Image, ImageFilter
 
 from fiftyone_dnniqa.core.images import InputSpec, prepare, read_image, to_float
-from fiftyone_dnniqa.demo import packaged_photos
 from fiftyone_dnniqa.corruptions import SUITES
+from fiftyone_dnniqa.demo import packaged_photos
 from fiftyone_dnniqa.metrics import create_metric
 from fiftyone_dnniqa.metrics.cause import FAMILIES, FAMILY_OF, NONE, image_statistics, regional_statistics
 from fiftyone_dnniqa.metrics.shared_forward import clear_memo, proxy_outputs
@@ -151,8 +152,6 @@ def real_photo_checks(head_path, photos=None):
     training's range, where a head's gate can leave a blurred photo "clean"): each photo's
     stored families, and the shares of blurred photos stored ``blur`` and of clean photos
     with no cause. The same photos as ``tests/test_report_every_run.py``'s fixture."""
-    from PIL import Image, ImageFilter  # deferred: only this check reads photos with PIL
-
     photos = packaged_photos() if photos is None else photos
     if not photos:
         return None

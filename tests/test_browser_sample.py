@@ -9,16 +9,14 @@ import re
 import uuid
 
 import numpy as np
-import torch
-from PIL import Image
 
 import fiftyone as fo
 
 import fiftyone_dnniqa as dq
 from fiftyone_dnniqa.core.images import InputSpec, prepare, read_image, to_float
-from fiftyone_dnniqa.corruptions.compound import compose
 
 from test_browser import _app_page, _dismiss, _save, _wait_for, demo_dataset, sync_playwright  # noqa: F401
+from test_cause_compound import WORDS, degraded, saved
 
 FIELD = "iqa_entropy"
 
@@ -75,12 +73,9 @@ def test_the_panel_reads_a_compound_cause_beside_the_image(sync_playwright, imag
     and noisy), and the sample viewer's panel reads each image's stored labels as one phrase,
     every family with its own severity. The oracle: the labels as stored, read by hand."""
     steps = [(("low_light", 4), ("gaussian_noise", 4)), (("motion_blur", 4), ("shot_noise", 4))]
-    paths = []
-    for k, (f, recipe) in enumerate(zip(imagenet_files[:2], steps)):
-        x = to_float(prepare(read_image(f), InputSpec(resize=256, crop=224)).unsqueeze(0))
-        y = compose(x, recipe, torch.Generator().manual_seed(k))[0]
-        paths.append(str(tmp_path / f"compound_{k}.png"))
-        Image.fromarray((y.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(paths[-1])
+    photos = [to_float(prepare(read_image(f), InputSpec(resize=256, crop=224)).unsqueeze(0))[0]
+              for f in imagenet_files[:2]]
+    paths = saved([degraded(x, *recipe, seed=k) for k, (x, recipe) in enumerate(zip(photos, steps))], tmp_path)
     ds = fo.Dataset(f"dnniqa-browser-{uuid.uuid4().hex[:8]}", persistent=True)
     try:
         ds.add_samples([fo.Sample(filepath=p) for p in paths], progress=False)
@@ -89,10 +84,7 @@ def test_the_panel_reads_a_compound_cause_beside_the_image(sync_playwright, imag
         expected = []
         for labels, want in zip(stored, ({"exposure", "noise"}, {"blur", "noise"})):
             assert {c.label for c in labels.classifications} == want, labels  # both families named
-            # exposure reads as its stored direction (dark), the others as adjectives
-            words = {"noise": "noisy", "blur": "blurred"}
-            parts = [f"{c['direction'] if c.label == 'exposure' else words[c.label]} (severity {c['severity']:.1f})"
-                     for c in labels.classifications]
+            parts = [f"{WORDS[c.label]} (severity {c['severity']:.1f})" for c in labels.classifications]
             expected.append(f"predicted cause (iqa_cause): {' and '.join(parts)}")
         url, log_path = app_server
         with _app_page(sync_playwright, tmp_path, log_path, "compound_cause_failure.png") as (page, errors):
@@ -105,7 +97,7 @@ def test_the_panel_reads_a_compound_cause_beside_the_image(sync_playwright, imag
             modal.locator('[data-cy="panel-tab-quality_vs_performance"]').click(timeout=60_000)
             content = modal.locator('[data-cy="panel-content-quality_vs_performance"]')
             for k in (0, 1):
-                content.get_by_text(re.compile(rf"^This image \(compound_{k}\.png\)")).wait_for(timeout=120_000)
+                content.get_by_text(re.compile(rf"^This image \({k}\.png\)")).wait_for(timeout=120_000)
                 content.get_by_text(expected[k], exact=True).wait_for(timeout=30_000)
                 _save(page, tmp_path, f"compound_cause_{k}.png")
                 if k == 0:
