@@ -27,14 +27,13 @@ Prints markdown (``results/cause.search.md``, section "Session 21").
 from __future__ import annotations
 
 import argparse
-import io
+import functools
 import os
 import sys
 import time
 
 import numpy as np
 import torch
-from PIL import Image
 from sklearn.metrics import roc_auc_score
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -49,7 +48,7 @@ from train_cause_head import SETTINGS, split_files  # noqa: E402
 
 from fiftyone_dnniqa.core.images import InputSpec  # noqa: E402
 from fiftyone_dnniqa.corruptions.compound import compose  # noqa: E402
-from fiftyone_dnniqa.corruptions.filters import _gauss_filter  # noqa: E402
+from fiftyone_dnniqa.corruptions.filters import _gauss_filter, _pil_roundtrip  # noqa: E402
 from fiftyone_dnniqa.metrics.backbones import load_backbone  # noqa: E402
 from fiftyone_dnniqa.metrics.cause import FAMILIES, FAMILY_OF, cause_features  # noqa: E402
 from fiftyone_dnniqa.metrics.cause_training import (  # noqa: E402
@@ -63,49 +62,35 @@ BLUR, WEATHER = FAMILIES.index("blur"), FAMILIES.index("weather_occlusion")
 CHECK_SIGMAS = (7.0, 10.0, 14.0)
 
 
-def strong_blur_recipes(num_images, copies, seed):
-    """``copies`` per image blurred beyond severity 5: a blur at 5, another at 3-5, half of
-    them with one other family at 1-5 (no held-out combination)."""
-    rng = np.random.default_rng(seed)
-    blurs = [n for n, f in FAMILY_OF.items() if f == "blur"]
-    others = [n for n, f in FAMILY_OF.items() if f != "blur"]
-    held = [set(c) for c in HELD_OUT_COMPOUNDS]
-    out = []
-    for i in range(num_images):
-        for _ in range(copies):
-            while True:
-                steps = ((blurs[rng.integers(len(blurs))], 5), (blurs[rng.integers(len(blurs))], int(rng.integers(3, 6))))
-                if rng.random() < 0.5:
-                    steps += ((others[rng.integers(len(others))], int(rng.integers(1, 6))),)
-                if not any(h <= {n for n, _ in steps} for h in held):
-                    out.append(Recipe(i, steps, flip=bool(rng.integers(2))))
-                    break
-    return out
+@functools.lru_cache(maxsize=1)
+def dev_inputs():
+    """The proxy and the dev split's clean images at its input size (loaded once)."""
+    proxy = load_backbone(SETTINGS["backbone"])
+    clean, _ = load_clean_images(split_files("dev"), InputSpec(resize=proxy.resize, crop=proxy.crop))
+    return proxy, clean
+
+
+def _cached_set(out, name, build):
+    key = f"{out}/generalisation-{name}.pt"
+    if os.path.isfile(key):
+        return torch.load(key, weights_only=False)
+    t0 = time.time()
+    built = build()
+    print(f"  {name}: {len(built['recipes'])} examples featurised in {time.time() - t0:.0f} s")
+    torch.save(built, key)
+    return built
 
 
 #: WebP quality per severity of the "another codec" question
 WEBP_QUALITY = {3: 12, 4: 6, 5: 2}
 
 
-def _webp(x, quality):
-    """``x`` (3, H, W) in [0, 1] through PIL's WebP encoder at ``quality`` and back."""
-    buf = io.BytesIO()
-    Image.fromarray((x.permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)).save(
-        buf, "WEBP", quality=quality)
-    buf.seek(0)
-    return torch.from_numpy(np.asarray(Image.open(buf).convert("RGB")).copy()).permute(2, 0, 1).float() / 255
-
-
-def webp_set(out, copies=4, seed=505):
+def webp_examples(copies=4, seed=505):
     """Per dev image ``copies`` of one family other than compression (any of its corruptions,
     severity 1-5) then WebP at a severity of 3-5 (:data:`WEBP_QUALITY`), as examples with
-    both families' targets (cached)."""
-    key = f"{out}/generalisation-webp.pt"
-    if os.path.isfile(key):
-        return torch.load(key, weights_only=False)
+    both families' targets."""
     rng = np.random.default_rng(seed)
-    proxy = load_backbone(SETTINGS["backbone"])
-    clean, _ = load_clean_images(split_files("dev"), InputSpec(resize=proxy.resize, crop=proxy.crop))
+    proxy, clean = dev_inputs()
     others = sorted({f for f in FAMILY_OF.values() if f != "compression"})
     images, recipes, Y, severity, family_severity = [], [], [], [], []
     for i in range(len(clean)):
@@ -113,8 +98,8 @@ def webp_set(out, copies=4, seed=505):
             family = others[rng.integers(len(others))]
             names = [n for n, f in FAMILY_OF.items() if f == family]
             name, s, cs = names[rng.integers(len(names))], int(rng.integers(1, 6)), int(rng.integers(3, 6))
-            images.append(_webp(compose(clean[i], ((name, s),), recipe_generator(seed, i * copies + c)),
-                                WEBP_QUALITY[cs]))
+            x = compose(clean[i], ((name, s),), recipe_generator(seed, i * copies + c))
+            images.append(_pil_roundtrip(x[None], "WEBP", quality=WEBP_QUALITY[cs])[0])
             recipes.append(Recipe(i, ((name, s),)))
             fam = {family: s, "compression": cs}
             Y.append([1.0 if f in fam else 0.0 for f in FAMILIES])
@@ -124,36 +109,45 @@ def webp_set(out, copies=4, seed=505):
     for k in range(0, len(images), 16):
         with torch.inference_mode():
             X.append(cause_features(proxy, torch.stack(images[k:k + 16])))
-    out_set = {"recipes": recipes, "X": torch.cat(X), "Y": torch.tensor(Y), "severity": torch.tensor(severity),
-               "family_severity": torch.tensor(family_severity)}
-    torch.save(out_set, key)
-    return out_set
+    return {"recipes": recipes, "X": torch.cat(X), "Y": torch.tensor(Y), "severity": torch.tensor(severity),
+            "family_severity": torch.tensor(family_severity)}
 
 
-def extra_sets(out):
-    """The new examples of the four questions on the dev images (features as the sets', cached)."""
-    key = f"{out}/generalisation-sets.pt"
-    if os.path.isfile(key):
-        return torch.load(key, weights_only=False)
-    t0 = time.time()
-    proxy = load_backbone(SETTINGS["backbone"])
-    clean, _ = load_clean_images(split_files("dev"), InputSpec(resize=proxy.resize, crop=proxy.crop))
+def _strong_blur(copies, seed):
+    proxy, clean = dev_inputs()
+    return regional.featurise(clean, draw_recipes(len(clean), 0, 0, 0.0, None, seed, exclude=HELD_OUT_COMPOUNDS,
+                                                  strong_blur_copies=copies), proxy, seed)
+
+
+def _seen():
+    proxy, clean = dev_inputs()
     seen = compound_recipes(len(clean), stride=1, seed=211)
-    sets = {"seen": dict(regional.featurise(clean, [r for r, _ in seen], proxy, 211), names=[n for _, n in seen]),
-            "coverage": regional.featurise(clean, draw_recipes(len(clean), 0, 0, 0.0, None, 303, exclude=HELD_OUT_COMPOUNDS,
-                                                               pair_copies=8, compressed_copies=20), proxy, 303),
-            "strong_C": regional.featurise(clean, strong_blur_recipes(len(clean), 2, 404), proxy, 404),
-            "strong_S": regional.featurise(clean, strong_blur_recipes(len(clean), 1, 405), proxy, 405)}
+    return dict(regional.featurise(clean, [r for r, _ in seen], proxy, 211), names=[n for _, n in seen])
+
+
+def _coverage():
+    proxy, clean = dev_inputs()
+    return regional.featurise(clean, draw_recipes(len(clean), 0, 0, 0.0, None, 303, exclude=HELD_OUT_COMPOUNDS,
+                                                  pair_copies=8, compressed_copies=20), proxy, 303)
+
+
+def _blur_check():
+    """The dev photos blurred by each of :data:`CHECK_SIGMAS` (features only)."""
+    proxy, clean = dev_inputs()
     X, recipes = [], []
     for sigma in CHECK_SIGMAS:
         for k in range(0, len(clean), 16):
             with torch.inference_mode():
                 X.append(cause_features(proxy, _gauss_filter(torch.stack(clean[k:k + 16]), sigma).clamp(0, 1)))
             recipes += [Recipe(i, ()) for i in range(k, min(k + 16, len(clean)))]
-    sets["check"] = {"X": torch.cat(X), "recipes": recipes}
-    print(f"  new examples featurised in {time.time() - t0:.0f} s")
-    torch.save(sets, key)
-    return sets
+    return {"X": torch.cat(X), "recipes": recipes}
+
+
+def extra_sets(out):
+    """The new examples of the five questions on the dev images (features as the sets', each cached)."""
+    builds = {"seen": _seen, "coverage": _coverage, "strong_C": lambda: _strong_blur(2, 404),
+              "strong_S": lambda: _strong_blur(1, 405), "check": _blur_check, "webp": webp_examples}
+    return {name: _cached_set(out, name, build) for name, build in builds.items()}
 
 
 def out_of_fold(v2, train, scored):
@@ -218,7 +212,7 @@ def main(argv=None):
                 "strong blur: + 2 copies beyond severity 5 (1 for the decider)":
                     (combine.with_pairs(s["single"], new["strong_S"]), combine.with_pairs(base, new["strong_C"])),
                 "another codec: + 4 copies per image of one family then heavy WebP":
-                    (s["single"], combine.with_pairs(base, webp_set(args.out)))}
+                    (s["single"], combine.with_pairs(base, new["webp"]))}
     shipped = combine.load_cause_head(combine.SHIPPED_HEAD)[1]["thresholds"]
     scored = {"dev": s["dev"], "held": s["held"], "check": new["check"]}
     results = {}
