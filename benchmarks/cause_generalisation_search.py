@@ -224,9 +224,10 @@ def main(argv=None):
         P = {"S_dev": O["dev"][0], "C_dev": O["dev"][1], "S_held": O["held"][0], "C_held": O["held"][1]}
         results[name] = (O, P)
         print(combine.row(f"{name}, LOCO", regional.leave_one_combination_out(P, s["dev"], s["held"], shipped)))
+    sigmas = " / ".join(f"{sigma:.0f}" for sigma in CHECK_SIGMAS)
     print("\n| namer (dev, out of fold) | gate 98%, budget 4.5%: all named | singles with a wrong extra | "
-          "worst false alarm | one threshold 0.6: all named / extras | photos blurred " + " / ".join(f"{s:.0f}" for s in CHECK_SIGMAS) + " px: blur stored first |\n"
-          "|---|---|---|---|---|---|")
+          f"worst false alarm | one threshold 0.6: all named / extras | photos blurred {sigmas} px: blur stored first |"
+          "\n|---|---|---|---|---|---|")
     clean = s["dev"]["severity"] == 0
     for name, (O, P) in results.items():
         p = ms.probabilities(P, s["dev"], s["held"])

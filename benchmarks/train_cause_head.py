@@ -144,7 +144,8 @@ def dev_examples(cache, log=print):
 def decider_examples(cache, log=print):
     """The decider's training examples (:data:`DECIDER`'s draw on the dev images, cached)."""
     d = DECIDER
-    return _cached(cache, f"decider-{d['copies']}-{d['clean_views']}-{d['compound']}-b{d['strong_blur_copies']}-{d['seed']}",
+    name = f"decider-{d['copies']}-{d['clean_views']}-{d['compound']}-b{d['strong_blur_copies']}-{d['seed']}"
+    return _cached(cache, name,
                    lambda: _features(draw_recipes(250, d["copies"], d["clean_views"], d["compound"], None, d["seed"],
                                                   exclude=HELD_OUT_COMPOUNDS,
                                                   strong_blur_copies=d["strong_blur_copies"]), d["seed"], log))
