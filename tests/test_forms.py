@@ -166,6 +166,17 @@ def test_bad_metric_options_are_refused_inline(dataset, options, expected):
     assert props["metric_options"].invalid and expected in props["metric_options"].error_message
 
 
+def test_one_object_of_options_for_several_metrics_is_refused_with_how_to_give_each_its_own(dataset):
+    props, valid = _resolve(dataset, {"metrics": ["aligned", "cause"], "metric_options": '{"treshold": 0.5}'})
+    assert props["metric_options"].invalid and valid.invalid
+    assert props["metric_options"].error_message.endswith(
+        "'aligned' has no option 'treshold'; its options: backbone, proxy, statistic, temperature, tta, weights; "
+        'these options went to every metric: give each its own, as {"aligned": {...}, "cause": {...}}')
+    props, valid = _resolve(dataset, {"metrics": ["aligned", "cause"],
+                                      "metric_options": '{"cause": {"threshold": 0.5}}'})
+    assert not props["metric_options"].invalid and not valid.invalid
+
+
 def test_an_empty_view_is_refused_inline(dataset):
     op = foo.get_operator(URI)
     ctx = ExecutionContext(request_params={"dataset_name": dataset.name, "params": {},

@@ -4,6 +4,8 @@ names with a few close matches, and an empty view refused with no run left behin
 
 import inspect
 
+import re
+
 import pytest
 
 import fiftyone as fo
@@ -133,6 +135,13 @@ def three(imagenet_files):
     ("aligned", {"tempreature": 2}, "did you mean 'temperature'"),
     (["aligned", "entropy"], {"aligned": {"tta": "banana"}}, "must be one of null"),
     (["aligned", "cause"], {"tta": "flip"}, "'cause' has no option 'tta'"),
+    # one object for two metrics, meant for the second: the message says to give each its own
+    (["aligned", "cause"], {"treshold": 0.5}, re.escape(
+        "'aligned' has no option 'treshold'; its options: backbone, proxy, statistic, temperature, tta, weights; "
+        'these options went to every metric: give each its own, as {"aligned": {...}, "cause": {...}}')),
+    # each its own: the message is the metric's alone
+    (["aligned", "cause"], {"cause": {"treshold": 0.5}},
+     re.escape("'cause' has no option 'treshold' (did you mean 'threshold'?); its options: path, threshold") + "$"),
 ])
 def test_plan_quality_refuses_bad_options_before_building_a_metric(three, monkeypatch, metric, options, expected):
     def built(*a, **k):

@@ -11,8 +11,8 @@ import torch
 from ..metrics import metric_traits
 from ..metrics.catalog import metric_catalog, metric_info
 from ..metrics.registry import metric_factory
-from ..metrics.options import (PROXY_OPTIONS, accepted_options, metric_options_with_proxy, option_problem,
-                               options_per_metric, takes_option)
+from ..metrics.options import (PROXY_OPTIONS, accepted_options, metric_options_with_proxy, options_per_metric,
+                               options_problem, takes_option)
 from ..metrics.weights import is_offline
 from ..scoring import default_field, field_problem, list_quality_run_statuses
 from ..scoring.patch_plan import check_patch_fields, object_run_key, patch_capable_fields, resolve_patches
@@ -127,8 +127,7 @@ def _per_metric_options(names, params):
         per = options_per_metric(names, merged)
     except ValueError as e:
         return [{} for _ in names], str(e)
-    problems = [option_problem(n, o) for n, o in zip(names, per)]
-    return per, next((p for p in problems if p), None)
+    return per, options_problem(names, merged, per)
 
 
 def compute_quality_form(ctx, inputs, n_samples):

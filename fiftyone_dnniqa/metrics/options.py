@@ -23,8 +23,8 @@ from . import aligned, zsclip
 from .iqa import PyiqaMetric, pyiqa_configs
 from .registry import metric_factory
 
-__all__ = ["PROXY_OPTIONS", "accepted_options", "check_metric_options", "metric_options_with_proxy",
-           "option_choices", "option_problem", "options_per_metric", "takes_option"]
+__all__ = ["PROXY_OPTIONS", "accepted_options", "check_metric_options", "checked_options_per_metric",
+           "metric_options_with_proxy", "option_choices", "option_problem", "options_per_metric", "options_problem", "takes_option"]
 
 #: the options naming a metric's proxy network(s): ``proxy`` (``backbone`` is its older name)
 PROXY_OPTIONS = ("proxy", "backbone")
@@ -172,13 +172,43 @@ def options_per_metric(names: Sequence, options: Optional[dict]) -> List[dict]:
         return [{} for _ in names]
     if not isinstance(options, dict):
         raise ValueError(f"metric options must be a dict, not {type(options).__name__}")
-    named = [n for n in names if isinstance(n, str)]
-    keyed = len(names) > 1 and all(k in named and isinstance(v, dict) for k, v in options.items())
-    if keyed:
+    if _keyed_by_metric(names, options):
         return [dict(options.get(n) or {}) if isinstance(n, str) else {} for n in names]
-    if len(named) < len(names):
+    if not all(isinstance(n, str) for n in names):
         raise ValueError("metric options apply to metrics given by name, not to built metrics")
     return [dict(options) for _ in names]
+
+
+def _keyed_by_metric(names: Sequence, options: dict) -> bool:
+    """Whether ``options`` (a dict) gives several metrics each its own options, keyed by name."""
+    named = [n for n in names if isinstance(n, str)]
+    return len(names) > 1 and all(k in named and isinstance(v, dict) for k, v in options.items())
+
+
+def options_problem(names: Sequence, options: Optional[dict], per: List[dict]) -> Optional[str]:
+    """Why ``per`` (:func:`options_per_metric` of ``names`` and ``options``) cannot build the
+    metrics given by name, or None: the first refusal of :func:`check_metric_options`. Where
+    one object of options went to several metrics, the message says how to give each its own."""
+    names = list(names)
+    shared = bool(options) and len(names) > 1 and not _keyed_by_metric(names, options)
+    for name, opts in zip(names, per):
+        problem = option_problem(name, opts) if isinstance(name, str) else None
+        if problem and shared:
+            example = ", ".join(f'"{n}": {{...}}' for n in names if isinstance(n, str))
+            return f"{problem}; these options went to every metric: give each its own, as {{{example}}}"
+        if problem:
+            return problem
+    return None
+
+
+def checked_options_per_metric(names: Sequence, options: Optional[dict]) -> List[dict]:
+    """:func:`options_per_metric`, refused with :func:`options_problem`'s message when a metric
+    given by name cannot take its options."""
+    per = options_per_metric(names, options)
+    problem = options_problem(names, options, per)
+    if problem:
+        raise ValueError(problem)
+    return per
 
 
 def _as_list(value):

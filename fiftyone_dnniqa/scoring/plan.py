@@ -20,7 +20,7 @@ import fiftyone as fo
 from ..core.devices import resolve_device
 from ..core.images import DEFAULT_MAX_PIXELS
 from ..metrics import QualityMetric, create_metric
-from ..metrics.options import check_metric_options, options_per_metric
+from ..metrics.options import checked_options_per_metric
 from .field_checks import check_field_can_hold_scores
 from .names import error_field_for
 from .patch_plan import (PatchTarget, check_patch_fields, object_label_classes, object_run_key,
@@ -129,8 +129,7 @@ def plan_quality(
         raise ValueError(f"decode must be 'auto', 'workers' or 'device', not {decode!r}")
     if queued and not all(isinstance(m, str) for m in names):
         raise ValueError("shards=N queues operations by metric name: pass registry names")
-    per_metric = [check_metric_options(m, o) if isinstance(m, str) else o  # names and options first
-                  for m, o in zip(names, options_per_metric(names, metric_options))]
+    per_metric = checked_options_per_metric(names, metric_options)  # names and options first
     samples = frames_as_images(samples)
     dataset = check_collection(samples)
     check_not_empty(samples)
