@@ -15,7 +15,9 @@ from fiftyone_dnniqa.core.images import InputSpec, prepare, read_image, to_float
 from fiftyone_dnniqa.corruptions import SUITES
 from fiftyone_dnniqa.demo import packaged_photos
 from fiftyone_dnniqa.metrics import create_metric
-from fiftyone_dnniqa.metrics.cause import FAMILIES, FAMILY_OF, NONE, image_statistics, regional_statistics
+from fiftyone_dnniqa.metrics.cause import (
+    FAMILIES, FAMILY_OF, NONE, image_statistics, multiscale_statistics, regional_statistics,
+)
 from fiftyone_dnniqa.metrics.shared_forward import clear_memo, proxy_outputs
 
 #: cleanvision check -> the family it speaks for (in this order when several fire)
@@ -83,7 +85,7 @@ def _time_metric_calls(batches, aligned, cause):
 def _time_parts(batches, backbone, reps=5):
     """ms per image, best of ``reps`` rounds (interleaved): the proxy's plain pass, the
     pass with the feature-level statistics every metric now gets, and the cheap image
-    and regional statistics ``cause`` adds."""
+    regional and multiscale statistics ``cause`` adds."""
     def plain(x):
         return backbone.model(backbone.normalize(x).contiguous(memory_format=torch.channels_last))
 
@@ -92,7 +94,7 @@ def _time_parts(batches, backbone, reps=5):
         return proxy_outputs(backbone, x)
 
     parts = {"proxy pass": plain, "proxy pass + level statistics": with_levels, "image statistics": image_statistics,
-             "regional statistics": regional_statistics}
+             "regional statistics": regional_statistics, "multiscale statistics": multiscale_statistics}
     best = {k: float("inf") for k in parts}
     n = sum(len(x) for x in batches)
     with torch.inference_mode():
@@ -310,5 +312,5 @@ def _parts_lines(parts):
     return ["Where the extra time goes (ms per image, best of 5 interleaved rounds, the same batches): "
             + ", ".join(f"{k} {v}" for k, v in parts.items())
             + f". The level statistics add {100 * (parts['proxy pass + level statistics'] / base - 1):.1f}% to "
-            "the proxy pass that `aligned` pays for anyway; the rest of `cause` is the image and regional statistics and "
-            "the head.", ""]
+            "the proxy pass that `aligned` pays for anyway; the rest of `cause` is the image, regional and multiscale "
+            "statistics and the head.", ""]

@@ -5,8 +5,10 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 from safetensors.torch import save_file
 
 from conftest import _missing_data
@@ -15,7 +17,7 @@ from fiftyone_dnniqa.corruptions import apply_corruption
 from fiftyone_dnniqa.demo import packaged_photos
 from fiftyone_dnniqa.metrics import create_metric
 from fiftyone_dnniqa.metrics.cause import (
-    FAMILIES, FAMILY_OF, NONE, SHIPPED_HEAD, cause_features, cause_labels, image_statistics,
+    FAMILIES, FAMILY_OF, NONE, SHIPPED_HEAD, STATISTICS, cause_features, cause_labels, image_statistics,
     load_cause_head, multiscale_statistics, regional_statistics, save_cause_head,
 )
 from fiftyone_dnniqa.metrics.cause_training import draw_recipes, fit_cause_head, targets
@@ -128,6 +130,39 @@ def test_image_statistics_see_darkness_and_blur(photos):
     assert stats.shape == (len(photos), 13) and torch.isfinite(stats).all()
     assert (dark[:, 0] < stats[:, 0]).all()  # mean luminance
     assert (blurred[:, 4] < stats[:, 4]).all()  # log Laplacian variance
+
+
+def statistics_by_hand(img: np.ndarray) -> list:
+    """Oracle for ``image_statistics`` in numpy and scipy.ndimage, one (3, H, W) image."""
+    lum = 0.299 * img[0] + 0.587 * img[1] + 0.114 * img[2]
+    valid = (slice(1, -1), slice(1, -1))  # the kernels' valid part
+    lap = ndimage.correlate(lum, np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]], float))[valid]
+    immerkaer = ndimage.correlate(lum, np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], float))[valid]
+    noise = np.abs(immerkaer).mean() * np.sqrt(np.pi / 2) / 6
+    dx, dy = np.diff(lum, axis=1), np.diff(lum, axis=0)
+    grad = np.abs(dx).mean() + np.abs(dy).mean()
+    p = np.bincount(np.floor(lum * 63.999).astype(int).ravel(), minlength=64) / lum.size
+    entropy = -(p[p > 0] * np.log2(p[p > 0])).sum() / 6
+    mx, mn = img.max(0), img.min(0)
+    boundary = np.arange(dx.shape[1]) % 8 == 7
+    return [lum.mean(), lum.std(ddof=1), (lum < 0.1).mean(), (lum > 0.9).mean(), np.log(lap.var(ddof=1) + 1e-6),
+            np.log(noise + 1e-5), np.log(grad + 1e-5), entropy, ((mx - mn) / np.maximum(mx, 1e-3)).mean(),
+            ndimage.minimum_filter(mn, size=7, mode="nearest").mean(),
+            np.log((np.abs(dx[:, boundary]).mean() + 1e-4) / (np.abs(dx[:, ~boundary]).mean() + 1e-4)),
+            (np.abs(dx) < 1 / 512).mean(), np.log((np.abs(lap).mean() + 1e-4) / (grad + 1e-4))]
+
+
+def test_image_statistics_against_scipy(photos):
+    """Every statistic, on real photos, hazy and JPEG-compressed ones (the dark channel and
+    the 8-pixel blockiness move), and a non-square size, against numpy and scipy.ndimage."""
+    x = torch.cat([photos[:3], corrupted(photos[3:5], "fog", 4), corrupted(photos[5:7], "dk_jpeg", 4)])
+    for img in (x, torch.nn.functional.interpolate(photos[:2], size=(160, 200), mode="bilinear")):
+        got = image_statistics(img)
+        assert got.shape == (len(img), len(STATISTICS))
+        for row, one in zip(got, img):
+            expected = statistics_by_hand(one.clamp(0, 1).float().numpy().astype(np.float64))
+            assert np.allclose(row.numpy(), expected, rtol=1e-4, atol=1e-4), \
+                list(zip(STATISTICS, row.tolist(), expected))
 
 
 def test_the_head_reads_the_statistics_of_the_proxys_first_feature_levels(cause, photos):

@@ -86,9 +86,38 @@ _DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 SHIPPED_HEAD = os.path.join(_DATA, "cause_head.safetensors")
 
 
-def _conv(lum: torch.Tensor, kernel) -> torch.Tensor:
-    k = torch.tensor(kernel, dtype=lum.dtype, device=lum.device).view(1, 1, 3, 3)
-    return F.conv2d(lum.unsqueeze(1), k)[:, 0]
+#: the 3 x 3 kernels of :func:`image_statistics`: the Laplacian, and Immerkaer's noise
+#: estimator (the difference of two Laplacians, blind to edges and ramps)
+_KERNELS = (((0, 1, 0), (1, -4, 1), (0, 1, 0)), ((1, -2, 1), (-2, 4, -2), (1, -2, 1)))
+#: the window of the dark channel (px, square)
+DARK_WINDOW = 7
+
+
+def _laplacian_and_noise(lum: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Both kernels of :data:`_KERNELS` on ``lum`` (B, H, W), valid part, in one convolution."""
+    k = torch.tensor(_KERNELS, dtype=lum.dtype, device=lum.device).unsqueeze(1)
+    out = F.conv2d(lum.unsqueeze(1), k)
+    return out[:, 0], out[:, 1]
+
+
+def _running_min(x: torch.Tensor, size: int, dim: int) -> torch.Tensor:
+    """The minimum over a centred window of ``size`` (odd) along ``dim``, the edges padded
+    with +inf: exact, as a min is in any order."""
+    half = size // 2
+    pad = [0, 0] * (x.dim() - 1 - dim % x.dim()) + [half, half]
+    padded = F.pad(x, pad, value=float("inf"))
+    n = x.shape[dim]
+    out = padded.narrow(dim, 0, n)
+    for shift in range(1, size):
+        out = torch.minimum(out, padded.narrow(dim, shift, n))
+    return out
+
+
+def _dark_channel(darkest: torch.Tensor, window: int = DARK_WINDOW) -> torch.Tensor:
+    """(B, H, W): the minimum of ``darkest`` (B, H, W: each pixel's darkest channel) over a
+    ``window`` x ``window`` square around each pixel (He et al.'s dark channel, which haze
+    lifts); separable."""
+    return _running_min(_running_min(darkest, window, -1), window, -2)
 
 
 def image_statistics(x: torch.Tensor) -> torch.Tensor:
@@ -98,24 +127,25 @@ def image_statistics(x: torch.Tensor) -> torch.Tensor:
     x = x.float().clamp(0, 1)
     lum = 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]
     b, h, w = lum.shape
-    lap = _conv(lum, [[0, 1, 0], [1, -4, 1], [0, 1, 0]])
-    noise = _conv(lum, [[1, -2, 1], [-2, 4, -2], [1, -2, 1]]).abs().mean((1, 2)) * math.sqrt(math.pi / 2) / 6
+    lap, immerkaer = _laplacian_and_noise(lum)
+    noise = immerkaer.abs().mean((1, 2)) * math.sqrt(math.pi / 2) / 6
     dx, dy = lum[:, :, 1:] - lum[:, :, :-1], lum[:, 1:] - lum[:, :-1]
-    grad = dx.abs().mean((1, 2)) + dy.abs().mean((1, 2))
+    adx = dx.abs()
+    grad = adx.mean((1, 2)) + dy.abs().mean((1, 2))
     bins = (lum * 63.999).long().view(b, -1)
     hist = torch.zeros(b, 64, device=x.device).scatter_add_(1, bins, torch.ones_like(bins, dtype=torch.float))
     p = hist / hist.sum(1, keepdim=True)
     entropy = -(p * torch.log2(p.clamp_min(1e-12))).sum(1) / 6
-    mx, mn = x.max(1).values, x.min(1).values
+    mn, mx = torch.aminmax(x, dim=1)
     saturation = ((mx - mn) / mx.clamp_min(1e-3)).mean((1, 2))
-    dark_channel = -F.max_pool2d(-mn.unsqueeze(1), 7, stride=1, padding=3)[:, 0].mean((1, 2))
+    dark = _dark_channel(mn).mean((1, 2))
     cols = torch.arange(dx.shape[-1], device=x.device) % 8 == 7  # JPEG block boundaries
-    block8 = torch.log((dx.abs()[..., cols].mean((1, 2)) + 1e-4) / (dx.abs()[..., ~cols].mean((1, 2)) + 1e-4))
-    flat = (dx.abs() < 1 / 512).float().mean((1, 2))
+    block8 = torch.log((adx[..., cols].mean((1, 2)) + 1e-4) / (adx[..., ~cols].mean((1, 2)) + 1e-4))
+    flat = (adx < 1 / 512).float().mean((1, 2))
     hf = torch.log((lap.abs().mean((1, 2)) + 1e-4) / (grad + 1e-4))
     stats = [lum.mean((1, 2)), lum.std((1, 2)), (lum < 0.1).float().mean((1, 2)),
              (lum > 0.9).float().mean((1, 2)), torch.log(lap.var((1, 2)) + 1e-6), torch.log(noise + 1e-5),
-             torch.log(grad + 1e-5), entropy, saturation, dark_channel, block8, flat, hf]
+             torch.log(grad + 1e-5), entropy, saturation, dark, block8, flat, hf]
     return torch.stack(stats, dim=1)
 
 
