@@ -14,8 +14,11 @@ on lens dirt + Dodge & Karam's JPEG: AUC 0.79):
   averaged or maxed with them;
 - **heavy compression under every family**: 8 copies per image of one family other than
   compression (any corruption, severity 1-5) followed by a compression at severity 3-5 (any
-  codec; the held-out combinations drawn again), added to the namer's training; the namer
-  also trained longer or with more weight decay.
+  codec; the held-out combinations drawn again), added to the namer's training (two random
+  draws of them, to see how much a draw moves the measure); the namer also trained longer or
+  with more weight decay;
+- **a linear weather detector**: logistic regression on the standardised features, weather
+  or not, whose probability's AUC on lens dirt + JPEG is set against the namer's.
 
 Prints markdown (``results/cause.search.md``, section "Session 22").
 """
@@ -28,7 +31,9 @@ import sys
 
 import numpy as np
 import torch
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
+from sklearn.preprocessing import StandardScaler
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
@@ -103,6 +108,32 @@ def namer_out_of_fold(examples, scored, columns):
     return out
 
 
+def linear_weather_out_of_fold(examples, scored, c):
+    """A logistic regression (inverse regularisation ``c``) for weather on the standardised
+    features, each of ``scored`` by the fit without its fold (in every family's column)."""
+    X, y = examples["X"].float().numpy(), examples["Y"][:, WEATHER].numpy() > 0.5
+    image = np.array([r.image for r in examples["recipes"]])
+    out = {n: torch.zeros(len(e["X"]), K) for n, e in scored.items()}
+    for k in range(T.FOLDS):
+        fit_on = image % T.FOLDS != k
+        scale = StandardScaler().fit(X[fit_on])
+        model = LogisticRegression(C=c, max_iter=2000).fit(scale.transform(X[fit_on]), y[fit_on])
+        for n, e in scored.items():
+            m = np.array([r.image % T.FOLDS == k for r in e["recipes"]])
+            p = model.predict_proba(scale.transform(e["X"][torch.from_numpy(m)].float().numpy()))[:, 1]
+            out[n][torch.from_numpy(m)] = torch.from_numpy(p).float().unsqueeze(1).expand(-1, K)
+    return out
+
+
+def _cached_oof(cache, name, compute):
+    key = f"{cache}/context-oof-{name}.pt"
+    if os.path.isfile(key):
+        return torch.load(key)
+    out = compute()
+    torch.save(out, key)
+    return out
+
+
 class Judge:
     """All named (per combination) and wrong extras on the dev images, thresholds chosen on
     the other half of the images; the weather AUC on lens dirt + JPEG."""
@@ -140,11 +171,15 @@ class Judge:
                 ~torch.nn.functional.one_hot(self.own[self.s_half == half], K).bool()
             extras.append(float(wrong.any(1).float().mean()))
         per = {c: float(ok[[n == c for n in self.names]].mean()) for c in sorted(set(self.names))}
+        return float(ok.mean()), float(np.mean(extras)), per, self.dirt_auc(dev[1], held[1])
+
+    def dirt_auc(self, dev_naming, held_naming):
+        """The AUC of the weather probability: lens dirt + JPEG against the single
+        degradations (severity 3-5) of other families."""
         neg = [i for i, o in zip(self.single, self.own.tolist()) if o != WEATHER]
         pos = [self.combos[j] for j, n in enumerate(self.names) if n == DIRT_JPEG]
-        auc = roc_auc_score(np.r_[np.ones(len(pos)), np.zeros(len(neg))],
-                            np.r_[held[1][pos, WEATHER].numpy(), dev[1][neg, WEATHER].numpy()])
-        return float(ok.mean()), float(np.mean(extras)), per, auc
+        return roc_auc_score(np.r_[np.ones(len(pos)), np.zeros(len(neg))],
+                             np.r_[held_naming[pos, WEATHER].numpy(), dev_naming[neg, WEATHER].numpy()])
 
 
 def main(argv=None):
@@ -164,28 +199,34 @@ def main(argv=None):
         rows.append((name, named, extras, per, auc))
         print(f"  {name}: {100 * named:.1f}% all named", flush=True)
 
-    base = T.out_of_fold(decider_ex, namer_ex, scored)
+    base = _cached_oof(args.cache, "base", lambda: T.out_of_fold(decider_ex, namer_ex, scored))
     add("the shipped recipe", base["dev"], base["held"])
     shift = compression_shift(namer_ex)
     for cut in args.cuts:
         columns = torch.where(shift < cut)[0]
-        inv = namer_out_of_fold(namer_ex, scored, columns)
+        inv = _cached_oof(args.cache, f"invariant-{cut}", lambda: namer_out_of_fold(namer_ex, scored, columns))
         for rule, f in (("replaces", lambda a, b: b), ("averaged", lambda a, b: (a + b) / 2),
                         ("maxed", torch.maximum)):
             add(f"invariant namer ({len(columns)} of {len(shift)} columns, shift < {cut}) {rule}",
                 (base["dev"][0], f(base["dev"][1], inv["dev"])), (base["held"][0], f(base["held"][1], inv["held"])))
-    heavy = T._cached(args.cache, "heavy-8-908", lambda: T._features(heavy_recipes(250, 8, 908), 908, print))
-    with_heavy = merged(namer_ex, heavy)
-    for name, change in (("", {}), (", 600 epochs", dict(epochs=600)),
-                         (", 600 epochs, weight decay 0.3", dict(epochs=600, weight_decay=0.3))):
-        before = dict(T.SETTINGS)
-        T.SETTINGS.update(change)
-        try:
-            p = T.out_of_fold(decider_ex, with_heavy, scored)
-        finally:
-            T.SETTINGS.clear()
-            T.SETTINGS.update(before)
-        add(f"+ 8 copies per image under heavy compression{name}", p["dev"], p["held"])
+    for seed, change in ((908, {}), (909, {}), (908, dict(epochs=600)), (908, dict(epochs=600, weight_decay=0.3))):
+        heavy = T._cached(args.cache, f"heavy-8-{seed}", lambda: T._features(heavy_recipes(250, 8, seed), seed, print))
+        label = ", ".join([f"draw {seed}"] + [f"{k.replace('_', ' ')} {v}" for k, v in change.items()])
+
+        def fit(change=change, heavy=heavy):
+            before = dict(T.SETTINGS)
+            T.SETTINGS.update(change)
+            try:
+                return T.out_of_fold(decider_ex, merged(namer_ex, heavy), scored)
+            finally:
+                T.SETTINGS.clear()
+                T.SETTINGS.update(before)
+        p = _cached_oof(args.cache, label.replace(" ", "").replace(",", "-"), fit)
+        add(f"+ 8 copies per image under heavy compression ({label})", p["dev"], p["held"])
+    linear = []
+    for c in (0.01, 0.1, 1.0):
+        p = _cached_oof(args.cache, f"linear-{c}", lambda: linear_weather_out_of_fold(namer_ex, scored, c))
+        linear.append(f"C = {c}: {judge.dirt_auc(p['dev'], p['held']):.3f}")
     combos = sorted(rows[0][3])
     print("\n| namer (dev, out of fold; thresholds from the other half of the images) | all named | singles with a "
           "wrong extra | weather AUC, lens dirt + JPEG | " + " | ".join(combos) + " |")
@@ -193,6 +234,8 @@ def main(argv=None):
     for name, named, extras, per, auc in rows:
         print(f"| {name} | {100 * named:.1f}% | {100 * extras:.1f}% | {auc:.3f} | "
               + " | ".join(f"{100 * per[c]:.0f}%" for c in combos) + " |")
+    print("\nA linear weather detector (logistic regression, out of fold), its AUC on lens dirt + JPEG: "
+          + "; ".join(linear))
 
 
 if __name__ == "__main__":
