@@ -39,12 +39,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
+import cause_combine_search as combine  # noqa: E402
 import train_cause_head as T  # noqa: E402
 from cause_compound import HELD_OUT_COMPOUNDS  # noqa: E402
 
-from fiftyone_dnniqa.corruptions.compound import family_severities  # noqa: E402
 from fiftyone_dnniqa.metrics.cause import FAMILIES, FAMILY_OF  # noqa: E402
-from fiftyone_dnniqa.metrics.cause_training import Recipe, train_cause_ensemble  # noqa: E402
+from fiftyone_dnniqa.metrics.cause_training import (  # noqa: E402
+    Recipe, corruptions_by_family, train_cause_ensemble,
+)
 
 K = len(FAMILIES)
 WEATHER = FAMILIES.index("weather_occlusion")
@@ -54,9 +56,7 @@ DIRT_JPEG = "lens_dirt + dk_jpeg"
 def heavy_recipes(num_images, copies, seed):
     """Per image ``copies`` of one family other than compression then a compression at 3-5."""
     rng = np.random.default_rng(seed)
-    by_family = {}
-    for name, family in sorted(FAMILY_OF.items()):
-        by_family.setdefault(family, []).append(name)
+    by_family = {family: sorted(names) for family, names in corruptions_by_family().items()}
     others = sorted(f for f in by_family if f != "compression")
     held = [set(h) for h in HELD_OUT_COMPOUNDS]
     out = []
@@ -70,11 +70,6 @@ def heavy_recipes(num_images, copies, seed):
             out.append(Recipe(i, ((first, int(rng.integers(1, 6))), (codec, int(rng.integers(3, 6)))),
                               flip=bool(rng.integers(2))))
     return out
-
-
-def merged(a, b):
-    return dict(recipes=a["recipes"] + b["recipes"],
-                **{k: torch.cat([a[k], b[k]]) for k in ("X", "Y", "severity", "family_severity")})
 
 
 def compression_shift(examples):
@@ -125,28 +120,14 @@ def linear_weather_out_of_fold(examples, scored, c):
     return out
 
 
-def _cached_oof(cache, name, compute):
-    key = f"{cache}/context-oof-{name}.pt"
-    if os.path.isfile(key):
-        return torch.load(key)
-    out = compute()
-    torch.save(out, key)
-    return out
-
-
 class Judge:
     """All named (per combination) and wrong extras on the dev images, thresholds chosen on
     the other half of the images; the weather AUC on lens dirt + JPEG."""
 
     def __init__(self, namer_ex, held):
-        rs = namer_ex["recipes"]
-        self.single = [i for i, r in enumerate(rs) if len(r.steps) == 1 and r.steps[0][1] >= 3
-                       and r.steps[0][0] in FAMILY_OF]
-        self.own = torch.tensor([FAMILIES.index(FAMILY_OF[rs[i].steps[0][0]]) for i in self.single])
-        self.combos = [i for i, n in enumerate(held["names"]) if " + " in n]
+        self.single, self.own, self.combos, self.truths = T.calibration_rows(namer_ex, held)
         self.names = [held["names"][i] for i in self.combos]
-        self.truths = [{FAMILIES.index(f) for f in family_severities(held["recipes"][i].steps)} for i in self.combos]
-        self.s_half = np.array([rs[i].image % 2 for i in self.single])
+        self.s_half = np.array([namer_ex["recipes"][i].image % 2 for i in self.single])
         self.c_half = np.array([held["recipes"][i].image % 2 for i in self.combos])
         self.clean = namer_ex["severity"] == 0
 
@@ -199,12 +180,13 @@ def main(argv=None):
         rows.append((name, named, extras, per, auc))
         print(f"  {name}: {100 * named:.1f}% all named", flush=True)
 
-    base = _cached_oof(args.cache, "base", lambda: T.out_of_fold(decider_ex, namer_ex, scored))
+    base = T._cached(args.cache, "context-oof-base", lambda: T.out_of_fold(decider_ex, namer_ex, scored))
     add("the shipped recipe", base["dev"], base["held"])
     shift = compression_shift(namer_ex)
     for cut in args.cuts:
         columns = torch.where(shift < cut)[0]
-        inv = _cached_oof(args.cache, f"invariant-{cut}", lambda: namer_out_of_fold(namer_ex, scored, columns))
+        inv = T._cached(args.cache, f"context-oof-invariant-{cut}",
+                        lambda: namer_out_of_fold(namer_ex, scored, columns))
         for rule, f in (("replaces", lambda a, b: b), ("averaged", lambda a, b: (a + b) / 2),
                         ("maxed", torch.maximum)):
             add(f"invariant namer ({len(columns)} of {len(shift)} columns, shift < {cut}) {rule}",
@@ -217,15 +199,15 @@ def main(argv=None):
             before = dict(T.SETTINGS)
             T.SETTINGS.update(change)
             try:
-                return T.out_of_fold(decider_ex, merged(namer_ex, heavy), scored)
+                return T.out_of_fold(decider_ex, combine.with_pairs(namer_ex, heavy), scored)
             finally:
                 T.SETTINGS.clear()
                 T.SETTINGS.update(before)
-        p = _cached_oof(args.cache, label.replace(" ", "").replace(",", "-"), fit)
+        p = T._cached(args.cache, "context-oof-" + label.replace(" ", "").replace(",", "-"), fit)
         add(f"+ 8 copies per image under heavy compression ({label})", p["dev"], p["held"])
     linear = []
     for c in (0.01, 0.1, 1.0):
-        p = _cached_oof(args.cache, f"linear-{c}", lambda: linear_weather_out_of_fold(namer_ex, scored, c))
+        p = T._cached(args.cache, f"context-oof-linear-{c}", lambda: linear_weather_out_of_fold(namer_ex, scored, c))
         linear.append(f"C = {c}: {judge.dirt_auc(p['dev'], p['held']):.3f}")
     combos = sorted(rows[0][3])
     print("\n| namer (dev, out of fold; thresholds from the other half of the images) | all named | singles with a "

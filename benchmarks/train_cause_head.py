@@ -286,6 +286,19 @@ def budgeted_thresholds(singles, own, combos, truths, gate, budget, rate):
         steps = best[1]
 
 
+def calibration_rows(namer_ex, held):
+    """The rows the second thresholds are chosen on: the namer's single degradations at
+    severity 3-5 (indices, and each one's family index) and the held-out combinations
+    (indices, and each one's set of family indices)."""
+    recipes = namer_ex["recipes"]
+    single = [i for i, r in enumerate(recipes) if len(r.steps) == 1 and r.steps[0][1] >= 3
+              and r.steps[0][0] in FAMILY_OF]
+    own = torch.tensor([FAMILIES.index(FAMILY_OF[recipes[i].steps[0][0]]) for i in single])
+    combos = [i for i, n in enumerate(held["names"]) if " + " in n]
+    truths = [{FAMILIES.index(f) for f in family_severities(held["recipes"][i].steps)} for i in combos]
+    return single, own, combos, truths
+
+
 def calibrate(decider_ex, namer_ex, held, log=print):
     """The gate (from the namer's clean views, out of fold) and the second thresholds
     (:func:`budgeted_thresholds` on the namer's single degradations at severity 3-5 and
@@ -294,12 +307,7 @@ def calibrate(decider_ex, namer_ex, held, log=print):
     probs = out_of_fold(decider_ex, namer_ex, {"dev": namer_ex, "held": held})
     clean = namer_ex["severity"] == 0
     gate = gate_for(probs["dev"][0][clean], SETTINGS["target_none"])
-    recipes = namer_ex["recipes"]
-    single = [i for i, r in enumerate(recipes) if len(r.steps) == 1 and r.steps[0][1] >= 3
-              and r.steps[0][0] in FAMILY_OF]
-    own = torch.tensor([FAMILIES.index(FAMILY_OF[recipes[i].steps[0][0]]) for i in single])
-    combos = [i for i, n in enumerate(held["names"]) if " + " in n]
-    truths = [{FAMILIES.index(f) for f in family_severities(held["recipes"][i].steps)} for i in combos]
+    single, own, combos, truths = calibration_rows(namer_ex, held)
     second = budgeted_thresholds((probs["dev"][0][single], probs["dev"][1][single]), own,
                                  (probs["held"][0][combos], probs["held"][1][combos]), truths, gate,
                                  SETTINGS["extra_budget"], SETTINGS["false_alarm"])

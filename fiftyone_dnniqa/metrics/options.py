@@ -24,7 +24,8 @@ from .iqa import PyiqaMetric, pyiqa_configs
 from .registry import metric_factory
 
 __all__ = ["PROXY_OPTIONS", "accepted_options", "check_metric_options", "checked_options_per_metric",
-           "metric_options_with_proxy", "option_choices", "option_problem", "options_per_metric", "options_problem", "takes_option"]
+           "metric_options_with_proxy", "option_choices", "option_problem", "options_per_metric", "options_problem",
+           "takes_option"]
 
 #: the options naming a metric's proxy network(s): ``proxy`` (``backbone`` is its older name)
 PROXY_OPTIONS = ("proxy", "backbone")
