@@ -1,0 +1,227 @@
+"""Issue 29, session 23: does a dark band along one edge carry lens dirt through heavy JPEG?
+(dev only, out of fold)
+
+    nice -n 10 python benchmarks/cause_blockage_search.py --cache /tmp/dnniqa-cause
+
+``lens_dirt`` from severity 2 holds a partial blockage (a finger, a strap, a hood: a dark,
+soft-edged band coming in from one edge, ``corruptions/camera.py``). The band covers tens of
+JPEG blocks, so the block means that even quality 2 keeps still show it, where the namer's
+features (sharpness, noise, the proxy's early maps) are taken over by the blocks. The
+:func:`edge_statistics` here (6 per image: at two strip depths, how much darker the darkest
+edge strip is than the interior, than the opposite strip, and its brightest quarter than the
+interior) are appended to the cached features (the images rendered again from their
+recipes) and tried three ways, on the shipped head's own examples and judged as
+``cause_compression_context_search.Judge`` does (thresholds chosen on one half of the dev
+images, measured on the other, both ways round):
+
+- in the namer's input, or in both heads';
+- with the session 22 heavy-compression copies (8 per image) in the namer's training;
+- a *blockage detector*: a logistic regression on the 6 statistics alone, trained out of fold
+  for "a partial blockage is present" (``lens_dirt`` at severity 2 or more, a label from the
+  recipe), whose probability is maxed with the namer's weather probability, or which names
+  weather from a threshold of its own (the namer's weather threshold still chosen by the
+  budget).
+
+Each again on a second draw of the held-out combinations on the dev images (every
+combination on every image, seeded apart), with thresholds chosen on the whole first draw. Prints markdown (``results/cause.search.md``, section "Session 23").
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+
+import cause_combine_search as combine  # noqa: E402
+import cause_compression_context_search as context  # noqa: E402
+import train_cause_head as T  # noqa: E402
+from cause_compound import compound_recipes  # noqa: E402
+
+from fiftyone_dnniqa.core.images import InputSpec  # noqa: E402
+from fiftyone_dnniqa.metrics.backbones import load_backbone  # noqa: E402
+from fiftyone_dnniqa.metrics.cause import FAMILIES  # noqa: E402
+from fiftyone_dnniqa.metrics.cause_training import load_clean_images, recipe_generator, render  # noqa: E402
+
+WEATHER = FAMILIES.index("weather_occlusion")
+#: strip depths, as a share of the short side (16 and 32 px at 224)
+DEPTHS = (1 / 14, 1 / 7)
+#: added to the mean luminances before their log ratios (black strips stay finite)
+FLOOR = 0.02
+
+
+def edge_statistics(x: torch.Tensor) -> torch.Tensor:
+    """(B, 6) of ``x`` (B, 3, H, W) in [0, 1]: per depth of :data:`DEPTHS`, the log ratio of
+    the interior's mean luminance to the darkest edge strip's, of the opposite strip's to
+    the darkest's, and of the interior's to the darkest strip's brightest quarter (a band
+    darkens the whole edge, a dark object only part of it)."""
+    x = x.float().clamp(0, 1)
+    lum = 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]
+    _, h, w = lum.shape
+    out = []
+    for share in DEPTHS:
+        d = max(1, round(min(h, w) * share))
+        strips = (lum[:, :d], lum[:, -d:], lum[:, :, :d].transpose(1, 2), lum[:, :, -d:].transpose(1, 2))
+        means = torch.stack([s.mean((1, 2)) for s in strips], 1)  # top, bottom, left, right
+        brightest_quarter = torch.stack([torch.stack([c.mean((1, 2)) for c in s.chunk(4, 2)], 1).max(1).values
+                                         for s in strips], 1)
+        inner = lum[:, d:h - d, d:w - d].mean((1, 2))
+        darkest, k = means.min(1)
+        opposite = means.gather(1, (k ^ 1).unsqueeze(1))[:, 0]  # top <-> bottom, left <-> right
+        quarter = brightest_quarter.gather(1, k.unsqueeze(1))[:, 0]
+        out += [torch.log((inner + FLOOR) / (darkest + FLOOR)), torch.log((opposite + FLOOR) / (darkest + FLOOR)),
+                torch.log((inner + FLOOR) / (quarter + FLOOR))]
+    return torch.stack(out, 1)
+
+
+def edge_columns(cache, examples, seed, tag):
+    """:func:`edge_statistics` of every example of ``examples`` (rendered again from its
+    recipe with the generator its features were made with), cached."""
+    def build():
+        proxy = load_backbone(T.SETTINGS["backbone"])
+        clean, _ = load_clean_images(T.split_files("dev"), InputSpec(resize=proxy.resize, crop=proxy.crop))
+        return torch.cat([edge_statistics(render(clean[r.image], r, recipe_generator(seed, n)).unsqueeze(0))
+                          for n, r in enumerate(examples["recipes"])])
+    return T._cached(cache, f"blockage-edges-{tag}", build)
+
+
+def widened(examples, columns):
+    return dict(examples, X=torch.cat([examples["X"].float(), columns.float()], 1))
+
+
+def blocked(recipe) -> bool:
+    """The recipe holds a partial blockage (``lens_dirt`` at severity 2 or more)."""
+    return any(name == "lens_dirt" and severity >= 2 for name, severity in recipe.steps)
+
+
+def blockage_out_of_fold(train_ex, train_edges, scored):
+    """The blockage detector's probability on each of ``scored`` (``{name: (examples,
+    edge columns)}``), fitted without the example's image fold."""
+    X, y = train_edges.float().numpy(), np.array([blocked(r) for r in train_ex["recipes"]])
+    image = np.array([r.image for r in train_ex["recipes"]])
+    out = {n: torch.zeros(len(e["recipes"])) for n, (e, _) in scored.items()}
+    for k in range(T.FOLDS):
+        fit_on = image % T.FOLDS != k
+        scale = StandardScaler().fit(X[fit_on])
+        model = LogisticRegression(max_iter=2000).fit(scale.transform(X[fit_on]), y[fit_on])
+        for n, (e, cols) in scored.items():
+            m = torch.tensor([r.image % T.FOLDS == k for r in e["recipes"]])
+            out[n][m] = torch.from_numpy(model.predict_proba(scale.transform(cols[m].float().numpy()))[:, 1]).float()
+    return out
+
+
+def with_blockage(probs, blockage):
+    """(deciding, naming) with the naming weather probability maxed with the detector's."""
+    naming = probs[1].clone()
+    naming[:, WEATHER] = torch.maximum(naming[:, WEATHER], blockage)
+    return probs[0], naming
+
+
+def own_threshold(blockage, threshold):
+    """The detector's probability as a weather probability that reaches any threshold of
+    the grid where it reaches ``threshold`` (its own), and none otherwise."""
+    return (blockage >= threshold).float() * 0.999
+
+
+def second_draw(judge, first, second, truths_second, names_second):
+    """All named per combination on ``second`` (another draw of the held-out combinations on
+    the dev images), with thresholds chosen on the whole of the first draw ``first``."""
+    dev, held = first
+    gate = T.gate_for(dev[0][judge.clean], T.SETTINGS["target_none"])
+    th = T.budgeted_thresholds((dev[0][judge.single], dev[1][judge.single]), judge.own,
+                               (held[0][judge.combos], held[1][judge.combos]), judge.truths, gate,
+                               T.SETTINGS["extra_budget"], T.SETTINGS["false_alarm"])
+    named = T.named_families(second[0], second[1], gate, th)
+    ok = np.array([all(row[t] for t in truth) for row, truth in zip(named, truths_second)])
+    combos = [j for j, n in enumerate(names_second) if " + " in n]
+    per = {c: float(ok[[n == c for n in names_second]].mean()) for c in sorted(set(names_second)) if " + " in c}
+    return float(ok[combos].mean()), per, dict(zip(FAMILIES, th))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cache", default="/tmp/dnniqa-cause", help="train_cause_head.py's cache")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "2"))))
+    cache = args.cache
+    dec, nam, held = T.decider_examples(cache), T.dev_examples(cache), T.held_out_combinations(cache)
+    e_dec = edge_columns(cache, dec, T.DECIDER["seed"], "decider")
+    e_nam = edge_columns(cache, nam, T.SETTINGS["seed"], "namer")
+    e_held = edge_columns(cache, held, 99, "held")
+    dec2, nam2, held2 = widened(dec, e_dec), widened(nam, e_nam), widened(held, e_held)
+    judge = context.Judge(nam, held)
+    rows = []
+
+    def add(name, p):
+        named, extras, per, auc = judge(p["dev"], p["held"])
+        rows.append((name, named, extras, per, auc))
+        print(f"  {name}: {100 * named:.1f}% all named", flush=True)
+
+    scored, scored2 = {"dev": nam, "held": held}, {"dev": nam2, "held": held2}
+    base = T._cached(cache, "context-oof-base", lambda: T.out_of_fold(dec, nam, scored))
+    add("the shipped recipe", base)
+    add("+ edge statistics, namer", T._cached(cache, "blockage-oof-namer", lambda: T.out_of_fold(dec, nam2, scored2)))
+    both = T._cached(cache, "blockage-oof-both", lambda: T.out_of_fold(dec2, nam2, scored2))
+    add("+ edge statistics, both heads", both)
+    for seed in (908, 909):
+        heavy = T._cached(cache, f"heavy-8-{seed}", lambda seed=seed: T._features(context.heavy_recipes(250, 8, seed), seed, print))
+        heavy2 = widened(heavy, edge_columns(cache, heavy, seed, f"heavy-{seed}"))
+        add(f"+ edge statistics, both heads, + 8 heavy-compression copies per image (draw {seed})",
+            T._cached(cache, f"blockage-oof-heavy-{seed}",
+                      lambda heavy2=heavy2: T.out_of_fold(dec2, combine.with_pairs(nam2, heavy2), scored2)))
+    block = blockage_out_of_fold(nam, e_nam, {"dev": (nam, e_nam), "held": (held, e_held)})
+    add("the shipped recipe + blockage detector",
+        {s: with_blockage(base[s], block[s]) for s in ("dev", "held")})
+    add("+ edge statistics, both heads, + blockage detector", {s: with_blockage(both[s], block[s]) for s in ("dev", "held")})
+
+    drawn = compound_recipes(250, stride=1, seed=12)
+    again = T._cached(cache, "blockage-held-again", lambda: T._features([r for r, _ in drawn], 98, print,
+                                                                         names=[n for _, n in drawn]))
+    again2 = widened(again, edge_columns(cache, again, 98, "held-again"))
+    p_again = T._cached(cache, "blockage-oof-again", lambda: T.out_of_fold(dec2, nam2, {"again": again2}))["again"]
+    p_again_base = T._cached(cache, "blockage-oof-again-base", lambda: T.out_of_fold(dec, nam, {"again": again}))["again"]
+    block_again = blockage_out_of_fold(nam, e_nam, {"again": (again, again2["X"][:, -6:])})["again"]
+    truths = [{FAMILIES.index(f) for f in T.family_severities(r.steps)} for r in again["recipes"]]
+
+    combos = sorted(rows[0][3])
+    print("\n| variant (dev, out of fold; thresholds from the other half of the images) | all named | singles with a "
+          "wrong extra | weather AUC, lens dirt + JPEG | " + " | ".join(combos) + " |")
+    print("|---|---|---|---|" + "---|" * len(combos))
+    for name, named, extras, per, auc in rows:
+        print(f"| {name} | {100 * named:.1f}% | {100 * extras:.1f}% | {auc:.3f} | "
+              + " | ".join(f"{100 * per[c]:.0f}%" for c in combos) + " |")
+    print(f"\nThe blockage detector with a threshold of its own; each row also on a second draw of the held-out "
+          f"combinations on the {again['num_images']} dev images (every combination on every image, out of fold), "
+          "thresholds chosen on the whole first draw:\n")
+    print("| namer | detector | first draw: all named / wrong extras | second draw: all named | "
+          + " | ".join(combos) + " | thresholds (second draw) |")
+    print("|---|---|---|---|" + "---|" * len(combos) + "---|")
+    namers = (("the shipped recipe", base, p_again_base), ("edge statistics in both heads", both, p_again))
+    for namer, first, later in namers:
+        for threshold in (None, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95):
+            if threshold is None:
+                b1, b2, label = block, block_again, "none" if namer == "the shipped recipe" else "maxed"
+            else:
+                b1 = {s: own_threshold(block[s], threshold) for s in block}
+                b2, label = own_threshold(block_again, threshold), f"own threshold {threshold}"
+            if threshold is None and namer == "the shipped recipe":
+                p1, p2 = first, later
+            else:
+                p1 = {s: with_blockage(first[s], b1[s]) for s in ("dev", "held")}
+                p2 = with_blockage(later, b2)
+            named, extras, _, _ = judge(p1["dev"], p1["held"])
+            n2, per, th = second_draw(judge, (p1["dev"], p1["held"]), p2, truths, again["names"])
+            print(f"| {namer} | {label} | {100 * named:.1f}% / {100 * extras:.1f}% | {100 * n2:.1f}% | "
+                  + " | ".join(f"{100 * per[c]:.0f}%" for c in combos) + " | "
+                  + ", ".join(f"{f} {v:.2f}" for f, v in th.items() if v < 1) + " |")
+
+if __name__ == "__main__":
+    main()
