@@ -20,7 +20,10 @@ images, measured on the other, both ways round):
   for "a partial blockage is present" (``lens_dirt`` at severity 2 or more, a label from the
   recipe), whose probability is maxed with the namer's weather probability, or which names
   weather from a threshold of its own (the namer's weather threshold still chosen by the
-  budget).
+  budget); also *stacked* (the namer's weather logit as a seventh input), gated by the
+  namer's weather probability, or replacing it. Replacing it is no candidate: snow, frost
+  and spatter would no longer be named beside another family, which the held-out
+  combinations do not hold; the last column measures that on trained combinations.
 
 Each again on a second draw of the held-out combinations on the dev images (every
 combination on every image, seeded apart), with thresholds chosen on the whole first draw. Prints markdown (``results/cause.search.md``, section "Session 23").
@@ -102,10 +105,10 @@ def blocked(recipe) -> bool:
     return any(name == "lens_dirt" and severity >= 2 for name, severity in recipe.steps)
 
 
-def blockage_out_of_fold(train_ex, train_edges, scored):
+def blockage_out_of_fold(train_ex, train_inputs, scored):
     """The blockage detector's probability on each of ``scored`` (``{name: (examples,
-    edge columns)}``), fitted without the example's image fold."""
-    X, y = train_edges.float().numpy(), np.array([blocked(r) for r in train_ex["recipes"]])
+    inputs)}``), fitted on ``train_inputs`` of ``train_ex`` without the example's image fold."""
+    X, y = train_inputs.float().numpy(), np.array([blocked(r) for r in train_ex["recipes"]])
     image = np.array([r.image for r in train_ex["recipes"]])
     out = {n: torch.zeros(len(e["recipes"])) for n, (e, _) in scored.items()}
     for k in range(T.FOLDS):
@@ -118,10 +121,23 @@ def blockage_out_of_fold(train_ex, train_edges, scored):
     return out
 
 
+def stacked_inputs(edges, probs):
+    """The stacked detector's inputs: the 6 edge statistics and the logit of the namer's
+    weather probability (out of fold)."""
+    return torch.cat([edges.float(), torch.logit(probs[1][:, WEATHER].clamp(1e-4, 1 - 1e-4)).unsqueeze(1)], 1)
+
+
 def with_blockage(probs, blockage):
     """(deciding, naming) with the naming weather probability maxed with the detector's."""
     naming = probs[1].clone()
     naming[:, WEATHER] = torch.maximum(naming[:, WEATHER], blockage)
+    return probs[0], naming
+
+
+def replaced(probs, blockage):
+    """(deciding, naming) with the naming weather probability replaced by the detector's."""
+    naming = probs[1].clone()
+    naming[:, WEATHER] = blockage
     return probs[0], naming
 
 
@@ -131,14 +147,31 @@ def own_threshold(blockage, threshold):
     return (blockage >= threshold).float() * 0.999
 
 
-def second_draw(judge, first, second, truths_second, names_second):
-    """All named per combination on ``second`` (another draw of the held-out combinations on
-    the dev images), with thresholds chosen on the whole of the first draw ``first``."""
+def chosen(judge, first):
+    """The gate and the budget's thresholds on the whole of the first draw ``first``."""
     dev, held = first
     gate = T.gate_for(dev[0][judge.clean], T.SETTINGS["target_none"])
     th = T.budgeted_thresholds((dev[0][judge.single], dev[1][judge.single]), judge.own,
                                (held[0][judge.combos], held[1][judge.combos]), judge.truths, gate,
                                T.SETTINGS["extra_budget"], T.SETTINGS["false_alarm"])
+    return gate, th
+
+
+def other_weather_named(judge, first, examples):
+    """The share of the namer's dev examples that hold snow, frost or spatter besides
+    another family (trained combinations) on which weather is stored, with the
+    thresholds of :func:`chosen`: what a detector of blockages alone would lose."""
+    gate, th = chosen(judge, first)
+    rows = [i for i, r in enumerate(examples["recipes"]) if len(T.family_severities(r.steps)) > 1
+            and any(n in ("snow", "frost", "spatter") and s >= 3 for n, s in r.steps)]
+    named = T.named_families(first[0][0][rows], first[0][1][rows], gate, th)
+    return float(named[:, WEATHER].float().mean())
+
+
+def second_draw(judge, first, second, truths_second, names_second):
+    """All named per combination on ``second`` (another draw of the held-out combinations on
+    the dev images), with thresholds chosen on the whole of the first draw ``first``."""
+    gate, th = chosen(judge, first)
     named = T.named_families(second[0], second[1], gate, th)
     ok = np.array([all(row[t] for t in truth) for row, truth in zip(named, truths_second)])
     combos = [j for j, n in enumerate(names_second) if " + " in n]
@@ -191,37 +224,50 @@ def main(argv=None):
     block_again = blockage_out_of_fold(nam, e_nam, {"again": (again, again2["X"][:, -6:])})["again"]
     truths = [{FAMILIES.index(f) for f in T.family_severities(r.steps)} for r in again["recipes"]]
 
+    print("\n" + "\n".join(context.judged_table(rows, "variant (dev, out of fold; thresholds from the other half of "
+                                                       "the images)")))
     combos = sorted(rows[0][3])
-    print("\n| variant (dev, out of fold; thresholds from the other half of the images) | all named | singles with a "
-          "wrong extra | weather AUC, lens dirt + JPEG | " + " | ".join(combos) + " |")
-    print("|---|---|---|---|" + "---|" * len(combos))
-    for name, named, extras, per, auc in rows:
-        print(f"| {name} | {100 * named:.1f}% | {100 * extras:.1f}% | {auc:.3f} | "
-              + " | ".join(f"{100 * per[c]:.0f}%" for c in combos) + " |")
-    print(f"\nThe blockage detector with a threshold of its own; each row also on a second draw of the held-out "
-          f"combinations on the {again['num_images']} dev images (every combination on every image, out of fold), "
-          "thresholds chosen on the whole first draw:\n")
+    print(f"\nThe blockage detector maxed in, with a threshold of its own, or stacked on the namer; each row also on "
+          f"a second draw of the held-out combinations on the {again['num_images']} dev images (every combination on "
+          "every image, out of fold), thresholds chosen on the whole first draw. Last column: weather stored on the "
+          "namer's dev examples that hold snow, frost or spatter at 3-5 besides another family (trained "
+          "combinations, out of fold):\n")
     print("| namer | detector | first draw: all named / wrong extras | second draw: all named | "
-          + " | ".join(combos) + " | thresholds (second draw) |")
-    print("|---|---|---|---|" + "---|" * len(combos) + "---|")
-    namers = (("the shipped recipe", base, p_again_base), ("edge statistics in both heads", both, p_again))
-    for namer, first, later in namers:
-        for threshold in (None, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95):
-            if threshold is None:
-                b1, b2, label = block, block_again, "none" if namer == "the shipped recipe" else "maxed"
-            else:
-                b1 = {s: own_threshold(block[s], threshold) for s in block}
-                b2, label = own_threshold(block_again, threshold), f"own threshold {threshold}"
-            if threshold is None and namer == "the shipped recipe":
-                p1, p2 = first, later
-            else:
-                p1 = {s: with_blockage(first[s], b1[s]) for s in ("dev", "held")}
-                p2 = with_blockage(later, b2)
-            named, extras, _, _ = judge(p1["dev"], p1["held"])
-            n2, per, th = second_draw(judge, (p1["dev"], p1["held"]), p2, truths, again["names"])
-            print(f"| {namer} | {label} | {100 * named:.1f}% / {100 * extras:.1f}% | {100 * n2:.1f}% | "
-                  + " | ".join(f"{100 * per[c]:.0f}%" for c in combos) + " | "
-                  + ", ".join(f"{f} {v:.2f}" for f, v in th.items() if v < 1) + " |")
+          + " | ".join(combos) + " | thresholds (first draw) | snow, frost, spatter + another: weather stored |")
+    print("|---|---|---|---|" + "---|" * len(combos) + "---|---|")
+    e_again = again2["X"][:, -6:]
+    stacked = blockage_out_of_fold(nam, stacked_inputs(e_nam, base["dev"]),
+                                   {"dev": (nam, stacked_inputs(e_nam, base["dev"])),
+                                    "held": (held, stacked_inputs(e_held, base["held"])),
+                                    "again": (again, stacked_inputs(e_again, p_again_base))})
+    gated = {s: block[s] * (base[s][1][:, WEATHER] >= 0.1).float() for s in ("dev", "held")}
+    gated["again"] = block_again * (p_again_base[1][:, WEATHER] >= 0.1).float()
+    plain = dict(block, again=block_again)
+
+    def own(detector, threshold):
+        return lambda p, s: with_blockage(p, own_threshold(detector[s], threshold))
+
+    rules = [("the shipped recipe", base, p_again_base, "none", lambda p, s: p)]
+    for namer, first, later in (("the shipped recipe", base, p_again_base), ("edge statistics in both heads", both,
+                                                                             p_again)):
+        if namer != "the shipped recipe":
+            rules.append((namer, first, later, "maxed", lambda p, s: with_blockage(p, plain[s])))
+        rules += [(namer, first, later, f"own threshold {t}", own(plain, t)) for t in (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)]
+    rules += [("the shipped recipe", base, p_again_base, f"stacked on the namer's weather, own threshold {t}",
+               own(stacked, t)) for t in (0.5, 0.7)]
+    rules.append(("the shipped recipe", base, p_again_base, "own threshold 0.5 where the namer's weather >= 0.1",
+                  own(gated, 0.5)))
+    rules.append(("the shipped recipe", base, p_again_base, "stacked, replacing the namer's weather (not a candidate)",
+                  lambda p, s: replaced(p, stacked[s])))
+    for namer, first, later, label, rule in rules:
+        p1 = {s: rule(first[s], s) for s in ("dev", "held")}
+        named, extras, _, _ = judge(p1["dev"], p1["held"])
+        n2, per, th = second_draw(judge, (p1["dev"], p1["held"]), rule(later, "again"), truths, again["names"])
+        other = other_weather_named(judge, (p1["dev"], p1["held"]), nam)
+        print(f"| {namer} | {label} | {100 * named:.1f}% / {100 * extras:.1f}% | {100 * n2:.1f}% | "
+              + " | ".join(f"{100 * per[c]:.0f}%" for c in combos) + " | "
+              + ", ".join(f"{f} {v:.2f}" for f, v in th.items() if v < 1) + f" | {100 * other:.0f}% |")
+
 
 if __name__ == "__main__":
     main()

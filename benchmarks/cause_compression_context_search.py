@@ -163,6 +163,17 @@ class Judge:
                              np.r_[held_naming[pos, WEATHER].numpy(), dev_naming[neg, WEATHER].numpy()])
 
 
+def judged_table(rows, first_column):
+    """Markdown lines of :class:`Judge`'s rows ``(name, all named, wrong extras, per
+    combination, weather AUC)``."""
+    combos = sorted(rows[0][3])
+    lines = [f"| {first_column} | all named | singles with a wrong extra | weather AUC, lens dirt + JPEG | "
+             + " | ".join(combos) + " |", "|---|---|---|---|" + "---|" * len(combos)]
+    return lines + [f"| {name} | {100 * named:.1f}% | {100 * extras:.1f}% | {auc:.3f} | "
+                    + " | ".join(f"{100 * per[c]:.0f}%" for c in combos) + " |"
+                    for name, named, extras, per, auc in rows]
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cache", default="/tmp/dnniqa-cause", help="train_cause_head.py's cache")
@@ -209,13 +220,7 @@ def main(argv=None):
     for c in (0.01, 0.1, 1.0):
         p = T._cached(args.cache, f"context-oof-linear-{c}", lambda: linear_weather_out_of_fold(namer_ex, scored, c))
         linear.append(f"C = {c}: {judge.dirt_auc(p['dev'], p['held']):.3f}")
-    combos = sorted(rows[0][3])
-    print("\n| namer (dev, out of fold; thresholds from the other half of the images) | all named | singles with a "
-          "wrong extra | weather AUC, lens dirt + JPEG | " + " | ".join(combos) + " |")
-    print("|---|---|---|---|" + "---|" * len(combos))
-    for name, named, extras, per, auc in rows:
-        print(f"| {name} | {100 * named:.1f}% | {100 * extras:.1f}% | {auc:.3f} | "
-              + " | ".join(f"{100 * per[c]:.0f}%" for c in combos) + " |")
+    print("\n" + "\n".join(judged_table(rows, "namer (dev, out of fold; thresholds from the other half of the images)")))
     print("\nA linear weather detector (logistic regression, out of fold), its AUC on lens dirt + JPEG: "
           + "; ".join(linear))
 
