@@ -26,7 +26,8 @@ images, measured on the other, both ways round):
   combinations do not hold; the last column measures that on trained combinations.
 
 Each again on a second draw of the held-out combinations on the dev images (every
-combination on every image, seeded apart), with thresholds chosen on the whole first draw. Prints markdown (``results/cause.search.md``, section "Session 23").
+combination on every image, seeded apart), with thresholds chosen on the whole first draw.
+Prints markdown (``results/cause.search.md``, section "Session 23").
 """
 
 from __future__ import annotations
@@ -147,31 +148,20 @@ def own_threshold(blockage, threshold):
     return (blockage >= threshold).float() * 0.999
 
 
-def chosen(judge, first):
-    """The gate and the budget's thresholds on the whole of the first draw ``first``."""
-    dev, held = first
-    gate = T.gate_for(dev[0][judge.clean], T.SETTINGS["target_none"])
-    th = T.budgeted_thresholds((dev[0][judge.single], dev[1][judge.single]), judge.own,
-                               (held[0][judge.combos], held[1][judge.combos]), judge.truths, gate,
-                               T.SETTINGS["extra_budget"], T.SETTINGS["false_alarm"])
-    return gate, th
-
-
-def other_weather_named(judge, first, examples):
+def other_weather_named(gate, th, dev, examples):
     """The share of the namer's dev examples that hold snow, frost or spatter besides
-    another family (trained combinations) on which weather is stored, with the
-    thresholds of :func:`chosen`: what a detector of blockages alone would lose."""
-    gate, th = chosen(judge, first)
+    another family (trained combinations) on which weather is stored (``dev``: their
+    probabilities; ``gate``, ``th``: the first draw's): what a detector of blockages alone
+    would lose."""
     rows = [i for i, r in enumerate(examples["recipes"]) if len(T.family_severities(r.steps)) > 1
             and any(n in ("snow", "frost", "spatter") and s >= 3 for n, s in r.steps)]
-    named = T.named_families(first[0][0][rows], first[0][1][rows], gate, th)
+    named = T.named_families(dev[0][rows], dev[1][rows], gate, th)
     return float(named[:, WEATHER].float().mean())
 
 
-def second_draw(judge, first, second, truths_second, names_second):
+def second_draw(gate, th, second, truths_second, names_second):
     """All named per combination on ``second`` (another draw of the held-out combinations on
-    the dev images), with thresholds chosen on the whole of the first draw ``first``."""
-    gate, th = chosen(judge, first)
+    the dev images), with the gate and thresholds chosen on the whole first draw."""
     named = T.named_families(second[0], second[1], gate, th)
     ok = np.array([all(row[t] for t in truth) for row, truth in zip(named, truths_second)])
     combos = [j for j, n in enumerate(names_second) if " + " in n]
@@ -205,7 +195,8 @@ def main(argv=None):
     both = T._cached(cache, "blockage-oof-both", lambda: T.out_of_fold(dec2, nam2, scored2))
     add("+ edge statistics, both heads", both)
     for seed in (908, 909):
-        heavy = T._cached(cache, f"heavy-8-{seed}", lambda seed=seed: T._features(context.heavy_recipes(250, 8, seed), seed, print))
+        heavy = T._cached(cache, f"heavy-8-{seed}", lambda seed=seed: T._features(
+            context.heavy_recipes(250, 8, seed), seed, print))
         heavy2 = widened(heavy, edge_columns(cache, heavy, seed, f"heavy-{seed}"))
         add(f"+ edge statistics, both heads, + 8 heavy-compression copies per image (draw {seed})",
             T._cached(cache, f"blockage-oof-heavy-{seed}",
@@ -213,15 +204,18 @@ def main(argv=None):
     block = blockage_out_of_fold(nam, e_nam, {"dev": (nam, e_nam), "held": (held, e_held)})
     add("the shipped recipe + blockage detector",
         {s: with_blockage(base[s], block[s]) for s in ("dev", "held")})
-    add("+ edge statistics, both heads, + blockage detector", {s: with_blockage(both[s], block[s]) for s in ("dev", "held")})
+    add("+ edge statistics, both heads, + blockage detector",
+        {s: with_blockage(both[s], block[s]) for s in ("dev", "held")})
 
     drawn = compound_recipes(250, stride=1, seed=12)
     again = T._cached(cache, "blockage-held-again", lambda: T._features([r for r, _ in drawn], 98, print,
                                                                          names=[n for _, n in drawn]))
-    again2 = widened(again, edge_columns(cache, again, 98, "held-again"))
+    e_again = edge_columns(cache, again, 98, "held-again")
+    again2 = widened(again, e_again)
     p_again = T._cached(cache, "blockage-oof-again", lambda: T.out_of_fold(dec2, nam2, {"again": again2}))["again"]
-    p_again_base = T._cached(cache, "blockage-oof-again-base", lambda: T.out_of_fold(dec, nam, {"again": again}))["again"]
-    block_again = blockage_out_of_fold(nam, e_nam, {"again": (again, again2["X"][:, -6:])})["again"]
+    p_again_base = T._cached(cache, "blockage-oof-again-base",
+                             lambda: T.out_of_fold(dec, nam, {"again": again}))["again"]
+    block_again = blockage_out_of_fold(nam, e_nam, {"again": (again, e_again)})["again"]
     truths = [{FAMILIES.index(f) for f in T.family_severities(r.steps)} for r in again["recipes"]]
 
     print("\n" + "\n".join(context.judged_table(rows, "variant (dev, out of fold; thresholds from the other half of "
@@ -235,9 +229,9 @@ def main(argv=None):
     print("| namer | detector | first draw: all named / wrong extras | second draw: all named | "
           + " | ".join(combos) + " | thresholds (first draw) | snow, frost, spatter + another: weather stored |")
     print("|---|---|---|---|" + "---|" * len(combos) + "---|---|")
-    e_again = again2["X"][:, -6:]
-    stacked = blockage_out_of_fold(nam, stacked_inputs(e_nam, base["dev"]),
-                                   {"dev": (nam, stacked_inputs(e_nam, base["dev"])),
+    stacked_dev = stacked_inputs(e_nam, base["dev"])
+    stacked = blockage_out_of_fold(nam, stacked_dev,
+                                   {"dev": (nam, stacked_dev),
                                     "held": (held, stacked_inputs(e_held, base["held"])),
                                     "again": (again, stacked_inputs(e_again, p_again_base))})
     gated = {s: block[s] * (base[s][1][:, WEATHER] >= 0.1).float() for s in ("dev", "held")}
@@ -262,8 +256,9 @@ def main(argv=None):
     for namer, first, later, label, rule in rules:
         p1 = {s: rule(first[s], s) for s in ("dev", "held")}
         named, extras, _, _ = judge(p1["dev"], p1["held"])
-        n2, per, th = second_draw(judge, (p1["dev"], p1["held"]), rule(later, "again"), truths, again["names"])
-        other = other_weather_named(judge, (p1["dev"], p1["held"]), nam)
+        gate, chosen = T.gate_and_thresholds(p1["dev"], p1["held"], nam, held)
+        n2, per, th = second_draw(gate, chosen, rule(later, "again"), truths, again["names"])
+        other = other_weather_named(gate, chosen, p1["dev"], nam)
         print(f"| {namer} | {label} | {100 * named:.1f}% / {100 * extras:.1f}% | {100 * n2:.1f}% | "
               + " | ".join(f"{100 * per[c]:.0f}%" for c in combos) + " | "
               + ", ".join(f"{f} {v:.2f}" for f, v in th.items() if v < 1) + f" | {100 * other:.0f}% |")

@@ -305,14 +305,20 @@ def calibrate(decider_ex, namer_ex, held, log=print):
     the held-out combinations, out of fold)."""
     t0 = time.time()
     probs = out_of_fold(decider_ex, namer_ex, {"dev": namer_ex, "held": held})
-    clean = namer_ex["severity"] == 0
-    gate = gate_for(probs["dev"][0][clean], SETTINGS["target_none"])
-    single, own, combos, truths = calibration_rows(namer_ex, held)
-    second = budgeted_thresholds((probs["dev"][0][single], probs["dev"][1][single]), own,
-                                 (probs["held"][0][combos], probs["held"][1][combos]), truths, gate,
-                                 SETTINGS["extra_budget"], SETTINGS["false_alarm"])
+    gate, second = gate_and_thresholds(probs["dev"], probs["held"], namer_ex, held)
     log(f"  calibrated out of fold in {time.time() - t0:.0f} s")
     return round(gate, 6), second
+
+
+def gate_and_thresholds(dev, held_probs, namer_ex, held):
+    """The gate and the second thresholds from (deciding, naming) probabilities on the
+    namer's examples (``dev``) and on the held-out combinations (``held_probs``)."""
+    gate = gate_for(dev[0][namer_ex["severity"] == 0], SETTINGS["target_none"])
+    single, own, combos, truths = calibration_rows(namer_ex, held)
+    second = budgeted_thresholds((dev[0][single], dev[1][single]), own,
+                                 (held_probs[0][combos], held_probs[1][combos]), truths, gate,
+                                 SETTINGS["extra_budget"], SETTINGS["false_alarm"])
+    return gate, second
 
 
 def main(argv=None):
