@@ -206,25 +206,29 @@ def nearest_families(test):
 
 def refit_recipe(head, cache):
     """``refit(drop)``: ``head``'s recipe refitted on the dev examples without the
-    corruptions ``drop(name)`` is true of. A paired head (format 4) refits both of its
-    heads (:func:`~train_cause_head.fit_paired_head`), a one-severity head (format 2) the
+    corruptions ``drop(name)`` is true of. A paired head refits with today's recipe (both
+    heads and the blockage detector, :func:`~train_cause_head.fit_paired_head`), a one-severity head (format 2) the
     decider's recipe, a per-family one (format 3) :data:`SETTINGS`' merged heads; all on
     examples rendered by today's code."""
     def keep(recipes, drop):
         return torch.tensor([not any(drop(n) for n, _ in r.steps) for r in recipes])
+
+    def own_columns(ex, key):
+        """``ex[key]``; for the features, the head's own columns (it reads no later ones)."""
+        return ex[key][:, :head.in_features] if key == "X" else ex[key]
 
     if isinstance(head, PairedCauseHead):
         decider_ex, namer_ex = decider_examples(cache), dev_examples(cache)
         return lambda drop: fit_paired_head(decider_ex, namer_ex, lambda rs: keep(rs, drop))
     if not head.per_family:
         ex, d = decider_examples(cache), DECIDER
-        return lambda drop: train_decider(*(ex[k][keep(ex["recipes"], drop)] for k in ("X", "Y", "severity")),
-                                          hidden=d["hidden"], epochs=d["epochs"], weight_decay=d["weight_decay"],
-                                          seed=d["seed"])
+        return lambda drop: train_decider(
+            *(own_columns(ex, k)[keep(ex["recipes"], drop)] for k in ("X", "Y", "severity")), hidden=d["hidden"],
+            epochs=d["epochs"], weight_decay=d["weight_decay"], seed=d["seed"])
     ex, s = dev_examples(cache), SETTINGS
     return lambda drop: train_cause_ensemble(
-        *(ex[k][keep(ex["recipes"], drop)] for k in ("X", "Y", "severity", "family_severity")), hidden=s["hidden"],
-        epochs=s["epochs"], weight_decay=s["weight_decay"], seed=s["seed"], members=s["members"])
+        *(own_columns(ex, k)[keep(ex["recipes"], drop)] for k in ("X", "Y", "severity", "family_severity")),
+        hidden=s["hidden"], epochs=s["epochs"], weight_decay=s["weight_decay"], seed=s["seed"], members=s["members"])
 
 
 def held_out(refit, test, thresholds, gate=None):

@@ -14,7 +14,8 @@ single-degradation head (:data:`DECIDER`: mostly one degradation per copy) and
 compound-trained heads (:data:`SETTINGS`: half the copies compounds, uniform pairs,
 every other family under compression, and blur beyond severity 5). The mean of their probabilities decides clean or
 not (the gate leaves 98% of the dev clean views clean, out of fold) and names the most
-likely family; the namer names the others, from thresholds that spend a budget of wrong
+likely family; the namer names the others (weather also from a blockage detector on the
+edge statistics, :func:`fit_blockage_detector`), from thresholds that spend a budget of wrong
 extra families on the dev single degradations where they name the most of the benchmark's
 held-out combinations rendered on the dev images (:func:`budgeted_thresholds`, out of fold). The combinations of
 ``cause_compound.HELD_OUT_COMPOUNDS`` never occur in training (a copy that would hold
@@ -33,6 +34,8 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
@@ -42,11 +45,13 @@ from cause_compound import HELD_OUT_COMPOUNDS, compound_recipes  # noqa: E402
 from sample_data import IMAGES  # noqa: E402
 
 import fiftyone_dnniqa.corruptions as corruptions_pkg  # noqa: E402
+import fiftyone_dnniqa.metrics.blockage as blockage_module  # noqa: E402
 import fiftyone_dnniqa.metrics.cause as cause_module  # noqa: E402
 import fiftyone_dnniqa.metrics.cause_training as cause_training  # noqa: E402
 from fiftyone_dnniqa.core.images import InputSpec  # noqa: E402
 from fiftyone_dnniqa.corruptions.compound import family_severities  # noqa: E402
 from fiftyone_dnniqa.metrics.backbones import load_backbone  # noqa: E402
+from fiftyone_dnniqa.metrics.blockage import EDGE_STATISTICS, BlockageDetector  # noqa: E402
 from fiftyone_dnniqa.metrics.cause import (  # noqa: E402
     FAMILIES, FAMILY_OF, FORMAT_VERSION, SHIPPED_HEAD, CauseHead, PairedCauseHead, save_cause_head,
 )
@@ -67,10 +72,15 @@ FOLDS = 5
 #: photos left 89.6-91.6% clean on the other 125 one time in 20). Second families spend a
 #: budget: wrong extra families on at most 4.5% of the dev single degradations (severity
 #: 3-5), each family's false alarms on held-out combinations at most 8%
-#: (:func:`budgeted_thresholds`)
+#: (:func:`budgeted_thresholds`). The blockage detector (session 23, chosen the same way): a
+#: logistic regression on the edge statistics for "a partial blockage is present" (``lens_dirt``
+#: at severity 2 or more), fitted on the namer's examples; its bias is shifted so that its own
+#: threshold ``blockage_threshold`` reads ``blockage_reads`` (the namer's weather threshold),
+#: and the larger of the two names weather (:func:`fit_blockage_detector`)
 SETTINGS = dict(backbone="efficientnet_lite0", copies=12, clean_views=2, compound=0.5, pair_copies=4,
                 compressed_copies=10, strong_blur_copies=2, hidden=128, members=3, epochs=300, weight_decay=5e-2,
-                seed=0, target_none=0.98, false_alarm=0.08, extra_budget=0.045)
+                seed=0, target_none=0.98, false_alarm=0.08, extra_budget=0.045, blockage_threshold=0.7,
+                blockage_reads=0.95)
 #: the decider: the recipe of the single-degradation head shipped before (commit 07c2241):
 #: 8 copies per image, a fifth of them compounds, 64 hidden units, one severity per image;
 #: and 1 copy per image blurred beyond severity 5
@@ -96,7 +106,7 @@ def rendering_fingerprint() -> str:
                cause_training.targets, cause_training.render, cause_training.build_examples,
                cause_training.recipe_generator, compound_recipes,
                cause_module.image_statistics, cause_module.regional_statistics, cause_module.multiscale_statistics,
-               cause_module.cause_features):
+               blockage_module.edge_statistics, cause_module.cause_features):
         digest.update(inspect.getsource(fn).encode())
     digest.update(repr(HELD_OUT_COMPOUNDS).encode())
     return digest.hexdigest()[:10]
@@ -183,17 +193,43 @@ def _rows(examples, keep):
     return torch.ones(len(examples["X"]), dtype=torch.bool) if keep is None else keep(examples["recipes"])
 
 
+def blocked(recipe) -> bool:
+    """The recipe holds a partial blockage (``lens_dirt`` from severity 2 holds its band)."""
+    return any(name == "lens_dirt" and severity >= 2 for name, severity in recipe.steps)
+
+
+def fit_blockage_detector(X, recipes, first_column) -> BlockageDetector:
+    """The blockage detector on the edge statistics (columns ``first_column`` on) of
+    ``X``, recalibrated as :data:`SETTINGS` says."""
+    edges = X[:, first_column:first_column + len(EDGE_STATISTICS)].double().numpy()
+    scale = StandardScaler().fit(edges)
+    model = LogisticRegression(max_iter=2000).fit(scale.transform(edges), [blocked(r) for r in recipes])
+    detector = BlockageDetector(first_column)
+    shift = float(np.log(SETTINGS["blockage_reads"] / (1 - SETTINGS["blockage_reads"]))
+                  - np.log(SETTINGS["blockage_threshold"] / (1 - SETTINGS["blockage_threshold"])))
+    with torch.no_grad():
+        detector.mean.copy_(torch.from_numpy(scale.mean_))
+        detector.std.copy_(torch.from_numpy(scale.scale_))
+        detector.linear.weight.copy_(torch.from_numpy(model.coef_))
+        detector.linear.bias.copy_(torch.from_numpy(model.intercept_ + shift))
+    return detector.eval()
+
+
 def fit_paired_head(decider_ex, namer_ex, keep=None) -> PairedCauseHead:
     """The shipped kind of head fitted on the examples that ``keep(recipes)`` (a boolean
-    mask; default all) leaves in each set."""
+    mask; default all) leaves in each set: the decider and the namer on the columns before
+    the edge statistics, the blockage detector on those (none where no example is blocked)."""
     a, b = _rows(decider_ex, keep), _rows(namer_ex, keep)
     d, s = DECIDER, SETTINGS
-    decider = train_decider(decider_ex["X"][a], decider_ex["Y"][a], decider_ex["severity"][a], hidden=d["hidden"],
-                            epochs=d["epochs"], weight_decay=d["weight_decay"], seed=d["seed"])
-    namer = train_cause_ensemble(namer_ex["X"][b], namer_ex["Y"][b], namer_ex["severity"][b],
+    first = namer_ex["X"].shape[1] - len(EDGE_STATISTICS)
+    decider = train_decider(decider_ex["X"][a][:, :first], decider_ex["Y"][a], decider_ex["severity"][a],
+                            hidden=d["hidden"], epochs=d["epochs"], weight_decay=d["weight_decay"], seed=d["seed"])
+    namer = train_cause_ensemble(namer_ex["X"][b][:, :first], namer_ex["Y"][b], namer_ex["severity"][b],
                                  namer_ex["family_severity"][b], hidden=s["hidden"], epochs=s["epochs"],
                                  weight_decay=s["weight_decay"], seed=s["seed"], members=s["members"])
-    return PairedCauseHead(decider, namer).eval()
+    recipes = [r for r, k in zip(namer_ex["recipes"], b.tolist()) if k]
+    detector = fit_blockage_detector(namer_ex["X"][b], recipes, first) if any(map(blocked, recipes)) else None
+    return PairedCauseHead(decider, namer, detector).eval()
 
 
 def out_of_fold(decider_ex, namer_ex, sets, fit=fit_paired_head):
@@ -334,6 +370,8 @@ def main(argv=None):
                                           "strong_blur_copies", "members", "seed", "epochs", "weight_decay")},
               "decider_recipe": DECIDER, "target_none": s["target_none"], "false_alarm": s["false_alarm"],
               "extra_budget": s["extra_budget"],
+              "blockage_recipe": {"label": "lens_dirt at severity 2 or more", "threshold": s["blockage_threshold"],
+                                  "reads": s["blockage_reads"]},
               "thresholds_from": "dev single degradations and the benchmark's held-out combinations on the dev "
                                  "images, out of fold (budgeted_thresholds)",
               "num_images": namer_ex["num_images"], "num_skipped": namer_ex["num_skipped"],

@@ -17,7 +17,9 @@ from fiftyone_dnniqa.analysis.breakdowns import (
 from fiftyone_dnniqa.core.images import InputSpec, prepare, read_image, to_float
 from fiftyone_dnniqa.corruptions.compound import compose, family_severities
 from fiftyone_dnniqa.metrics import create_metric
-from fiftyone_dnniqa.metrics.cause import FAMILIES, CauseHead, load_cause_head, save_cause_head
+from fiftyone_dnniqa.metrics.cause import (
+    FAMILIES, CauseHead, PairedCauseHead, cause_features, load_cause_head, save_cause_head,
+)
 from fiftyone_dnniqa.metrics.cause_training import (
     CAMERA_PIPELINE, calibrate_gate, draw_recipes, fit_cause_head, targets, train_cause_ensemble, train_cause_head,
 )
@@ -374,3 +376,26 @@ def test_the_gate_and_thresholds_come_from_out_of_fold_probabilities():
     for k in range(K):
         without = p[~clean & (fam[:, k] == 0).numpy(), k]
         assert th[k] == pytest.approx(max(0.1, np.quantile(without, 0.8)), abs=1e-5)
+
+
+def test_the_shipped_head_names_a_blockage_under_heavy_jpeg_where_its_namer_alone_does_not(photos, cause):
+    """Lens dirt (severity 4: smudges and a blockage band) under Dodge & Karam's JPEG at
+    quality 2, a pair never drawn in training: the shipped head's blockage detector names
+    weather where the namer's weather probability stays under its threshold. Oracle: the
+    head's parts called directly on the features."""
+    weather = FAMILIES.index("weather_occlusion")
+    x = torch.stack([degraded(p, ("lens_dirt", 4), ("dk_jpeg", 5), seed=k) for k, p in enumerate(photos)])
+    assert isinstance(cause.head, PairedCauseHead) and cause.head.blockage is not None
+    with torch.inference_mode():
+        rows = cause.score(x).tolist()
+        feats = cause_features(cause.backbone, x).float()
+        deciding, _, _, _ = cause.head.outputs(feats)
+        namer_weather = torch.sigmoid(cause.head.namer(feats[:, :cause.head.namer.in_features])[0])[:, weather]
+        blocked = cause.head.blockage(feats)
+    named = ["weather_occlusion" in {lab for lab, _ in cause.labels(r)[0]} for r in rows]
+    threshold = cause.thresholds[weather]
+    degraded_ = (deciding.max(1).values >= cause.gate).tolist()
+    by_hand = [d and (int(top) == weather or n >= threshold or b >= threshold)
+               for d, top, n, b in zip(degraded_, deciding.argmax(1), namer_weather.tolist(), blocked.tolist())]
+    assert named == by_hand
+    assert sum(named) >= 3 and sum(n >= threshold for n in namer_weather.tolist()) <= 1
