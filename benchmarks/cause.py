@@ -204,27 +204,33 @@ def nearest_families(test):
     return out
 
 
-def refit_recipe(head, cache):
+def refit_recipe(head, cache, thresholds):
     """``refit(drop)``: ``head``'s recipe refitted on the dev examples without the
-    corruptions ``drop(name)`` is true of. A paired head (format 4) refits both of its
-    heads (:func:`~train_cause_head.fit_paired_head`), a one-severity head (format 2) the
+    corruptions ``drop(name)`` is true of. A paired head refits with today's recipe (both
+    heads, and the blockage detector at ``thresholds``' weather one where it has one,
+    :func:`~train_cause_head.fit_paired_head`), a one-severity head (format 2) the
     decider's recipe, a per-family one (format 3) :data:`SETTINGS`' merged heads; all on
     examples rendered by today's code."""
     def keep(recipes, drop):
         return torch.tensor([not any(drop(n) for n, _ in r.steps) for r in recipes])
 
+    def own_columns(ex, key):
+        """``ex[key]``; for the features, the head's own columns (it reads no later ones)."""
+        return ex[key][:, :head.in_features] if key == "X" else ex[key]
+
     if isinstance(head, PairedCauseHead):
         decider_ex, namer_ex = decider_examples(cache), dev_examples(cache)
-        return lambda drop: fit_paired_head(decider_ex, namer_ex, lambda rs: keep(rs, drop))
+        weather = thresholds[FAMILIES.index("weather_occlusion")] if head.blockage is not None else None
+        return lambda drop: fit_paired_head(decider_ex, namer_ex, lambda rs: keep(rs, drop), weather)
     if not head.per_family:
         ex, d = decider_examples(cache), DECIDER
-        return lambda drop: train_decider(*(ex[k][keep(ex["recipes"], drop)] for k in ("X", "Y", "severity")),
-                                          hidden=d["hidden"], epochs=d["epochs"], weight_decay=d["weight_decay"],
-                                          seed=d["seed"])
+        return lambda drop: train_decider(
+            *(own_columns(ex, k)[keep(ex["recipes"], drop)] for k in ("X", "Y", "severity")), hidden=d["hidden"],
+            epochs=d["epochs"], weight_decay=d["weight_decay"], seed=d["seed"])
     ex, s = dev_examples(cache), SETTINGS
     return lambda drop: train_cause_ensemble(
-        *(ex[k][keep(ex["recipes"], drop)] for k in ("X", "Y", "severity", "family_severity")), hidden=s["hidden"],
-        epochs=s["epochs"], weight_decay=s["weight_decay"], seed=s["seed"], members=s["members"])
+        *(own_columns(ex, k)[keep(ex["recipes"], drop)] for k in ("X", "Y", "severity", "family_severity")),
+        hidden=s["hidden"], epochs=s["epochs"], weight_decay=s["weight_decay"], seed=s["seed"], members=s["members"])
 
 
 def held_out(refit, test, thresholds, gate=None):
@@ -273,7 +279,8 @@ def main(argv=None):
     log(json.dumps({k: v for k, v in res["headline"].items() if k != "per_corruption"}, indent=1))
     log("\n".join(compound_lines(res["compound"])))
     if not args.skip_held_out:
-        res["held_out"] = held_out(refit_recipe(head, args.cache), test, config["thresholds"], config.get("gate"))
+        res["held_out"] = held_out(refit_recipe(head, args.cache, config["thresholds"]), test, config["thresholds"],
+                                   config.get("gate"))
     res["real_photos"] = real_photo_checks(args.head)
     log(f"real photos blurred beyond the training's range: blur stored on {res['real_photos']['blurred_named_blur']:.2f}"
         if res["real_photos"] else "real photos: none packaged (install scikit-image)")

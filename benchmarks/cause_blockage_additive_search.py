@@ -1,6 +1,10 @@
 """Issue 29, session 24: the blockage detector with a false-alarm budget of its own (dev only,
 out of fold)
 
+Its results (``results/cause.search.md``) were measured at commit dcabab0, before the blockage
+detector shipped: since then the cached features end with the edge statistics (and the head's
+format is 5), so run that commit to reproduce them.
+
     nice -n 10 python benchmarks/cause_blockage_additive_search.py --cache /tmp/dnniqa-cause
 
 Session 23's detector spent the namer's budget of wrong extras, so the budget raised blur's

@@ -1,13 +1,17 @@
 """Issue 29, session 23: does a dark band along one edge carry lens dirt through heavy JPEG?
 (dev only, out of fold)
 
+Its results (``results/cause.search.md``) were measured at commit da9266a, before the blockage
+detector shipped: since then the cached features end with the edge statistics (and the head's
+format is 5), so run that commit to reproduce them.
+
     nice -n 10 python benchmarks/cause_blockage_search.py --cache /tmp/dnniqa-cause
 
 ``lens_dirt`` from severity 2 holds a partial blockage (a finger, a strap, a hood: a dark,
 soft-edged band coming in from one edge, ``corruptions/camera.py``). The band covers tens of
 JPEG blocks, so the block means that even quality 2 keeps still show it, where the namer's
 features (sharpness, noise, the proxy's early maps) are taken over by the blocks. The
-:func:`edge_statistics` here (6 per image: at two strip depths, how much darker the darkest
+:func:`~fiftyone_dnniqa.metrics.blockage.edge_statistics` (written here first; 6 per image: at two strip depths, how much darker the darkest
 edge strip is than the interior, than the opposite strip, and its brightest quarter than the
 interior) are appended to the cached features (the images rendered again from their
 recipes) and tried three ways, on the shipped head's own examples and judged as
@@ -52,38 +56,11 @@ from cause_compound import compound_recipes  # noqa: E402
 
 from fiftyone_dnniqa.core.images import InputSpec  # noqa: E402
 from fiftyone_dnniqa.metrics.backbones import load_backbone  # noqa: E402
+from fiftyone_dnniqa.metrics.blockage import edge_statistics  # noqa: E402
 from fiftyone_dnniqa.metrics.cause import FAMILIES  # noqa: E402
 from fiftyone_dnniqa.metrics.cause_training import load_clean_images, recipe_generator, render  # noqa: E402
 
 WEATHER = FAMILIES.index("weather_occlusion")
-#: strip depths, as a share of the short side (16 and 32 px at 224)
-DEPTHS = (1 / 14, 1 / 7)
-#: added to the mean luminances before their log ratios (black strips stay finite)
-FLOOR = 0.02
-
-
-def edge_statistics(x: torch.Tensor) -> torch.Tensor:
-    """(B, 6) of ``x`` (B, 3, H, W) in [0, 1]: per depth of :data:`DEPTHS`, the log ratio of
-    the interior's mean luminance to the darkest edge strip's, of the opposite strip's to
-    the darkest's, and of the interior's to the darkest strip's brightest quarter (a band
-    darkens the whole edge, a dark object only part of it)."""
-    x = x.float().clamp(0, 1)
-    lum = 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]
-    _, h, w = lum.shape
-    out = []
-    for share in DEPTHS:
-        d = max(1, round(min(h, w) * share))
-        strips = (lum[:, :d], lum[:, -d:], lum[:, :, :d].transpose(1, 2), lum[:, :, -d:].transpose(1, 2))
-        means = torch.stack([s.mean((1, 2)) for s in strips], 1)  # top, bottom, left, right
-        brightest_quarter = torch.stack([torch.stack([c.mean((1, 2)) for c in s.chunk(4, 2)], 1).max(1).values
-                                         for s in strips], 1)
-        inner = lum[:, d:h - d, d:w - d].mean((1, 2))
-        darkest, k = means.min(1)
-        opposite = means.gather(1, (k ^ 1).unsqueeze(1))[:, 0]  # top <-> bottom, left <-> right
-        quarter = brightest_quarter.gather(1, k.unsqueeze(1))[:, 0]
-        out += [torch.log((inner + FLOOR) / (darkest + FLOOR)), torch.log((opposite + FLOOR) / (darkest + FLOOR)),
-                torch.log((inner + FLOOR) / (quarter + FLOOR))]
-    return torch.stack(out, 1)
 
 
 def edge_columns(cache, examples, seed, tag):
@@ -101,15 +78,10 @@ def widened(examples, columns):
     return dict(examples, X=torch.cat([examples["X"].float(), columns.float()], 1))
 
 
-def blocked(recipe) -> bool:
-    """The recipe holds a partial blockage (``lens_dirt`` at severity 2 or more)."""
-    return any(name == "lens_dirt" and severity >= 2 for name, severity in recipe.steps)
-
-
 def blockage_out_of_fold(train_ex, train_inputs, scored):
     """The blockage detector's probability on each of ``scored`` (``{name: (examples,
     inputs)}``), fitted on ``train_inputs`` of ``train_ex`` without the example's image fold."""
-    X, y = train_inputs.float().numpy(), np.array([blocked(r) for r in train_ex["recipes"]])
+    X, y = train_inputs.float().numpy(), np.array([T.blocked(r) for r in train_ex["recipes"]])
     image = np.array([r.image for r in train_ex["recipes"]])
     out = {n: torch.zeros(len(e["recipes"])) for n, (e, _) in scored.items()}
     for k in range(T.FOLDS):

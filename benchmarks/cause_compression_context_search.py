@@ -1,5 +1,9 @@
 """Issue 29, session 22: can the namer see lens dirt under heavy JPEG? (dev only, out of fold)
 
+Its results (``results/cause.search.md``) were measured at commit da9266a, before the blockage
+detector shipped: since then the cached features end with the edge statistics (and the head's
+format is 5), so run that commit to reproduce them.
+
     nice -n 10 python benchmarks/cause_compression_context_search.py --cache /tmp/dnniqa-cause
 
 On the shipped head's own examples (``train_cause_head.py``'s cache), every variant scored out

@@ -15,6 +15,7 @@ from fiftyone_dnniqa.core.images import InputSpec, prepare, read_image, to_float
 from fiftyone_dnniqa.corruptions import SUITES
 from fiftyone_dnniqa.demo import packaged_photos
 from fiftyone_dnniqa.metrics import create_metric
+from fiftyone_dnniqa.metrics.blockage import edge_statistics
 from fiftyone_dnniqa.metrics.cause import (
     FAMILIES, FAMILY_OF, NONE, image_statistics, multiscale_statistics, regional_statistics,
 )
@@ -94,7 +95,8 @@ def _time_parts(batches, backbone, reps=5):
         return proxy_outputs(backbone, x)
 
     parts = {"proxy pass": plain, "proxy pass + level statistics": with_levels, "image statistics": image_statistics,
-             "regional statistics": regional_statistics, "multiscale statistics": multiscale_statistics}
+             "regional statistics": regional_statistics, "multiscale statistics": multiscale_statistics,
+             "edge statistics": edge_statistics}
     best = {k: float("inf") for k in parts}
     n = sum(len(x) for x in batches)
     with torch.inference_mode():
@@ -312,5 +314,5 @@ def _parts_lines(parts):
     return ["Where the extra time goes (ms per image, best of 5 interleaved rounds, the same batches): "
             + ", ".join(f"{k} {v}" for k, v in parts.items())
             + f". The level statistics add {100 * (parts['proxy pass + level statistics'] / base - 1):.1f}% to "
-            "the proxy pass that `aligned` pays for anyway; the rest of `cause` is the image, regional and multiscale "
-            "statistics and the head.", ""]
+            "the proxy pass that `aligned` pays for anyway; the rest of `cause` is the image, regional, multiscale "
+            "and edge statistics and the head.", ""]

@@ -116,6 +116,21 @@ def _missing_data(reason):
     pytest.skip(reason)
 
 
+@pytest.fixture(scope="session")
+def packaged_224():
+    """The first 4 packaged photographs (scikit-image, ...), 224 px crops in [0, 1]."""
+    import torch
+
+    from fiftyone_dnniqa.core.images import InputSpec, prepare, read_image, to_float
+    from fiftyone_dnniqa.demo import packaged_photos
+
+    found = packaged_photos()
+    if len(found) < 4:
+        _missing_data("fewer than 4 packaged photographs (install scikit-image)")
+    return torch.stack([to_float(prepare(read_image(p), InputSpec(resize=256, crop=224)).unsqueeze(0))[0]
+                        for _, p in found[:4]])
+
+
 @pytest.fixture
 def make_dataset():
     """Factory of real temporary FiftyOne datasets, deleted afterwards."""

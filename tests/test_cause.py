@@ -16,6 +16,7 @@ from fiftyone_dnniqa.core.images import InputSpec, prepare, read_image, to_float
 from fiftyone_dnniqa.corruptions import apply_corruption
 from fiftyone_dnniqa.demo import packaged_photos
 from fiftyone_dnniqa.metrics import create_metric
+from fiftyone_dnniqa.metrics.blockage import edge_statistics
 from fiftyone_dnniqa.metrics.cause import (
     FAMILIES, FAMILY_OF, NONE, SHIPPED_HEAD, STATISTICS, cause_features, cause_labels, image_statistics,
     load_cause_head, multiscale_statistics, regional_statistics, save_cause_head,
@@ -182,9 +183,10 @@ def test_the_head_reads_the_statistics_of_the_proxys_first_feature_levels(cause,
             if i in (0, 1, 2, 4):
                 maps.append(h)
     by_hand = [image_statistics(x)] + [torch.cat([o.mean((2, 3)), o.std((2, 3))], 1) for o in maps]
-    by_hand += [regional_statistics(x), multiscale_statistics(x)]  # both checked against numpy in test_cause_pair.py
+    by_hand += [regional_statistics(x), multiscale_statistics(x),  # checked against numpy in test_cause_pair.py
+                edge_statistics(x)]  # and in test_blockage.py
     expected = torch.cat(by_hand, 1)
-    assert feats.shape == (2, 13 + 2 * (16 + 24 + 40 + 112) + 9 + 27) == expected.shape
+    assert feats.shape == (2, 13 + 2 * (16 + 24 + 40 + 112) + 9 + 27 + 6) == expected.shape
     assert torch.allclose(feats, expected, rtol=1e-4, atol=1e-4)
     assert cause.head.in_features == feats.shape[1]
 

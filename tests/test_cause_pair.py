@@ -7,25 +7,20 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from fiftyone_dnniqa.core.images import InputSpec, prepare, read_image, to_float
-from fiftyone_dnniqa.demo import packaged_photos
 from fiftyone_dnniqa.metrics import create_metric
 from fiftyone_dnniqa.metrics.cause import (
     FAMILIES, FAMILY_OF, MULTISCALE_STATISTICS, NONE, REGIONAL_STATISTICS, STATISTICS, CauseHead, PairedCauseHead,
     cause_features, cause_labels, load_cause_head, multiscale_statistics, regional_statistics, save_cause_head,
 )
+from fiftyone_dnniqa.metrics.blockage import EDGE_STATISTICS, edge_statistics
 from fiftyone_dnniqa.metrics.cause_training import draw_recipes, targets
 
 K = len(FAMILIES)
 
 
 @pytest.fixture(scope="module")
-def photos():
-    found = packaged_photos()
-    if len(found) < 4:
-        pytest.skip("fewer than 4 packaged photographs")
-    return torch.stack([to_float(prepare(read_image(p), InputSpec(resize=256, crop=224)).unsqueeze(0))[0]
-                        for _, p in found[:4]])
+def photos(packaged_224):
+    return packaged_224
 
 
 def regional_by_hand(img: np.ndarray) -> list:
@@ -111,17 +106,19 @@ def test_a_dark_band_and_a_smudge_move_the_regional_statistics_a_uniform_change_
     assert torch.allclose(dim[:, i("region_contrast_spread")], base[:, i("region_contrast_spread")], atol=0.02)
 
 
-def test_the_features_end_with_the_regional_then_multiscale_statistics_and_an_older_head_reads_the_columns_before(
+def test_the_features_end_with_the_regional_multiscale_then_edge_statistics_and_an_older_head_reads_the_columns_before(
         tmp_path, photos):
     """A head saved before the regional statistics (397 inputs) scores as it did: on the
     first 397 columns (the head called by hand on them)."""
     metric = create_metric("cause")
     with torch.inference_mode():
         feats = cause_features(metric.backbone, photos[:2])
-    later = len(REGIONAL_STATISTICS) + len(MULTISCALE_STATISTICS)
+    later = len(REGIONAL_STATISTICS) + len(MULTISCALE_STATISTICS) + len(EDGE_STATISTICS)
     assert feats.shape[1] == len(STATISTICS) + 2 * (16 + 24 + 40 + 112) + later
-    assert torch.allclose(feats[:, -later:-len(MULTISCALE_STATISTICS)], regional_statistics(photos[:2]))
-    assert torch.allclose(feats[:, -len(MULTISCALE_STATISTICS):], multiscale_statistics(photos[:2]))
+    regional, multiscale = -later, -later + len(REGIONAL_STATISTICS)
+    assert torch.allclose(feats[:, regional:multiscale], regional_statistics(photos[:2]))
+    assert torch.allclose(feats[:, multiscale:-len(EDGE_STATISTICS)], multiscale_statistics(photos[:2]))
+    assert torch.allclose(feats[:, -len(EDGE_STATISTICS):], edge_statistics(photos[:2]))
     torch.manual_seed(0)
     older = CauseHead(feats.shape[1] - later, 16)
     path = str(tmp_path / "older.safetensors")

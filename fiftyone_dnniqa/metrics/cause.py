@@ -33,15 +33,17 @@ from ..corruptions.compound import FAMILY_OF as CORRUPTION_FAMILY
 from .aligned import resized_square
 from .backbones import load_backbone
 from .base import InputSpec, QualityMetric
+from .blockage import EDGE_STATISTICS, BlockageDetector, edge_statistics
 from .registry import register_metric
 from .shared_forward import proxy_outputs
 
+#: 5: a paired head with a blockage detector (:class:`~.blockage.BlockageDetector`);
 #: 4: a paired head (a single-degradation head and a compound-trained one, :class:`PairedCauseHead`);
 #: 3: a severity per family besides the overall one; 2: the head reads feature-level
 #: statistics (1 read the pooled features)
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 #: the formats this version reads
-READABLE_FORMATS = (2, 3, 4)
+READABLE_FORMATS = (2, 3, 4, 5)
 #: the degradation families, in the order of the head's outputs
 FAMILIES = ("blur", "noise", "compression", "exposure", "contrast_haze", "weather_occlusion",
             "low_resolution")
@@ -196,7 +198,8 @@ def cause_features(backbone, images: torch.Tensor) -> torch.Tensor:
     """The head's input: :func:`image_statistics` of ``images`` (B, 3, H, W) in [0, 1],
     then the per-channel mean and spread of the proxy's first feature levels (from the
     pass shared with ``aligned`` on the same batch, :func:`~.shared_forward.proxy_outputs`),
-    then :func:`regional_statistics` and :func:`multiscale_statistics`. A head reads its
+    then :func:`regional_statistics`, :func:`multiscale_statistics` and
+    :func:`~.blockage.edge_statistics`. A head reads its
     first ``in_features`` columns (heads saved before the later statistics ignore them).
     The pooled features are not used: they are trained to ignore the imaging conditions
     (on the benchmark's dev split they named the family right 62% of the time, the
@@ -206,7 +209,8 @@ def cause_features(backbone, images: torch.Tensor) -> torch.Tensor:
     if levels is None:
         raise ValueError(f"the cause head needs a timm backbone with feature levels (efficientnet_lite* or "
                          f"timm:<name>), not {backbone.name}")
-    return torch.cat([image_statistics(x), levels.float(), regional_statistics(x), multiscale_statistics(x)], dim=1)
+    return torch.cat([image_statistics(x), levels.float(), regional_statistics(x), multiscale_statistics(x),
+                      edge_statistics(x)], dim=1)
 
 
 class CauseHead(torch.nn.Module):
@@ -253,21 +257,33 @@ class PairedCauseHead(torch.nn.Module):
     degradation at a time) and a compound-trained one (``namer``). The mean of their
     probabilities decides clean or not and names the most likely family (more single
     degradations named right than either alone); the namer's probabilities name the
-    other families and its severities are the image's."""
+    other families and its severities are the image's. Format 5 adds a ``blockage``
+    detector (:class:`~.blockage.BlockageDetector`): the weather probability that names
+    ``weather_occlusion`` beside the deciding family is the larger of the namer's and the
+    detector's (rescaled when trained so that its own decision boundary reads as the head's
+    weather threshold). It only adds weather: the deciding probabilities, and the namer's
+    for the other families, are the pair's own."""
 
-    def __init__(self, decider: CauseHead, namer: CauseHead):
+    def __init__(self, decider: CauseHead, namer: CauseHead, blockage: Optional[BlockageDetector] = None):
         super().__init__()
-        self.decider, self.namer = decider, namer
+        self.decider, self.namer, self.blockage = decider, namer, blockage
 
     @property
     def in_features(self) -> int:
-        return max(self.decider.in_features, self.namer.in_features)
+        parts = (self.decider, self.namer) + ((self.blockage,) if self.blockage is not None else ())
+        return max(part.in_features for part in parts)
 
     def outputs(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """As :meth:`CauseHead.outputs`: the mean probabilities decide, the namer's name the others."""
+        """As :meth:`CauseHead.outputs`: the mean probabilities decide, the namer's (and the
+        blockage detector's, for weather) name the others."""
         decider = torch.sigmoid(self.decider(x[:, :self.decider.in_features])[0])
         naming, _, severity, family_severity = self.namer.outputs(x)
-        return (decider + naming) / 2, naming, severity, family_severity
+        deciding = (decider + naming) / 2
+        if self.blockage is not None:
+            weather = FAMILIES.index("weather_occlusion")
+            naming = naming.clone()
+            naming[:, weather] = torch.maximum(naming[:, weather], self.blockage(x))
+        return deciding, naming, severity, family_severity
 
 
 def _shape(head: CauseHead) -> dict:
@@ -284,8 +300,10 @@ def save_cause_head(path: str, head, config: dict) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     if isinstance(head, PairedCauseHead):
-        config = dict(config, format_version=FORMAT_VERSION, families=list(FAMILIES), decider=_shape(head.decider),
-                      namer=_shape(head.namer))
+        config = dict(config, format_version=4 if head.blockage is None else 5, families=list(FAMILIES),
+                      decider=_shape(head.decider), namer=_shape(head.namer))
+        if head.blockage is not None:
+            config["blockage"] = {"first_column": head.blockage.first_column, "statistics": list(EDGE_STATISTICS)}
     else:
         config = dict(config, format_version=3 if head.per_family else 2, families=list(FAMILIES),
                       in_features=head.in_features, hidden=int(head.net[0].out_features))
@@ -295,7 +313,7 @@ def save_cause_head(path: str, head, config: dict) -> None:
 
 def load_cause_head(path: str):
     """The head saved at ``path`` (a :class:`CauseHead`, or a :class:`PairedCauseHead`
-    for format 4) and its configuration."""
+    for formats 4 and 5) and its configuration."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no cause head at {path!r}: train one with fit_cause_head "
                                 "(or python benchmarks/train_cause_head.py for the shipped one)")
@@ -311,8 +329,9 @@ def load_cause_head(path: str):
     if tuple(config.get("families", ())) != FAMILIES:
         raise ValueError(f"{path}: trained for families {config.get('families')}, expected {list(FAMILIES)}")
     # format 2 (one severity for the image) still reads: each family gets the image's severity
-    if config["format_version"] == 4:
-        head = PairedCauseHead(_from_shape(config["decider"]), _from_shape(config["namer"]))
+    if config["format_version"] in (4, 5):
+        blockage = BlockageDetector(config["blockage"]["first_column"]) if config["format_version"] == 5 else None
+        head = PairedCauseHead(_from_shape(config["decider"]), _from_shape(config["namer"]), blockage)
     else:
         head = CauseHead(config["in_features"], config["hidden"], per_family=config["format_version"] == 3)
     head.load_state_dict(state)
