@@ -39,7 +39,7 @@ OLD_NO_CAUSE = "none"
 #: each degradation family as an image is described ("dark and noisy"); exposure says
 #: "dark" or "bright" where the run stored which way it went (its ``direction``)
 CAUSE_WORDS = {"blur": "blurred", "noise": "noisy", "compression": "compressed", "exposure": "badly exposed",
-               "contrast_haze": "washed out", "weather_occlusion": "obscured (weather, lens dirt)",
+               "contrast_haze": "washed out", "weather_occlusion": "obscured by weather or lens dirt",
                "low_resolution": "pixelated"}
 
 
