@@ -31,6 +31,7 @@ import inspect
 import os
 import sys
 import time
+from typing import Optional
 
 import numpy as np
 import torch
@@ -199,30 +200,33 @@ def blocked(recipe) -> bool:
     return any(name == "lens_dirt" and severity >= 2 for name, severity in recipe.steps)
 
 
-def fit_blockage_detector(X, recipes, first_column, weather_threshold) -> BlockageDetector:
+def fit_blockage_detector(X, recipes, first_column, weather_threshold) -> Optional[BlockageDetector]:
     """The blockage detector on the edge statistics (columns ``first_column`` on) of ``X``,
-    its bias shifted so that its own threshold (:data:`SETTINGS`' ``blockage_threshold``)
-    reads ``weather_threshold``, the head's: the larger of its probability and the namer's
-    then names weather exactly where either reaches its own threshold."""
+    fitted for :func:`blocked` ``recipes``: a plain logistic regression whose own threshold
+    (:data:`SETTINGS`' ``blockage_threshold``) reads as ``weather_threshold``, the head's, so
+    that the larger of it and the namer's weather probability names weather exactly where
+    either reaches its own threshold. None where weather is never named second
+    (``weather_threshold`` 1) or the examples hold one class only."""
+    labels = [blocked(r) for r in recipes]
+    if weather_threshold >= 1 or len(set(labels)) < 2:
+        return None
     edges = X[:, first_column:first_column + len(EDGE_STATISTICS)].double().numpy()
     scale = StandardScaler().fit(edges)
-    model = LogisticRegression(max_iter=2000).fit(scale.transform(edges), [blocked(r) for r in recipes])
-    detector = BlockageDetector(first_column)
-    own = SETTINGS["blockage_threshold"]
-    shift = float(np.log(weather_threshold / (1 - weather_threshold)) - np.log(own / (1 - own)))
+    model = LogisticRegression(max_iter=2000).fit(scale.transform(edges), labels)
+    detector = BlockageDetector(first_column, SETTINGS["blockage_threshold"], reads=weather_threshold)
     with torch.no_grad():
         detector.mean.copy_(torch.from_numpy(scale.mean_))
         detector.std.copy_(torch.from_numpy(scale.scale_))
         detector.linear.weight.copy_(torch.from_numpy(model.coef_))
-        detector.linear.bias.copy_(torch.from_numpy(model.intercept_ + shift))
+        detector.linear.bias.copy_(torch.from_numpy(model.intercept_))
     return detector.eval()
 
 
 def fit_paired_head(decider_ex, namer_ex, keep=None, weather_threshold=None) -> PairedCauseHead:
     """The shipped kind of head fitted on the examples that ``keep(recipes)`` (a boolean
     mask; default all) leaves in each set: the decider and the namer on the columns before
-    the edge statistics; given the head's ``weather_threshold`` (below 1: weather can be
-    named second), the blockage detector on those too (none where no example is blocked)."""
+    the edge statistics; given the head's ``weather_threshold``, the blockage detector on
+    those too (:func:`fit_blockage_detector`)."""
     a, b = _rows(decider_ex, keep), _rows(namer_ex, keep)
     d, s = DECIDER, SETTINGS
     first = namer_ex["X"].shape[1] - len(EDGE_STATISTICS)
@@ -232,8 +236,8 @@ def fit_paired_head(decider_ex, namer_ex, keep=None, weather_threshold=None) -> 
                                  namer_ex["family_severity"][b], hidden=s["hidden"], epochs=s["epochs"],
                                  weight_decay=s["weight_decay"], seed=s["seed"], members=s["members"])
     recipes = [r for r, k in zip(namer_ex["recipes"], b.tolist()) if k]
-    detector = (fit_blockage_detector(namer_ex["X"][b], recipes, first, weather_threshold)
-                if weather_threshold is not None and weather_threshold < 1 and any(map(blocked, recipes)) else None)
+    detector = None if weather_threshold is None else fit_blockage_detector(namer_ex["X"][b], recipes, first,
+                                                                             weather_threshold)
     return PairedCauseHead(decider, namer, detector).eval()
 
 
@@ -382,6 +386,7 @@ def main(argv=None):
               "decider_recipe": DECIDER, "target_none": s["target_none"], "false_alarm": s["false_alarm"],
               "extra_budget": s["extra_budget"],
               "blockage_recipe": {"label": "lens_dirt at severity 2 or more", "threshold": s["blockage_threshold"],
+                                  "reads_as": "the head's weather threshold",
                                   "added_to": "the namer's thresholds, chosen without it"},
               "thresholds_from": "dev single degradations and the benchmark's held-out combinations on the dev "
                                  "images, out of fold (budgeted_thresholds)",

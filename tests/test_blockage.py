@@ -162,3 +162,42 @@ def test_a_firing_detector_names_weather_beside_the_deciding_family():
     assert weather_named == expected
     assert any(b >= 0.95 and n < 0.95 and not t for b, n, t in zip(blocked.tolist(), namer_weather.tolist(),
                                                                      top_is_weather))
+
+
+def test_the_detectors_threshold_reads_as_the_heads_and_a_users_threshold_reads_its_own_probability(tmp_path):
+    """Called, the detector reports its probability so that its own threshold reads as the
+    head's weather threshold (the logit shifted by theirs, by hand); the file keeps both; a
+    ``cause`` metric given one threshold compares the detector's own probability with it."""
+    det = BlockageDetector(0, threshold=0.5, reads=0.95)
+    torch.nn.init.normal_(det.linear.weight, std=2.0)
+    x = torch.randn(500, 6)
+    with torch.no_grad():
+        z = det.linear(x)[:, 0].numpy()
+        p, shown = det.probability(x).numpy(), det(x).numpy()
+    assert np.allclose(p, 1 / (1 + np.exp(-z)), atol=1e-6)
+    assert np.allclose(shown, 1 / (1 + np.exp(-(z + np.log(0.95 / 0.05)))), atol=1e-6)
+    assert ((shown >= 0.95) == (p >= 0.5)).all() and 0.1 < (p >= 0.5).mean() < 0.9
+    with pytest.raises(ValueError):
+        BlockageDetector(0, reads=1.0)
+    head = PairedCauseHead(CauseHead(14, 8, per_family=False), CauseHead(14, 12), BlockageDetector(14, 0.5, 0.95))
+    path = str(tmp_path / "scale.safetensors")
+    save_cause_head(path, head, {"backbone": "efficientnet_lite0", "thresholds": [0.95] * K, "gate": 0.6})
+    again, _ = load_cause_head(path)
+    assert (again.blockage.threshold, again.blockage.reads) == (0.5, 0.95)
+    from fiftyone_dnniqa.metrics import create_metric
+    mine, theirs = create_metric("cause", path=path), create_metric("cause", path=path, threshold=0.6)
+    assert mine.head.blockage.reads == 0.95 and theirs.head.blockage.reads == theirs.head.blockage.threshold == 0.5
+
+
+def test_a_head_whose_detector_reads_other_statistics_is_refused(tmp_path):
+    head = detector_pair()
+    path = str(tmp_path / "other.safetensors")
+    save_cause_head(path, head, {"backbone": "efficientnet_lite0", "thresholds": [0.5] * K, "gate": 0.6})
+    with safe_open(path, framework="pt") as f:
+        tensors, meta = {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
+    config = json.loads(meta["config"])
+    config["blockage"]["statistics"] = config["blockage"]["statistics"][::-1]
+    from safetensors.torch import save_file
+    save_file(tensors, path, metadata=dict(meta, config=json.dumps(config)))
+    with pytest.raises(ValueError, match="blockage detector reads"):
+        load_cause_head(path)

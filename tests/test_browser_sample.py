@@ -72,12 +72,12 @@ def test_the_panel_reads_a_compound_cause_beside_the_image(sync_playwright, imag
     combinations it never saw in training (a night shot, dark and noisy; a shaky one, blurred
     and noisy; one through a dirty, partly blocked lens, saved as a very heavy JPEG), and the
     sample viewer's panel reads each image's stored labels as one phrase, every family with
-    its own severity (the dirty lens's grey veil also reads as haze here: a third family is
-    allowed on that image). The oracle: the labels as stored, read by hand."""
+    its own severity (the dirty lens's grey veil may also read as haze: allowed on that image
+    only). The oracle: the labels as stored, read by hand."""
     steps = [(("low_light", 4), ("gaussian_noise", 4)), (("motion_blur", 4), ("shot_noise", 4)),
              (("lens_dirt", 4), ("dk_jpeg", 5))]
     photos = [to_float(prepare(read_image(f), InputSpec(resize=256, crop=224)).unsqueeze(0))[0]
-              for f in imagenet_files[:3]]
+              for f in (imagenet_files[0], imagenet_files[1], imagenet_files[3])]  # the last: a test-split photo
     paths = saved([degraded(x, *recipe, seed=k) for k, (x, recipe) in enumerate(zip(photos, steps))], tmp_path)
     ds = fo.Dataset(f"dnniqa-browser-{uuid.uuid4().hex[:8]}", persistent=True)
     try:
@@ -86,9 +86,9 @@ def test_the_panel_reads_a_compound_cause_beside_the_image(sync_playwright, imag
         stored = ds.values("iqa_cause")
         expected = []
         wanted = ({"exposure", "noise"}, {"blur", "noise"}, {"compression", "weather_occlusion"})
-        for labels, want, exact in zip(stored, wanted, (True, True, False)):
+        for labels, want, allowed in zip(stored, wanted, (set(), set(), {"contrast_haze"})):
             named = {c.label for c in labels.classifications}
-            assert want <= named and (named == want or not exact), labels  # every true family named
+            assert want <= named and named - want <= allowed, labels  # every true family named
             parts = [f"{WORDS[c.label]} (severity {c['severity']:.1f})" for c in labels.classifications]
             phrase = parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"  # "a, b and c"
             expected.append(f"predicted cause (iqa_cause): {phrase}")

@@ -220,3 +220,34 @@ def test_real_photo_checks_blur_the_thumbnails_and_count_what_is_stored(monkeypa
     lines = cause_report._real_photo_lines(out)
     assert "blur stored on 100.0% of the blurred ones, no cause on 100.0% of the clean ones." in lines[2]
     assert lines[-2] == f"| {photos[-1][0]} | (no cause) | blur |"
+
+
+def test_the_blockage_detector_is_sklearns_logistic_regression_read_on_the_heads_scale():
+    """``train_cause_head.fit_blockage_detector``: its probability is that of a logistic
+    regression fitted here, by sklearn, on the standardised edge columns; its threshold
+    reads as the head's weather threshold; no detector where weather is never named second
+    or where the examples hold one class."""
+    import train_cause_head
+    from sklearn.linear_model import LogisticRegression
+
+    from fiftyone_dnniqa.metrics.blockage import EDGE_STATISTICS
+
+    rng = np.random.default_rng(0)
+    n, first = 200, 4
+    recipes = [Recipe(i, (("lens_dirt", 3),) if i % 4 == 0 else (("snow", 3),) if i % 4 == 1 else ()) for i in range(n)]
+    blocked = np.array([i % 4 == 0 for i in range(n)])
+    X = rng.normal(size=(n, first + len(EDGE_STATISTICS) + 3))
+    X[blocked, first] += 2.0  # the interior over the darkest strip: higher with a blockage
+    X = torch.from_numpy(X).float()
+    detector = train_cause_head.fit_blockage_detector(X, recipes, first, 0.95)
+    edges = X[:, first:first + len(EDGE_STATISTICS)].double().numpy()
+    z = (edges - edges.mean(0)) / edges.std(0)
+    oracle = LogisticRegression(max_iter=2000).fit(z, blocked).predict_proba(z)[:, 1]
+    with torch.no_grad():
+        p = detector.probability(X).double().numpy()
+        shown = detector(X).double().numpy()
+    assert np.allclose(p, oracle, atol=1e-5)
+    assert detector.threshold == 0.5 and detector.reads == 0.95
+    assert ((shown >= 0.95) == (oracle >= 0.5)).all() and (oracle >= 0.5).any() and (oracle < 0.5).any()
+    assert train_cause_head.fit_blockage_detector(X, recipes, first, 1.0) is None
+    assert train_cause_head.fit_blockage_detector(X[1:4], recipes[1:4], first, 0.95) is None  # nothing blocked

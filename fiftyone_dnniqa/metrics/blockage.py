@@ -3,13 +3,16 @@
 It shows as a dark band coming in from one edge. The band covers many 8 x 8 JPEG blocks,
 so the block means that even a very heavy JPEG keeps still show it, where the cause
 head's other features are taken over by the blocks (``benchmarks/results/cause.search.md``,
-session 23). :func:`edge_statistics` measures how much darker the darkest edge strip is
+sessions 23 and 24). :func:`edge_statistics` measures how much darker the darkest edge strip is
 than the rest of the frame; :class:`BlockageDetector` turns them into the probability of a
 blockage, which the shipped cause head (:class:`~.cause.PairedCauseHead`) uses to name
 ``weather_occlusion``.
 """
 
 from __future__ import annotations
+
+import math
+from typing import Optional
 
 import torch
 
@@ -51,11 +54,23 @@ def edge_statistics(x: torch.Tensor) -> torch.Tensor:
 
 class BlockageDetector(torch.nn.Module):
     """A logistic regression on the :data:`EDGE_STATISTICS`, read from the cause features'
-    columns ``first_column`` on: the probability that part of the frame is blocked."""
+    columns ``first_column`` on: the probability that part of the frame is blocked
+    (:meth:`probability`), which calls a blockage from its own ``threshold``.
 
-    def __init__(self, first_column: int):
+    Called, it reports that probability on the scale of the head it names weather for: its
+    ``threshold`` reads as ``reads`` (the head's weather threshold; the logit is shifted by the
+    difference of theirs), so that one comparison with the head's threshold names weather
+    exactly where the probability reaches its own. With ``reads`` equal to ``threshold`` (the
+    default) it reports the probability itself."""
+
+    def __init__(self, first_column: int, threshold: float = 0.5, reads: Optional[float] = None):
         super().__init__()
+        for name, value in (("threshold", threshold), ("reads", reads)):
+            if value is not None and not 0 < float(value) < 1:
+                raise ValueError(f"{name} must be between 0 and 1, not {value!r}")
         self.first_column = int(first_column)
+        self.threshold = float(threshold)
+        self.reads = float(reads) if reads is not None else self.threshold
         n = len(EDGE_STATISTICS)
         self.register_buffer("mean", torch.zeros(n))
         self.register_buffer("std", torch.ones(n))
@@ -66,7 +81,19 @@ class BlockageDetector(torch.nn.Module):
         """How many of the cause features' first columns it needs."""
         return self.first_column + len(EDGE_STATISTICS)
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """(B,) probabilities from the cause features (B, D >= :attr:`in_features`)."""
+    def logit(self, features: torch.Tensor) -> torch.Tensor:
+        """(B,) logits of a blockage from the cause features (B, D >= :attr:`in_features`)."""
         edges = features[:, self.first_column:self.in_features]
-        return torch.sigmoid(self.linear((edges - self.mean) / self.std)[:, 0])
+        return self.linear((edges - self.mean) / self.std)[:, 0]
+
+    def probability(self, features: torch.Tensor) -> torch.Tensor:
+        """(B,) probabilities that part of the frame is blocked."""
+        return torch.sigmoid(self.logit(features))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """(B,) the probabilities on the head's scale: :attr:`threshold` reads as :attr:`reads`."""
+        return torch.sigmoid(self.logit(features) + _logit(self.reads) - _logit(self.threshold))
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1 - p))

@@ -2,7 +2,7 @@
 
 A small head on the ``aligned`` proxy's early feature maps (each channel's mean and
 spread at strides 2 to 16, where blur, noise and blocking still show) plus cheap image,
-regional and multiscale statistics predicts an independent probability for each degradation family
+regional, multiscale and edge statistics predicts an independent probability for each degradation family
 (:data:`FAMILIES`) and a severity (0 clean .. 5). It is trained without human labels on
 the corruption suites applied to clean photographs (:func:`~.cause_training.fit_cause_head`),
 and saved as one safetensors file whose metadata holds its configuration. The shipped
@@ -260,9 +260,9 @@ class PairedCauseHead(torch.nn.Module):
     other families and its severities are the image's. Format 5 adds a ``blockage``
     detector (:class:`~.blockage.BlockageDetector`): the weather probability that names
     ``weather_occlusion`` beside the deciding family is the larger of the namer's and the
-    detector's (rescaled when trained so that its own decision boundary reads as the head's
-    weather threshold). It only adds weather: the deciding probabilities, and the namer's
-    for the other families, are the pair's own."""
+    detector's (on the head's scale: its own threshold reads as the head's weather threshold).
+    It only adds weather: the deciding probabilities, and the namer's for the other
+    families, are the pair's own."""
 
     def __init__(self, decider: CauseHead, namer: CauseHead, blockage: Optional[BlockageDetector] = None):
         super().__init__()
@@ -303,12 +303,21 @@ def save_cause_head(path: str, head, config: dict) -> None:
         config = dict(config, format_version=4 if head.blockage is None else 5, families=list(FAMILIES),
                       decider=_shape(head.decider), namer=_shape(head.namer))
         if head.blockage is not None:
-            config["blockage"] = {"first_column": head.blockage.first_column, "statistics": list(EDGE_STATISTICS)}
+            config["blockage"] = {"first_column": head.blockage.first_column, "statistics": list(EDGE_STATISTICS),
+                                  "threshold": head.blockage.threshold, "reads": head.blockage.reads}
     else:
         config = dict(config, format_version=3 if head.per_family else 2, families=list(FAMILIES),
                       in_features=head.in_features, hidden=int(head.net[0].out_features))
     save_file({k: v.detach().contiguous().cpu() for k, v in head.state_dict().items()}, path,
               metadata={"config": json.dumps(config)})
+
+
+def _blockage(path: str, config: dict) -> BlockageDetector:
+    """The (untrained) blockage detector a format-5 head's ``config["blockage"]`` describes."""
+    if tuple(config.get("statistics", ())) != EDGE_STATISTICS:
+        raise ValueError(f"{path}: its blockage detector reads {config.get('statistics')}, expected "
+                         f"{list(EDGE_STATISTICS)}")
+    return BlockageDetector(config["first_column"], config.get("threshold", 0.5), config.get("reads"))
 
 
 def load_cause_head(path: str):
@@ -330,7 +339,7 @@ def load_cause_head(path: str):
         raise ValueError(f"{path}: trained for families {config.get('families')}, expected {list(FAMILIES)}")
     # format 2 (one severity for the image) still reads: each family gets the image's severity
     if config["format_version"] in (4, 5):
-        blockage = BlockageDetector(config["blockage"]["first_column"]) if config["format_version"] == 5 else None
+        blockage = _blockage(path, config["blockage"]) if config["format_version"] == 5 else None
         head = PairedCauseHead(_from_shape(config["decider"]), _from_shape(config["namer"]), blockage)
     else:
         head = CauseHead(config["in_features"], config["hidden"], per_family=config["format_version"] == 3)
@@ -386,10 +395,11 @@ class CauseMetric(QualityMetric):
     Args:
         path (None): a head saved by :func:`~.cause_training.fit_cause_head`; ``None`` for
             the shipped head (trained on the ImageNet sample)
-        threshold (None): the probability from which a family is reported; ``None`` for
-            the head's own thresholds, one per family, calibrated when it was fitted so
-            that held-out clean images are called "none" (at least 0.5), and its own
-            ``gate`` if it has one (:func:`cause_labels`)
+        threshold (None): the probability from which a family is reported (a blockage
+            detector's own probability included); ``None`` for the head's own thresholds,
+            one per family, calibrated when it was fitted so that held-out clean images are
+            called "none" (at least 0.5), and its own ``gate`` if it has one
+            (:func:`cause_labels`)
     """
 
     name = "cause"
@@ -410,6 +420,8 @@ class CauseMetric(QualityMetric):
         self.thresholds = ([self.threshold] * len(FAMILIES) if threshold is not None
                            else [float(t) for t in self.config.get("thresholds", [0.5] * len(FAMILIES))])
         self.gate = None if threshold is not None or self.config.get("gate") is None else float(self.config["gate"])
+        if threshold is not None and getattr(self.head, "blockage", None) is not None:
+            self.head.blockage.reads = self.head.blockage.threshold  # its own probability, against the user's
         self.backbone = load_backbone(self.config["backbone"])
         self.backbone.model.to(memory_format=torch.channels_last)
         self.input_spec = InputSpec(resize=self.backbone.resize, crop=self.backbone.crop)
