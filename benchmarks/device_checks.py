@@ -47,6 +47,9 @@ OBJECTS_PER_IMAGE, OBJECTS_RATIO_MAX = 7, 1.5
 #: the decode path changes pixels by rounding, so it has its own (tests/test_device_decode.py's)
 TOLERANCE = {"cpu": 1e-4, "cuda_fp32": 1e-3, "cuda_amp": 2e-2, "decode": 2e-2}
 SPEARMAN_MIN = 0.999
+#: a metric that stores labels (``cause``): the share of images whose families CUDA and the
+#: CPU store alike (bf16 may move a probability that sits on a threshold across it)
+LABELS_MIN = 0.97
 
 
 @dataclass
@@ -212,7 +215,8 @@ def _metric_configs(ctx):
         configs.append(("aligned_task label_mode=sample tta=flip",
                         {"classes": sorted(set(labels)), "label_mode": "sample", "tta": "flip"},
                         {"labels": labels}))
-    configs += [("aligned_fr", {}, {"files": blurred, "refs": files}), ("tg_iqa", None, {}), ("piqe", {}, {})]
+    configs += [("aligned_fr", {}, {"files": blurred, "refs": files}), ("tg_iqa", None, {}), ("piqe", {}, {}),
+                ("cause", {}, {})]
     for label, opts, extra in configs:
         try:
             metric = _tg_iqa(ctx) if label == "tg_iqa" else create_metric(label.split()[0], **opts)
@@ -230,8 +234,23 @@ def _tg_iqa(ctx):
                       copies=ctx.size["copies"], epochs=200, device="cpu", overwrite=True)
 
 
+def _severity(metric, scores):
+    """One number per image: the score, or the severity of a metric that stores labels
+    (``cause``: its rows, read by the metric's own ``labels``)."""
+    if getattr(metric, "outputs", None) != "classifications":
+        return scores
+    return np.array([metric.labels(row)[1]["severity"] if np.isfinite(row).all() else np.nan for row in scores])
+
+
+def _same_labels(metric, a, b) -> float:
+    """The share of images whose stored families are the same from rows ``a`` and ``b``."""
+    return float(np.mean([{f for f, _ in metric.labels(x)[0]} == {f for f, _ in metric.labels(y)[0]}
+                          for x, y in zip(a, b)]))
+
+
 def agreement(ctx):
-    """Scores on CUDA (autocast on and off) against the CPU, PIL decoding on both."""
+    """Scores on CUDA (autocast on and off) against the CPU, PIL decoding on both; for
+    ``cause``, its severity and the families it stores."""
     cpu, n, w = torch.device("cpu"), ctx.size["agree"], ctx.size["workers"]
     for label, metric, extra in _metric_configs(ctx):
         if isinstance(metric, str):
@@ -239,17 +258,25 @@ def agreement(ctx):
             continue
         files = extra.get("files", ctx.files[:n])
         kw = dict(num_workers=w, decode="workers", refs=extra.get("refs"), labels=extra.get("labels"))
-        ref, _ = P.score_files(metric, files, cpu, batch_size=16, amp=False, **kw)
+        rows, _ = P.score_files(metric, files, cpu, batch_size=16, amp=False, **kw)
+        ref = _severity(metric, rows)
         target = f"ρ ≥ {SPEARMAN_MIN}"
         if not ctx.cuda:
             ctx.add("agreement", f"{label}: CUDA vs CPU", _finite(ref), target, cuda_only=True)
             continue
-        amp, _ = P.score_files(metric, files, ctx.dev, batch_size=64, amp=True, **kw)
+        amp_rows, _ = P.score_files(metric, files, ctx.dev, batch_size=64, amp=True, **kw)
+        amp = _severity(metric, amp_rows)
         ctx.add("agreement", f"{label}: CUDA bf16 autocast vs CPU", _compare(amp, ref), target, _agrees(amp, ref))
-        fp32, _ = P.score_files(metric, files, ctx.dev, batch_size=64, amp=False, **kw)
+        fp32_rows, _ = P.score_files(metric, files, ctx.dev, batch_size=64, amp=False, **kw)
+        fp32 = _severity(metric, fp32_rows)
         ctx.add("agreement", f"{label}: CUDA fp32 vs CPU", _compare(fp32, ref), target, _agrees(fp32, ref))
         ctx.add("autocast", f"{label}: bf16 on vs off" + ("" if metric.supports_amp else " (no autocast)"),
                 _compare(amp, fp32), target, _agrees(amp, fp32))
+        if amp is not amp_rows:  # a metric that stores labels: are they the same ones?
+            for name, got in (("bf16 autocast", amp_rows), ("fp32", fp32_rows)):
+                share = _same_labels(metric, got, rows)
+                ctx.add("agreement", f"{label}: CUDA {name} vs CPU, same families stored",
+                        f"{100 * share:.1f}% of {len(rows)}", f">= {100 * LABELS_MIN:.0f}%", share >= LABELS_MIN)
         del metric
     if not ctx.cuda:
         return

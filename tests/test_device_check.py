@@ -99,7 +99,7 @@ def test_smoke_run_skips_only_what_needs_cuda(smoke):
     report, _, _ = smoke
     agreement = _rows(report, "agreement")
     labels = [r["check"].split(":")[0] for r in agreement]
-    for name in ("aligned", "aligned tta=flip", "aligned tta=multiscale", "aligned_fr", "tg_iqa", "piqe"):
+    for name in ("aligned", "aligned tta=flip", "aligned tta=multiscale", "aligned_fr", "tg_iqa", "piqe", "cause"):
         assert name in labels, labels
     assert any(label.startswith("aligned_task") for label in labels)
     for r in agreement + _rows(report, "corruptions") + _rows(report, "out of memory") + _rows(report, "targets"):
@@ -308,3 +308,27 @@ def test_the_device_checks_object_pipeline_scores_as_an_object_run(photos, make_
 def test_decode_path_changes_a_score_by_rounding_only(photos, baseline, make_dataset):
     got = _scores(make_dataset, photos[0], batch_size=4, num_workers=0, decode="device")
     _same(got, baseline, DECODE)
+
+
+def test_the_agreement_of_cause_reads_its_severity_and_the_families_it_stores(imagenet_files):
+    """What the GPU run compares for ``cause`` (rows, not one score): the severity it
+    stores, and the share of images whose stored families match; on CPU rows, with one
+    image's naming probabilities all raised to 1 by hand (every family then stored)."""
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    import device_checks
+    import device_pipeline
+
+    metric = dq.metrics.create_metric("cause")
+    rows, failures = device_pipeline.score_files(metric, imagenet_files[1:7:2], torch.device("cpu"), batch_size=4,
+                                                 amp=False, decode="workers")
+    assert rows.shape[0] == 3 and not failures
+    by_hand = [metric.labels(r)[1]["severity"] for r in rows]
+    assert np.allclose(device_checks._severity(metric, rows), by_hand)
+    assert device_checks._same_labels(metric, rows, rows.copy()) == 1.0
+    raised = rows.copy()
+    k = len(dq.metrics.cause.FAMILIES)
+    raised[0, :k] = raised[0, 2 * k + 2:3 * k + 2] = 1.0  # deciding and naming: every family certain
+    assert len(metric.labels(raised[0])[0]) == k
+    assert device_checks._same_labels(metric, raised, rows) == pytest.approx(2 / 3)
+    scores = np.array([0.1, 0.2])
+    assert device_checks._severity(dq.metrics.create_metric("piqe"), scores) is scores
