@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 import torch
 
@@ -26,31 +25,18 @@ sys.path.insert(0, HERE)
 
 from cause import predict  # noqa: E402
 from cause_compound import compound_recipes, compound_section  # noqa: E402
-from train_cause_head import SETTINGS, rendering_fingerprint, split_files  # noqa: E402
+from train_cause_head import _cached, _features, split_files  # noqa: E402
 
-from fiftyone_dnniqa.core.images import InputSpec  # noqa: E402
-from fiftyone_dnniqa.metrics.backbones import load_backbone  # noqa: E402
-from fiftyone_dnniqa.metrics.cause import FORMAT_VERSION, load_cause_head  # noqa: E402
-from fiftyone_dnniqa.metrics.cause_training import build_examples, load_clean_images  # noqa: E402
+from fiftyone_dnniqa.metrics.cause import load_cause_head  # noqa: E402
 
 
 def redrawn_examples(cache, n, seed):
     """Features of every held-out combination and order on each of the first ``n`` test
     images, severities drawn from ``seed`` and rendered from ``seed + 100`` (cached)."""
-    key = f"{cache}/redraw-{seed}-v{FORMAT_VERSION}-{rendering_fingerprint()}-{n}.pt"
-    if os.path.isfile(key):
-        return torch.load(key, weights_only=False)
-    proxy = load_backbone(SETTINGS["backbone"])
-    clean, _ = load_clean_images(split_files("test")[:n], InputSpec(resize=proxy.resize, crop=proxy.crop))
-    drawn = compound_recipes(len(clean), stride=1, seed=seed)
-    t0 = time.time()
-    X, _, _, fam_sev = build_examples(clean, [r for r, _ in drawn], proxy, torch.device("cpu"), seed=seed + 100,
-                                      batch_size=16)
-    out = {"recipes": [r for r, _ in drawn], "names": [name for _, name in drawn], "X": X,
-           "family_severity": fam_sev, "seconds": time.time() - t0}
-    os.makedirs(cache, exist_ok=True)
-    torch.save(out, key)
-    return out
+    n = min(n, len(split_files("test")))
+    drawn = compound_recipes(n, stride=1, seed=seed)
+    return _cached(cache, f"redraw-{seed}-test-{n}", lambda: _features(
+        [r for r, _ in drawn], seed + 100, print, names=[name for _, name in drawn], split="test", n=n))
 
 
 def main(argv=None):

